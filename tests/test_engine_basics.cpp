@@ -1,0 +1,128 @@
+// Foundation pieces that run without a GPU: error reporting of every library check,
+// move-only owners, the progress line, GPU-list parsing.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "engine/check.h"
+#include "engine/device.h"
+#include "engine/log.h"
+#include "engine/owners.h"
+#include "kernels/elementwise.h"
+#include "testing/test_util.h"
+
+namespace incept {
+namespace {
+
+std::string message_of(auto&& fn) {
+  try {
+    fn();
+  } catch (const CudaError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Check, CudaErrorNamesExpressionFileLineAndText) {
+  const std::string msg = message_of([] { CUDA_CHECK(cudaErrorInvalidValue); });
+  EXPECT_NE(msg.find("CUDA error"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cudaErrorInvalidValue"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("invalid argument"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("test_engine_basics.cpp:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(device "), std::string::npos) << msg;
+}
+
+TEST(Check, EveryLibraryReportsItsOwnText) {
+  EXPECT_NE(message_of([] { CUDNN_CHECK(CUDNN_STATUS_BAD_PARAM); }).find("cuDNN error: CUDNN_STATUS_BAD_PARAM"),
+            std::string::npos);
+  EXPECT_NE(message_of([] { CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE); })
+                .find("cuBLAS error: CUBLAS_STATUS_INVALID_VALUE"),
+            std::string::npos);
+  const std::string nccl = message_of([] { NCCL_CHECK(ncclInvalidArgument); });
+  EXPECT_NE(nccl.find("NCCL error"), std::string::npos) << nccl;
+  EXPECT_NE(nccl.find("ncclInvalidArgument"), std::string::npos) << nccl;
+  // Successful calls do not throw.
+  EXPECT_NO_THROW(CUDNN_CHECK(CUDNN_STATUS_SUCCESS));
+  EXPECT_NO_THROW(CUDA_CHECK(cudaSuccess));
+}
+
+int g_destroyed = 0;
+int fake_destroy(int) { return ++g_destroyed; }
+
+TEST(Owners, MoveOnlyHandleDestroysExactlyOnce) {
+  using H = UniqueHandle<int, fake_destroy>;
+  static_assert(!std::is_copy_constructible_v<H>);
+  static_assert(std::is_nothrow_move_constructible_v<H>);
+  g_destroyed = 0;
+  {
+    H a(7);
+    H b(std::move(a));
+    EXPECT_FALSE(a);
+    EXPECT_EQ(b.get(), 7);
+    H c;
+    c = std::move(b);
+    EXPECT_EQ(c.get(), 7);
+    EXPECT_EQ(g_destroyed, 0);
+    c = H(9);  // the old handle goes first
+    EXPECT_EQ(g_destroyed, 1);
+  }
+  EXPECT_EQ(g_destroyed, 2);
+}
+
+TEST(Owners, EmptyBuffersNeedNoDevice) {
+  DeviceBuffer d;
+  EXPECT_EQ(d.data(), nullptr);
+  DeviceBuffer moved(std::move(d));
+  EXPECT_EQ(moved.bytes(), 0u);
+  PinnedBuffer p;
+  EXPECT_EQ(p.span<float>().size(), 0u);
+}
+
+TEST(Progress, LineShowsCountPercentRateAndEta) {
+  Progress p("ingest", 1000, /*interval_s=*/3600);
+  p.update(250, "failures 2");
+  const std::string line = p.line("failures 2");
+  EXPECT_NE(line.find("ingest: 250/1000 (25.0%)"), std::string::npos) << line;
+  EXPECT_NE(line.find("/s"), std::string::npos) << line;
+  EXPECT_NE(line.find("ETA"), std::string::npos) << line;
+  EXPECT_NE(line.find("failures 2"), std::string::npos) << line;
+  EXPECT_GT(p.rate(), 0.0);
+}
+
+TEST(Progress, DurationsReadLikeAClock) {
+  EXPECT_EQ(format_duration(5), "5s");
+  EXPECT_EQ(format_duration(185), "3m05s");
+  EXPECT_EQ(format_duration(3 * 3600 + 120), "3h02m");
+  EXPECT_EQ(format_duration(-1), "?");
+}
+
+TEST(Device, GpuListParsingGivesClearErrors) {
+  EXPECT_TRUE(parse_gpu_list("none").empty());
+  try {
+    parse_gpu_list("x");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'x' is not a GPU index"), std::string::npos) << e.what();
+  }
+  const int n = gpu_count();
+  try {
+    parse_gpu_list(std::to_string(n));  // one past the last GPU
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_TRUE(m.find("does not exist") != std::string::npos || m.find("--gpus none") != std::string::npos) << m;
+  }
+  if (n == 0) {
+    EXPECT_FALSE(no_gpu_reason().empty());
+  }
+}
+
+TEST(Elementwise, AxpbyReference) {
+  std::vector<float> x{1, 2, 3}, y{10, 20, 30};
+  kernels::axpby_ref(3, 2.f, x.data(), 0.5f, y.data());
+  EXPECT_FLOAT_EQ(y[0], 7.f);
+  EXPECT_FLOAT_EQ(y[2], 21.f);
+}
+
+}  // namespace
+}  // namespace incept
