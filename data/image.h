@@ -1,0 +1,73 @@
+// 8-bit images (HWC, RGB or gray) and their codecs: JPEG through libjpeg-turbo (with a
+// scaled DCT decode when the caller needs far fewer pixels), PNG through libpng, and small
+// BMP/PPM readers. Every decoder reads the header first and refuses images above a pixel
+// limit before allocating, so a hostile or broken file can't exhaust memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/check.h"
+
+namespace incept::data {
+
+// A decoded image: HWC uint8, channels 3 (RGB order) or 1 (gray).
+struct Image {
+  int width = 0;
+  int height = 0;
+  int channels = 0;
+  std::vector<std::uint8_t> pixels;
+
+  Image() = default;
+  Image(int w, int h, int c) : width(w), height(h), channels(c), pixels(std::size_t(w) * h * c) {}
+  std::uint8_t* row(int y) { return pixels.data() + std::size_t(y) * width * channels; }
+  const std::uint8_t* row(int y) const { return pixels.data() + std::size_t(y) * width * channels; }
+  std::size_t size() const { return pixels.size(); }
+};
+
+// A file that is not a usable image (corrupt, truncated, unsupported, too large). The
+// message says what is wrong; callers add the file name or URL.
+class ImageError : public Error {
+ public:
+  using Error::Error;
+};
+
+enum class ImageFormat { kUnknown, kJpeg, kPng, kBmp, kPpm };
+const char* image_format_name(ImageFormat f);
+
+struct ImageInfo {
+  ImageFormat format = ImageFormat::kUnknown;
+  int width = 0;
+  int height = 0;
+};
+
+// Sniffs the magic bytes and reads only the header. Throws ImageError for an empty,
+// non-image or broken header.
+ImageInfo read_image_info(const std::uint8_t* data, std::size_t size);
+
+struct DecodeOptions {
+  int channels = 3;                       // 3: RGB (gray is replicated), 1: gray (luma)
+  std::int64_t max_pixels = 64'000'000;   // refused above this, before any allocation
+  // When both are > 0, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (in the DCT) as
+  // long as the result stays at least this large.
+  int min_width = 0;
+  int min_height = 0;
+};
+
+// Decodes a JPEG, PNG, BMP or PPM file held in memory. Throws ImageError.
+Image decode_image(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt = {});
+inline Image decode_image(const std::string& bytes, const DecodeOptions& opt = {}) {
+  return decode_image(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), opt);
+}
+
+// Baseline JPEG, 4:2:0 chroma for color (as PIL writes at quality 90), from RGB or gray.
+std::string encode_jpeg(const Image& img, int quality = 90);
+// PNG (8-bit RGB or gray); compression_level 0..9 (zlib), 6 = libpng's default.
+std::string encode_png(const Image& img, int compression_level = 3);
+
+// Color conversions: gray -> RGB by replication; RGB -> gray with 0.299/0.587/0.114.
+Image to_channels(Image img, int channels);
+
+}  // namespace incept::data

@@ -1,0 +1,26 @@
+// What --resume needs besides train.txt / val.txt: the options of the first run (a resume
+// with different sizes or encoding would mix records) and the running mean sums, saved after
+// every train commit together with the entry count they cover. If a crash fell between the
+// LMDB commit and the save, the sums are rebuilt from the records themselves.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "data/datum.h"
+#include "data/lmdb_writer.h"
+
+namespace incept::data {
+
+// <dir>/.ingest_state/options.json
+void save_resume_options(const std::string& dir, const nlohmann::json& options);
+// Throws incept::Error naming the first option that differs.
+void check_resume_options(const std::string& dir, const nlohmann::json& options);
+
+// <dir>/.ingest_state/mean_sums.bin (atomic replace).
+void save_mean_state(const std::string& dir, const MeanAccumulator& mean, std::int64_t db_entries);
+// Loads the sums if they cover exactly the records in `train_db`, else rebuilds them by
+// decoding every record (exact for png/none, within JPEG error for jpg).
+void restore_mean(const std::string& dir, const LmdbWriter& train_db, MeanAccumulator* mean);
+
+}  // namespace incept::data

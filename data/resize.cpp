@@ -1,0 +1,182 @@
+// Bilinear resize and DIGITS' fit modes (resize.h).
+#include "data/resize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <vector>
+
+namespace incept::data {
+namespace {
+
+constexpr int kPrecisionBits = 22;  // fixed-point weights: 255 * 2^22 fits in int32
+
+// Per output index: first source index, tap count, and fixed-point weights (sum 2^22).
+struct Taps {
+  std::vector<int> first;
+  std::vector<int> count;
+  std::vector<std::int32_t> weights;  // max_taps per output
+  int max_taps = 0;
+};
+
+Taps make_taps(int in, int out) {
+  const double scale = double(in) / out;
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = filter_scale;  // triangle of radius 1, stretched when shrinking
+  Taps t;
+  t.max_taps = int(std::ceil(support)) * 2 + 1;
+  t.first.resize(out);
+  t.count.resize(out);
+  t.weights.assign(std::size_t(out) * t.max_taps, 0);
+  std::vector<double> w(t.max_taps);
+  for (int o = 0; o < out; ++o) {
+    const double center = (o + 0.5) * scale;
+    const int lo = std::max(0, int(std::floor(center - support)));
+    const int hi = std::min(in, int(std::ceil(center + support)));
+    double sum = 0;
+    int n = 0;
+    for (int i = lo; i < hi && n < t.max_taps; ++i, ++n) {
+      const double x = std::fabs((i + 0.5 - center) / filter_scale);
+      w[n] = x < 1.0 ? 1.0 - x : 0.0;
+      sum += w[n];
+    }
+    t.first[o] = lo;
+    t.count[o] = n;
+    std::int32_t* dst = &t.weights[std::size_t(o) * t.max_taps];
+    std::int32_t total = 0;
+    for (int k = 0; k < n; ++k) total += dst[k] = std::int32_t(std::lround(w[k] / sum * (1 << kPrecisionBits)));
+    // Put the rounding remainder on the largest tap so flat areas stay exactly flat.
+    int big = int(std::max_element(dst, dst + n) - dst);
+    dst[big] += (1 << kPrecisionBits) - total;
+  }
+  return t;
+}
+
+inline std::uint8_t clamp_round(std::int32_t acc) {
+  acc = (acc + (1 << (kPrecisionBits - 1))) >> kPrecisionBits;
+  return std::uint8_t(acc < 0 ? 0 : acc > 255 ? 255 : acc);
+}
+
+void resize_rows(const Image& src, Image& dst, const Taps& t) {  // horizontal
+  const int c = src.channels;
+  for (int y = 0; y < src.height; ++y) {
+    const std::uint8_t* in = src.row(y);
+    std::uint8_t* out = dst.row(y);
+    for (int x = 0; x < dst.width; ++x) {
+      const std::int32_t* w = &t.weights[std::size_t(x) * t.max_taps];
+      const std::uint8_t* p = in + std::size_t(t.first[x]) * c;
+      for (int ch = 0; ch < c; ++ch) {
+        std::int32_t acc = 0;
+        for (int k = 0; k < t.count[x]; ++k) acc += w[k] * p[k * c + ch];
+        out[x * c + ch] = clamp_round(acc);
+      }
+    }
+  }
+}
+
+void resize_cols(const Image& src, Image& dst, const Taps& t) {  // vertical
+  const std::size_t row_len = std::size_t(src.width) * src.channels;
+  std::vector<std::int32_t> acc(row_len);
+  for (int y = 0; y < dst.height; ++y) {
+    std::fill(acc.begin(), acc.end(), 0);
+    const std::int32_t* w = &t.weights[std::size_t(y) * t.max_taps];
+    for (int k = 0; k < t.count[y]; ++k) {
+      const std::uint8_t* in = src.row(t.first[y] + k);
+      const std::int32_t wk = w[k];
+      for (std::size_t i = 0; i < row_len; ++i) acc[i] += wk * in[i];
+    }
+    std::uint8_t* out = dst.row(y);
+    for (std::size_t i = 0; i < row_len; ++i) out[i] = clamp_round(acc[i]);
+  }
+}
+
+// Copies src into dst at (x0, y0), cropping src where it overhangs dst.
+void blit(const Image& src, Image& dst, int x0, int y0) {
+  const int c = src.channels;
+  for (int y = 0; y < dst.height; ++y) {
+    const int sy = y - y0;
+    if (sy < 0 || sy >= src.height) continue;
+    const int xs = std::max(0, x0), xe = std::min(dst.width, x0 + src.width);
+    if (xe > xs) std::copy_n(src.row(sy) + std::size_t(xs - x0) * c, std::size_t(xe - xs) * c, dst.row(y) + xs * c);
+  }
+}
+
+int py_round(double v) { return int(std::nearbyint(v)); }  // round half to even, as Python 3
+
+}  // namespace
+
+ResizeMode parse_resize_mode(std::string_view name) {
+  if (name == "squash") return ResizeMode::kSquash;
+  if (name == "crop") return ResizeMode::kCrop;
+  if (name == "fill") return ResizeMode::kFill;
+  if (name == "half_crop") return ResizeMode::kHalfCrop;
+  throw Error(fmt::format("unknown resize mode '{}': use squash, crop, fill or half_crop", name));
+}
+
+const char* resize_mode_name(ResizeMode mode) {
+  switch (mode) {
+    case ResizeMode::kSquash: return "squash";
+    case ResizeMode::kCrop: return "crop";
+    case ResizeMode::kFill: return "fill";
+    case ResizeMode::kHalfCrop: return "half_crop";
+  }
+  return "?";
+}
+
+Extent resize_extent(int src_w, int src_h, int w, int h, ResizeMode mode) {
+  const double wr = double(src_w) / w, hr = double(src_h) / h;
+  if (mode == ResizeMode::kSquash || wr == hr) return {w, h};
+  Extent e;
+  if (mode == ResizeMode::kCrop) {
+    if (wr > hr) e = {py_round(src_w / hr), h};
+    else e = {w, py_round(src_h / wr)};
+  } else if (mode == ResizeMode::kFill) {
+    if (wr > hr) {
+      e = {w, py_round(src_h / wr)};
+      if ((h - e.height) % 2) ++e.height;
+    } else {
+      e = {py_round(src_w / hr), h};
+      if ((w - e.width) % 2) ++e.width;
+    }
+  } else {  // half_crop: the average of both ratios
+    const double r = (wr + hr) / 2;
+    e = {py_round(src_w / r), py_round(src_h / r)};
+    if (wr > hr && (h - e.height) % 2) ++e.height;
+    else if (wr < hr && (w - e.width) % 2) ++e.width;
+  }
+  e.width = std::max(1, e.width);
+  e.height = std::max(1, e.height);
+  return e;
+}
+
+Image resize_bilinear(const Image& src, int width, int height) {
+  if (src.width == width && src.height == height) return src;
+  Image tmp(width, src.height, src.channels);
+  if (src.width == width) tmp = src;
+  else resize_rows(src, tmp, make_taps(src.width, width));
+  if (src.height == height) return tmp;
+  Image out(width, height, src.channels);
+  resize_cols(tmp, out, make_taps(src.height, height));
+  return out;
+}
+
+Image fit_image(const Image& src, int width, int height, ResizeMode mode, std::uint64_t noise_seed) {
+  const Extent e = resize_extent(src.width, src.height, width, height, mode);
+  Image resized = resize_bilinear(src, e.width, e.height);
+  if (e.width == width && e.height == height) return resized;
+  Image out(width, height, src.channels);
+  if (e.width < width || e.height < height) {  // fill / half_crop pad with noise 0..254
+    std::uint64_t s = noise_seed * 0x9E3779B97F4A7C15ull + 1;
+    for (auto& v : out.pixels) {
+      s ^= s << 13, s ^= s >> 7, s ^= s << 17;  // xorshift64
+      v = std::uint8_t((s >> 24) % 255);
+    }
+  }
+  // Centre (Python's round((resized - target) / 2) for the crop offset).
+  const int x0 = e.width > width ? -py_round((e.width - width) / 2.0) : (width - e.width) / 2;
+  const int y0 = e.height > height ? -py_round((e.height - height) / 2.0) : (height - e.height) / 2;
+  blit(resized, out, x0, y0);
+  return out;
+}
+
+}  // namespace incept::data
