@@ -114,6 +114,7 @@ struct DataLayerSpec {
   int crop_size = 0;
   bool mirror = false;
   int batch_size = 0;
+  float scale = 1.f;  // transform_param.scale (LeNet: 0.0125)
 };
 
 struct NetSpec {

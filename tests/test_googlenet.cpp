@@ -1,0 +1,195 @@
+// DIGITS' GoogLeNet as planned by the engine: layer/conv counts, Caffe's spatial sizes, the
+// parameter counts with and without the auxiliary heads, fillers, stages, the concat slices,
+// and one forward+backward at 224x224 batch 2 on the CPU reference (seconds, not minutes).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "engine/cpu_net.h"
+#include "engine/fillers.h"
+#include "models/models.h"
+#include "testing/test_util.h"
+
+namespace incept {
+namespace {
+
+NetPlan plan(Stage stage, int classes, int batch = 2) {
+  PlanOptions o;
+  o.stage = stage;
+  o.batch = batch;
+  o.num_classes = classes;
+  return plan_net(models::googlenet(), o);
+}
+
+Nchw shape_of(const NetPlan& p, const std::string& blob) {
+  Nchw s = p.blobs[p.blob(blob)].shape;
+  s.n_stride = 0;
+  return s;
+}
+
+TEST(GoogLeNet, SpatialSizesAndChannels) {
+  const NetPlan p = plan(Stage::kTrain, 1000);
+  EXPECT_EQ(shape_of(p, "data"), (Nchw{2, 3, 224, 224}));
+  EXPECT_EQ(shape_of(p, "conv1/7x7_s2"), (Nchw{2, 64, 112, 112}));
+  EXPECT_EQ(shape_of(p, "pool1/3x3_s2"), (Nchw{2, 64, 56, 56}));
+  EXPECT_EQ(shape_of(p, "conv2/3x3"), (Nchw{2, 192, 56, 56}));
+  EXPECT_EQ(shape_of(p, "pool2/3x3_s2"), (Nchw{2, 192, 28, 28}));
+  EXPECT_EQ(shape_of(p, "inception_3a/output"), (Nchw{2, 256, 28, 28}));
+  EXPECT_EQ(shape_of(p, "inception_3b/output"), (Nchw{2, 480, 28, 28}));
+  EXPECT_EQ(shape_of(p, "pool3/3x3_s2"), (Nchw{2, 480, 14, 14}));
+  EXPECT_EQ(shape_of(p, "inception_4a/output"), (Nchw{2, 512, 14, 14}));
+  EXPECT_EQ(shape_of(p, "inception_4d/output"), (Nchw{2, 528, 14, 14}));
+  EXPECT_EQ(shape_of(p, "inception_4e/output"), (Nchw{2, 832, 14, 14}));
+  EXPECT_EQ(shape_of(p, "pool4/3x3_s2"), (Nchw{2, 832, 7, 7}));
+  EXPECT_EQ(shape_of(p, "inception_5b/output"), (Nchw{2, 1024, 7, 7}));
+  EXPECT_EQ(shape_of(p, "pool5/7x7_s1"), (Nchw{2, 1024, 1, 1}));
+  EXPECT_EQ(shape_of(p, "loss1/ave_pool"), (Nchw{2, 512, 4, 4}));
+  EXPECT_EQ(shape_of(p, "loss2/ave_pool"), (Nchw{2, 528, 4, 4}));
+  EXPECT_EQ(shape_of(p, "loss3/classifier"), (Nchw{2, 1000, 1, 1}));
+}
+
+TEST(GoogLeNet, ConvolutionAndParameterCounts) {
+  const NetPlan train = plan(Stage::kTrain, 1000);
+  const NetPlan deploy = plan(Stage::kDeploy, 1000, 1);
+  EXPECT_EQ(deploy.conv_count(), 57);
+  EXPECT_EQ(train.conv_count(), 59);  // + loss1/conv, loss2/conv
+  EXPECT_EQ(train.param_count(), 13378280);
+  EXPECT_EQ(deploy.param_count(), 6998552);
+  // The heads alone: conv 128 + fc 1024 + classifier, on 512 and 528 channels.
+  const std::int64_t head1 = 128 * 512 + 128 + 2048 * 1024 + 1024 + 1000 * 1024 + 1000;
+  const std::int64_t head2 = head1 + 128 * 16;
+  EXPECT_EQ(train.param_count() - deploy.param_count(), head1 + head2);
+  // Classifier size follows the dataset.
+  EXPECT_EQ(plan(Stage::kDeploy, 10, 1).param_count(), 6998552 - 990 * 1025);
+}
+
+TEST(GoogLeNet, StagesNamesAndFillers) {
+  const NetSpec spec = models::googlenet();
+  const NetPlan train = plan(Stage::kTrain, 5), val = plan(Stage::kVal, 5), deploy = plan(Stage::kDeploy, 5, 1);
+  auto outputs = [](const NetPlan& p) {
+    std::set<std::string> s;
+    for (const BlobPlan& b : p.blobs)
+      if (b.is_output) s.insert(b.name);
+    return s;
+  };
+  EXPECT_EQ(outputs(train), (std::set<std::string>{"loss1/loss", "loss2/loss", "loss"}));
+  EXPECT_EQ(outputs(val), (std::set<std::string>{"loss1/loss", "loss1/accuracy", "loss1/accuracy-top5",
+                                                 "loss2/loss", "loss2/accuracy", "loss2/accuracy-top5",
+                                                 "loss", "accuracy", "accuracy-top5"}));
+  EXPECT_EQ(outputs(deploy), (std::set<std::string>{"softmax"}));
+  EXPECT_EQ(train.layers[train.find_layer("loss1/loss")].loss_weight, 0.3f);
+  EXPECT_EQ(train.layers[train.find_layer("loss3/loss")].loss_weight, 1.0f);
+  EXPECT_EQ(std::get<DropoutParams>(spec.find("loss1/drop_fc")->params).ratio, 0.7f);
+  EXPECT_EQ(std::get<DropoutParams>(spec.find("pool5/drop_7x7_s1")->params).ratio, 0.4f);
+  EXPECT_TRUE(spec.find("pool5/drop_7x7_s1")->in_stage(Stage::kDeploy));
+  EXPECT_FALSE(spec.find("loss1/fc")->in_stage(Stage::kDeploy));
+  for (const ParamPlan& p : train.params) {
+    const bool bias = p.index == 1;
+    EXPECT_EQ(p.lr_mult, bias ? 2.f : 1.f) << p.layer;
+    EXPECT_EQ(p.decay_mult, bias ? 0.f : 1.f) << p.layer;
+    const bool classifier = p.layer.find("classifier") != std::string::npos;
+    if (bias) EXPECT_EQ(p.filler.value, classifier ? 0.f : 0.2f) << p.layer;
+    else EXPECT_EQ(p.filler.kind, FillerKind::kXavier) << p.layer;
+  }
+  // xavier: uniform in +-sqrt(3 / fan_in), std ignored.
+  std::vector<float> w(train.param_elems);
+  fill_params(train, 5, w.data());
+  const ParamPlan& c1 = train.params[0];
+  ASSERT_EQ(c1.layer, "conv1/7x7_s2");
+  const double bound = std::sqrt(3.0 / (3 * 7 * 7));
+  float mx = 0;
+  for (std::int64_t i = 0; i < c1.count; ++i) mx = std::max(mx, std::abs(w[c1.offset + i]));
+  EXPECT_LE(mx, bound);
+  EXPECT_GT(mx, 0.95 * bound);
+  EXPECT_EQ(w[train.params[1].offset], 0.2f);
+}
+
+TEST(GoogLeNet, BranchesAreSlicesOfTheConcat) {
+  const NetPlan p = plan(Stage::kTrain, 10);
+  const BlobPlan& out = p.blobs[p.blob("inception_4a/output")];
+  const std::int64_t hw = 14 * 14;
+  const char* branches[] = {"inception_4a/1x1", "inception_4a/3x3", "inception_4a/5x5", "inception_4a/pool_proj"};
+  const int c0[] = {0, 192, 192 + 208, 192 + 208 + 48};
+  for (int i = 0; i < 4; ++i) {
+    const BlobPlan& b = p.blobs[p.blob(branches[i])];
+    EXPECT_EQ(b.offset, out.offset + c0[i] * hw) << branches[i];
+    EXPECT_EQ(b.diff_offset, out.diff_offset + c0[i] * hw) << branches[i];
+    EXPECT_EQ(b.shape.nstride(), 512 * hw) << branches[i];
+  }
+  // Lifetime reuse saves a good part of the arena.
+  EXPECT_LT(p.activation_elems, p.unshared_elems * 9 / 10) << p.memory_summary();
+  std::printf("GoogLeNet train batch 2: %s\n", p.memory_summary().c_str());
+}
+
+TEST(GoogLeNet, CpuForwardBackwardAtBatch2) {
+  const int classes = 1000;
+  CpuNet<float> net(plan(Stage::kTrain, classes));
+  net.init_params(1);
+  net.set_dropout_seed(3);
+  const auto x = testing::random_floats(net.plan().blobs[net.plan().data_blob].shape.count(), 9, -50, 50);
+  std::copy(x.begin(), x.end(), net.data());
+  net.labels()[0] = 3;
+  net.labels()[1] = 999;
+  const auto t0 = std::chrono::steady_clock::now();
+  const float objective = net.forward(0);
+  const auto t1 = std::chrono::steady_clock::now();
+  net.zero_grads();
+  net.backward();
+  const auto t2 = std::chrono::steady_clock::now();
+  const double f = std::chrono::duration<double>(t1 - t0).count(), b = std::chrono::duration<double>(t2 - t1).count();
+  std::printf("GoogLeNet CPU batch 2: forward %.2f s, backward %.2f s\n", f, b);
+  EXPECT_LT(f + b, 60.0);
+  // Near-uniform predictions of the main classifier at initialisation (the auxiliary heads
+  // see dropout 0.7, scaled by 1/0.3, so their logits are larger).
+  EXPECT_NEAR(net.output("loss"), std::log(double(classes)), 1.0);
+  for (const char* name : {"loss1/loss", "loss2/loss"}) {
+    EXPECT_TRUE(std::isfinite(net.output(name))) << name;
+    EXPECT_GT(net.output(name), 0.f) << name;
+  }
+  EXPECT_NEAR(objective, net.output("loss") + 0.3f * (net.output("loss1/loss") + net.output("loss2/loss")), 1e-3);
+  // Every parameter blob got a gradient, all finite.
+  for (std::size_t p = 0; p < net.plan().params.size(); ++p) {
+    const ParamPlan& pp = net.plan().params[p];
+    double sum = 0;
+    bool finite = true;
+    for (std::int64_t i = 0; i < pp.count; ++i) {
+      finite = finite && std::isfinite(net.grad(int(p))[i]);
+      sum += std::abs(net.grad(int(p))[i]);
+    }
+    EXPECT_TRUE(finite) << pp.layer;
+    EXPECT_GT(sum, 0.0) << pp.layer << " " << pp.index;
+  }
+}
+
+// The forward-only (val) plan reuses memory far more aggressively than the training plan;
+// with dropout off both must compute the same losses from the same parameters.
+TEST(GoogLeNet, ValPlanMatchesTrainPlanWithoutDropout) {
+  NetSpec spec = models::googlenet();
+  for (LayerSpec& l : spec.layers)
+    if (auto* d = std::get_if<DropoutParams>(&l.params)) d->ratio = 0.f;
+  PlanOptions o;
+  o.batch = 1;
+  o.num_classes = 7;
+  CpuNet<float> train(plan_net(spec, o));
+  o.stage = Stage::kVal;
+  CpuNet<float> val(plan_net(spec, o));
+  ASSERT_EQ(train.plan().param_elems, val.plan().param_elems);
+  EXPECT_LT(val.plan().activation_elems, train.plan().activation_elems / 2);
+  train.init_params(2);
+  std::copy(train.params().begin(), train.params().end(), val.params().begin());
+  const auto x = testing::random_floats(3 * 224 * 224, 4, -100, 100);
+  std::copy(x.begin(), x.end(), train.data());
+  std::copy(x.begin(), x.end(), val.data());
+  train.labels()[0] = val.labels()[0] = 6;
+  train.forward();
+  val.forward();
+  for (const char* name : {"loss1/loss", "loss2/loss", "loss"})
+    EXPECT_NEAR(train.output(name), val.output(name), 1e-4 * std::abs(val.output(name))) << name;
+  EXPECT_GE(val.output("accuracy-top5"), val.output("accuracy"));
+}
+
+}  // namespace
+}  // namespace incept
