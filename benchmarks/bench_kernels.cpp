@@ -1,0 +1,320 @@
+// Per-kernel micro-benchmark of the GPU path at GoogLeNet's real shapes (batch 128 by
+// default): every hand-written kernel (GB/s against the measured copy bandwidth) and every
+// cuDNN convolution of the net, forward / backward data / backward filter (TFLOP/s against
+// the measured cuBLAS GEMM rate), in fp32 and bf16. Each number is the median of >= 20
+// CUDA-event-timed samples after warm-up; a sample times several back-to-back launches.
+// Inception branches write into their channel slice of the concat output, as in the net.
+//
+//   bench_kernels [--batch 128] [--samples 20] [--dtype fp32,bf16] [--skip-conv]
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/cudnn_conv.h"
+#include "engine/device.h"
+#include "engine/gpu_fc.h"
+#include "kernels/bias_relu_gpu.h"
+#include "kernels/dropout_gpu.h"
+#include "kernels/input_transform_gpu.h"
+#include "kernels/lrn_gpu.h"
+#include "kernels/pool_gpu.h"
+#include "kernels/sgd_gpu.h"
+#include "kernels/softmax_loss_gpu.h"
+
+using namespace incept;
+using kernels::DType;
+using bf16 = __nv_bfloat16;
+
+namespace {
+
+int g_samples = 20;
+
+// Median ms of one call of fn (each sample times `inner` calls).
+float time_ms(cudaStream_t s, const std::function<void()>& fn, int inner = 5) {
+  Event a = make_event(), b = make_event();
+  for (int i = 0; i < 3; ++i) fn();
+  std::vector<float> t;
+  for (int k = 0; k < g_samples; ++k) {
+    CUDA_CHECK(cudaEventRecord(a, s));
+    for (int i = 0; i < inner; ++i) fn();
+    CUDA_CHECK(cudaEventRecord(b, s));
+    CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms / inner);
+  }
+  std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+  return t[t.size() / 2];
+}
+
+// Random device data (uniform [-1, 1), a 1M-value pattern repeated) so nothing runs on zeros.
+void fill_random(DeviceBuffer& b, DType t, unsigned seed) {
+  const std::size_t n = b.bytes() / kernels::dtype_size(t);
+  std::vector<float> h(std::min<std::size_t>(n, 1 << 20));
+  unsigned s = seed * 2654435761u + 1;
+  for (auto& v : h) v = ((s = s * 1664525u + 1013904223u) >> 8) * (2.f / 16777216.f) - 1.f;
+  std::vector<std::uint16_t> hb(h.size());
+  for (std::size_t i = 0; i < h.size(); ++i) hb[i] = kernels::f32_to_bf16_bits(h[i]);
+  const std::size_t es = kernels::dtype_size(t);
+  for (std::size_t off = 0; off < n; off += h.size()) {
+    const std::size_t cnt = std::min(h.size(), n - off);
+    CUDA_CHECK(cudaMemcpy(b.as<char>() + off * es, t == DType::kF32 ? (void*)h.data() : (void*)hb.data(), cnt * es,
+                          cudaMemcpyHostToDevice));
+  }
+}
+
+struct Ceilings {
+  double copy_gbs = 0;     // device-to-device copy, bytes read + written
+  double gemm_tflops = 0;  // cuBLAS GEMM 8192^3 in the dtype
+};
+
+Ceilings measure_ceilings(cudaStream_t s, DType t) {
+  Ceilings c;
+  const std::size_t bytes = std::size_t(2) << 30;
+  DeviceBuffer a(bytes), b(bytes);
+  fill_random(a, DType::kF32, 1);
+  const float ms = time_ms(s, [&] { CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s)); }, 2);
+  c.copy_gbs = 2.0 * bytes / (ms * 1e6);
+  const int n = 8192;
+  DeviceBuffer x(std::size_t(n) * n * kernels::dtype_size(t)), y(x.bytes()), z(x.bytes());
+  fill_random(x, t, 2);
+  fill_random(y, t, 3);
+  GpuFc fc(FcShape{n, n, n}, t);
+  CublasHandle h = make_cublas();
+  CUBLAS_CHECK(cublasSetStream(h, s));
+  const float gms = time_ms(s, [&] { fc.forward(h, x.data(), y.data(), nullptr, false, z.data()); }, 2);
+  c.gemm_tflops = 2.0 * n * n * double(n) / (gms * 1e9);
+  return c;
+}
+
+void row(const char* name, const char* dt, float ms, double bytes, double flops, const Ceilings& c) {
+  if (flops > 0)
+    std::printf("%-46s %-5s %9.4f ms %8.1f TFLOP/s (%4.0f%% of gemm)\n", name, dt, ms, flops / (ms * 1e9),
+                100.0 * flops / (ms * 1e9) / c.gemm_tflops);
+  else
+    std::printf("%-46s %-5s %9.4f ms %8.1f GB/s    (%4.0f%% of copy)\n", name, dt, ms, bytes / (ms * 1e6),
+                100.0 * bytes / (ms * 1e6) / c.copy_gbs);
+}
+
+template <typename T>
+void bench_hand_written(cudaStream_t s, int nb, const Ceilings& c) {
+  const DType t = kernels::DTypeOf<T>::value;
+  const char* dt = kernels::dtype_name(t);
+  const double es = sizeof(T);
+  DeviceBuffer a(std::size_t(nb) * 64 * 112 * 112 * es * 2), b(a.bytes()), d(a.bytes()), e(a.bytes());
+  fill_random(a, t, 4);
+  fill_random(b, t, 5);
+  fill_random(d, t, 6);
+  DeviceBuffer bias(4096 * es), mask(std::size_t(nb) * 64 * 56 * 56 * 4), scale(std::size_t(nb) * 192 * 56 * 56 * 4);
+  fill_random(bias, t, 7);
+  char name[128];
+  for (Nchw sh : {Nchw{nb, 64, 112, 112}, Nchw{nb, 128, 28, 28}, Nchw{nb, 384, 7, 7}}) {
+    std::snprintf(name, sizeof name, "bias_relu_fwd %dx%dx%d", sh.c, sh.h, sh.w);
+    row(name, dt, time_ms(s, [&] { kernels::bias_relu_fwd(sh, bias.as<T>(), true, a.as<T>(), s); }), 2.0 * sh.count() * es, 0, c);
+    std::snprintf(name, sizeof name, "relu_bias_bwd %dx%dx%d", sh.c, sh.h, sh.w);
+    row(name, dt, time_ms(s, [&] { kernels::relu_bias_bwd(sh, a.as<T>(), b.as<T>(), true, d.as<T>(), bias.as<T>(), s); }),
+        3.0 * sh.count() * es, 0, c);
+  }
+  const LrnGeom lg;
+  for (Nchw sh : {Nchw{nb, 64, 56, 56}, Nchw{nb, 192, 56, 56}}) {
+    for (bool store : {true, false}) {
+      float* sc = store ? scale.as<float>() : nullptr;
+      std::snprintf(name, sizeof name, "lrn_fwd %dx%dx%d scale %s", sh.c, sh.h, sh.w, store ? "stored" : "none");
+      row(name, dt, time_ms(s, [&] { kernels::lrn_fwd(sh, a.as<T>(), lg, sh, b.as<T>(), sc, s); }),
+          sh.count() * (2.0 * es + (store ? 4 : 0)), 0, c);
+      std::snprintf(name, sizeof name, "lrn_bwd %dx%dx%d scale %s", sh.c, sh.h, sh.w, store ? "stored" : "recomputed");
+      row(name, dt, time_ms(s, [&] { kernels::lrn_bwd(sh, a.as<T>(), sh, b.as<T>(), d.as<T>(), sc, lg, e.as<T>(), false, s); }),
+          sh.count() * (4.0 * es + (store ? 4 : 0)), 0, c);
+    }
+  }
+  struct P { const char* label; Nchw x; PoolGeom g; };
+  auto pg = [](PoolMethod m, int k, int st, int p) {
+    PoolGeom g;
+    g.method = m, g.kernel_h = g.kernel_w = k, g.stride_h = g.stride_w = st, g.pad_h = g.pad_w = p;
+    return g;
+  };
+  const P pools[] = {
+      {"pool1 max 3/2 112->56", {nb, 64, 112, 112}, pg(PoolMethod::kMax, 3, 2, 0)},
+      {"pool2 max 3/2 56->28", {nb, 192, 56, 56}, pg(PoolMethod::kMax, 3, 2, 0)},
+      {"3a/pool max 3/1 p1 28", {nb, 192, 28, 28}, pg(PoolMethod::kMax, 3, 1, 1)},
+      {"pool3 max 3/2 28->14", {nb, 480, 28, 28}, pg(PoolMethod::kMax, 3, 2, 0)},
+      {"4x/pool max 3/1 p1 14", {nb, 512, 14, 14}, pg(PoolMethod::kMax, 3, 1, 1)},
+      {"pool4 max 3/2 14->7", {nb, 832, 14, 14}, pg(PoolMethod::kMax, 3, 2, 0)},
+      {"aux ave 5/3 14->4", {nb, 528, 14, 14}, pg(PoolMethod::kAve, 5, 3, 0)},
+      {"pool5 ave 7/1 7->1", {nb, 1024, 7, 7}, pg(PoolMethod::kAve, 7, 1, 0)},
+  };
+  for (const P& p : pools) {
+    const Nchw ys = kernels::pool_output_shape(p.x, p.g);
+    std::int32_t* m = p.g.method == PoolMethod::kMax ? mask.as<std::int32_t>() : nullptr;
+    const double mbytes = m ? 4.0 * ys.count() : 0;
+    std::snprintf(name, sizeof name, "pool_fwd %s", p.label);
+    row(name, dt, time_ms(s, [&] { kernels::pool_fwd(p.x, a.as<T>(), p.g, ys, b.as<T>(), m, s); }),
+        (p.x.count() + ys.count()) * es + mbytes, 0, c);
+    std::snprintf(name, sizeof name, "pool_bwd %s", p.label);
+    row(name, dt, time_ms(s, [&] { kernels::pool_bwd(p.x, p.g, ys, b.as<T>(), m, d.as<T>(), false, s); }),
+        (p.x.count() + ys.count()) * es + mbytes, 0, c);
+  }
+  // classifier-side kernels
+  DeviceBuffer labels(nb * 4), rows(nb * 4), loss(4), step(8);
+  CUDA_CHECK(cudaMemset(labels.data(), 0, nb * 4));
+  row("softmax_xent_fwd+bwd 1000 classes", dt, time_ms(s, [&] {
+        kernels::softmax_xent_fwd(nb, 1000, a.as<T>(), labels.as<std::int32_t>(), 1.f, rows.as<float>(), loss.as<float>(),
+                                  b.as<T>(), s);
+      }), 2.0 * nb * 1000 * es, 0, c);
+  row("accuracy top-5 1000 classes", dt, time_ms(s, [&] {
+        kernels::accuracy_fwd(nb, 1000, a.as<T>(), labels.as<std::int32_t>(), 5, rows.as<float>(), loss.as<float>(), s);
+      }), 1.0 * nb * 1000 * es, 0, c);
+  const Nchw ds{nb, 1024, 1, 1};
+  row("dropout_fwd 1024", dt, time_ms(s, [&] {
+        kernels::dropout_fwd(ds, a.as<T>(), 0.4f, ref::DropoutKey{1, 2, 3}, nullptr, b.as<T>(), s);
+      }), 2.0 * ds.count() * es, 0, c);
+  // input transform: 256x256 HWC bytes -> 224 crop
+  DeviceBuffer src(std::size_t(nb) * 256 * 256 * 3), params(nb * sizeof(kernels::CropParams)), mean(3 * 256 * 256 * 4);
+  fill_random(src, DType::kF32, 8);
+  std::vector<kernels::CropParams> hp(nb);
+  for (int i = 0; i < nb; ++i) hp[i] = {i % 33, (i * 7) % 33, i & 1};
+  params.upload(hp.data(), params.bytes());
+  fill_random(mean, DType::kF32, 9);
+  kernels::InputTransform it;
+  it.mean_image = mean.as<float>();
+  const Nchw is{nb, 3, 224, 224};
+  row("input_transform 256 HWC u8 -> 224 crop", dt, time_ms(s, [&] {
+        kernels::input_transform_fwd(it, src.as<std::uint8_t>(), params.as<kernels::CropParams>(), is, a.as<T>(), s);
+      }), is.count() * (1.0 + 4.0 + es), 0, c);
+}
+
+void bench_sgd(cudaStream_t s, const Ceilings& c) {
+  // GoogLeNet's 13,378,280 parameters as 124 segments (weights lr 1 / decay 1, biases 2 / 0).
+  const std::int64_t total = 13'378'280;
+  std::vector<kernels::SgdSegment> segs;
+  std::int64_t off = 0;
+  for (int i = 0; i < 62; ++i) {
+    const std::int64_t wn = total / 62 - 256, bn = 256;
+    segs.push_back({off, wn, 1.f, 1.f});
+    segs.push_back({off + wn, i == 61 ? total - off - wn : bn, 2.f, 0.f});
+    off += wn + bn;
+  }
+  DeviceBuffer d_segs(segs.size() * sizeof segs[0]), p(sizeof(kernels::SgdStepParams)), w(total * 4), h(total * 4),
+      g(total * 4), lp(total * 2);
+  d_segs.upload(segs.data(), d_segs.bytes());
+  const kernels::SgdStepParams sp{0.01f, 0.9f, 2e-4f, 1.f};
+  p.upload(&sp, sizeof sp);
+  fill_random(w, DType::kF32, 10);
+  fill_random(h, DType::kF32, 11);
+  fill_random(g, DType::kF32, 12);
+  row("sgd_update 13.4M params fp32 grads", "fp32", time_ms(s, [&] {
+        kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), total, p.as<kernels::SgdStepParams>(),
+                            g.as<float>(), w.as<float>(), h.as<float>(), nullptr, s);
+      }), total * 20.0, 0, c);
+  row("sgd_update 13.4M params bf16 grads+copy", "bf16", time_ms(s, [&] {
+        kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), total, p.as<kernels::SgdStepParams>(),
+                            g.as<bf16>(), w.as<float>(), h.as<float>(), lp.as<bf16>(), s);
+      }), total * 20.0, 0, c);
+}
+
+// GoogLeNet's convolutions: (name, Cin, H, K, R, stride, pad, concat C total, channel offset).
+struct ConvSpec { std::string name; int c, h, k, r, s, p, y_total, y_c0; };
+
+std::vector<ConvSpec> googlenet_convs() {
+  std::vector<ConvSpec> v = {{"conv1/7x7_s2", 3, 224, 64, 7, 2, 3, 64, 0},
+                             {"conv2/3x3_reduce", 64, 56, 64, 1, 1, 0, 64, 0},
+                             {"conv2/3x3", 64, 56, 192, 3, 1, 1, 192, 0}};
+  struct M { const char* n; int cin, h, c1, c3r, c3, c5r, c5, pp; };
+  const M mods[] = {{"3a", 192, 28, 64, 96, 128, 16, 32, 32},     {"3b", 256, 28, 128, 128, 192, 32, 96, 64},
+                    {"4a", 480, 14, 192, 96, 208, 16, 48, 64},    {"4b", 512, 14, 160, 112, 224, 24, 64, 64},
+                    {"4c", 512, 14, 128, 128, 256, 24, 64, 64},   {"4d", 512, 14, 112, 144, 288, 32, 64, 64},
+                    {"4e", 528, 14, 256, 160, 320, 32, 128, 128}, {"5a", 832, 7, 256, 160, 320, 32, 128, 128},
+                    {"5b", 832, 7, 384, 192, 384, 48, 128, 128}};
+  for (const M& m : mods) {
+    const int tot = m.c1 + m.c3 + m.c5 + m.pp;
+    const std::string p = std::string("inception_") + m.n + "/";
+    v.push_back({p + "1x1", m.cin, m.h, m.c1, 1, 1, 0, tot, 0});
+    v.push_back({p + "3x3_reduce", m.cin, m.h, m.c3r, 1, 1, 0, m.c3r, 0});
+    v.push_back({p + "3x3", m.c3r, m.h, m.c3, 3, 1, 1, tot, m.c1});
+    v.push_back({p + "5x5_reduce", m.cin, m.h, m.c5r, 1, 1, 0, m.c5r, 0});
+    v.push_back({p + "5x5", m.c5r, m.h, m.c5, 5, 1, 2, tot, m.c1 + m.c3});
+    v.push_back({p + "pool_proj", m.cin, m.h, m.pp, 1, 1, 0, tot, m.c1 + m.c3 + m.c5});
+  }
+  v.push_back({"loss1/conv", 512, 4, 128, 1, 1, 0, 128, 0});
+  v.push_back({"loss2/conv", 528, 4, 128, 1, 1, 0, 128, 0});
+  return v;
+}
+
+void bench_convs(cudaStream_t s, int nb, DType t, const Ceilings& c) {
+  CudnnHandle h = make_cudnn();
+  CUDNN_CHECK(cudnnSetStream(h, s));
+  const std::size_t ws_limit = std::size_t(512) << 20;
+  DeviceBuffer ws(ws_limit);
+  const double es = kernels::dtype_size(t);
+  DeviceBuffer x(std::size_t(nb) * 832 * 28 * 28 * es), y(std::size_t(nb) * 64 * 112 * 112 * es),
+      w(std::size_t(832) * 384 * 9 * es), bias(1024 * es);
+  fill_random(x, t, 13);
+  fill_random(y, t, 14);
+  fill_random(w, t, 15);
+  fill_random(bias, t, 16);
+  double tot_ms = 0, tot_flops = 0;
+  std::size_t ws_max = 0;
+  for (const ConvSpec& cs : googlenet_convs()) {
+    ConvGeom g;
+    g.num_output = cs.k, g.kernel_h = g.kernel_w = cs.r, g.stride_h = g.stride_w = cs.s, g.pad_h = g.pad_w = cs.p;
+    const Nchw xs{nb, cs.c, cs.h, cs.h};
+    const Nchw yd = CudnnConv::output_shape(xs, g);
+    const Nchw ys{nb, cs.k, yd.h, yd.w, std::int64_t(cs.y_total) * yd.h * yd.w};
+    void* yp = y.as<char>() + std::size_t(cs.y_c0) * yd.h * yd.w * std::size_t(es);
+    ConvPlanOptions opt;
+    opt.dtype = t;
+    CudnnConv conv(xs, g, ys, opt);
+    conv.choose_algorithms(h, x.data(), w.data(), yp, bias.data(), ws.data(), ws.bytes());
+    ws_max = std::max(ws_max, conv.workspace_bytes());
+    const double flops = 2.0 * yd.count() * cs.c * cs.r * cs.r;
+    const float f = time_ms(s, [&] { conv.forward_bias_relu(h, x.data(), w.data(), bias.data(), yp, ws.data(), ws.bytes()); });
+    const float dd = cs.c == 3 ? 0.f : time_ms(s, [&] { conv.backward_data(h, w.data(), yp, x.data(), ws.data(), ws.bytes()); });
+    const float dw = time_ms(s, [&] { conv.backward_filter(h, x.data(), yp, w.data(), ws.data(), ws.bytes()); });
+    std::printf("%-28s %-4s fwd+bias+relu %7.4f ms (%5.1f TF/s) dgrad %7.4f ms (%5.1f) wgrad %7.4f ms (%5.1f)  algos %d/%d/%d%s\n",
+                cs.name.c_str(), kernels::dtype_name(t), f, flops / (f * 1e9), dd, dd > 0 ? flops / (dd * 1e9) : 0.0, dw,
+                flops / (dw * 1e9), conv.fwd_choice().algo, conv.bwd_data_choice().algo, conv.bwd_filter_choice().algo,
+                conv.fused_bias_relu() ? " fused" : "");
+    tot_ms += f + dd + dw;
+    tot_flops += flops * (cs.c == 3 ? 2 : 3);
+  }
+  std::printf("ALL CONVS %s batch %d: %.3f ms per step (fwd+dgrad+wgrad), %.1f TFLOP/s effective (%.0f%% of gemm), "
+              "workspace max %.1f MiB\n",
+              kernels::dtype_name(t), nb, tot_ms, tot_flops / (tot_ms * 1e9), 100 * tot_flops / (tot_ms * 1e9) / c.gemm_tflops,
+              ws_max / 1048576.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Per-kernel GPU benchmark at GoogLeNet's shapes"};
+  int batch = 128;
+  std::string dtypes = "fp32,bf16";
+  bool skip_conv = false;
+  app.add_option("--batch", batch, "batch size");
+  app.add_option("--samples", g_samples, "timed samples per kernel (median reported, >= 20)");
+  app.add_option("--dtype", dtypes, "fp32,bf16");
+  app.add_flag("--skip-conv", skip_conv, "hand-written kernels only");
+  CLI11_PARSE(app, argc, argv);
+  if (gpu_count() == 0) {
+    std::fprintf(stderr, "bench_kernels: %s\n", no_gpu_reason().c_str());
+    return 1;
+  }
+  g_samples = std::max(g_samples, 20);
+  std::printf("GPU: %s  batch %d  samples %d (median)\n", describe_gpu(0).c_str(), batch, g_samples);
+  Stream s = make_stream();
+  for (const char* dn : {"fp32", "bf16"}) {
+    if (dtypes.find(dn) == std::string::npos) continue;
+    const DType t = std::string(dn) == "fp32" ? DType::kF32 : DType::kBF16;
+    const Ceilings c = measure_ceilings(s, t);
+    std::printf("== %s: ceilings: copy %.0f GB/s (read+write), cuBLAS GEMM 8192^3 %.1f TFLOP/s\n", dn, c.copy_gbs,
+                c.gemm_tflops);
+    if (t == DType::kF32) bench_hand_written<float>(s, batch, c), bench_sgd(s, c);
+    else bench_hand_written<bf16>(s, batch, c);
+    if (!skip_conv) bench_convs(s, batch, t, c);
+  }
+  return 0;
+}

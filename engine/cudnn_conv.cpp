@@ -1,0 +1,244 @@
+// cuDNN convolution of one layer (cudnn_conv.h): descriptors, measured algorithm choice,
+// and the forward / backward calls of a step.
+#include "engine/cudnn_conv.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "kernels/bias_relu_gpu.h"
+
+namespace incept {
+
+using kernels::DType;
+
+cudnnDataType_t cudnn_dtype(DType t) {
+  return t == DType::kF32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_BFLOAT16;
+}
+
+void set_nchw_desc(cudnnTensorDescriptor_t d, const Nchw& s, DType t) {
+  const int hw = s.h * s.w;
+  CUDNN_CHECK(cudnnSetTensor4dDescriptorEx(d, cudnn_dtype(t), s.n, s.c, s.h, s.w,
+                                           static_cast<int>(s.nstride()), hw, s.w, 1));
+}
+
+Nchw CudnnConv::output_shape(const Nchw& x, const ConvGeom& g) {
+  return Nchw{x.n, g.num_output, conv_out_dim(x.h, g.kernel_h, g.stride_h, g.pad_h),
+              conv_out_dim(x.w, g.kernel_w, g.stride_w, g.pad_w)};
+}
+
+CudnnConv::CudnnConv(const Nchw& x, const ConvGeom& g, const Nchw& y, const ConvPlanOptions& opt)
+    : x_(x), y_(y), g_(g), opt_(opt) {
+  const Nchw want = output_shape(x, g);
+  if (want.n != y.n || want.c != y.c || want.h != y.h || want.w != y.w)
+    throw Error("CudnnConv: output view does not match the convolution's output shape");
+  x_desc_ = make_tensor_desc();
+  y_desc_ = make_tensor_desc();
+  bias_desc_ = make_tensor_desc();
+  w_desc_ = make_filter_desc();
+  set_nchw_desc(x_desc_, x, opt.dtype);
+  set_nchw_desc(y_desc_, y, opt.dtype);
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias_desc_, CUDNN_TENSOR_NCHW, cudnn_dtype(opt.dtype), 1,
+                                         g.num_output, 1, 1));
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, cudnn_dtype(opt.dtype), CUDNN_TENSOR_NCHW,
+                                         g.num_output, x.c, g.kernel_h, g.kernel_w));
+  for (ConvDesc* d : {&fwd_desc_, &bwd_data_desc_, &bwd_filter_desc_}) {
+    *d = make_conv_desc();
+    // fp32 accumulation for both dtypes (bf16 tensors, fp32 compute).
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(*d, g.pad_h, g.pad_w, g.stride_h, g.stride_w, 1, 1,
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  }
+  const cudnnMathType_t math = opt.dtype == DType::kBF16 ? CUDNN_TENSOR_OP_MATH
+                               : opt.allow_tf32        ? CUDNN_DEFAULT_MATH
+                                                       : CUDNN_FMA_MATH;
+  fwd_.math = bwd_data_.math = bwd_filter_.math = math;
+  apply_math(fwd_desc_, math);
+  apply_math(bwd_data_desc_, math);
+  apply_math(bwd_filter_desc_, math);
+  cudnnActivationDescriptor_t a = nullptr;
+  CUDNN_CHECK(cudnnCreateActivationDescriptor(&a));
+  relu_desc_ = ActivationDesc(a);
+  CUDNN_CHECK(cudnnSetActivationDescriptor(relu_desc_, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+}
+
+void CudnnConv::apply_math(cudnnConvolutionDescriptor_t d, cudnnMathType_t m) const {
+  // FMA math (no TF32) in fp32 unless TF32 was asked for: a measured tensor-op algorithm is
+  // only accepted for fp32 when allow_tf32 is set (see the filters in choose_algorithms).
+  CUDNN_CHECK(cudnnSetConvolutionMathType(d, m));
+}
+
+namespace {
+
+// The first acceptable result of a Find/Get list (sorted fastest first by cuDNN).
+template <typename Perf>
+bool pick(const Perf* perf, int n, std::size_t limit, bool fp32_strict, bool deterministic,
+          ConvAlgoChoice* out, bool measured) {
+  for (int i = 0; i < n; ++i) {
+    const Perf& p = perf[i];
+    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
+    if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
+    const bool tensor_op =
+        p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    if (fp32_strict && tensor_op) continue;
+    out->algo = static_cast<int>(p.algo);
+    // Strict fp32 searched with FMA math on the descriptor: keep it FMA whatever is reported.
+    out->math = fp32_strict ? CUDNN_FMA_MATH : p.mathType;
+    out->workspace = p.memory;
+    out->time_ms = measured ? p.time : -1.f;
+    return true;
+  }
+  return false;
+}
+
+float time_ms(cudaStream_t s, int reps, auto&& fn) {
+  Event a = make_event(), b = make_event();
+  for (int i = 0; i < 2; ++i) fn();
+  CUDA_CHECK(cudaEventRecord(a, s));
+  for (int i = 0; i < reps; ++i) fn();
+  CUDA_CHECK(cudaEventRecord(b, s));
+  CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  return ms / reps;
+}
+
+}  // namespace
+
+void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, void* bias,
+                                  void* ws, std::size_t ws_bytes) {
+  const std::size_t limit = std::min(opt_.workspace_limit, ws_bytes);
+  const bool strict = opt_.dtype == DType::kF32 && !opt_.allow_tf32;
+  constexpr int kMax = 16;
+  int found = 0;
+  {
+    cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+    if (opt_.measure)
+      CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x_desc_, x, w_desc_, w, fwd_desc_, y_desc_,
+                                                         y, kMax, &found, perf, ws, limit));
+    else
+      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x_desc_, w_desc_, fwd_desc_, y_desc_, kMax,
+                                                         &found, perf));
+    if (!pick(perf, found, limit, strict, opt_.deterministic, &fwd_, opt_.measure))
+      throw CudaError("cuDNN found no forward algorithm for this convolution");
+  }
+  {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+    if (opt_.measure)
+      CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w_desc_, w, y_desc_, y, bwd_data_desc_,
+                                                              x_desc_, x, kMax, &found, perf, ws, limit));
+    else
+      CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w_desc_, y_desc_, bwd_data_desc_, x_desc_,
+                                                              kMax, &found, perf));
+    if (!pick(perf, found, limit, strict, opt_.deterministic, &bwd_data_, opt_.measure))
+      throw CudaError("cuDNN found no backward-data algorithm for this convolution");
+  }
+  {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
+    if (opt_.measure)
+      CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, x_desc_, x, y_desc_, y,
+                                                                bwd_filter_desc_, w_desc_, w, kMax, &found,
+                                                                perf, ws, limit));
+    else
+      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x_desc_, y_desc_, bwd_filter_desc_,
+                                                                w_desc_, kMax, &found, perf));
+    if (!pick(perf, found, limit, strict, opt_.deterministic, &bwd_filter_, opt_.measure))
+      throw CudaError("cuDNN found no backward-filter algorithm for this convolution");
+  }
+  apply_math(fwd_desc_, fwd_.math);
+  apply_math(bwd_data_desc_, bwd_data_.math);
+  apply_math(bwd_filter_desc_, bwd_filter_.math);
+  chosen_ = true;
+
+  // Fused bias+ReLU: cuDNN's legacy fused call runs only IMPLICIT_PRECOMP_GEMM, which may be
+  // slower than the best plain algorithm plus our bias_relu kernel, so both are timed.
+  fused_ = false;
+  fused_ms_ = unfused_ms_ = -1.f;
+  if (!opt_.try_fused_bias_relu || bias == nullptr || !opt_.measure) return;
+  cudaStream_t s = nullptr;
+  CUDNN_CHECK(cudnnGetStream(h, &s));
+  std::size_t fws = 0;
+  if (cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_, w_desc_, fwd_desc_, y_desc_,
+                                              CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                                              &fws) != CUDNN_STATUS_SUCCESS ||
+      fws > limit)
+    return;
+  const float one = 1.f, zero = 0.f;
+  auto fused_call = [&] {
+    return cudnnConvolutionBiasActivationForward(
+        h, &one, x_desc_, x, w_desc_, w, fwd_desc_, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, ws,
+        fws, &zero, y_desc_, y, bias_desc_, bias, relu_desc_, y_desc_, y);
+  };
+  if (fused_call() != CUDNN_STATUS_SUCCESS) {
+    cudaGetLastError();
+    return;  // this dtype/layout has no fused kernel: conv + bias_relu kernel
+  }
+  fused_ms_ = time_ms(s, 10, [&] { CUDNN_CHECK(fused_call()); });
+  unfused_ms_ = time_ms(s, 10, [&] { forward_bias_relu(h, x, w, bias, y, ws, limit); });
+  fused_ = fused_ms_ < unfused_ms_;
+  if (fused_) fwd_fused_ws_ = fws;
+}
+
+std::size_t CudnnConv::workspace_bytes() const {
+  return std::max({fwd_.workspace, bwd_data_.workspace, bwd_filter_.workspace,
+                   fused_ ? fwd_fused_ws_ : std::size_t(0)});
+}
+
+void CudnnConv::forward(cudnnHandle_t h, const void* x, const void* w, void* y, void* ws,
+                        std::size_t ws_bytes, bool accumulate) const {
+  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+  CUDNN_CHECK(cudnnConvolutionForward(h, &one, x_desc_, x, w_desc_, w, fwd_desc_,
+                                      static_cast<cudnnConvolutionFwdAlgo_t>(fwd_.algo), ws, ws_bytes,
+                                      &beta, y_desc_, y));
+}
+
+void CudnnConv::forward_bias_relu(cudnnHandle_t h, const void* x, const void* w, const void* bias,
+                                  void* y, void* ws, std::size_t ws_bytes) const {
+  const float one = 1.f, zero = 0.f;
+  if (fused_) {
+    CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
+        h, &one, x_desc_, x, w_desc_, w, fwd_desc_, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, ws,
+        ws_bytes, &zero, y_desc_, y, bias_desc_, bias, relu_desc_, y_desc_, y));
+    return;
+  }
+  forward(h, x, w, y, ws, ws_bytes);
+  cudaStream_t s = nullptr;
+  CUDNN_CHECK(cudnnGetStream(h, &s));
+  if (opt_.dtype == DType::kF32)
+    kernels::bias_relu_fwd(y_, static_cast<const float*>(bias), true, static_cast<float*>(y), s);
+  else
+    kernels::bias_relu_fwd(y_, static_cast<const __nv_bfloat16*>(bias), true,
+                           static_cast<__nv_bfloat16*>(y), s);
+}
+
+void CudnnConv::backward_data(cudnnHandle_t h, const void* w, const void* dy, void* dx, void* ws,
+                              std::size_t ws_bytes, bool accumulate) const {
+  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+  CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, dy, bwd_data_desc_,
+                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(bwd_data_.algo), ws,
+                                           ws_bytes, &beta, x_desc_, dx));
+}
+
+void CudnnConv::backward_filter(cudnnHandle_t h, const void* x, const void* dy, void* dw, void* ws,
+                                std::size_t ws_bytes, bool accumulate) const {
+  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+      h, &one, x_desc_, x, y_desc_, dy, bwd_filter_desc_,
+      static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwd_filter_.algo), ws, ws_bytes, &beta, w_desc_, dw));
+}
+
+std::string CudnnConv::describe() const {
+  auto math = [](cudnnMathType_t m) {
+    return m == CUDNN_FMA_MATH ? "fma" : m == CUDNN_TENSOR_OP_MATH ? "tensor-op" : m == CUDNN_DEFAULT_MATH ? "default" : "tensor-op-conv";
+  };
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "fwd algo %d (%s) %.3f ms ws %.1f MiB | dgrad algo %d (%s) %.3f ms ws %.1f MiB | "
+                "wgrad algo %d (%s) %.3f ms ws %.1f MiB | fused bias+relu %s (%.3f vs %.3f ms)",
+                fwd_.algo, math(fwd_.math), fwd_.time_ms, fwd_.workspace / 1048576.0, bwd_data_.algo,
+                math(bwd_data_.math), bwd_data_.time_ms, bwd_data_.workspace / 1048576.0, bwd_filter_.algo,
+                math(bwd_filter_.math), bwd_filter_.time_ms, bwd_filter_.workspace / 1048576.0,
+                fused_ ? "yes" : "no", fused_ms_, unfused_ms_);
+  return buf;
+}
+
+}  // namespace incept

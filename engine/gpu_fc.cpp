@@ -1,0 +1,60 @@
+// Inner product on cuBLAS (gpu_fc.h).
+#include "engine/gpu_fc.h"
+
+#include "engine/check.h"
+#include "kernels/bias_relu_gpu.h"
+
+namespace incept {
+
+using kernels::DType;
+
+GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32) : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {}
+
+void GpuFc::gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                 const void* a, int lda, const void* b, int ldb, float beta, void* c, int ldc) const {
+  const float alpha = 1.f;
+  const cudaDataType_t t = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  const cublasComputeType_t ct =
+      dtype_ == DType::kF32 ? (allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC)
+                            : CUBLAS_COMPUTE_32F;
+  CUBLAS_CHECK(cublasGemmEx(h, ta, tb, m, n, k, &alpha, a, t, lda, b, t, ldb, &beta, c, t, ldc, ct,
+                            CUBLAS_GEMM_DEFAULT));
+}
+
+void GpuFc::forward(cublasHandle_t h, const void* x, const void* w, const void* bias, bool relu,
+                    void* y) const {
+  // column-major: y'[M, N] = (W'[K, M])^T x'[K, N]
+  gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, s_.m, s_.n, s_.k, w, s_.k, x, s_.k, 0.f, y, s_.m);
+  if (bias == nullptr && !relu) return;
+  cudaStream_t st = nullptr;
+  CUBLAS_CHECK(cublasGetStream(h, &st));
+  const Nchw ys{s_.n, s_.m, 1, 1};
+  if (dtype_ == DType::kF32)
+    kernels::bias_relu_fwd(ys, static_cast<const float*>(bias), relu, static_cast<float*>(y), st);
+  else
+    kernels::bias_relu_fwd(ys, static_cast<const __nv_bfloat16*>(bias), relu,
+                           static_cast<__nv_bfloat16*>(y), st);
+}
+
+void GpuFc::backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx, bool accumulate) const {
+  // column-major: dx'[K, N] = W'[K, M] dy'[M, N]
+  gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, s_.k, s_.n, s_.m, w, s_.k, dy, s_.m, accumulate ? 1.f : 0.f, dx, s_.k);
+}
+
+void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db) const {
+  // column-major: dW'[K, M] += x'[K, N] (dy'[M, N])^T
+  gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, s_.n, x, s_.k, dy, s_.m, 1.f, dw, s_.k);
+  if (db == nullptr) return;
+  cudaStream_t st = nullptr;
+  CUBLAS_CHECK(cublasGetStream(h, &st));
+  const Nchw ys{s_.n, s_.m, 1, 1};
+  if (dtype_ == DType::kF32) {
+    auto* g = static_cast<float*>(const_cast<void*>(dy));
+    kernels::relu_bias_bwd<float>(ys, nullptr, g, false, g, static_cast<float*>(db), st);
+  } else {
+    auto* g = static_cast<__nv_bfloat16*>(const_cast<void*>(dy));
+    kernels::relu_bias_bwd<__nv_bfloat16>(ys, nullptr, g, false, g, static_cast<__nv_bfloat16*>(db), st);
+  }
+}
+
+}  // namespace incept

@@ -1,0 +1,46 @@
+// Inner product (Caffe's InnerProduct, transpose = false) on cuBLAS: y[N, M] = x[N, K] W[M, K]^T
+// (+ bias[M] and ReLU through kernels/bias_relu_gpu.h). Row-major x, y, W are seen by cuBLAS
+// (column-major) as their transposes, so every call is one cublasGemmEx without copies.
+//
+// dtype fp32: fp32 GEMM (TF32 only when asked); bf16: bf16 operands, fp32 accumulation
+// (CUBLAS_COMPUTE_32F). x, y, dx, dy are dense [N, K] / [N, M] of the dtype; W, dW [M, K] and
+// bias, db [M] of the dtype. The caller sets the handle's stream and workspace
+// (cublasSetWorkspace), so nothing here allocates or synchronizes.
+// Gradient contract: dW and db accumulate; dx is overwritten unless accumulate.
+#pragma once
+
+#include <cublas_v2.h>
+
+#include "kernels/dtype_gpu.h"
+
+namespace incept {
+
+struct FcShape {
+  int n = 0;  // batch
+  int k = 0;  // input features (C*H*W of the input)
+  int m = 0;  // num_output
+};
+
+class GpuFc {
+ public:
+  GpuFc(const FcShape& s, kernels::DType dtype, bool allow_tf32 = false);
+
+  // y = x W^T (+ bias) (then ReLU when relu).
+  void forward(cublasHandle_t h, const void* x, const void* w, const void* bias, bool relu, void* y) const;
+  // dx (= or +=) dy W
+  void backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx, bool accumulate = false) const;
+  // dW += dy^T x ; db += sum_n dy (db may be null)
+  void backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db) const;
+
+  const FcShape& shape() const { return s_; }
+
+ private:
+  void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+            const void* a, int lda, const void* b, int ldb, float beta, void* c, int ldc) const;
+
+  FcShape s_;
+  kernels::DType dtype_;
+  bool allow_tf32_;
+};
+
+}  // namespace incept

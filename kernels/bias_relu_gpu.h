@@ -1,0 +1,36 @@
+// GPU launchers for ReLU, per-channel bias add and bias gradient, fused where a step runs
+// them back to back: conv/FC output -> (bias +) ReLU in place, and in backward
+// ReLU-backward + bias gradient in one pass (the masked gradient is what cuDNN's dgrad and
+// wgrad read next). CPU reference: kernels/relu_ref.h (incept::ref).
+//
+// Every buffer is an NCHW view of dtype T (float or __nv_bfloat16; n_stride may exceed
+// C*H*W for a channel slice of a concat output); bias and bias gradient are [C] of T.
+// Launchers never allocate and never synchronize.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/dtype_gpu.h"
+#include "kernels/shapes.h"
+
+namespace incept::kernels {
+
+// y = relu(y + bias[c]) in place (bias may be null: ReLU only; relu false: bias only).
+template <typename T>
+void bias_relu_fwd(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream);
+
+// y = max(x, 0); y may alias x.
+template <typename T>
+void relu_fwd(const Nchw& s, const T* x, T* y, cudaStream_t stream);
+
+// dx (= or +=) dy * (y > 0); dx may alias dy (not with accumulate).
+template <typename T>
+void relu_bwd(const Nchw& s, const T* y, const T* dy, T* dx, bool accumulate, cudaStream_t stream);
+
+// dz = relu ? dy * (y > 0) : dy (dz may alias dy), and db[c] += sum over n, h, w of dz.
+// One block per channel reduces in fp32 in a fixed order: deterministic.
+template <typename T>
+void relu_bias_bwd(const Nchw& s, const T* y, const T* dy, bool relu, T* dz, T* db,
+                   cudaStream_t stream);
+
+}  // namespace incept::kernels

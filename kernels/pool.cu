@@ -1,0 +1,174 @@
+// MAX / AVE pooling kernels (pool_gpu.h). Forward: one thread per output element.
+// Backward: one thread per input element gathering from the output windows that cover it
+// (Caffe's MaxPoolBackward/AvePoolBackward scheme), so no atomics and no zero-fill pass.
+#include <cfloat>
+
+#include "engine/check.h"
+#include "kernels/pool_gpu.h"
+
+namespace incept::kernels {
+
+PoolGeom pool_geom_resolved(const Nchw& x, const PoolGeom& g) {
+  if (!g.global) return g;
+  PoolGeom r = g;
+  r.kernel_h = x.h;
+  r.kernel_w = x.w;
+  r.stride_h = r.stride_w = 1;
+  r.pad_h = r.pad_w = 0;
+  r.global = false;
+  return r;
+}
+
+Nchw pool_output_shape(const Nchw& x, const PoolGeom& g0) {
+  const PoolGeom g = pool_geom_resolved(x, g0);
+  return Nchw{x.n, x.c, pool_out_dim(x.h, g.kernel_h, g.stride_h, g.pad_h),
+              pool_out_dim(x.w, g.kernel_w, g.stride_w, g.pad_w)};
+}
+
+namespace {
+
+constexpr int kThreads = 256;
+
+struct PoolArgs {
+  int n, c, h, w;        // input logical shape
+  int ho, wo;            // output shape
+  long long x_ns, y_ns;  // batch strides of the x/dx and y/dy views
+  int kh, kw, sh, sw, ph, pw;
+};
+
+template <typename T, bool kMax>
+__global__ void pool_fwd_kernel(PoolArgs a, const T* __restrict__ x, T* __restrict__ y,
+                                std::int32_t* __restrict__ mask) {
+  const long long total = static_cast<long long>(a.n) * a.c * a.ho * a.wo;
+  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int ox = static_cast<int>(j % a.wo);
+    const int oy = static_cast<int>((j / a.wo) % a.ho);
+    const long long nc = j / (static_cast<long long>(a.wo) * a.ho);
+    const int c = static_cast<int>(nc % a.c), n = static_cast<int>(nc / a.c);
+    int h0 = oy * a.sh - a.ph, w0 = ox * a.sw - a.pw;
+    int h1 = min(h0 + a.kh, a.h + a.ph), w1 = min(w0 + a.kw, a.w + a.pw);
+    const int pool_size = (h1 - h0) * (w1 - w0);
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    h1 = min(h1, a.h);
+    w1 = min(w1, a.w);
+    const T* xp = x + n * a.x_ns + static_cast<long long>(c) * a.h * a.w;
+    T* yp = y + n * a.y_ns + static_cast<long long>(c) * a.ho * a.wo + oy * a.wo + ox;
+    if (kMax) {
+      float best = -FLT_MAX;
+      int idx = -1;
+      for (int iy = h0; iy < h1; ++iy)
+        for (int ix = w0; ix < w1; ++ix) {
+          const float v = to_f32(xp[iy * a.w + ix]);
+          if (v > best) {
+            best = v;
+            idx = iy * a.w + ix;
+          }
+        }
+      *yp = from_f32<T>(best);
+      if (mask) mask[j] = idx;
+    } else {
+      float sum = 0.f;
+      for (int iy = h0; iy < h1; ++iy)
+        for (int ix = w0; ix < w1; ++ix) sum += to_f32(xp[iy * a.w + ix]);
+      *yp = from_f32<T>(sum / static_cast<float>(pool_size));
+    }
+  }
+}
+
+template <typename T, bool kMax>
+__global__ void pool_bwd_kernel(PoolArgs a, const T* __restrict__ dy, const std::int32_t* __restrict__ mask,
+                                T* dx, bool accumulate) {
+  const long long total = static_cast<long long>(a.n) * a.c * a.h * a.w;
+  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int ix = static_cast<int>(j % a.w);
+    const int iy = static_cast<int>((j / a.w) % a.h);
+    const long long nc = j / (static_cast<long long>(a.w) * a.h);
+    const int c = static_cast<int>(nc % a.c), n = static_cast<int>(nc / a.c);
+    // Output windows [o*s - p, o*s - p + k) that contain (iy, ix).
+    const int oy0 = (iy + a.ph < a.kh) ? 0 : (iy + a.ph - a.kh) / a.sh + 1;
+    const int oy1 = min((iy + a.ph) / a.sh + 1, a.ho);
+    const int ox0 = (ix + a.pw < a.kw) ? 0 : (ix + a.pw - a.kw) / a.sw + 1;
+    const int ox1 = min((ix + a.pw) / a.sw + 1, a.wo);
+    const long long plane_out = static_cast<long long>(a.ho) * a.wo;
+    const T* dyp = dy + n * a.y_ns + c * plane_out;
+    float g = 0.f;
+    if (kMax) {
+      const std::int32_t* mp = mask + nc * plane_out;
+      const int me = iy * a.w + ix;
+      for (int oy = oy0; oy < oy1; ++oy)
+        for (int ox = ox0; ox < ox1; ++ox)
+          if (mp[oy * a.wo + ox] == me) g += to_f32(dyp[oy * a.wo + ox]);
+    } else {
+      for (int oy = oy0; oy < oy1; ++oy) {
+        const int h0 = oy * a.sh - a.ph, h1 = min(h0 + a.kh, a.h + a.ph);
+        for (int ox = ox0; ox < ox1; ++ox) {
+          const int w0 = ox * a.sw - a.pw, w1 = min(w0 + a.kw, a.w + a.pw);
+          g += to_f32(dyp[oy * a.wo + ox]) / static_cast<float>((h1 - h0) * (w1 - w0));
+        }
+      }
+    }
+    T* d = dx + n * a.x_ns + static_cast<long long>(c) * a.h * a.w + iy * a.w + ix;
+    if (accumulate) g += to_f32(*d);
+    *d = from_f32<T>(g);
+  }
+}
+
+PoolArgs make_args(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
+  return PoolArgs{xs.n, xs.c, xs.h, xs.w, ys.h, ys.w, xs.nstride(), ys.nstride(),
+                  g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w};
+}
+
+void check_shapes(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
+  const Nchw want = pool_output_shape(xs, g);
+  if (want.n != ys.n || want.c != ys.c || want.h != ys.h || want.w != ys.w)
+    throw Error("pool: output view does not match the CEIL pooling output shape");
+}
+
+}  // namespace
+
+template <typename T>
+void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y,
+              std::int32_t* mask, cudaStream_t stream) {
+  check_shapes(xs, g0, ys);
+  if (ys.count() == 0) return;
+  const PoolGeom g = pool_geom_resolved(xs, g0);
+  const PoolArgs a = make_args(xs, g, ys);
+  const unsigned blocks = grid_for(static_cast<std::size_t>(ys.count()), kThreads);
+  if (g.method == PoolMethod::kMax) {
+    pool_fwd_kernel<T, true><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
+  } else {
+    pool_fwd_kernel<T, false><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
+  }
+  KERNEL_CHECK("pool_fwd_kernel");
+}
+
+template <typename T>
+void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy,
+              const std::int32_t* mask, T* dx, bool accumulate, cudaStream_t stream) {
+  check_shapes(xs, g0, ys);
+  if (xs.count() == 0) return;
+  const PoolGeom g = pool_geom_resolved(xs, g0);
+  const PoolArgs a = make_args(xs, g, ys);
+  const unsigned blocks = grid_for(static_cast<std::size_t>(xs.count()), kThreads);
+  if (g.method == PoolMethod::kMax) {
+    if (mask == nullptr) throw Error("pool_bwd: MAX pooling backward needs the forward mask");
+    pool_bwd_kernel<T, true><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
+  } else {
+    pool_bwd_kernel<T, false><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
+  }
+  KERNEL_CHECK("pool_bwd_kernel");
+}
+
+#define INCEPT_INSTANTIATE(T)                                                                    \
+  template void pool_fwd<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::int32_t*, \
+                            cudaStream_t);                                                       \
+  template void pool_bwd<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*,                 \
+                            const std::int32_t*, T*, bool, cudaStream_t);
+INCEPT_INSTANTIATE(float)
+INCEPT_INSTANTIATE(__nv_bfloat16)
+#undef INCEPT_INSTANTIATE
+
+}  // namespace incept::kernels

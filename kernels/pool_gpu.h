@@ -1,0 +1,35 @@
+// GPU launchers for Caffe's MAX and AVE pooling, forward and backward, with Caffe's CEIL
+// output size and AVE divisor (see kernels/pool_ref.h, whose rules these follow exactly:
+// first maximum wins, padding never wins, AVE divides by the window clipped to
+// [-pad, H + pad)). cuDNN's pooling differs at CEIL edge windows, hence hand-written.
+//
+// x, y, dy, dx: NCHW views of dtype T (float or __nv_bfloat16; n_stride may exceed C*H*W).
+// mask: dense int32 with y's logical shape, the argmax h*W + w of each MAX window; forward
+// writes it when given. MAX backward needs it (the GPU path never recomputes the argmax).
+// Backward gathers (one thread per input element, no atomics): deterministic.
+// Gradient contract: dx is overwritten unless accumulate. Launchers never allocate or sync.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "kernels/dtype_gpu.h"
+#include "kernels/shapes.h"
+
+namespace incept::kernels {
+
+// Geometry with `global` resolved against the input (kernel = H x W, stride 1, pad 0).
+PoolGeom pool_geom_resolved(const Nchw& x, const PoolGeom& g);
+// Output shape with Caffe's CEIL rule (dense).
+Nchw pool_output_shape(const Nchw& x, const PoolGeom& g);
+
+template <typename T>
+void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, T* y,
+              std::int32_t* mask, cudaStream_t stream);
+
+template <typename T>
+void pool_bwd(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy,
+              const std::int32_t* mask, T* dx, bool accumulate, cudaStream_t stream);
+
+}  // namespace incept::kernels

@@ -1,0 +1,124 @@
+// Helpers for the GPU-vs-CPU tests (test_gpu_*.cpp): fresh printed seeds, host<->device
+// transfers in fp32 or bf16, poisoned outputs, and channel-slice views of a bigger tensor.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/owners.h"
+#include "kernels/dtype_gpu.h"
+#include "kernels/shapes.h"
+#include "testing/test_util.h"
+
+namespace incept::gputest {
+
+// A fresh seed per call (printed, so a failure can be replayed with INCEPT_TEST_SEED).
+inline std::uint64_t fresh_seed(const char* what) {
+  static std::uint64_t base = [] {
+    const char* env = std::getenv("INCEPT_TEST_SEED");
+    return env ? std::strtoull(env, nullptr, 10) : (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
+  }();
+  static std::uint64_t counter = 0;
+  const std::uint64_t s = base + 7919 * counter++;
+  std::printf("  [seed] %s: %llu (INCEPT_TEST_SEED=%llu)\n", what, (unsigned long long)s, (unsigned long long)base);
+  return s;
+}
+
+template <typename T>
+constexpr kernels::DType dtype_of() {
+  return kernels::DTypeOf<T>::value;
+}
+
+// Rounds host values to what the device dtype holds, so the CPU reference sees the same inputs.
+template <typename T>
+std::vector<float> rounded(std::vector<float> v) {
+  if constexpr (dtype_of<T>() == kernels::DType::kBF16)
+    for (auto& x : v) x = kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(x));
+  return v;
+}
+
+template <typename T>
+DeviceBuffer upload(const std::vector<float>& v) {
+  DeviceBuffer d(v.size() * sizeof(T));
+  if constexpr (dtype_of<T>() == kernels::DType::kF32) {
+    d.upload(v.data(), v.size() * 4);
+  } else {
+    std::vector<std::uint16_t> b(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) b[i] = kernels::f32_to_bf16_bits(v[i]);
+    d.upload(b.data(), b.size() * 2);
+  }
+  return d;
+}
+
+// All 0xFF bytes: NaN in fp32 and bf16, so unwritten elements fail every comparison.
+template <typename T>
+DeviceBuffer poisoned(std::size_t n) {
+  DeviceBuffer d(n * sizeof(T));
+  d.fill_bytes(0xFF);
+  return d;
+}
+
+template <typename T>
+std::vector<float> download(const DeviceBuffer& d, std::size_t n) {
+  std::vector<float> v(n);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  if constexpr (dtype_of<T>() == kernels::DType::kF32) {
+    d.download(v.data(), n * 4);
+  } else {
+    std::vector<std::uint16_t> b(n);
+    d.download(b.data(), n * 2);
+    for (std::size_t i = 0; i < n; ++i) v[i] = kernels::bf16_bits_to_f32(b[i]);
+  }
+  return v;
+}
+
+// A view of channels [c0, c0 + c) of a [n, c_total, h, w] tensor, and its element offset.
+struct Slice {
+  Nchw view;
+  std::int64_t offset = 0;
+  std::int64_t total = 0;  // elements of the whole parent tensor
+};
+inline Slice channel_slice(int n, int c_total, int c0, int c, int h, int w) {
+  Slice s;
+  s.view = Nchw{n, c, h, w, std::int64_t(c_total) * h * w};
+  s.offset = std::int64_t(c0) * h * w;
+  s.total = std::int64_t(n) * c_total * h * w;
+  return s;
+}
+inline Slice dense(const Nchw& v) { return Slice{v, 0, v.count()}; }
+
+// The elements of a view, gathered densely (n, c, h, w order).
+inline std::vector<float> gather(const Slice& s, const std::vector<float>& full) {
+  std::vector<float> out;
+  out.reserve(s.view.count());
+  for (int n = 0; n < s.view.n; ++n)
+    for (std::int64_t i = 0; i < s.view.image(); ++i) out.push_back(full[s.offset + n * s.view.nstride() + i]);
+  return out;
+}
+
+// Number of elements of the parent outside the view that are not NaN (the poison must survive).
+inline std::size_t written_outside(const Slice& s, const std::vector<float>& full) {
+  std::vector<char> inside(full.size(), 0);
+  for (int n = 0; n < s.view.n; ++n)
+    for (std::int64_t i = 0; i < s.view.image(); ++i) inside[s.offset + n * s.view.nstride() + i] = 1;
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < full.size(); ++i)
+    if (!inside[i] && full[i] == full[i]) ++bad;
+  return bad;
+}
+
+template <typename T>
+constexpr double tol(double fp32_tol, double bf16_tol = 1e-2) {
+  return dtype_of<T>() == kernels::DType::kF32 ? fp32_tol : bf16_tol;
+}
+template <typename T>
+constexpr const char* name_of() {
+  return kernels::dtype_name(dtype_of<T>());
+}
+
+}  // namespace incept::gputest

@@ -1,0 +1,430 @@
+// GPU kernels against their CPU references (kernels/*_ref.h) on random inputs with fresh
+// printed seeds, at GoogLeNet's real shapes, in fp32 and bf16, with outputs poisoned (0xFF =
+// NaN) so unwritten elements fail, and with channel-slice views (n_stride > C*H*W) where a
+// layer writes into its slice of a concat output. Tolerances: rel error 1e-5 (fp32),
+// 1e-2 (bf16); masks and dropout bit-exact.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "gpu_test_data.h"
+#include "kernels/bias_relu_gpu.h"
+#include "kernels/dropout_gpu.h"
+#include "kernels/input_transform_gpu.h"
+#include "kernels/lrn_gpu.h"
+#include "kernels/lrn_ref.h"
+#include "kernels/pool_gpu.h"
+#include "kernels/pool_ref.h"
+#include "kernels/relu_ref.h"
+#include "kernels/sgd_gpu.h"
+#include "kernels/sgd_ref.h"
+#include "kernels/softmax_loss_gpu.h"
+#include "kernels/softmax_ref.h"
+#include "kernels/transform_ref.h"
+
+namespace incept {
+namespace {
+
+using namespace gputest;
+using testing::random_floats;
+using testing::rel_error;
+using bf16 = __nv_bfloat16;
+
+#define REPORT(what, err, limit)                                                              \
+  do {                                                                                        \
+    std::printf("  %-58s rel err %.3g (limit %.0e)\n", (what), (err), (limit));               \
+    EXPECT_LT((err), (limit)) << (what);                                                      \
+  } while (0)
+
+// ---- bias + ReLU ---------------------------------------------------------------------------
+
+template <typename T>
+void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
+  const Slice sl = channel_slice(n, c_total, c0, c, h, w);
+  const Nchw& v = sl.view;
+  const auto y0 = rounded<T>(random_floats(sl.total, fresh_seed("bias_relu y")));
+  const auto b = rounded<T>(random_floats(c, fresh_seed("bias_relu b")));
+  // forward, in place in the slice; the rest of the parent is poison and must stay so
+  std::vector<float> parent(sl.total, NAN);
+  for (int i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < v.image(); ++j) parent[sl.offset + i * v.nstride() + j] = y0[sl.offset + i * v.nstride() + j];
+  DeviceBuffer dy = upload<T>(parent), db = upload<T>(b);
+  kernels::bias_relu_fwd(v, db.as<T>(), true, dy.as<T>() + sl.offset, nullptr);
+  const auto got = download<T>(dy, sl.total);
+  std::vector<float> ref = parent;
+  ref::bias_add(v, b.data(), ref.data() + sl.offset);
+  ref::relu_fwd(v, ref.data() + sl.offset, ref.data() + sl.offset);
+  char what[160];
+  std::snprintf(what, sizeof what, "bias_relu_fwd %s %dx%d(of %d)x%dx%d", name_of<T>(), n, c, c_total, h, w);
+  REPORT(what, rel_error(gather(sl, got), gather(sl, ref)), tol<T>(1e-6));
+  EXPECT_EQ(written_outside(sl, got), 0u);
+
+  // backward: dz = dy * (y > 0) into a poisoned slice, db accumulates onto its old value
+  const auto g = rounded<T>(random_floats(sl.total, fresh_seed("bias_relu dy")));
+  const auto db_old = rounded<T>(random_floats(c, fresh_seed("bias_relu db")));
+  const std::vector<float> yref = rounded<T>(ref);
+  DeviceBuffer d_y = upload<T>(yref), d_g = upload<T>(g), d_dz = poisoned<T>(sl.total), d_db = upload<T>(db_old);
+  kernels::relu_bias_bwd(v, d_y.as<T>() + sl.offset, d_g.as<T>() + sl.offset, true, d_dz.as<T>() + sl.offset,
+                         d_db.as<T>(), nullptr);
+  const auto dz = download<T>(d_dz, sl.total);
+  const auto dbv = download<T>(d_db, c);
+  std::vector<float> dz_ref(sl.total, NAN), db_ref = db_old;
+  ref::relu_bwd(v, yref.data() + sl.offset, g.data() + sl.offset, dz_ref.data() + sl.offset);
+  ref::bias_grad(v, dz_ref.data() + sl.offset, db_ref.data());
+  std::snprintf(what, sizeof what, "relu_bias_bwd dz %s %dx%d(of %d)x%dx%d", name_of<T>(), n, c, c_total, h, w);
+  REPORT(what, rel_error(gather(sl, dz), gather(sl, dz_ref)), tol<T>(1e-6));
+  EXPECT_EQ(written_outside(sl, dz), 0u);
+  std::snprintf(what, sizeof what, "relu_bias_bwd db (+=) %s", name_of<T>());
+  REPORT(what, rel_error(dbv, db_ref), tol<T>(1e-5));
+
+  // relu_bwd with accumulate
+  DeviceBuffer d_acc = upload<T>(y0);
+  kernels::relu_bwd(v, d_y.as<T>() + sl.offset, d_g.as<T>() + sl.offset, d_acc.as<T>() + sl.offset, true, nullptr);
+  const auto acc = download<T>(d_acc, sl.total);
+  std::vector<float> acc_ref = y0;
+  ref::relu_bwd(v, yref.data() + sl.offset, g.data() + sl.offset, acc_ref.data() + sl.offset, true);
+  std::snprintf(what, sizeof what, "relu_bwd (+=) %s", name_of<T>());
+  REPORT(what, rel_error(acc, acc_ref), tol<T>(1e-6));
+}
+
+TEST(GpuKernels, BiasRelu) {
+  INCEPT_REQUIRE_GPU();
+  check_bias_relu<float>(8, 256, 64, 128, 28, 28);  // inception_3a/3x3 in its concat slice
+  check_bias_relu<bf16>(8, 256, 64, 128, 28, 28);
+  check_bias_relu<float>(8, 832, 256, 320, 7, 7);
+  check_bias_relu<bf16>(4, 1000, 0, 1000, 1, 1);    // FC output
+}
+
+// ---- LRN -----------------------------------------------------------------------------------
+
+template <typename T>
+void check_lrn(int n, int c, int h, int w, bool strided, bool store_scale) {
+  const LrnGeom g;  // 5, 1e-4, 0.75, 1
+  const Nchw xs{n, c, h, w};
+  const Slice ys = strided ? channel_slice(n, c + 32, 16, c, h, w) : dense(xs);
+  // Inputs of conv-output magnitude so the scale term matters (alpha/size * sum x^2 ~ 0.1).
+  const auto x = rounded<T>(random_floats(xs.count(), fresh_seed("lrn x"), -40.f, 40.f));
+  DeviceBuffer dx_in = upload<T>(x), dy_out = poisoned<T>(ys.total), dscale(xs.count() * 4);
+  dscale.fill_bytes(0xFF);
+  kernels::lrn_fwd(xs, dx_in.as<T>(), g, ys.view, dy_out.as<T>() + ys.offset, store_scale ? dscale.as<float>() : nullptr,
+                   nullptr);
+  const auto y = download<T>(dy_out, ys.total);
+  std::vector<float> yref(ys.total, NAN), sref(xs.count());
+  ref::lrn_fwd(xs, x.data(), g, ys.view, yref.data() + ys.offset, sref.data());
+  char what[160];
+  std::snprintf(what, sizeof what, "lrn_fwd %s %dx%dx%dx%d%s", name_of<T>(), n, c, h, w, strided ? " (y slice)" : "");
+  REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-5));
+  EXPECT_EQ(written_outside(ys, y), 0u);
+  if (store_scale) {
+    std::vector<float> s(xs.count());
+    dscale.download(s.data(), s.size() * 4);
+    REPORT("lrn_fwd scale (fp32)", rel_error(s, sref), 1e-5);
+  }
+  // backward (reference fed the reference y and scale, the GPU its own y)
+  const auto dy = rounded<T>(random_floats(ys.total, fresh_seed("lrn dy")));
+  const auto yr = rounded<T>(yref);
+  DeviceBuffer d_y = upload<T>(yr), d_dy = upload<T>(dy), d_dx = poisoned<T>(xs.count());
+  kernels::lrn_bwd(xs, dx_in.as<T>(), ys.view, d_y.as<T>() + ys.offset, d_dy.as<T>() + ys.offset,
+                   store_scale ? dscale.as<float>() : nullptr, g, d_dx.as<T>(), false, nullptr);
+  const auto dxg = download<T>(d_dx, xs.count());
+  std::vector<float> dxref(xs.count());
+  ref::lrn_bwd(xs, x.data(), ys.view, yr.data() + ys.offset, dy.data() + ys.offset, sref.data(), g, dxref.data());
+  std::snprintf(what, sizeof what, "lrn_bwd %s %dx%dx%dx%d scale %s", name_of<T>(), n, c, h, w,
+                store_scale ? "stored" : "recomputed");
+  REPORT(what, rel_error(dxg, dxref), tol<T>(1e-5));
+}
+
+TEST(GpuKernels, LrnGoogLeNetShapes) {
+  INCEPT_REQUIRE_GPU();
+  check_lrn<float>(8, 64, 56, 56, false, true);    // pool1/norm1
+  check_lrn<float>(8, 192, 56, 56, true, false);   // conv2/norm2
+  check_lrn<bf16>(8, 64, 56, 56, true, false);
+  check_lrn<bf16>(8, 192, 56, 56, false, true);
+  check_lrn<float>(3, 7, 5, 9, false, false);      // fewer channels than a chunk, odd sizes
+}
+
+// ---- pooling -------------------------------------------------------------------------------
+
+template <typename T>
+void check_pool(const char* label, int n, int c, int h, int w, PoolGeom g, bool strided) {
+  const Nchw xs0{n, c, h, w};
+  const Nchw yd = kernels::pool_output_shape(xs0, g);
+  ASSERT_EQ(yd.h, ref::pool_out_shape(xs0, g).h);
+  const Slice xs = strided ? channel_slice(n, c + 24, 8, c, h, w) : dense(xs0);
+  const Slice ys = strided ? channel_slice(n, c + 16, 16, c, yd.h, yd.w) : dense(yd);
+  const auto x = rounded<T>(random_floats(xs.total, fresh_seed("pool x")));
+  DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(ys.total), d_mask(yd.count() * 4);
+  d_mask.fill_bytes(0xFF);
+  const bool is_max = g.method == PoolMethod::kMax;
+  kernels::pool_fwd(xs.view, d_x.as<T>() + xs.offset, g, ys.view, d_y.as<T>() + ys.offset,
+                    is_max ? d_mask.as<std::int32_t>() : nullptr, nullptr);
+  const auto y = download<T>(d_y, ys.total);
+  std::vector<float> yref(ys.total, NAN);
+  std::vector<std::int32_t> mref(yd.count(), -7), mask(yd.count());
+  ref::pool_fwd(xs.view, x.data() + xs.offset, g, ys.view, yref.data() + ys.offset, is_max ? mref.data() : nullptr);
+  char what[200];
+  std::snprintf(what, sizeof what, "pool_fwd %s %s %dx%dx%dx%d -> %dx%d%s", label, name_of<T>(), n, c, h, w, yd.h, yd.w,
+                strided ? " (slices)" : "");
+  REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-6));
+  EXPECT_EQ(written_outside(ys, y), 0u);
+  if (is_max) {
+    d_mask.download(mask.data(), mask.size() * 4);
+    EXPECT_EQ(mask, mref) << "max-pool argmax differs from the reference (first maximum wins)";
+  }
+  // backward, accumulating onto random dx (fan-out case) and overwriting a poisoned one
+  const auto dy = rounded<T>(random_floats(ys.total, fresh_seed("pool dy")));
+  const auto dx0 = rounded<T>(random_floats(xs.total, fresh_seed("pool dx0")));
+  DeviceBuffer d_dy = upload<T>(dy), d_dx = poisoned<T>(xs.total), d_dxa = upload<T>(dx0);
+  kernels::pool_bwd(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, is_max ? d_mask.as<std::int32_t>() : nullptr,
+                    d_dx.as<T>() + xs.offset, false, nullptr);
+  kernels::pool_bwd(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, is_max ? d_mask.as<std::int32_t>() : nullptr,
+                    d_dxa.as<T>() + xs.offset, true, nullptr);
+  const auto dx = download<T>(d_dx, xs.total), dxa = download<T>(d_dxa, xs.total);
+  std::vector<float> dxref(xs.total, NAN), dxaref = dx0;
+  ref::pool_bwd(xs.view, x.data() + xs.offset, g, ys.view, dy.data() + ys.offset, is_max ? mref.data() : nullptr,
+                dxref.data() + xs.offset);
+  ref::pool_bwd(xs.view, x.data() + xs.offset, g, ys.view, dy.data() + ys.offset, is_max ? mref.data() : nullptr,
+                dxaref.data() + xs.offset, true);
+  std::snprintf(what, sizeof what, "pool_bwd %s %s", label, name_of<T>());
+  REPORT(what, rel_error(gather(xs, dx), gather(xs, dxref)), tol<T>(1e-6));
+  EXPECT_EQ(written_outside(xs, dx), 0u);
+  std::snprintf(what, sizeof what, "pool_bwd (+=) %s %s", label, name_of<T>());
+  REPORT(what, rel_error(dxa, dxaref), tol<T>(1e-6));
+}
+
+PoolGeom pool(PoolMethod m, int k, int s, int p = 0, bool global = false) {
+  PoolGeom g;
+  g.method = m;
+  g.kernel_h = g.kernel_w = k;
+  g.stride_h = g.stride_w = s;
+  g.pad_h = g.pad_w = p;
+  g.global = global;
+  return g;
+}
+
+template <typename T>
+void pool_suite() {
+  check_pool<T>("max 3x3 s2 CEIL", 8, 64, 112, 112, pool(PoolMethod::kMax, 3, 2), false);  // pool1
+  check_pool<T>("max 3x3 s2 CEIL", 8, 480, 28, 28, pool(PoolMethod::kMax, 3, 2), true);    // pool3 28->14
+  check_pool<T>("max 3x3 s2 CEIL", 4, 832, 14, 14, pool(PoolMethod::kMax, 3, 2), false);   // pool4 14->7
+  check_pool<T>("max 3x3 s1 p1", 8, 192, 28, 28, pool(PoolMethod::kMax, 3, 1, 1), true);   // inception pool
+  check_pool<T>("ave 5x5 s3", 8, 512, 14, 14, pool(PoolMethod::kAve, 5, 3), false);        // aux heads 14->4
+  check_pool<T>("ave 7x7 s1", 8, 1024, 7, 7, pool(PoolMethod::kAve, 7, 1), true);          // pool5 7->1
+  check_pool<T>("ave global", 2, 16, 9, 11, pool(PoolMethod::kAve, 1, 1, 0, true), false);
+  check_pool<T>("ave 3x3 s2 p1 CEIL edge", 2, 8, 10, 13, pool(PoolMethod::kAve, 3, 2, 1), false);
+  check_pool<T>("max 3x3 s2 p1 CEIL edge", 2, 8, 10, 13, pool(PoolMethod::kMax, 3, 2, 1), true);
+}
+
+TEST(GpuKernels, PoolingFp32) {
+  INCEPT_REQUIRE_GPU();
+  pool_suite<float>();
+}
+TEST(GpuKernels, PoolingBf16) {
+  INCEPT_REQUIRE_GPU();
+  pool_suite<bf16>();
+}
+
+// ---- softmax cross-entropy and accuracy (kernels/softmax_ref.h, in double) ---------------------
+
+template <typename T>
+void check_softmax(int n, int k, float loss_weight) {
+  const auto logits = rounded<T>(random_floats(std::size_t(n) * k, fresh_seed("softmax logits"), -8.f, 8.f));
+  std::mt19937 rng(static_cast<unsigned>(fresh_seed("labels")));
+  std::vector<std::int32_t> labels(n);
+  for (auto& l : labels) l = static_cast<std::int32_t>(rng() % k);
+  DeviceBuffer d_l = upload<T>(logits), d_lab(n * 4), d_rows(n * 4), d_loss(4), d_g = poisoned<T>(logits.size());
+  d_lab.upload(labels.data(), n * 4);
+  d_loss.fill_bytes(0xFF);
+  kernels::softmax_xent_fwd(n, k, d_l.as<T>(), d_lab.as<std::int32_t>(), loss_weight, d_rows.as<float>(),
+                            d_loss.as<float>(), d_g.as<T>(), nullptr);
+  const auto grad = download<T>(d_g, logits.size());
+  float loss = 0;
+  d_loss.download(&loss, 4);
+  // CPU reference in double on the same (rounded) logits
+  const Nchw xs{n, k, 1, 1};
+  std::vector<double> ld(logits.begin(), logits.end()), prob(logits.size()), gd(logits.size());
+  const double lref = ref::softmax_loss_fwd(xs, ld.data(), labels.data(), prob.data());
+  ref::softmax_loss_bwd(xs, prob.data(), labels.data(), double(loss_weight), gd.data());
+  const std::vector<float> gref(gd.begin(), gd.end());
+  char what[160];
+  std::snprintf(what, sizeof what, "softmax_xent loss %s N=%d K=%d w=%.1f", name_of<T>(), n, k, loss_weight);
+  REPORT(what, std::fabs(loss - lref) / std::fabs(lref), 1e-5);  // fp32 math for both dtypes
+  std::snprintf(what, sizeof what, "softmax_xent dlogits %s", name_of<T>());
+  REPORT(what, rel_error(grad, gref), tol<T>(1e-5));
+
+  // top-1 and top-5 accuracy (Caffe: correct when fewer than k scores >= the true one)
+  DeviceBuffer d_hits(n * 4), d_acc(4);
+  for (int top_k : {1, 5}) {
+    d_acc.fill_bytes(0xFF);
+    kernels::accuracy_fwd(n, k, d_l.as<T>(), d_lab.as<std::int32_t>(), top_k, d_hits.as<float>(), d_acc.as<float>(),
+                          nullptr);
+    float acc = -1;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    d_acc.download(&acc, 4);
+    const double acc_ref = ref::accuracy(xs, ld.data(), labels.data(), top_k);
+    const int hits = int(std::lround(acc_ref * n));
+    std::printf("  accuracy top-%d %s: gpu %.6f ref %.6f\n", top_k, name_of<T>(), acc, double(hits) / n);
+    EXPECT_EQ(acc, float(hits) / n);
+  }
+}
+
+TEST(GpuKernels, SoftmaxLossAndAccuracy) {
+  INCEPT_REQUIRE_GPU();
+  check_softmax<float>(128, 1000, 1.f);
+  check_softmax<float>(32, 1000, 0.3f);
+  check_softmax<bf16>(128, 1000, 0.3f);
+  check_softmax<float>(5, 7, 1.f);
+}
+
+// ---- dropout (bit-exact mask) ----------------------------------------------------------------
+
+template <typename T>
+void check_dropout(int n, int c, int h, int w, float ratio, bool strided) {
+  const Slice sl = strided ? channel_slice(n, c + 8, 4, c, h, w) : dense(Nchw{n, c, h, w});
+  const auto x = rounded<T>(random_floats(sl.total, fresh_seed("dropout x")));
+  ref::DropoutKey key{fresh_seed("dropout key"), 12345, 17};
+  const std::uint64_t step = 777;
+  DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(sl.total), d_step(8), d_dx = poisoned<T>(sl.total);
+  d_step.upload(&step, 8);
+  kernels::dropout_fwd(sl.view, d_x.as<T>() + sl.offset, ratio, key, d_step.as<std::uint64_t>(), d_y.as<T>() + sl.offset,
+                       nullptr);
+  kernels::dropout_bwd(sl.view, d_x.as<T>() + sl.offset, ratio, key, d_step.as<std::uint64_t>(),
+                       d_dx.as<T>() + sl.offset, false, nullptr);
+  const auto y = download<T>(d_y, sl.total), dx = download<T>(d_dx, sl.total);
+  key.step = step;  // the device read the step from d_step
+  std::vector<float> yref(sl.total, NAN);
+  ref::dropout_fwd(sl.view, x.data() + sl.offset, ratio, key, yref.data() + sl.offset);
+  const auto yr = rounded<T>(yref);
+  const auto g = gather(sl, y), gr = gather(sl, yr);
+  std::size_t mismatched = 0, kept = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    mismatched += (g[i] == 0.f) != (gr[i] == 0.f) || g[i] != gr[i];
+    kept += gr[i] != 0.f;
+  }
+  std::printf("  dropout %s ratio %.1f %dx%dx%dx%d: kept %.4f, %zu elements differ from the CPU mask\n", name_of<T>(),
+              ratio, n, c, h, w, double(kept) / g.size(), mismatched);
+  EXPECT_EQ(mismatched, 0u);
+  EXPECT_EQ(written_outside(sl, y), 0u);
+  EXPECT_NEAR(double(kept) / g.size(), 1.0 - ratio, 0.01);
+  EXPECT_EQ(gather(sl, dx), g) << "backward mask differs from forward";
+}
+
+TEST(GpuKernels, DropoutMatchesCpuMaskBitExact) {
+  INCEPT_REQUIRE_GPU();
+  check_dropout<float>(128, 1024, 1, 1, 0.4f, false);  // pool5/drop_7x7_s1
+  check_dropout<float>(16, 1024, 1, 1, 0.7f, true);    // lossN/drop_fc
+  check_dropout<bf16>(128, 1024, 1, 1, 0.7f, false);
+}
+
+// ---- SGD over all parameters (kernels/sgd_ref.h, per segment) ---------------------------------
+
+template <typename G>
+void check_sgd() {
+  // Segments with gaps between them (elements outside every segment must stay untouched).
+  std::vector<kernels::SgdSegment> segs = {{0, 1000, 1.f, 1.f}, {1000, 7, 2.f, 0.f}, {1024, 50000, 1.f, 1.f},
+                                           {51024, 1000, 2.f, 0.f}, {52100, 333, 1.f, 1.f}};
+  const std::int64_t n_total = 52500;
+  auto w = random_floats(n_total, fresh_seed("sgd w"));
+  auto h = random_floats(n_total, fresh_seed("sgd h"), -0.1f, 0.1f);
+  const auto g = rounded<G>(random_floats(n_total, fresh_seed("sgd g")));
+  const kernels::SgdStepParams p{0.01f, 0.9f, 2e-4f, 0.5f};
+  DeviceBuffer d_segs(segs.size() * sizeof(kernels::SgdSegment)), d_p(sizeof p), d_w(n_total * 4), d_h(n_total * 4),
+      d_g = upload<G>(g), d_lp = poisoned<bf16>(n_total);
+  d_segs.upload(segs.data(), d_segs.bytes());
+  d_p.upload(&p, sizeof p);
+  d_w.upload(w.data(), n_total * 4);
+  d_h.upload(h.data(), n_total * 4);
+  kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), n_total, d_p.as<kernels::SgdStepParams>(),
+                      d_g.as<G>(), d_w.as<float>(), d_h.as<float>(), d_lp.as<bf16>(), nullptr);
+  const auto w_gpu = download<float>(d_w, n_total), h_gpu = download<float>(d_h, n_total);
+  const auto lp = download<bf16>(d_lp, n_total);
+  std::vector<float> w_ref = w, h_ref = h;
+  std::size_t outside_ok = 0, outside = 0;
+  for (const auto& s : segs) {
+    std::vector<double> wd(w.begin() + s.offset, w.begin() + s.offset + s.count);
+    std::vector<double> hd(h.begin() + s.offset, h.begin() + s.offset + s.count);
+    std::vector<double> gd(s.count);
+    for (std::int64_t i = 0; i < s.count; ++i) gd[i] = double(g[s.offset + i]) * p.grad_scale;
+    ref::sgd_update<double>(s.count, double(p.lr) * s.lr_mult, p.momentum, double(p.weight_decay) * s.decay_mult,
+                            wd.data(), gd.data(), hd.data());
+    for (std::int64_t i = 0; i < s.count; ++i) w_ref[s.offset + i] = float(wd[i]), h_ref[s.offset + i] = float(hd[i]);
+  }
+  std::vector<char> in(n_total, 0);
+  for (const auto& s : segs) std::fill(in.begin() + s.offset, in.begin() + s.offset + s.count, 1);
+  for (std::int64_t i = 0; i < n_total; ++i)
+    if (!in[i]) {
+      ++outside;
+      outside_ok += w_gpu[i] == w[i] && h_gpu[i] == h[i] && lp[i] != lp[i];
+    }
+  char what[120];
+  std::snprintf(what, sizeof what, "sgd_update weights (grad %s)", kernels::dtype_name(dtype_of<G>()));
+  REPORT(what, rel_error(w_gpu, w_ref), 1e-6);
+  REPORT("sgd_update momentum history", rel_error(h_gpu, h_ref), 1e-6);
+  std::vector<float> lp_in, w_in;
+  for (std::int64_t i = 0; i < n_total; ++i)
+    if (in[i]) lp_in.push_back(lp[i]), w_in.push_back(w_ref[i]);
+  REPORT("sgd_update bf16 weight copy", rel_error(lp_in, w_in), 1e-2);
+  EXPECT_EQ(outside_ok, outside) << "elements outside every segment were modified";
+}
+
+TEST(GpuKernels, SgdUpdateAllParameters) {
+  INCEPT_REQUIRE_GPU();
+  check_sgd<float>();
+  check_sgd<bf16>();
+}
+
+// ---- input transform (kernels/transform_ref.h on HWC BGR bytes) -------------------------------
+
+template <typename T>
+void check_input_transform(bool mean_image) {
+  const int n = 8, sh = 256, sw = 256, crop = 224;
+  std::mt19937 rng(static_cast<unsigned>(fresh_seed("input bytes")));
+  std::vector<std::uint8_t> src(std::size_t(n) * sh * sw * 3);
+  for (auto& b : src) b = static_cast<std::uint8_t>(rng() & 0xFF);
+  std::vector<kernels::CropParams> params(n);
+  for (auto& p : params) p = {int(rng() % (sh - crop + 1)), int(rng() % (sw - crop + 1)), int(rng() & 1)};
+  const auto mean = random_floats(std::size_t(3) * sh * sw, fresh_seed("mean"), 90.f, 130.f);
+  kernels::InputTransform t;
+  t.src_h = sh;
+  t.src_w = sw;
+  t.crop = crop;
+  t.scale = 0.5f;
+  t.mean_values[0] = 104.f, t.mean_values[1] = 117.f, t.mean_values[2] = 123.f;
+  DeviceBuffer d_src(src.size()), d_p(n * sizeof(kernels::CropParams)), d_mean(mean.size() * 4);
+  d_src.upload(src.data(), src.size());
+  d_p.upload(params.data(), d_p.bytes());
+  d_mean.upload(mean.data(), d_mean.bytes());
+  if (mean_image) t.mean_image = d_mean.as<float>();
+  const Slice ys = dense(Nchw{n, 3, crop, crop});
+  DeviceBuffer d_y = poisoned<T>(ys.total);
+  kernels::input_transform_fwd(t, d_src.as<std::uint8_t>(), d_p.as<kernels::CropParams>(), ys.view, d_y.as<T>(), nullptr);
+  const auto y = download<T>(d_y, ys.total);
+  std::vector<float> yref(ys.total);
+  for (int i = 0; i < n; ++i) {
+    ref::TransformParams rp;
+    rp.crop_h = rp.crop_w = crop;
+    rp.y0 = params[i].y0;
+    rp.x0 = params[i].x0;
+    rp.mirror = params[i].mirror != 0;
+    rp.scale = t.scale;
+    rp.mean_image = mean_image ? mean.data() : nullptr;
+    rp.mean_values = t.mean_values;
+    ref::transform_image(src.data() + std::size_t(i) * sh * sw * 3, ref::PixelLayout::kHwc, 3, sh, sw, rp,
+                         yref.data() + std::size_t(i) * 3 * crop * crop);
+  }
+  char what[120];
+  std::snprintf(what, sizeof what, "input_transform %s crop 224 mirror, mean %s", name_of<T>(),
+                mean_image ? "image" : "values");
+  REPORT(what, rel_error(y, yref), tol<T>(1e-7));
+}
+
+TEST(GpuKernels, InputTransform) {
+  INCEPT_REQUIRE_GPU();
+  check_input_transform<float>(true);
+  check_input_transform<float>(false);
+  check_input_transform<bf16>(true);
+}
+
+}  // namespace
+}  // namespace incept
