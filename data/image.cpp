@@ -27,6 +27,12 @@ tjhandle tj_decompressor() {
   if (!t_tj.dec) throw ImageError("libjpeg-turbo: cannot create a decompressor");
   return t_tj.dec;
 }
+// After a failed decode the handle may keep a broken state: start the next image afresh.
+void reset_decompressor() {
+  if (t_tj.dec) tjDestroy(t_tj.dec);
+  t_tj.dec = nullptr;
+}
+
 tjhandle tj_compressor() {
   if (!t_tj.enc) t_tj.enc = tjInitCompress();
   if (!t_tj.enc) throw ImageError("libjpeg-turbo: cannot create a compressor");
@@ -68,9 +74,11 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& i
                                TJFLAG_FASTDCT);
   if (rc != 0) {
     const std::string msg = tjGetErrorStr2(t_tj.dec);
+    const bool warning = tjGetErrorCode(t_tj.dec) == TJERR_WARNING;
+    reset_decompressor();
     // Warnings (extraneous bytes, odd markers) still give a full image, as PIL accepts them;
     // a premature end means missing rows.
-    if (tjGetErrorCode(t_tj.dec) != TJERR_WARNING || msg.find("Premature end") != std::string::npos)
+    if (!warning || msg.find("Premature end") != std::string::npos)
       throw ImageError(fmt::format("corrupt or truncated JPEG: {}", msg));
   }
   return img;
@@ -90,7 +98,9 @@ Image decode_png(const std::uint8_t* data, std::size_t size, const DecodeOptions
     png_image_free(&png);
     throw;
   }
-  const int c = opt.channels == 1 ? 1 : 3;
+  // Always RGB: libpng's own gray conversion works in linear light, not with DIGITS' weights.
+  const bool gray_source = (png.format & PNG_FORMAT_FLAG_COLOR) == 0;
+  const int c = gray_source && opt.channels == 1 ? 1 : 3;
   png.format = c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
   Image img(info.width, info.height, c);
   // Transparent pixels are composited on white, as DIGITS does.
@@ -100,7 +110,7 @@ Image decode_png(const std::uint8_t* data, std::size_t size, const DecodeOptions
     png_image_free(&png);
     throw ImageError(fmt::format("corrupt or truncated PNG: {}", msg));
   }
-  return img;
+  return to_channels(std::move(img), opt.channels == 1 ? 1 : 3);
 }
 
 // ---- BMP (uncompressed 8/24/32-bit) ----------------------------------------------
@@ -205,8 +215,11 @@ ImageInfo read_image_info(const std::uint8_t* d, std::size_t size) {
   if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
     int w = 0, h = 0, subsamp = 0, colorspace = 0;
     if (tjDecompressHeader3(tj_decompressor(), d, static_cast<unsigned long>(size), &w, &h, &subsamp,
-                            &colorspace) != 0)
-      throw ImageError(fmt::format("corrupt JPEG header: {}", tjGetErrorStr2(t_tj.dec)));
+                            &colorspace) != 0) {
+      const std::string msg = tjGetErrorStr2(t_tj.dec);
+      reset_decompressor();
+      throw ImageError(fmt::format("corrupt JPEG header: {}", msg));
+    }
     info = {ImageFormat::kJpeg, w, h};
   } else if (size >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
     if (size < 24) throw ImageError("truncated PNG header");
