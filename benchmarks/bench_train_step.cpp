@@ -1,0 +1,158 @@
+// Training-step benchmark of DIGITS' GoogLeNet on one GPU: synthetic data already on the
+// GPU, SGD with momentum, the whole step (forward, backward, update) as one CUDA graph (or
+// eager). Warm-up, then the median of timed steps with CUDA events; prints img/s, ms/step,
+// device memory, the card and the commit, and optionally a per-layer forward/backward table
+// like `caffe time`. benchmarks/peer_pytorch.py measures the PyTorch peer the same way.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/device.h"
+#include "engine/gpu_net.h"
+#include "engine/log.h"
+#include "models/models.h"
+
+#ifndef INCEPT_GIT_COMMIT
+#define INCEPT_GIT_COMMIT "unknown"
+#endif
+
+namespace {
+
+using namespace incept;
+
+struct Result {
+  std::string mode;
+  double ms = 0, img_s = 0, mib = 0;
+};
+
+Result run(const std::string& dtype_name, bool graph, int batch, int classes, int warmup, int steps,
+           bool tf32, bool layers, std::vector<LayerTime>* layer_times) {
+  PlanOptions po;
+  po.stage = Stage::kTrain;
+  po.batch = batch;
+  po.num_classes = classes;
+  NetPlan plan = plan_net(models::googlenet(), po);
+  GpuNetOptions opt;
+  opt.dtype = dtype_name == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
+  opt.allow_tf32 = tf32;
+  std::size_t free0 = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+  GpuNet net(plan, opt);
+  log_info("{} {}: {}", dtype_name, graph ? "graph" : "eager", net.memory_report());
+  net.init_params(1);
+  // Synthetic input: random values in the data blob, labels spread over the classes.
+  {
+    const Nchw in = plan.blobs[plan.data_blob].shape;
+    std::vector<float> x(std::size_t(in.count()));
+    std::uint64_t s = 12345;
+    for (float& v : x) {
+      s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+      v = float((s >> 40) & 0xFFFF) / 65535.f * 2.f - 1.f;
+    }
+    if (opt.dtype == kernels::DType::kF32) {
+      CUDA_CHECK(cudaMemcpy(net.data(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+    } else {
+      std::vector<std::uint16_t> b(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) b[i] = kernels::f32_to_bf16_bits(x[i]);
+      CUDA_CHECK(cudaMemcpy(net.data(), b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+    }
+    std::vector<std::int32_t> labels(batch);
+    for (int i = 0; i < batch; ++i) labels[i] = (i * 37) % classes;
+    CUDA_CHECK(cudaMemcpy(net.labels(), labels.data(), labels.size() * 4, cudaMemcpyHostToDevice));
+  }
+  auto values = [](int it) {
+    return StepValues{.iteration = std::uint64_t(it), .lr = 0.005f, .momentum = 0.9f, .weight_decay = 5e-5f};
+  };
+  for (int i = 0; i < warmup; ++i) net.train_step(values(i), graph);
+  CUDA_CHECK(cudaStreamSynchronize(net.stream()));
+  Event a = make_event(), b = make_event();
+  std::vector<float> times;
+  for (int i = 0; i < steps; ++i) {
+    CUDA_CHECK(cudaEventRecord(a, net.stream()));
+    net.train_step(values(warmup + i), graph);
+    CUDA_CHECK(cudaEventRecord(b, net.stream()));
+    CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    times.push_back(ms);
+  }
+  const float loss = net.output("loss");
+  if (!std::isfinite(loss)) throw Error(fmt::format("{}: loss is {}", dtype_name, loss));
+  std::size_t free1 = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free1, &total));
+  std::sort(times.begin(), times.end());
+  Result r;
+  r.mode = fmt::format("{} {}{}", dtype_name, graph ? "graph" : "eager", tf32 ? " tf32" : "");
+  r.ms = times[times.size() / 2];
+  r.img_s = batch / r.ms * 1000.0;
+  r.mib = double(free0 - free1) / (1 << 20);
+  log_info("{}: median {:.2f} ms/step (min {:.2f}, max {:.2f}), {:.0f} img/s, loss {:.4f}, device memory {:.0f} MiB",
+           r.mode, r.ms, times.front(), times.back(), r.img_s, loss, r.mib);
+  if (layers && layer_times) *layer_times = net.time_layers(std::max(5, steps / 2));
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"GoogLeNet (DIGITS) training-step benchmark on one GPU"};
+  int batch = 128, classes = 1000, warmup = 10, steps = 30, device = 0;
+  std::vector<std::string> dtypes{"fp32", "bf16"};
+  bool eager = false, tf32 = false, layers = false;
+  std::string json_out;
+  app.add_option("--batch", batch, "images per step")->capture_default_str();
+  app.add_option("--classes", classes, "classifier outputs")->capture_default_str();
+  app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--steps", steps, "timed steps (median reported)")->capture_default_str();
+  app.add_option("--dtype", dtypes, "fp32 and/or bf16")->capture_default_str();
+  app.add_option("--device", device, "GPU index")->capture_default_str();
+  app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
+  app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
+  app.add_flag("--layers", layers, "print the per-layer forward/backward time table");
+  app.add_option("--json", json_out, "write results as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (gpu_count() == 0) throw Error(no_gpu_reason());
+    CUDA_CHECK(cudaSetDevice(device));
+    std::printf("incept bench_train_step  commit %s  GPU %s  batch %d  classes %d\n", INCEPT_GIT_COMMIT,
+                describe_gpu(device).c_str(), batch, classes);
+    std::vector<Result> results;
+    nlohmann::json j;
+    j["gpu"] = describe_gpu(device);
+    j["commit"] = INCEPT_GIT_COMMIT;
+    j["batch"] = batch;
+    for (const std::string& d : dtypes) {
+      if (d != "fp32" && d != "bf16") throw Error("--dtype must be fp32 or bf16, got " + d);
+      std::vector<LayerTime> lt;
+      results.push_back(run(d, true, batch, classes, warmup, steps, tf32 && d == "fp32", layers, &lt));
+      if (eager) results.push_back(run(d, false, batch, classes, warmup, steps, tf32 && d == "fp32", false, nullptr));
+      if (layers) {
+        std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", d.c_str(), batch);
+        std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
+        double tf = 0, tb = 0;
+        for (const LayerTime& t : lt) {
+          std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms, t.backward_ms);
+          tf += t.forward_ms;
+          tb += t.backward_ms;
+          j["layers"][d].push_back({{"name", t.name}, {"type", t.type}, {"fwd_ms", t.forward_ms},
+                                    {"bwd_ms", t.backward_ms}});
+        }
+        std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
+      }
+    }
+    std::printf("\n%-18s %10s %10s %10s\n", "mode", "ms/step", "img/s", "MiB");
+    for (const Result& r : results) {
+      std::printf("%-18s %10.2f %10.0f %10.0f\n", r.mode.c_str(), r.ms, r.img_s, r.mib);
+      j["results"].push_back({{"mode", r.mode}, {"ms_per_step", r.ms}, {"img_per_s", r.img_s}, {"mib", r.mib}});
+    }
+    if (!json_out.empty()) std::ofstream(json_out) << j.dump(2) << "\n";
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_train_step: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,622 @@
+// GPU backend of a planned net (gpu_net.h): arenas, per-layer dispatch, the captured step.
+#include "engine/gpu_net.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <nvtx3/nvToolsExt.h>
+
+#include <fmt/format.h>
+
+#include "engine/check.h"
+#include "engine/fillers.h"
+#include "engine/layers.h"
+#include "engine/log.h"
+#include "kernels/bias_relu_gpu.h"
+#include "kernels/dropout_gpu.h"
+#include "kernels/lrn_gpu.h"
+#include "kernels/pool_gpu.h"
+#include "kernels/softmax_loss_gpu.h"
+
+namespace incept {
+namespace {
+
+using kernels::DType;
+using bf16 = __nv_bfloat16;
+
+// Calls fn.template operator()<T>() with T = float or bf16 for the dtype.
+template <typename Fn>
+void with_dtype(DType t, Fn&& fn) {
+  if (t == DType::kF32)
+    fn.template operator()<float>();
+  else
+    fn.template operator()<bf16>();
+}
+
+// The device copy of the per-step values: the dropout iteration and the SGD parameters.
+struct StepDevice {
+  std::uint64_t iteration = 0;
+  kernels::SgdStepParams sgd;
+};
+
+struct NvtxRange {
+  explicit NvtxRange(const std::string& name) { nvtxRangePushA(name.c_str()); }
+  ~NvtxRange() { nvtxRangePop(); }
+};
+
+}  // namespace
+
+// Device-side state of one layer: its pointers (into the arenas) and library plans.
+struct GpuNet::Layer {
+  const LayerPlan* plan = nullptr;
+  std::vector<Nchw> in_shape, out_shape;
+  std::vector<void*> in, out, in_diff, out_diff;  // activation dtype, null where none
+  std::vector<char> accumulate;
+  std::vector<void*> w;       // compute weights (fp32 master or bf16 copy)
+  std::vector<void*> w_diff;  // gradients (dtype)
+  void* saved = nullptr;      // LRN scale (fp32) or MAX pool argmax (int32)
+  float* scratch = nullptr;   // fp32 [N] for loss/accuracy
+  float* output = nullptr;    // fp32 scalar output
+  std::unique_ptr<CudnnConv> conv;
+  std::unique_ptr<GpuFc> fc;
+  bool fused_relu = false;    // conv: the next (in-place ReLU) layer is folded in
+  bool skip = false;          // a ReLU folded into the previous convolution
+};
+
+GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
+    : plan_(std::move(plan)), opt_(options), esize_(kernels::dtype_size(options.dtype)) {
+  stream_ = make_stream();
+  cudnn_ = make_cudnn();
+  cublas_ = make_cublas();
+  CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
+  CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  cublas_ws_ = DeviceBuffer(std::size_t(32) << 20);
+  CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.data(), cublas_ws_.bytes()));
+
+  const std::size_t pe = std::size_t(std::max<std::int64_t>(plan_.param_elems, 1));
+  acts_ = DeviceBuffer(std::size_t(std::max<std::int64_t>(plan_.activation_elems, 1)) * esize_);
+  master_ = DeviceBuffer(pe * 4);
+  grads_ = DeviceBuffer(pe * esize_);
+  history_ = DeviceBuffer(pe * 4);
+  if (opt_.dtype == DType::kBF16) weights_lp_ = DeviceBuffer(pe * 2);
+  labels_ = DeviceBuffer(std::size_t(std::max(plan_.options.batch, 1)) * 4);
+  step_dev_ = DeviceBuffer(sizeof(StepDevice));
+  step_host_ = PinnedBuffer(kStepSlots * sizeof(StepDevice));
+  for (int i = 0; i < kStepSlots; ++i) {
+    step_host_.as<StepDevice>()[i] = StepDevice{};
+    step_events_.push_back(make_event(false));
+  }
+  master_.fill_bytes(0, stream_);
+  grads_.fill_bytes(0, stream_);
+  history_.fill_bytes(0, stream_);
+  if (weights_lp_.bytes()) weights_lp_.fill_bytes(0, stream_);
+  labels_.fill_bytes(0, stream_);
+  step_dev_.upload(step_host_.data(), sizeof(StepDevice), stream_);
+
+  // SGD segment table: one segment per parameter blob.
+  std::vector<kernels::SgdSegment> segs;
+  for (const ParamPlan& p : plan_.params) segs.push_back({p.offset, p.count, p.lr_mult, p.decay_mult});
+  if (int(segs.size()) > kernels::kSgdMaxSegments)
+    throw Error(fmt::format("net {}: {} parameter blobs, the SGD kernel takes at most {}", plan_.name,
+                            segs.size(), kernels::kSgdMaxSegments));
+  n_segments_ = int(segs.size());
+  segments_ = DeviceBuffer(std::max<std::size_t>(segs.size(), 1) * sizeof(kernels::SgdSegment));
+  if (!segs.empty()) segments_.upload(segs.data(), segs.size() * sizeof(kernels::SgdSegment), stream_);
+
+  build_layers();
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+GpuNet::~GpuNet() = default;
+
+void* GpuNet::data() const {
+  return acts_.as<char>() + plan_.blobs[plan_.data_blob].offset * esize_;
+}
+
+void GpuNet::build_layers() {
+  char* acts = acts_.as<char>();
+  auto value_ptr = [&](int blob) -> void* {
+    const BlobPlan& b = plan_.blobs[blob];
+    return b.is_label ? nullptr : acts + b.offset * esize_;
+  };
+  auto diff_ptr = [&](int blob) -> void* {
+    const BlobPlan& b = plan_.blobs[blob];
+    return b.diff_offset < 0 ? nullptr : acts + b.diff_offset * esize_;
+  };
+  void* compute_weights = opt_.dtype == DType::kBF16 ? weights_lp_.data() : master_.data();
+
+  // Saved-state sizes (bytes) first, then one allocation.
+  std::vector<std::size_t> saved_at(plan_.layers.size(), SIZE_MAX);
+  std::size_t saved_bytes = 0, scratch_elems = 0;
+  int n_outputs = 0;
+  for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
+    const LayerPlan& lp = plan_.layers[l];
+    const Nchw& in0 = plan_.blobs[lp.bottoms.empty() ? 0 : lp.bottoms[0]].shape;
+    std::size_t bytes = 0;
+    if (lp.kind() == LayerKind::kLRN && opt_.save_lrn_scale && plan_.options.training)
+      bytes = std::size_t(in0.count()) * 4;
+    if (lp.kind() == LayerKind::kPooling && std::get<PoolParams>(lp.params).geom.method == PoolMethod::kMax &&
+        plan_.options.training)
+      bytes = std::size_t(plan_.blobs[lp.tops[0]].shape.count()) * 4;
+    if (bytes) {
+      saved_at[l] = saved_bytes;
+      saved_bytes += (bytes + 255) / 256 * 256;
+    }
+    if (lp.kind() == LayerKind::kSoftmaxWithLoss || lp.kind() == LayerKind::kAccuracy) {
+      scratch_elems = std::max<std::size_t>(scratch_elems, std::size_t(in0.n));
+      ++n_outputs;
+    }
+  }
+  saved_ = DeviceBuffer(std::max<std::size_t>(saved_bytes, 256));
+  scratch_ = DeviceBuffer(std::max<std::size_t>(scratch_elems, 1) * 4);
+  outputs_ = DeviceBuffer(std::size_t(std::max(n_outputs, 1)) * 4);
+  outputs_.fill_bytes(0, stream_);
+
+  int output_at = 0;
+  for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
+    const LayerPlan& lp = plan_.layers[l];
+    auto L = std::make_unique<Layer>();
+    L->plan = &lp;
+    for (std::size_t i = 0; i < lp.bottoms.size(); ++i) {
+      L->in_shape.push_back(plan_.blobs[lp.bottoms[i]].shape);
+      L->in.push_back(value_ptr(lp.bottoms[i]));
+      L->in_diff.push_back(lp.bottom_diff[i] ? diff_ptr(lp.bottoms[i]) : nullptr);
+      L->accumulate.push_back(lp.accumulate[i]);
+    }
+    for (int t : lp.tops) {
+      L->out_shape.push_back(plan_.blobs[t].shape);
+      L->out.push_back(value_ptr(t));
+      L->out_diff.push_back(diff_ptr(t));
+    }
+    for (int p : lp.param_ids) {
+      const std::int64_t off = plan_.params[p].offset;
+      L->w.push_back(static_cast<char*>(compute_weights) + off * esize_);
+      L->w_diff.push_back(grads_.as<char>() + off * esize_);
+    }
+    if (saved_at[l] != SIZE_MAX) L->saved = saved_.as<char>() + saved_at[l];
+    if (lp.kind() == LayerKind::kSoftmaxWithLoss || lp.kind() == LayerKind::kAccuracy) {
+      L->scratch = scratch_.as<float>();
+      L->output = outputs_.as<float>() + output_at++;
+    }
+    if (lp.kind() == LayerKind::kSoftmax)
+      throw Error(fmt::format("layer {}: Softmax (deploy) is not implemented on the GPU yet; plan the "
+                              "train or val stage", lp.name));
+    layers_.push_back(std::move(L));
+  }
+
+  // Library plans: cuDNN convolutions (algorithms measured now) and cuBLAS inner products.
+  std::size_t ws_need = 0;
+  const std::size_t probe_ws_bytes = opt_.workspace_limit;
+  DeviceBuffer probe_ws(probe_ws_bytes);
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = *layers_[l];
+    const LayerPlan& lp = *L.plan;
+    if (lp.kind() == LayerKind::kConvolution) {
+      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+      ConvPlanOptions co;
+      co.dtype = opt_.dtype;
+      co.allow_tf32 = opt_.allow_tf32;
+      co.measure = opt_.measure_algorithms;
+      co.workspace_limit = opt_.workspace_limit;
+      co.deterministic = opt_.deterministic;
+      co.try_fused_bias_relu = opt_.fuse_conv_relu;
+      L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.out_shape[0], co);
+      // Scratch for the search: this layer's own buffers (contents are not yet meaningful)
+      // and the gradient arena for the weights, so the parameters are never touched.
+      L.conv->choose_algorithms(cudnn_, L.in[0], L.w_diff[0], L.out[0], g.bias ? L.w_diff[1] : nullptr,
+                                probe_ws.data(), probe_ws_bytes);
+      ws_need = std::max(ws_need, L.conv->workspace_bytes());
+      if (opt_.fuse_conv_relu && g.bias && l + 1 < layers_.size()) {
+        const LayerPlan& next = *layers_[l + 1]->plan;
+        if (next.kind() == LayerKind::kReLU && next.bottoms[0] == lp.tops[0] && next.tops[0] == lp.tops[0]) {
+          L.fused_relu = true;
+          layers_[l + 1]->skip = true;
+        }
+      }
+    } else if (lp.kind() == LayerKind::kInnerProduct) {
+      const Nchw& x = L.in_shape[0];
+      if (!x.dense())
+        throw Error(fmt::format("layer {}: InnerProduct needs a dense input", lp.name));
+      const FcGeom& g = std::get<FcParams>(lp.params).geom;
+      L.fc = std::make_unique<GpuFc>(FcShape{x.n, int(x.image()), L.out_shape[0].c}, opt_.dtype,
+                                     opt_.allow_tf32);
+      (void)g;
+    }
+  }
+  probe_ws = DeviceBuffer();
+  workspace_ = DeviceBuffer(std::max<std::size_t>(ws_need, 256));
+  grads_.fill_bytes(0, stream_);
+  acts_.fill_bytes(0, stream_);
+}
+
+// ---- parameters -------------------------------------------------------------------------
+
+void GpuNet::set_params(std::span<const float> host) {
+  if (std::int64_t(host.size()) != plan_.param_elems)
+    throw Error(fmt::format("set_params: {} values for {} parameters", host.size(), plan_.param_elems));
+  master_.upload(host.data(), host.size() * 4, stream_);
+  if (opt_.dtype == DType::kBF16) {
+    std::vector<std::uint16_t> lp(host.size());
+    for (std::size_t i = 0; i < host.size(); ++i) lp[i] = kernels::f32_to_bf16_bits(host[i]);
+    weights_lp_.upload(lp.data(), lp.size() * 2, stream_);  // synchronous: lp goes out of scope
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void GpuNet::get_params(std::span<float> host) const {
+  master_.download(host.data(), std::min<std::size_t>(host.size(), plan_.param_elems) * 4, stream_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+namespace {
+// Downloads `n` elements of dtype t at device pointer p, as fp32.
+std::vector<float> download_as_f32(const void* p, std::size_t n, DType t, cudaStream_t s) {
+  std::vector<float> out(n);
+  if (t == DType::kF32) {
+    CUDA_CHECK(cudaMemcpyAsync(out.data(), p, n * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+  } else {
+    std::vector<std::uint16_t> raw(n);
+    CUDA_CHECK(cudaMemcpyAsync(raw.data(), p, n * 2, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    for (std::size_t i = 0; i < n; ++i) out[i] = kernels::bf16_bits_to_f32(raw[i]);
+  }
+  return out;
+}
+}  // namespace
+
+void GpuNet::get_grads(std::span<float> host) const {
+  auto g = download_as_f32(grads_.data(), std::size_t(plan_.param_elems), opt_.dtype, stream_);
+  std::copy_n(g.begin(), std::min(g.size(), host.size()), host.begin());
+}
+
+void GpuNet::get_momentum(std::span<float> host) const {
+  history_.download(host.data(), std::min<std::size_t>(host.size(), plan_.param_elems) * 4, stream_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void GpuNet::init_params(std::uint64_t seed) {
+  std::vector<float> host(plan_.param_elems);
+  fill_params(plan_, seed, host.data());
+  set_params(host);
+  zero_momentum();
+}
+
+void GpuNet::zero_momentum() {
+  history_.fill_bytes(0, stream_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+// ---- the step -----------------------------------------------------------------------------
+
+void GpuNet::set_step_values(const StepValues& v) {
+  // A ring of pinned slots: a slot is rewritten only after the copy out of it (kStepSlots
+  // steps ago) has run, so the host normally never waits and can run ahead of the GPU.
+  const int slot = int(step_counter_++ % kStepSlots);
+  if (step_slot_used_[slot]) CUDA_CHECK(cudaEventSynchronize(step_events_[slot]));
+  StepDevice& s = step_host_.as<StepDevice>()[slot];
+  s.iteration = v.iteration;
+  s.sgd.lr = v.lr;
+  s.sgd.momentum = v.momentum;
+  s.sgd.weight_decay = v.weight_decay;
+  s.sgd.grad_scale = v.grad_scale;
+  CUDA_CHECK(cudaMemcpyAsync(step_dev_.data(), &s, sizeof(StepDevice), cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaEventRecord(step_events_[slot], stream_));
+  step_slot_used_[slot] = true;
+}
+
+void GpuNet::zero_grads() { grads_.fill_bytes(0, stream_); }
+
+void GpuNet::forward() {
+  for (std::size_t l = 0; l < layers_.size(); ++l) forward_layer(int(l));
+}
+
+void GpuNet::backward() {
+  if (!plan_.options.training) throw Error(fmt::format("net {}: planned without gradients", plan_.name));
+  for (int l = int(layers_.size()) - 1; l >= 0; --l) backward_layer(l);
+}
+
+void GpuNet::update() {
+  const auto* sgd = reinterpret_cast<const kernels::SgdStepParams*>(step_dev_.as<char>() +
+                                                                    offsetof(StepDevice, sgd));
+  bf16* lp = opt_.dtype == DType::kBF16 ? weights_lp_.as<bf16>() : nullptr;
+  with_dtype(opt_.dtype, [&]<typename T>() {
+    kernels::sgd_update<T>(n_segments_, segments_.as<kernels::SgdSegment>(), plan_.param_elems, sgd,
+                           grads_.as<T>(), master_.as<float>(), history_.as<float>(), lp, stream_);
+  });
+}
+
+void GpuNet::enqueue_step(bool do_update) {
+  zero_grads();
+  forward();
+  backward();
+  if (do_update) update();
+}
+
+void GpuNet::train_step(const StepValues& v, bool graph, bool do_update) {
+  set_step_values(v);
+  if (!graph) {
+    enqueue_step(do_update);
+    return;
+  }
+  if (!graph_exec_ || graph_has_update_ != do_update) {
+    cudaGraph_t g = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue_step(do_update);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
+    }
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    graph_ = Graph(g);
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph_, 0));
+    graph_exec_ = GraphExec(exec);
+    graph_has_update_ = do_update;
+  }
+  CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+}
+
+void GpuNet::forward_step(const StepValues& v) {
+  set_step_values(v);
+  forward();
+}
+
+// ---- per-layer dispatch ---------------------------------------------------------------------
+
+void GpuNet::forward_layer(int l) {
+  Layer& L = *layers_[l];
+  if (L.skip) return;
+  const LayerPlan& lp = *L.plan;
+  NvtxRange range(lp.name);
+  const auto* step = reinterpret_cast<const std::uint64_t*>(step_dev_.data());
+  void* ws = workspace_.data();
+  const std::size_t wsb = workspace_.bytes();
+  with_dtype(opt_.dtype, [&]<typename T>() {
+    auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
+    auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
+    switch (lp.kind()) {
+      case LayerKind::kConvolution: {
+        const bool bias = std::get<ConvParams>(lp.params).geom.bias;
+        if (L.fused_relu) {
+          L.conv->forward_bias_relu(cudnn_, L.in[0], L.w[0], L.w[1], L.out[0], ws, wsb);
+        } else {
+          L.conv->forward(cudnn_, L.in[0], L.w[0], L.out[0], ws, wsb);
+          if (bias)
+            kernels::bias_relu_fwd<T>(L.out_shape[0], static_cast<const T*>(L.w[1]), false, out(0), stream_);
+        }
+        break;
+      }
+      case LayerKind::kReLU:
+        kernels::relu_fwd<T>(L.out_shape[0], in(0), out(0), stream_);
+        break;
+      case LayerKind::kPooling:
+        kernels::pool_fwd<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom, L.out_shape[0], out(0),
+                             static_cast<std::int32_t*>(L.saved), stream_);
+        break;
+      case LayerKind::kLRN:
+        kernels::lrn_fwd<T>(L.in_shape[0], in(0), std::get<LrnParams>(lp.params).geom, L.out_shape[0], out(0),
+                            static_cast<float*>(L.saved), stream_);
+        break;
+      case LayerKind::kConcat:
+        break;  // bottoms are channel slices of the top: nothing to do
+      case LayerKind::kInnerProduct: {
+        const bool bias = std::get<FcParams>(lp.params).geom.bias;
+        L.fc->forward(cublas_, L.in[0], L.w[0], bias ? L.w[1] : nullptr, false, L.out[0]);
+        break;
+      }
+      case LayerKind::kDropout: {
+        if (!plan_.options.training) {
+          if (L.out[0] != L.in[0])
+            CUDA_CHECK(cudaMemcpyAsync(L.out[0], L.in[0], L.in_shape[0].count() * sizeof(T),
+                                       cudaMemcpyDeviceToDevice, stream_));
+          break;
+        }
+        ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l)};
+        kernels::dropout_fwd<T>(L.in_shape[0], in(0), std::get<DropoutParams>(lp.params).ratio, key, step, out(0),
+                                stream_);
+        break;
+      }
+      case LayerKind::kSoftmaxWithLoss: {
+        const Nchw& s = L.in_shape[0];
+        kernels::softmax_xent_fwd<T>(s.n, int(s.image()), in(0), labels(), 1.f, L.scratch, L.output, nullptr,
+                                     stream_);
+        break;
+      }
+      case LayerKind::kAccuracy: {
+        const Nchw& s = L.in_shape[0];
+        kernels::accuracy_fwd<T>(s.n, int(s.image()), in(0), labels(), std::get<AccuracyParams>(lp.params).top_k,
+                                 L.scratch, L.output, stream_);
+        break;
+      }
+      case LayerKind::kSoftmax:
+        throw Error("Softmax is not implemented on the GPU");
+    }
+  });
+}
+
+void GpuNet::backward_layer(int l) {
+  Layer& L = *layers_[l];
+  const LayerPlan& lp = *L.plan;
+  for (int r : lp.zero_diffs) {
+    const BlobPlan& b = plan_.blobs[r];
+    CUDA_CHECK(cudaMemsetAsync(acts_.as<char>() + b.diff_offset * esize_, 0, b.shape.count() * esize_, stream_));
+  }
+  if (!lp.run_backward || L.skip) return;
+  NvtxRange range(lp.name + " bwd");
+  const auto* step = reinterpret_cast<const std::uint64_t*>(step_dev_.data());
+  void* ws = workspace_.data();
+  const std::size_t wsb = workspace_.bytes();
+  with_dtype(opt_.dtype, [&]<typename T>() {
+    auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
+    auto dout = [&](int i) { return static_cast<const T*>(L.out_diff[i]); };
+    auto din = [&](int i) { return static_cast<T*>(L.in_diff[i]); };
+    switch (lp.kind()) {
+      case LayerKind::kConvolution: {
+        const bool bias = std::get<ConvParams>(lp.params).geom.bias;
+        // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass.
+        T* dz = static_cast<T*>(L.out_diff[0]);
+        if (bias || L.fused_relu)
+          kernels::relu_bias_bwd<T>(L.out_shape[0], static_cast<const T*>(L.out[0]), dout(0), L.fused_relu, dz,
+                                    bias ? static_cast<T*>(L.w_diff[1]) : nullptr, stream_);
+        L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
+        if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
+        break;
+      }
+      case LayerKind::kReLU:
+        if (L.in_diff[0])
+          kernels::relu_bwd<T>(L.in_shape[0], static_cast<const T*>(L.out[0]), dout(0), din(0), L.accumulate[0],
+                               stream_);
+        break;
+      case LayerKind::kPooling:
+        if (L.in_diff[0])
+          kernels::pool_bwd<T>(L.in_shape[0], std::get<PoolParams>(lp.params).geom, L.out_shape[0], dout(0),
+                               static_cast<const std::int32_t*>(L.saved), din(0), L.accumulate[0], stream_);
+        break;
+      case LayerKind::kLRN:
+        if (L.in_diff[0])
+          kernels::lrn_bwd<T>(L.in_shape[0], in(0), L.out_shape[0], static_cast<const T*>(L.out[0]), dout(0),
+                              static_cast<const float*>(L.saved), std::get<LrnParams>(lp.params).geom, din(0),
+                              L.accumulate[0], stream_);
+        break;
+      case LayerKind::kConcat:
+        break;  // bottoms' gradients are slices of the top's gradient
+      case LayerKind::kInnerProduct: {
+        const bool bias = std::get<FcParams>(lp.params).geom.bias;
+        L.fc->backward_filter(cublas_, L.in[0], L.out_diff[0], L.w_diff[0], bias ? L.w_diff[1] : nullptr);
+        if (L.in_diff[0]) L.fc->backward_data(cublas_, L.out_diff[0], L.w[0], L.in_diff[0], L.accumulate[0]);
+        break;
+      }
+      case LayerKind::kDropout:
+        if (L.in_diff[0]) {
+          ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l)};
+          kernels::dropout_bwd<T>(L.in_shape[0], dout(0), std::get<DropoutParams>(lp.params).ratio, key, step,
+                                  din(0), L.accumulate[0], stream_);
+        }
+        break;
+      case LayerKind::kSoftmaxWithLoss: {
+        if (!L.in_diff[0]) break;
+        if (L.accumulate[0])
+          throw Error(fmt::format("layer {}: a loss input with several gradient consumers is not supported",
+                                  lp.name));
+        const Nchw& s = L.in_shape[0];
+        kernels::softmax_xent_fwd<T>(s.n, int(s.image()), in(0), labels(),
+                                     std::get<SoftmaxLossParams>(lp.params).loss_weight, L.scratch, L.output,
+                                     din(0), stream_);
+        break;
+      }
+      case LayerKind::kAccuracy:
+      case LayerKind::kSoftmax:
+        break;
+    }
+  });
+}
+
+// ---- reading results ------------------------------------------------------------------------
+
+float GpuNet::output(const std::string& top) const {
+  for (const auto& [name, v] : scalar_outputs())
+    if (name == top) return v;
+  throw Error(fmt::format("net {}: no scalar output named '{}'", plan_.name, top));
+}
+
+std::vector<std::pair<std::string, float>> GpuNet::scalar_outputs() const {
+  std::vector<float> host(outputs_.bytes() / 4);
+  outputs_.download(host.data(), outputs_.bytes(), stream_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  std::vector<std::pair<std::string, float>> out;
+  for (const auto& L : layers_)
+    if (L->output) out.emplace_back(plan_.blobs[L->plan->tops[0]].name, host[L->output - outputs_.as<float>()]);
+  return out;
+}
+
+namespace {
+// Gathers a strided NCHW view into a dense fp32 vector.
+std::vector<float> gather_view(const char* base, const Nchw& s, DType t, cudaStream_t st) {
+  const std::int64_t span = (s.n - 1) * s.nstride() + s.image();
+  auto all = download_as_f32(base, std::size_t(span), t, st);
+  std::vector<float> out(std::size_t(s.count()));
+  for (int n = 0; n < s.n; ++n)
+    std::copy_n(all.begin() + n * s.nstride(), s.image(), out.begin() + n * s.image());
+  return out;
+}
+}  // namespace
+
+std::vector<float> GpuNet::blob_data(int blob) const {
+  const BlobPlan& b = plan_.blobs[blob];
+  if (b.is_label) throw Error("blob_data: labels are int32");
+  return gather_view(acts_.as<char>() + b.offset * esize_, b.shape, opt_.dtype, stream_);
+}
+
+std::vector<float> GpuNet::blob_diff(int blob) const {
+  const BlobPlan& b = plan_.blobs[blob];
+  if (b.diff_offset < 0) return {};
+  return gather_view(acts_.as<char>() + b.diff_offset * esize_, b.shape, opt_.dtype, stream_);
+}
+
+// ---- reports ------------------------------------------------------------------------------------
+
+std::vector<LayerTime> GpuNet::time_layers(int iters) {
+  const int n = int(layers_.size());
+  std::vector<std::vector<float>> fwd(n), bwd(n);
+  std::vector<Event> ev;
+  for (int i = 0; i < 2 * n + 2; ++i) ev.push_back(make_event());
+  for (int it = 0; it < iters; ++it) {
+    zero_grads();
+    for (int l = 0; l < n; ++l) {
+      CUDA_CHECK(cudaEventRecord(ev[l], stream_));
+      forward_layer(l);
+    }
+    CUDA_CHECK(cudaEventRecord(ev[n], stream_));
+    for (int l = n - 1; l >= 0; --l) {
+      CUDA_CHECK(cudaEventRecord(ev[n + 1 + (n - 1 - l)], stream_));
+      backward_layer(l);
+    }
+    CUDA_CHECK(cudaEventRecord(ev[2 * n + 1], stream_));
+    CUDA_CHECK(cudaEventSynchronize(ev[2 * n + 1]));
+    for (int l = 0; l < n; ++l) {
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, ev[l], ev[l + 1]));
+      fwd[l].push_back(ms);
+      const int b = n + 1 + (n - 1 - l);
+      CUDA_CHECK(cudaEventElapsedTime(&ms, ev[b], ev[b + 1]));
+      bwd[l].push_back(ms);
+    }
+  }
+  auto median = [](std::vector<float> v) {
+    if (v.empty()) return 0.f;
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<LayerTime> out;
+  for (int l = 0; l < n; ++l)
+    out.push_back({plan_.layers[l].name, kind_name(plan_.layers[l].kind()), median(fwd[l]), median(bwd[l])});
+  return out;
+}
+
+std::size_t GpuNet::device_bytes() const {
+  return acts_.bytes() + master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() +
+         saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes();
+}
+
+std::string GpuNet::memory_report() const {
+  auto mib = [](std::size_t b) { return double(b) / (1 << 20); };
+  return fmt::format(
+      "activations {:.1f} MiB ({}), params {:.1f} MiB fp32 master{}, grads {:.1f} MiB, momentum {:.1f} MiB, "
+      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB; total {:.1f} MiB",
+      mib(acts_.bytes()), kernels::dtype_name(opt_.dtype), mib(master_.bytes()),
+      weights_lp_.bytes() ? fmt::format(" + {:.1f} MiB bf16 copy", mib(weights_lp_.bytes())) : std::string(),
+      mib(grads_.bytes()), mib(history_.bytes()), mib(saved_.bytes()), mib(workspace_.bytes()),
+      mib(cublas_ws_.bytes()), mib(device_bytes()));
+}
+
+std::vector<std::string> GpuNet::algorithm_report() const {
+  std::vector<std::string> out;
+  for (const auto& L : layers_)
+    if (L->conv) out.push_back(fmt::format("{}: {}", L->plan->name, L->conv->describe()));
+  return out;
+}
+
+}  // namespace incept

@@ -1,0 +1,151 @@
+// The GPU backend of a planned net (engine/net_plan.h): the same plan as CpuNet, with device
+// arenas (activations + gradients in one lifetime-planned arena of the activation dtype;
+// fp32 master parameters, gradients of the activation dtype and fp32 momentum in three
+// buffers of identical layout; a bf16 copy of the weights in bf16 mode), one shared cuDNN
+// workspace, and forward/backward through cuDNN, cuBLAS and the kernels of kernels/*_gpu.h.
+//
+// A training step (zero gradients, forward, backward, SGD update) is enqueued on one stream
+// and never waits for the host: per-step values (iteration for the dropout masks, learning
+// rate, momentum, weight decay) live in a small device struct that one async copy refreshes
+// before the step, so the whole step can be captured once as a CUDA graph and replayed.
+// Eager mode (step(..., graph = false)) runs the same launches and gives identical results.
+//
+// Fusions: a Convolution followed by its in-place ReLU runs as one cuDNN bias+ReLU forward
+// (or conv + one bias_relu kernel) and one relu_bias backward pass; the ReLU layer itself is
+// then skipped. Concat costs nothing: branches write into channel slices (NetPlan).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/cudnn_conv.h"
+#include "engine/gpu_fc.h"
+#include "engine/net_plan.h"
+#include "engine/owners.h"
+#include "kernels/dtype_gpu.h"
+#include "kernels/sgd_gpu.h"
+
+namespace incept {
+
+struct GpuNetOptions {
+  kernels::DType dtype = kernels::DType::kF32;  // activations, gradients, compute weights
+  bool allow_tf32 = false;      // fp32 mode: let cuDNN/cuBLAS use TF32 tensor cores
+  bool measure_algorithms = true;  // time cuDNN algorithms when the net is built
+  bool deterministic = false;   // only deterministic cuDNN algorithms
+  bool fuse_conv_relu = true;
+  bool save_lrn_scale = true;   // keep LRN's scale from forward (else recompute in backward)
+  std::size_t workspace_limit = std::size_t(256) << 20;  // per algorithm
+  std::uint64_t dropout_seed = 0;
+};
+
+// Solver values of one step, copied to the device before the step runs.
+struct StepValues {
+  std::uint64_t iteration = 0;  // keys the dropout masks
+  float lr = 0.f;
+  float momentum = 0.9f;
+  float weight_decay = 0.f;
+  float grad_scale = 1.f;
+};
+
+// Time of one layer's forward and backward (eager, CUDA events), for `caffe time`-style tables.
+struct LayerTime {
+  std::string name;
+  std::string type;
+  float forward_ms = 0.f;
+  float backward_ms = 0.f;
+};
+
+class GpuNet {
+ public:
+  // Allocates everything and chooses the cuDNN algorithms (this synchronizes; a step never does).
+  GpuNet(NetPlan plan, const GpuNetOptions& options);
+  ~GpuNet();
+  GpuNet(const GpuNet&) = delete;
+  GpuNet& operator=(const GpuNet&) = delete;
+
+  const NetPlan& plan() const { return plan_; }
+  const GpuNetOptions& options() const { return opt_; }
+  cudaStream_t stream() const { return stream_; }
+
+  // Network input: device NCHW dense [batch, C, H, W] of the activation dtype.
+  void* data() const;
+  // Labels: device int32[batch].
+  std::int32_t* labels() const { return labels_.as<std::int32_t>(); }
+
+  // Parameters as fp32 in the plan's layout (param_elems values, padding included).
+  void set_params(std::span<const float> host);
+  void get_params(std::span<float> host) const;
+  void get_grads(std::span<float> host) const;      // converted to fp32
+  void get_momentum(std::span<float> host) const;
+  void init_params(std::uint64_t seed);             // Caffe fillers (engine/fillers.h), then upload
+  void zero_momentum();
+
+  // The pieces of a step, enqueued on stream() (no host waits).
+  void set_step_values(const StepValues& v);  // async copy from pinned memory
+  void zero_grads();
+  void forward();
+  void backward();
+  void update();
+  // zero_grads + forward + backward (+ update when `update`). With graph = true the first
+  // call captures the sequence into a CUDA graph and later calls replay it.
+  void train_step(const StepValues& v, bool graph, bool update = true);
+  // Forward only (validation): training = false nets skip Dropout.
+  void forward_step(const StepValues& v);
+
+  // Reads a scalar output (loss, accuracy) by top name: synchronizes the stream.
+  float output(const std::string& top) const;
+  std::vector<std::pair<std::string, float>> scalar_outputs() const;
+  // A blob's values / gradient as fp32 (logical NCHW shape, dense): synchronizes.
+  std::vector<float> blob_data(int blob) const;
+  std::vector<float> blob_diff(int blob) const;
+
+  // Per-layer forward/backward times over `iters` eager steps (median per layer).
+  std::vector<LayerTime> time_layers(int iters);
+  // Device memory by arena, for the start-up report.
+  std::string memory_report() const;
+  std::size_t device_bytes() const;
+  // cuDNN algorithm choices, one line per convolution.
+  std::vector<std::string> algorithm_report() const;
+
+ private:
+  struct Layer;  // per-layer device state (descriptors, pointers), gpu_net.cpp
+  void build_layers();
+  void forward_layer(int l);
+  void backward_layer(int l);
+  void enqueue_step(bool update);
+
+  NetPlan plan_;
+  GpuNetOptions opt_;
+  std::size_t esize_;  // bytes per activation element
+  Stream stream_;
+  CudnnHandle cudnn_;
+  CublasHandle cublas_;
+  DeviceBuffer acts_;       // activation arena (values + gradients), dtype
+  DeviceBuffer master_;     // fp32 parameters
+  DeviceBuffer weights_lp_; // bf16 copy of the parameters (bf16 mode only)
+  DeviceBuffer grads_;      // parameter gradients, dtype
+  DeviceBuffer history_;    // fp32 momentum
+  DeviceBuffer saved_;      // per-layer state kept from forward to backward (LRN scale, pool argmax)
+  DeviceBuffer workspace_;  // shared cuDNN workspace
+  DeviceBuffer cublas_ws_;
+  DeviceBuffer scratch_;    // per-row scratch of loss/accuracy layers (fp32)
+  DeviceBuffer outputs_;    // fp32 scalar outputs (losses, accuracies), one per output layer
+  DeviceBuffer labels_;
+  DeviceBuffer segments_;   // SGD segment table
+  DeviceBuffer step_dev_;   // StepDevice (iteration + SgdStepParams)
+  static constexpr int kStepSlots = 4;
+  PinnedBuffer step_host_;  // kStepSlots StepDevice slots
+  std::vector<Event> step_events_;
+  bool step_slot_used_[kStepSlots] = {};
+  std::uint64_t step_counter_ = 0;
+  int n_segments_ = 0;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  Graph graph_;
+  GraphExec graph_exec_;
+  bool graph_has_update_ = false;
+};
+
+}  // namespace incept
