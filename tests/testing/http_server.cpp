@@ -203,4 +203,49 @@ int run_command(const std::string& cmd, std::string* out) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+namespace {
+std::string unhex(const std::string& line) {
+  std::string out;
+  auto v = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+  for (std::size_t i = 0; i + 1 < line.size(); i += 2) out += char(v(line[i]) << 4 | v(line[i + 1]));
+  return out;
+}
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> mdb_dump_records(const fs::path& db) {
+  std::string text;
+  if (run_command("mdb_dump '" + db.string() + "'", &text) != 0) throw std::runtime_error("mdb_dump failed: " + text);
+  std::vector<std::pair<std::string, std::string>> out;
+  std::size_t pos = text.find("HEADER=END\n");
+  std::vector<std::string> lines;
+  for (std::size_t p = pos == std::string::npos ? 0 : pos + 11; p < text.size();) {
+    const std::size_t e = std::min(text.find('\n', p), text.size());
+    lines.push_back(text.substr(p, e - p));
+    p = e + 1;
+  }
+  for (std::size_t i = 0; i + 1 < lines.size(); i += 2) {
+    if (lines[i] == "DATA=END" || lines[i].empty() || lines[i][0] != ' ') break;
+    out.emplace_back(unhex(lines[i].substr(1)), unhex(lines[i + 1].substr(1)));
+  }
+  return out;
+}
+
+long mdb_stat_entries(const fs::path& db) {
+  std::string text;
+  if (run_command("mdb_stat '" + db.string() + "'", &text) != 0) return -1;
+  const auto at = text.find("Entries: ");
+  return at == std::string::npos ? -1 : std::stol(text.substr(at + 9));
+}
+
+std::string protoc_decode_datum(const std::string& bytes) {
+  const fs::path tmp = fs::temp_directory_path() / ("incept_datum_" + std::to_string(getpid()) + ".bin");
+  std::ofstream(tmp, std::ios::binary) << bytes;
+  std::string text;
+  run_command(std::string("protoc --decode caffe.Datum -I'") + INCEPT_SOURCE_DIR + "' '" + INCEPT_SOURCE_DIR +
+                  "/data/caffe.proto' < '" + tmp.string() + "'",
+              &text);
+  fs::remove(tmp);
+  return text;
+}
+
 }  // namespace incept::testing

@@ -41,4 +41,11 @@ bool have_nginx();
 // Runs a command line through /bin/sh, returns its exit status; output captured into *out.
 int run_command(const std::string& cmd, std::string* out = nullptr);
 
+// Independent LMDB checks through lmdb-utils: every (key, value) of `mdb_dump` (hex format),
+// and the entry count printed by `mdb_stat`.
+std::vector<std::pair<std::string, std::string>> mdb_dump_records(const std::filesystem::path& db);
+long mdb_stat_entries(const std::filesystem::path& db);
+// `protoc --decode caffe.Datum data/caffe.proto` on one serialized record: the text format.
+std::string protoc_decode_datum(const std::string& bytes);
+
 }  // namespace incept::testing
