@@ -36,16 +36,19 @@ struct PoolArgs {
   int kh, kw, sh, sw, ph, pw;
 };
 
-template <typename T, bool kMax>
+// I: the flat index type. 32-bit when the tensor has < 2^31 elements (every GoogLeNet
+// shape at batch 128): 64-bit division and modulo cost ~4x the rest of a pooling window.
+template <typename T, bool kMax, typename I>
 __global__ void pool_fwd_kernel(PoolArgs a, const T* __restrict__ x, T* __restrict__ y,
                                 std::int32_t* __restrict__ mask) {
-  const long long total = static_cast<long long>(a.n) * a.c * a.ho * a.wo;
-  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
-       j += static_cast<long long>(gridDim.x) * blockDim.x) {
-    const int ox = static_cast<int>(j % a.wo);
-    const int oy = static_cast<int>((j / a.wo) % a.ho);
-    const long long nc = j / (static_cast<long long>(a.wo) * a.ho);
-    const int c = static_cast<int>(nc % a.c), n = static_cast<int>(nc / a.c);
+  const I total = static_cast<I>(a.n) * a.c * a.ho * a.wo;
+  for (I j = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<I>(gridDim.x) * blockDim.x) {
+    const I q = j / a.wo;
+    const int ox = static_cast<int>(j - q * a.wo);
+    const I nc = q / a.ho;
+    const int oy = static_cast<int>(q - nc * a.ho);
+    const int n = static_cast<int>(nc / a.c), c = static_cast<int>(nc - static_cast<I>(n) * a.c);
     int h0 = oy * a.sh - a.ph, w0 = ox * a.sw - a.pw;
     int h1 = min(h0 + a.kh, a.h + a.ph), w1 = min(w0 + a.kw, a.w + a.pw);
     const int pool_size = (h1 - h0) * (w1 - w0);
@@ -77,16 +80,17 @@ __global__ void pool_fwd_kernel(PoolArgs a, const T* __restrict__ x, T* __restri
   }
 }
 
-template <typename T, bool kMax>
+template <typename T, bool kMax, typename I>
 __global__ void pool_bwd_kernel(PoolArgs a, const T* __restrict__ dy, const std::int32_t* __restrict__ mask,
                                 T* dx, bool accumulate) {
-  const long long total = static_cast<long long>(a.n) * a.c * a.h * a.w;
-  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
-       j += static_cast<long long>(gridDim.x) * blockDim.x) {
-    const int ix = static_cast<int>(j % a.w);
-    const int iy = static_cast<int>((j / a.w) % a.h);
-    const long long nc = j / (static_cast<long long>(a.w) * a.h);
-    const int c = static_cast<int>(nc % a.c), n = static_cast<int>(nc / a.c);
+  const I total = static_cast<I>(a.n) * a.c * a.h * a.w;
+  for (I j = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<I>(gridDim.x) * blockDim.x) {
+    const I q = j / a.w;
+    const int ix = static_cast<int>(j - q * a.w);
+    const I nc = q / a.h;
+    const int iy = static_cast<int>(q - nc * a.h);
+    const int n = static_cast<int>(nc / a.c), c = static_cast<int>(nc - static_cast<I>(n) * a.c);
     // Output windows [o*s - p, o*s - p + k) that contain (iy, ix).
     const int oy0 = (iy + a.ph < a.kh) ? 0 : (iy + a.ph - a.kh) / a.sh + 1;
     const int oy1 = min((iy + a.ph) / a.sh + 1, a.ho);
@@ -137,10 +141,13 @@ void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T*
   const PoolGeom g = pool_geom_resolved(xs, g0);
   const PoolArgs a = make_args(xs, g, ys);
   const unsigned blocks = grid_for(static_cast<std::size_t>(ys.count()), kThreads);
+  const bool small = xs.count() < (std::int64_t(1) << 31) && ys.count() < (std::int64_t(1) << 31);
   if (g.method == PoolMethod::kMax) {
-    pool_fwd_kernel<T, true><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
+    if (small) pool_fwd_kernel<T, true, unsigned><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
+    else pool_fwd_kernel<T, true, long long><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
   } else {
-    pool_fwd_kernel<T, false><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
+    if (small) pool_fwd_kernel<T, false, unsigned><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
+    else pool_fwd_kernel<T, false, long long><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
   }
   KERNEL_CHECK("pool_fwd_kernel");
 }
@@ -153,11 +160,14 @@ void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy,
   const PoolGeom g = pool_geom_resolved(xs, g0);
   const PoolArgs a = make_args(xs, g, ys);
   const unsigned blocks = grid_for(static_cast<std::size_t>(xs.count()), kThreads);
+  const bool small = xs.count() < (std::int64_t(1) << 31) && ys.count() < (std::int64_t(1) << 31);
   if (g.method == PoolMethod::kMax) {
     if (mask == nullptr) throw Error("pool_bwd: MAX pooling backward needs the forward mask");
-    pool_bwd_kernel<T, true><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
+    if (small) pool_bwd_kernel<T, true, unsigned><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
+    else pool_bwd_kernel<T, true, long long><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
   } else {
-    pool_bwd_kernel<T, false><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
+    if (small) pool_bwd_kernel<T, false, unsigned><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
+    else pool_bwd_kernel<T, false, long long><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
   }
   KERNEL_CHECK("pool_bwd_kernel");
 }
