@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fmt/format.h>
 
 #include "engine/check.h"
@@ -18,6 +19,9 @@ struct HttpFetcher::Transfer {
   std::vector<std::string> chain;  // redirect history, for loop detection
   std::string body;
   bool too_large = false;
+  bool stalled = false;
+  std::chrono::steady_clock::time_point last_data;  // start, or the last byte received
+  double stall_s = 0;
   int attempt = 1;
   std::int64_t max_bytes = 0;
   std::atomic<std::int64_t>* bytes = nullptr;
@@ -36,8 +40,22 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
   }
   t->body.append(data, len);
+  t->last_data = std::chrono::steady_clock::now();
   t->bytes->fetch_add(std::int64_t(len), std::memory_order_relaxed);
   return len;
+}
+
+// Called by libcurl about once a second per transfer: abort when no byte came for stall_s.
+// (CURLOPT_LOW_SPEED_* averages over a window, so a body that stops after a few bytes would
+// only be cut by the whole-transfer timeout.)
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<HttpFetcher::Transfer*>(user);
+  const double idle = std::chrono::duration<double>(std::chrono::steady_clock::now() - t->last_data).count();
+  if (idle > t->stall_s) {
+    t->stalled = true;
+    return 1;
+  }
+  return 0;
 }
 
 bool transient(int code) {
@@ -148,8 +166,12 @@ void HttpFetcher::start(std::unique_ptr<Transfer> t) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, long(opt_.connect_timeout_s * 1000));
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, long(opt_.timeout_s * 1000));
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, long(std::max(1, opt_.stall_timeout_s)));
+  t->stalled = false;
+  t->stall_s = std::max(0.5, opt_.stall_timeout_s);
+  t->last_data = std::chrono::steady_clock::now();
+  curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(e, CURLOPT_XFERINFODATA, t.get());
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(opt_.max_bytes));
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  // listings may come gzipped
@@ -198,6 +220,9 @@ void HttpFetcher::finish(Transfer* raw, int code) {
     }
     if (t->too_large || code == CURLE_FILESIZE_EXCEEDED)
       r.error = fmt::format("larger than {} MiB (--max-download-mb)", opt_.max_bytes >> 20);
+    else if (t->stalled)
+      r.error = fmt::format("timed out: stalled, no data for {:.0f} s (--stall-timeout), {} bytes received",
+                            t->stall_s, t->body.size());
     else if (code == CURLE_OPERATION_TIMEDOUT)
       r.error = fmt::format("timed out ({})", t->errbuf[0] ? t->errbuf : "no data");
     else

@@ -25,7 +25,7 @@ struct HttpOptions {
   int max_outstanding = 256;       // queued + in flight + undelivered results (memory bound)
   double connect_timeout_s = 10;
   double timeout_s = 300;          // a whole transfer
-  int stall_timeout_s = 30;        // abort when nothing arrives for this long
+  double stall_timeout_s = 30;     // abort when nothing arrives for this long (seconds)
   std::int64_t max_bytes = 64 << 20;
   int max_redirects = 5;
   int attempts = 2;                // for connection-level failures (reset, refused, empty reply)
