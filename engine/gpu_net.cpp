@@ -195,7 +195,9 @@ void GpuNet::build_layers() {
       ConvPlanOptions co;
       co.dtype = opt_.dtype;
       co.allow_tf32 = opt_.allow_tf32;
-      co.measure = opt_.measure_algorithms;
+      // Deterministic mode also fixes the choice itself: timing-based choices (and the fused
+      // bias+ReLU path, chosen by timing) can differ between two runs and change the bits.
+      co.measure = opt_.measure_algorithms && !opt_.deterministic;
       co.workspace_limit = opt_.workspace_limit;
       co.deterministic = opt_.deterministic;
       co.try_fused_bias_relu = opt_.fuse_conv_relu;

@@ -34,7 +34,7 @@ struct GpuNetOptions {
   kernels::DType dtype = kernels::DType::kF32;  // activations, gradients, compute weights
   bool allow_tf32 = false;      // fp32 mode: let cuDNN/cuBLAS use TF32 tensor cores
   bool measure_algorithms = true;  // time cuDNN algorithms when the net is built
-  bool deterministic = false;   // only deterministic cuDNN algorithms
+  bool deterministic = false;   // deterministic cuDNN algorithms, chosen by heuristics (not timing)
   bool fuse_conv_relu = true;
   bool save_lrn_scale = true;   // keep LRN's scale from forward (else recompute in backward)
   std::size_t workspace_limit = std::size_t(256) << 20;  // per algorithm
