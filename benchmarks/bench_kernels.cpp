@@ -111,12 +111,13 @@ void bench_hand_written(cudaStream_t s, int nb, const Ceilings& c) {
   fill_random(d, t, 6);
   DeviceBuffer bias(4096 * es), mask(std::size_t(nb) * 64 * 56 * 56 * 4), scale(std::size_t(nb) * 192 * 56 * 56 * 4);
   fill_random(bias, t, 7);
+  DeviceBuffer part(std::size_t(1) << 22);  // relu_bias_bwd partial sums (fp32)
   char name[128];
   for (Nchw sh : {Nchw{nb, 64, 112, 112}, Nchw{nb, 128, 28, 28}, Nchw{nb, 384, 7, 7}}) {
     std::snprintf(name, sizeof name, "bias_relu_fwd %dx%dx%d", sh.c, sh.h, sh.w);
     row(name, dt, time_ms(s, [&] { kernels::bias_relu_fwd(sh, bias.as<T>(), true, a.as<T>(), s); }), 2.0 * sh.count() * es, 0, c);
     std::snprintf(name, sizeof name, "relu_bias_bwd %dx%dx%d", sh.c, sh.h, sh.w);
-    row(name, dt, time_ms(s, [&] { kernels::relu_bias_bwd(sh, a.as<T>(), b.as<T>(), true, d.as<T>(), bias.as<T>(), s); }),
+    row(name, dt, time_ms(s, [&] { kernels::relu_bias_bwd(sh, a.as<T>(), b.as<T>(), true, d.as<T>(), bias.as<T>(), part.as<float>(), s); }),
         3.0 * sh.count() * es, 0, c);
   }
   const LrnGeom lg;
@@ -244,7 +245,7 @@ std::vector<ConvSpec> googlenet_convs() {
   return v;
 }
 
-void bench_convs(cudaStream_t s, int nb, DType t, const Ceilings& c) {
+void bench_convs(cudaStream_t s, int nb, DType t, bool nhwc, const Ceilings& c) {
   CudnnHandle h = make_cudnn();
   CUDNN_CHECK(cudnnSetStream(h, s));
   const std::size_t ws_limit = std::size_t(512) << 20;
@@ -264,9 +265,11 @@ void bench_convs(cudaStream_t s, int nb, DType t, const Ceilings& c) {
     const Nchw xs{nb, cs.c, cs.h, cs.h};
     const Nchw yd = CudnnConv::output_shape(xs, g);
     const Nchw ys{nb, cs.k, yd.h, yd.w, std::int64_t(cs.y_total) * yd.h * yd.w};
-    void* yp = y.as<char>() + std::size_t(cs.y_c0) * yd.h * yd.w * std::size_t(es);
+    // NCHW: the slice starts at channel c0's plane; NHWC: at channel c0 of the first pixel.
+    void* yp = y.as<char>() + std::size_t(cs.y_c0) * (nhwc ? 1 : yd.h * yd.w) * std::size_t(es);
     ConvPlanOptions opt;
     opt.dtype = t;
+    opt.nhwc = nhwc;
     CudnnConv conv(xs, g, ys, opt);
     conv.choose_algorithms(h, x.data(), w.data(), yp, bias.data(), ws.data(), ws.bytes());
     ws_max = std::max(ws_max, conv.workspace_bytes());
@@ -281,9 +284,9 @@ void bench_convs(cudaStream_t s, int nb, DType t, const Ceilings& c) {
     tot_ms += f + dd + dw;
     tot_flops += flops * (cs.c == 3 ? 2 : 3);
   }
-  std::printf("ALL CONVS %s batch %d: %.3f ms per step (fwd+dgrad+wgrad), %.1f TFLOP/s effective (%.0f%% of gemm), "
+  std::printf("ALL CONVS %s %s batch %d: %.3f ms per step (fwd+dgrad+wgrad), %.1f TFLOP/s effective (%.0f%% of gemm), "
               "workspace max %.1f MiB\n",
-              kernels::dtype_name(t), nb, tot_ms, tot_flops / (tot_ms * 1e9), 100 * tot_flops / (tot_ms * 1e9) / c.gemm_tflops,
+              kernels::dtype_name(t), nhwc ? "NHWC" : "NCHW", nb, tot_ms, tot_flops / (tot_ms * 1e9), 100 * tot_flops / (tot_ms * 1e9) / c.gemm_tflops,
               ws_max / 1048576.0);
 }
 
@@ -314,7 +317,10 @@ int main(int argc, char** argv) {
                 c.gemm_tflops);
     if (t == DType::kF32) bench_hand_written<float>(s, batch, c), bench_sgd(s, c);
     else bench_hand_written<bf16>(s, batch, c);
-    if (!skip_conv) bench_convs(s, batch, t, c);
+    if (!skip_conv) {
+      bench_convs(s, batch, t, false, c);
+      bench_convs(s, batch, t, true, c);
+    }
   }
   return 0;
 }

@@ -22,6 +22,13 @@ void set_nchw_desc(cudnnTensorDescriptor_t d, const Nchw& s, DType t) {
                                            static_cast<int>(s.nstride()), hw, s.w, 1));
 }
 
+void set_nhwc_desc(cudnnTensorDescriptor_t d, const Nchw& s, DType t) {
+  const int hw = s.h * s.w;
+  const int pix = static_cast<int>(s.nstride() / std::max(hw, 1));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptorEx(d, cudnn_dtype(t), s.n, s.c, s.h, s.w,
+                                           static_cast<int>(s.nstride()), 1, s.w * pix, pix));
+}
+
 Nchw CudnnConv::output_shape(const Nchw& x, const ConvGeom& g) {
   return Nchw{x.n, g.num_output, conv_out_dim(x.h, g.kernel_h, g.stride_h, g.pad_h),
               conv_out_dim(x.w, g.kernel_w, g.stride_w, g.pad_w)};
@@ -36,11 +43,17 @@ CudnnConv::CudnnConv(const Nchw& x, const ConvGeom& g, const Nchw& y, const Conv
   y_desc_ = make_tensor_desc();
   bias_desc_ = make_tensor_desc();
   w_desc_ = make_filter_desc();
-  set_nchw_desc(x_desc_, x, opt.dtype);
-  set_nchw_desc(y_desc_, y, opt.dtype);
+  if (opt.nhwc) {
+    set_nhwc_desc(x_desc_, x, opt.dtype);
+    set_nhwc_desc(y_desc_, y, opt.dtype);
+  } else {
+    set_nchw_desc(x_desc_, x, opt.dtype);
+    set_nchw_desc(y_desc_, y, opt.dtype);
+  }
   CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias_desc_, CUDNN_TENSOR_NCHW, cudnn_dtype(opt.dtype), 1,
                                          g.num_output, 1, 1));
-  CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, cudnn_dtype(opt.dtype), CUDNN_TENSOR_NCHW,
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, cudnn_dtype(opt.dtype),
+                                         opt.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
                                          g.num_output, x.c, g.kernel_h, g.kernel_w));
   for (ConvDesc* d : {&fwd_desc_, &bwd_data_desc_, &bwd_filter_desc_}) {
     *d = make_conv_desc();
@@ -203,11 +216,18 @@ void CudnnConv::forward_bias_relu(cudnnHandle_t h, const void* x, const void* w,
   forward(h, x, w, y, ws, ws_bytes);
   cudaStream_t s = nullptr;
   CUDNN_CHECK(cudnnGetStream(h, &s));
-  if (opt_.dtype == DType::kF32)
+  if (opt_.nhwc) {
+    if (opt_.dtype == DType::kF32)
+      kernels::bias_relu_fwd_nhwc(y_, static_cast<const float*>(bias), true, static_cast<float*>(y), s);
+    else
+      kernels::bias_relu_fwd_nhwc(y_, static_cast<const __nv_bfloat16*>(bias), true,
+                                  static_cast<__nv_bfloat16*>(y), s);
+  } else if (opt_.dtype == DType::kF32) {
     kernels::bias_relu_fwd(y_, static_cast<const float*>(bias), true, static_cast<float*>(y), s);
-  else
+  } else {
     kernels::bias_relu_fwd(y_, static_cast<const __nv_bfloat16*>(bias), true,
                            static_cast<__nv_bfloat16*>(y), s);
+  }
 }
 
 void CudnnConv::backward_data(cudnnHandle_t h, const void* w, const void* dy, void* dx, void* ws,

@@ -30,6 +30,10 @@ struct ConvPlanOptions {
   std::size_t workspace_limit = std::size_t(512) << 20;  // largest workspace one algo may use
   bool try_fused_bias_relu = true;  // time cudnnConvolutionBiasActivationForward vs conv+kernel
   bool deterministic = false;       // skip algorithms cuDNN reports as non-deterministic
+  // Channels-last: x and y are NHWC views (element (n, c, h, w) at n * nstride() +
+  // (h * W + w) * P + c, pixel stride P = nstride() / (H * W), so a channel slice of a concat
+  // output keeps its parent's P); weights are KRSC (filter format NHWC) on the device.
+  bool nhwc = false;
 };
 
 // Chosen algorithm of one direction, with its workspace need and measured time (ms, or -1
@@ -104,6 +108,8 @@ class CudnnConv {
 
 // Sets a 4-d tensor descriptor for a (possibly strided) NCHW view.
 void set_nchw_desc(cudnnTensorDescriptor_t d, const Nchw& s, kernels::DType t);
+// The same view read channels-last: pixel stride nstride() / (H * W) (see ConvPlanOptions::nhwc).
+void set_nhwc_desc(cudnnTensorDescriptor_t d, const Nchw& s, kernels::DType t);
 cudnnDataType_t cudnn_dtype(kernels::DType t);
 
 }  // namespace incept

@@ -50,10 +50,10 @@ void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, voi
   const Nchw ys{s_.n, s_.m, 1, 1};
   if (dtype_ == DType::kF32) {
     auto* g = static_cast<float*>(const_cast<void*>(dy));
-    kernels::relu_bias_bwd<float>(ys, nullptr, g, false, g, static_cast<float*>(db), st);
+    kernels::relu_bias_bwd<float>(ys, nullptr, g, false, g, static_cast<float*>(db), nullptr, st);
   } else {
     auto* g = static_cast<__nv_bfloat16*>(const_cast<void*>(dy));
-    kernels::relu_bias_bwd<__nv_bfloat16>(ys, nullptr, g, false, g, static_cast<__nv_bfloat16*>(db), st);
+    kernels::relu_bias_bwd<__nv_bfloat16>(ys, nullptr, g, false, g, static_cast<__nv_bfloat16*>(db), nullptr, st);
   }
 }
 

@@ -147,6 +147,13 @@ void GpuNet::build_layers() {
     }
   }
   saved_ = DeviceBuffer(std::max<std::size_t>(saved_bytes, 256));
+  // Bias-gradient partial sums: layers run one after another on one stream, so one buffer
+  // sized for the largest convolution output serves them all.
+  std::size_t partial_elems = 1;
+  for (const LayerPlan& lp : plan_.layers)
+    if (lp.kind() == LayerKind::kConvolution && plan_.options.training)
+      partial_elems = std::max(partial_elems, kernels::relu_bias_bwd_scratch(plan_.blobs[lp.tops[0]].shape));
+  bias_partial_ = DeviceBuffer(partial_elems * 4);
   scratch_ = DeviceBuffer(std::max<std::size_t>(scratch_elems, 1) * 4);
   outputs_ = DeviceBuffer(std::size_t(std::max(n_outputs, 1)) * 4);
   outputs_.fill_bytes(0, stream_);
@@ -462,7 +469,7 @@ void GpuNet::backward_layer(int l) {
         T* dz = static_cast<T*>(L.out_diff[0]);
         if (bias || L.fused_relu)
           kernels::relu_bias_bwd<T>(L.out_shape[0], static_cast<const T*>(L.out[0]), dout(0), L.fused_relu, dz,
-                                    bias ? static_cast<T*>(L.w_diff[1]) : nullptr, stream_);
+                                    bias ? static_cast<T*>(L.w_diff[1]) : nullptr, bias_partial_.as<float>(), stream_);
         L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
         if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
         break;
@@ -600,7 +607,8 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
 
 std::size_t GpuNet::device_bytes() const {
   return acts_.bytes() + master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() +
-         saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes();
+         saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes() +
+         bias_partial_.bytes();
 }
 
 std::string GpuNet::memory_report() const {

@@ -132,6 +132,7 @@ class GpuNet {
   DeviceBuffer workspace_;  // shared cuDNN workspace
   DeviceBuffer cublas_ws_;
   DeviceBuffer scratch_;    // per-row scratch of loss/accuracy layers (fp32)
+  DeviceBuffer bias_partial_;  // fp32 partial sums of the split bias-gradient reduction
   DeviceBuffer outputs_;    // fp32 scalar outputs (losses, accuracies), one per output layer
   DeviceBuffer labels_;
   DeviceBuffer segments_;   // SGD segment table

@@ -10,6 +10,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "kernels/dtype_gpu.h"
 #include "kernels/shapes.h"
 
@@ -19,6 +21,11 @@ namespace incept::kernels {
 template <typename T>
 void bias_relu_fwd(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream);
 
+// The same on a channels-last view: element (n, c, h, w) at n * nstride() + (h * W + w) * P + c
+// with pixel stride P = nstride() / (H * W) (P > C for a channel slice of a concat output).
+template <typename T>
+void bias_relu_fwd_nhwc(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream);
+
 // y = max(x, 0); y may alias x.
 template <typename T>
 void relu_fwd(const Nchw& s, const T* x, T* y, cudaStream_t stream);
@@ -27,10 +34,15 @@ void relu_fwd(const Nchw& s, const T* x, T* y, cudaStream_t stream);
 template <typename T>
 void relu_bwd(const Nchw& s, const T* y, const T* dy, T* dx, bool accumulate, cudaStream_t stream);
 
-// dz = relu ? dy * (y > 0) : dy (dz may alias dy), and db[c] += sum over n, h, w of dz.
-// One block per channel reduces in fp32 in a fixed order: deterministic.
+// dz = relu ? dy * (y > 0) : dy (dz may alias dy), and db[c] += sum over n, h, w of dz
+// (db may be null: the masking alone). The bias sum is split: blocks of (channel, chunk of
+// images) write fp32 partial sums into `partial` (relu_bias_bwd_scratch(s) floats, owned by
+// the caller), then one thread per channel adds them in chunk order. Fixed order for a
+// given shape: deterministic. partial == nullptr: one block per channel (slower for big
+// planes with few channels, e.g. conv1's 64 x 112 x 112).
+std::size_t relu_bias_bwd_scratch(const Nchw& s);
 template <typename T>
-void relu_bias_bwd(const Nchw& s, const T* y, const T* dy, bool relu, T* dz, T* db,
+void relu_bias_bwd(const Nchw& s, const T* y, const T* dy, bool relu, T* dz, T* db, float* partial,
                    cudaStream_t stream);
 
 }  // namespace incept::kernels

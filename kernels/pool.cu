@@ -1,6 +1,6 @@
 // MAX / AVE pooling kernels (pool_gpu.h). Forward: one thread per output element.
-// Backward: one thread per input element gathering from the output windows that cover it
-// (Caffe's MaxPoolBackward/AvePoolBackward scheme), so no atomics and no zero-fill pass.
+// Backward: one thread per run of 4 input columns gathering from the output windows that
+// cover them (Caffe's MaxPoolBackward/AvePoolBackward gather), so no atomics and no zero-fill pass.
 #include <cfloat>
 
 #include "engine/check.h"
@@ -80,43 +80,70 @@ __global__ void pool_fwd_kernel(PoolArgs a, const T* __restrict__ x, T* __restri
   }
 }
 
+// Backward: one thread per run of kVec consecutive input columns of one row, gathering from
+// the (at most a few) output windows that cover any of them: the index math and the mask and
+// dy loads of neighbouring windows are shared by kVec outputs instead of repeated per element.
+constexpr int kVec = 4;
+
 template <typename T, bool kMax, typename I>
 __global__ void pool_bwd_kernel(PoolArgs a, const T* __restrict__ dy, const std::int32_t* __restrict__ mask,
                                 T* dx, bool accumulate) {
-  const I total = static_cast<I>(a.n) * a.c * a.h * a.w;
+  const int wg = (a.w + kVec - 1) / kVec;
+  const I total = static_cast<I>(a.n) * a.c * a.h * wg;
   for (I j = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; j < total;
        j += static_cast<I>(gridDim.x) * blockDim.x) {
-    const I q = j / a.w;
-    const int ix = static_cast<int>(j - q * a.w);
+    const I q = j / wg;
+    const int ix0 = static_cast<int>(j - q * wg) * kVec;
     const I nc = q / a.h;
     const int iy = static_cast<int>(q - nc * a.h);
     const int n = static_cast<int>(nc / a.c), c = static_cast<int>(nc - static_cast<I>(n) * a.c);
-    // Output windows [o*s - p, o*s - p + k) that contain (iy, ix).
+    const int ixl = min(ix0 + kVec, a.w) - 1;  // last column of this run
+    // Output windows [o*s - p, o*s - p + k) that contain row iy / any column of [ix0, ixl].
     const int oy0 = (iy + a.ph < a.kh) ? 0 : (iy + a.ph - a.kh) / a.sh + 1;
     const int oy1 = min((iy + a.ph) / a.sh + 1, a.ho);
-    const int ox0 = (ix + a.pw < a.kw) ? 0 : (ix + a.pw - a.kw) / a.sw + 1;
-    const int ox1 = min((ix + a.pw) / a.sw + 1, a.wo);
+    const int ox0 = (ix0 + a.pw < a.kw) ? 0 : (ix0 + a.pw - a.kw) / a.sw + 1;
+    const int ox1 = min((ixl + a.pw) / a.sw + 1, a.wo);
     const long long plane_out = static_cast<long long>(a.ho) * a.wo;
     const T* dyp = dy + n * a.y_ns + c * plane_out;
-    float g = 0.f;
+    float g[kVec];
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) g[v] = 0.f;
     if (kMax) {
       const std::int32_t* mp = mask + nc * plane_out;
-      const int me = iy * a.w + ix;
+      const int me = iy * a.w + ix0;
       for (int oy = oy0; oy < oy1; ++oy)
-        for (int ox = ox0; ox < ox1; ++ox)
-          if (mp[oy * a.wo + ox] == me) g += to_f32(dyp[oy * a.wo + ox]);
+        for (int ox = ox0; ox < ox1; ++ox) {
+          // d in [0, kVec) names the column of this run that won the window (a d that wraps
+          // into the next row lands past ixl and is never stored).
+          const int d = mp[oy * a.wo + ox] - me;
+          if (static_cast<unsigned>(d) < static_cast<unsigned>(kVec)) {
+            const float val = to_f32(dyp[oy * a.wo + ox]);
+#pragma unroll
+            for (int v = 0; v < kVec; ++v)
+              if (d == v) g[v] += val;
+          }
+        }
     } else {
       for (int oy = oy0; oy < oy1; ++oy) {
         const int h0 = oy * a.sh - a.ph, h1 = min(h0 + a.kh, a.h + a.ph);
         for (int ox = ox0; ox < ox1; ++ox) {
           const int w0 = ox * a.sw - a.pw, w1 = min(w0 + a.kw, a.w + a.pw);
-          g += to_f32(dyp[oy * a.wo + ox]) / static_cast<float>((h1 - h0) * (w1 - w0));
+          const float val = to_f32(dyp[oy * a.wo + ox]) / static_cast<float>((h1 - h0) * (w1 - w0));
+          const int we = w0 + a.kw;
+#pragma unroll
+          for (int v = 0; v < kVec; ++v)
+            if (ix0 + v >= w0 && ix0 + v < we) g[v] += val;
         }
       }
     }
-    T* d = dx + n * a.x_ns + static_cast<long long>(c) * a.h * a.w + iy * a.w + ix;
-    if (accumulate) g += to_f32(*d);
-    *d = from_f32<T>(g);
+    T* d = dx + n * a.x_ns + static_cast<long long>(c) * a.h * a.w + iy * a.w + ix0;
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) {
+      if (ix0 + v > ixl) break;
+      float r = g[v];
+      if (accumulate) r += to_f32(d[v]);
+      d[v] = from_f32<T>(r);
+    }
   }
 }
 
@@ -159,7 +186,8 @@ void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy,
   if (xs.count() == 0) return;
   const PoolGeom g = pool_geom_resolved(xs, g0);
   const PoolArgs a = make_args(xs, g, ys);
-  const unsigned blocks = grid_for(static_cast<std::size_t>(xs.count()), kThreads);
+  const std::size_t runs = std::size_t(xs.n) * xs.c * xs.h * ((xs.w + kVec - 1) / kVec);
+  const unsigned blocks = grid_for(runs, kThreads);
   const bool small = xs.count() < (std::int64_t(1) << 31) && ys.count() < (std::int64_t(1) << 31);
   if (g.method == PoolMethod::kMax) {
     if (mask == nullptr) throw Error("pool_bwd: MAX pooling backward needs the forward mask");

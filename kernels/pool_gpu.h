@@ -6,7 +6,7 @@
 // x, y, dy, dx: NCHW views of dtype T (float or __nv_bfloat16; n_stride may exceed C*H*W).
 // mask: dense int32 with y's logical shape, the argmax h*W + w of each MAX window; forward
 // writes it when given. MAX backward needs it (the GPU path never recomputes the argmax).
-// Backward gathers (one thread per input element, no atomics): deterministic.
+// Backward gathers (one thread per run of 4 input columns, no atomics): deterministic.
 // Gradient contract: dx is overwritten unless accumulate. Launchers never allocate or sync.
 #pragma once
 

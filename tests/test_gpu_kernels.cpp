@@ -65,8 +65,9 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
   const auto db_old = rounded<T>(random_floats(c, fresh_seed("bias_relu db")));
   const std::vector<float> yref = rounded<T>(ref);
   DeviceBuffer d_y = upload<T>(yref), d_g = upload<T>(g), d_dz = poisoned<T>(sl.total), d_db = upload<T>(db_old);
+  DeviceBuffer d_part(std::max<std::size_t>(kernels::relu_bias_bwd_scratch(v), 1) * 4);
   kernels::relu_bias_bwd(v, d_y.as<T>() + sl.offset, d_g.as<T>() + sl.offset, true, d_dz.as<T>() + sl.offset,
-                         d_db.as<T>(), nullptr);
+                         d_db.as<T>(), d_part.as<float>(), nullptr);
   const auto dz = download<T>(d_dz, sl.total);
   const auto dbv = download<T>(d_db, c);
   std::vector<float> dz_ref(sl.total, NAN), db_ref = db_old;
@@ -94,6 +95,10 @@ TEST(GpuKernels, BiasRelu) {
   check_bias_relu<bf16>(8, 256, 64, 128, 28, 28);
   check_bias_relu<float>(8, 832, 256, 320, 7, 7);
   check_bias_relu<bf16>(4, 1000, 0, 1000, 1, 1);    // FC output
+  // split bias reduction with several images per chunk and a short last chunk
+  check_bias_relu<float>(40, 96, 16, 64, 20, 20);
+  check_bias_relu<bf16>(40, 64, 0, 64, 20, 20);
+  check_bias_relu<float>(16, 64, 0, 64, 112, 112);  // conv1's plane
 }
 
 // ---- LRN -----------------------------------------------------------------------------------
