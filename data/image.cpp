@@ -69,9 +69,10 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& i
   const int h = TJSCALED(info.height, (tjscalingfactor{num, den}));
   const int c = opt.channels == 1 ? 1 : 3;
   Image img(w, h, c);
+  // FASTDCT + FASTUPSAMPLE: ~10% faster; the difference vanishes in the downscale that follows.
   const int rc = tjDecompress2(tj_decompressor(), data, static_cast<unsigned long>(size),
                                img.pixels.data(), w, 0, h, c == 1 ? TJPF_GRAY : TJPF_RGB,
-                               TJFLAG_FASTDCT);
+                               TJFLAG_FASTDCT | TJFLAG_FASTUPSAMPLE);
   if (rc != 0) {
     const std::string msg = tjGetErrorStr2(t_tj.dec);
     const bool warning = tjGetErrorCode(t_tj.dec) == TJERR_WARNING;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -126,7 +127,7 @@ TEST(IngestFaults, NothingUsableOrNoListingIsAClearError) {
   fs::create_directories(tmp / "bad" / "a");
   fs::create_directories(tmp / "bad" / "b");
   for (const char* c : {"a", "b"})
-    for (int i = 0; i < 3; ++i) std::ofstream(tmp / "bad" / c / ("x" + std::to_string(i) + ".jpg")) << "garbage";
+    for (int i = 0; i < 3; ++i) std::ofstream(tmp / "bad" / c / fmt::format("x{}.jpg", i)) << "garbage";
   IngestOptions o = fault_options((tmp / "bad").string(), tmp / "o4");
   try {
     run_ingest(o);
