@@ -86,14 +86,9 @@ TEST(IngestResume, StopThenResumeEqualsOneRun) {
   expect_same_dataset(tmp / "ref", tmp / "out");
 }
 
-TEST(IngestResume, KillDashNineMidHttpRunThenResume) {
-  testing::TempDir tmp("ingest_kill");
-  write_fashion_mnist_folder((tmp / "src").string(), 40, "t10k");
-  HttpServer server = HttpServer::python(tmp / "src");
-  const std::string url = server.url("/");
-  run_ingest(base_options(url, tmp / "ref"));
-
-  const fs::path out = tmp / "out";
+// Starts the tool on url -> out, waits for some committed batches, sends `sig`, returns
+// the wait status.
+int interrupt_tool(const std::string& url, const fs::path& out, int sig) {
   const int pid = fork();
   if (pid == 0) {
     const int devnull = open("/dev/null", O_WRONLY);
@@ -102,15 +97,43 @@ TEST(IngestResume, KillDashNineMidHttpRunThenResume) {
           "--batch", "16", "--downloads", "2", "--threads", "1", nullptr);
     _exit(127);
   }
-  // Wait until some batches are committed, then kill -9 in the middle of the run.
   long entries = 0;
   for (int i = 0; i < 400 && entries < 40; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
     if (fs::exists(out / "train_db" / "data.mdb")) entries = testing::mdb_stat_entries(out / "train_db");
   }
-  kill(pid, SIGKILL);
+  kill(pid, sig);
   int status = 0;
   waitpid(pid, &status, 0);
+  return status;
+}
+
+TEST(IngestResume, CtrlCMidHttpRunThenResume) {
+  testing::TempDir tmp("ingest_sigint");
+  write_fashion_mnist_folder((tmp / "src").string(), 40, "t10k");
+  HttpServer server = HttpServer::python(tmp / "src");
+  const std::string url = server.url("/");
+  run_ingest(base_options(url, tmp / "ref"));
+  const int status = interrupt_tool(url, tmp / "out", SIGINT);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130) << "interrupted runs exit 130 after committing what is in flight";
+  std::ifstream jf(tmp / "out" / "dataset.json");
+  EXPECT_TRUE(nlohmann::json::parse(jf)["interrupted"].get<bool>());
+  std::string log;
+  ASSERT_EQ(testing::run_command(kTool + " " + url + " " + (tmp / "out").string() +
+                                     " --width 32 --height 32 --seed 11 --batch 16 --resume", &log), 0) << log;
+  expect_same_dataset(tmp / "ref", tmp / "out");
+}
+
+TEST(IngestResume, KillDashNineMidHttpRunThenResume) {
+  testing::TempDir tmp("ingest_kill");
+  write_fashion_mnist_folder((tmp / "src").string(), 40, "t10k");
+  HttpServer server = HttpServer::python(tmp / "src");
+  const std::string url = server.url("/");
+  run_ingest(base_options(url, tmp / "ref"));
+
+  const fs::path out = tmp / "out";
+  const int status = interrupt_tool(url, out, SIGKILL);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
   const long at_kill = testing::mdb_stat_entries(out / "train_db");
   EXPECT_GE(at_kill, 16);
