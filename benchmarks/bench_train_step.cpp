@@ -30,7 +30,7 @@ struct Result {
 };
 
 Result run(const std::string& dtype_name, bool graph, int batch, int classes, int warmup, int steps,
-           bool tf32, bool layers, std::vector<LayerTime>* layer_times) {
+           bool tf32, bool layers, std::vector<LayerTime>* layer_times, bool algos = false) {
   PlanOptions po;
   po.stage = Stage::kTrain;
   po.batch = batch;
@@ -43,6 +43,8 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
   CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   GpuNet net(plan, opt);
   log_info("{} {}: {}", dtype_name, graph ? "graph" : "eager", net.memory_report());
+  if (algos)
+    for (const std::string& line : net.algorithm_report()) std::printf("  algo %s\n", line.c_str());
   net.init_params(1);
   // Synthetic input: random values in the data blob, labels spread over the classes.
   {
@@ -102,7 +104,7 @@ int main(int argc, char** argv) {
   CLI::App app{"GoogLeNet (DIGITS) training-step benchmark on one GPU"};
   int batch = 128, classes = 1000, warmup = 10, steps = 30, device = 0;
   std::vector<std::string> dtypes{"fp32", "bf16"};
-  bool eager = false, tf32 = false, layers = false;
+  bool eager = false, tf32 = false, layers = false, algos = false;
   std::string json_out;
   app.add_option("--batch", batch, "images per step")->capture_default_str();
   app.add_option("--classes", classes, "classifier outputs")->capture_default_str();
@@ -113,6 +115,7 @@ int main(int argc, char** argv) {
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
   app.add_flag("--layers", layers, "print the per-layer forward/backward time table");
+  app.add_flag("--algos", algos, "print the cuDNN algorithm chosen for each convolution");
   app.add_option("--json", json_out, "write results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -128,7 +131,7 @@ int main(int argc, char** argv) {
     for (const std::string& d : dtypes) {
       if (d != "fp32" && d != "bf16") throw Error("--dtype must be fp32 or bf16, got " + d);
       std::vector<LayerTime> lt;
-      results.push_back(run(d, true, batch, classes, warmup, steps, tf32 && d == "fp32", layers, &lt));
+      results.push_back(run(d, true, batch, classes, warmup, steps, tf32 && d == "fp32", layers, &lt, algos));
       if (eager) results.push_back(run(d, false, batch, classes, warmup, steps, tf32 && d == "fp32", false, nullptr));
       if (layers) {
         std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", d.c_str(), batch);

@@ -34,6 +34,11 @@ struct ConvPlanOptions {
   // (h * W + w) * P + c, pixel stride P = nstride() / (H * W), so a channel slice of a concat
   // output keeps its parent's P); weights are KRSC (filter format NHWC) on the device.
   bool nhwc = false;
+  // How backward_data will be called: the measured search runs with beta = 0, but a step
+  // adds into a shared input gradient (fan-out) and always adds into the weight gradient
+  // (beta = 1), where cuDNN's fastest beta = 0 choice can be several times slower. When
+  // measuring, the best few candidates are re-timed with the beta a step uses.
+  bool dgrad_accumulates = false;
 };
 
 // Chosen algorithm of one direction, with its workspace need and measured time (ms, or -1

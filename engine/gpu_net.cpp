@@ -208,6 +208,7 @@ void GpuNet::build_layers() {
       co.workspace_limit = opt_.workspace_limit;
       co.deterministic = opt_.deterministic;
       co.try_fused_bias_relu = opt_.fuse_conv_relu;
+      co.dgrad_accumulates = L.in_diff[0] != nullptr && L.accumulate[0];
       L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.out_shape[0], co);
       // Scratch for the search: this layer's own buffers (contents are not yet meaningful)
       // and the gradient arena for the weights, so the parameters are never touched.

@@ -49,8 +49,26 @@ ConvGeom geom(int k, int r, int s, int p) {
   return g;
 }
 
+// Host permutations between NCHW (KCRS) and NHWC (KRSC) of a whole [n, c, h, w] tensor.
+std::vector<float> to_nhwc(const std::vector<float>& v, int n, int c, int h, int w) {
+  std::vector<float> o(v.size());
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < c; ++k)
+      for (int p = 0; p < h * w; ++p) o[(std::size_t(i) * h * w + p) * c + k] = v[(std::size_t(i) * c + k) * h * w + p];
+  return o;
+}
+std::vector<float> to_nchw(const std::vector<float>& v, int n, int c, int h, int w) {
+  std::vector<float> o(v.size());
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < c; ++k)
+      for (int p = 0; p < h * w; ++p) o[(std::size_t(i) * c + k) * h * w + p] = v[(std::size_t(i) * h * w + p) * c + k];
+  return o;
+}
+
+// nhwc: the same convolution with channels-last activations and KRSC weights on the device;
+// host data is permuted on the way in and out and compared in NCHW against the same reference.
 template <typename T>
-void check_conv(const ConvCase& cc) {
+void check_conv(const ConvCase& cc, bool nhwc = false) {
   const Slice xs = channel_slice(cc.n, cc.x_c_total, cc.x_c0, cc.c, cc.h, cc.w);
   const Nchw yd = ref::conv_out_shape(Nchw{cc.n, cc.c, cc.h, cc.w}, cc.g);
   const Slice ys = channel_slice(cc.n, cc.y_c_total, cc.y_c0, yd.c, yd.h, yd.w);
@@ -59,59 +77,68 @@ void check_conv(const ConvCase& cc) {
   const auto x = rounded<T>(random_floats(xs.total, fresh_seed("conv x")));
   const auto w = rounded<T>(random_floats(wn, fresh_seed("conv w"), -0.1f, 0.1f));
   const auto b = rounded<T>(random_floats(k, fresh_seed("conv b")));
+  const int kr = cc.g.kernel_h, ks = cc.g.kernel_w;
+  // Device layout of x / y / w (whole parents) and the element offset of each slice.
+  auto dev_x = [&](const std::vector<float>& v) { return nhwc ? to_nhwc(v, cc.n, cc.x_c_total, cc.h, cc.w) : v; };
+  auto dev_y = [&](const std::vector<float>& v) { return nhwc ? to_nhwc(v, cc.n, cc.y_c_total, yd.h, yd.w) : v; };
+  auto dev_w = [&](const std::vector<float>& v) { return nhwc ? to_nhwc(v, k, cc.c, kr, ks) : v; };
+  auto host_x = [&](const std::vector<float>& v) { return nhwc ? to_nchw(v, cc.n, cc.x_c_total, cc.h, cc.w) : v; };
+  auto host_y = [&](const std::vector<float>& v) { return nhwc ? to_nchw(v, cc.n, cc.y_c_total, yd.h, yd.w) : v; };
+  auto host_w = [&](const std::vector<float>& v) { return nhwc ? to_nchw(v, k, cc.c, kr, ks) : v; };
+  const std::int64_t xo = nhwc ? cc.x_c0 : xs.offset, yo = nhwc ? cc.y_c0 : ys.offset;
+  const char* lay = nhwc ? "NHWC" : "NCHW";
   ConvPlanOptions opt;
   opt.dtype = dtype_of<T>();
+  opt.nhwc = nhwc;
   CudnnConv conv(xs.view, cc.g, ys.view, opt);
   CudnnHandle h = make_cudnn();
   // Planning: scratch buffers of the layer's shapes, one workspace of the limit.
   {
-    DeviceBuffer sx = upload<T>(x), sw = upload<T>(w), sy = poisoned<T>(ys.total), sb = upload<T>(b);
+    DeviceBuffer sx = upload<T>(dev_x(x)), sw = upload<T>(dev_w(w)), sy = poisoned<T>(ys.total), sb = upload<T>(b);
     DeviceBuffer ws(opt.workspace_limit);
-    conv.choose_algorithms(h, sx.as<T>() + xs.offset, sw.data(), sy.as<T>() + ys.offset, sb.data(), ws.data(),
-                           ws.bytes());
+    conv.choose_algorithms(h, sx.as<T>() + xo, sw.data(), sy.as<T>() + yo, sb.data(), ws.data(), ws.bytes());
   }
-  std::printf("  %s %s: %s\n", cc.name, name_of<T>(), conv.describe().c_str());
+  std::printf("  %s %s %s: %s\n", cc.name, name_of<T>(), lay, conv.describe().c_str());
   DeviceBuffer ws(std::max<std::size_t>(conv.workspace_bytes(), 1));
-  DeviceBuffer d_x = upload<T>(x), d_w = upload<T>(w), d_b = upload<T>(b), d_y = poisoned<T>(ys.total);
+  DeviceBuffer d_x = upload<T>(dev_x(x)), d_w = upload<T>(dev_w(w)), d_b = upload<T>(b), d_y = poisoned<T>(ys.total);
   std::vector<float> col(std::max<std::int64_t>(ref::conv_col_elems(xs.view, cc.g), 1));
   char what[200];
 
   // forward with fused/unfused bias + ReLU
-  conv.forward_bias_relu(h, d_x.as<T>() + xs.offset, d_w.data(), d_b.data(), d_y.as<T>() + ys.offset, ws.data(),
-                         ws.bytes());
-  const auto y = download<T>(d_y, ys.total);
+  conv.forward_bias_relu(h, d_x.as<T>() + xo, d_w.data(), d_b.data(), d_y.as<T>() + yo, ws.data(), ws.bytes());
+  const auto y = host_y(download<T>(d_y, ys.total));
   std::vector<float> yref(ys.total, NAN);
   ref::conv_fwd(xs.view, x.data() + xs.offset, cc.g, w.data(), b.data(), ys.view, yref.data() + ys.offset, col.data());
   ref::relu_fwd(ys.view, yref.data() + ys.offset, yref.data() + ys.offset);
-  std::snprintf(what, sizeof what, "conv fwd+bias+relu %s %s", cc.name, name_of<T>());
+  std::snprintf(what, sizeof what, "conv fwd+bias+relu %s %s %s", cc.name, name_of<T>(), lay);
   REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(kConvFp32Tol));
   EXPECT_EQ(written_outside(ys, y), 0u);
 
   // plain forward, accumulate=false into a poisoned slice
   DeviceBuffer d_y2 = poisoned<T>(ys.total);
-  conv.forward(h, d_x.as<T>() + xs.offset, d_w.data(), d_y2.as<T>() + ys.offset, ws.data(), ws.bytes());
-  const auto y2 = download<T>(d_y2, ys.total);
+  conv.forward(h, d_x.as<T>() + xo, d_w.data(), d_y2.as<T>() + yo, ws.data(), ws.bytes());
+  const auto y2 = host_y(download<T>(d_y2, ys.total));
   std::vector<float> y2ref(ys.total, NAN);
   ref::conv_fwd(xs.view, x.data() + xs.offset, cc.g, w.data(), static_cast<const float*>(nullptr), ys.view,
                 y2ref.data() + ys.offset, col.data());
-  std::snprintf(what, sizeof what, "conv fwd %s %s", cc.name, name_of<T>());
+  std::snprintf(what, sizeof what, "conv fwd %s %s %s", cc.name, name_of<T>(), lay);
   REPORT(what, rel_error(gather(ys, y2), gather(ys, y2ref)), tol<T>(kConvFp32Tol));
 
   // backward data (overwrite into a poisoned slice) and filter (+= onto random dw)
   const auto dy = rounded<T>(random_floats(ys.total, fresh_seed("conv dy")));
   const auto dw0 = rounded<T>(random_floats(wn, fresh_seed("conv dw0")));
-  DeviceBuffer d_dy = upload<T>(dy), d_dx = poisoned<T>(xs.total), d_dw = upload<T>(dw0);
-  conv.backward_data(h, d_w.data(), d_dy.as<T>() + ys.offset, d_dx.as<T>() + xs.offset, ws.data(), ws.bytes());
-  conv.backward_filter(h, d_x.as<T>() + xs.offset, d_dy.as<T>() + ys.offset, d_dw.data(), ws.data(), ws.bytes());
-  const auto dx = download<T>(d_dx, xs.total), dwg = download<T>(d_dw, wn);
+  DeviceBuffer d_dy = upload<T>(dev_y(dy)), d_dx = poisoned<T>(xs.total), d_dw = upload<T>(dev_w(dw0));
+  conv.backward_data(h, d_w.data(), d_dy.as<T>() + yo, d_dx.as<T>() + xo, ws.data(), ws.bytes());
+  conv.backward_filter(h, d_x.as<T>() + xo, d_dy.as<T>() + yo, d_dw.data(), ws.data(), ws.bytes());
+  const auto dx = host_x(download<T>(d_dx, xs.total)), dwg = host_w(download<T>(d_dw, wn));
   std::vector<float> dxref(xs.total, NAN), dwref = dw0;
   ref::conv_bwd_data(ys.view, dy.data() + ys.offset, cc.g, w.data(), xs.view, dxref.data() + xs.offset, col.data());
   ref::conv_bwd_filter(xs.view, x.data() + xs.offset, ys.view, dy.data() + ys.offset, cc.g, dwref.data(),
                        static_cast<float*>(nullptr), col.data());
-  std::snprintf(what, sizeof what, "conv bwd data %s %s", cc.name, name_of<T>());
+  std::snprintf(what, sizeof what, "conv bwd data %s %s %s", cc.name, name_of<T>(), lay);
   REPORT(what, rel_error(gather(xs, dx), gather(xs, dxref)), tol<T>(kConvFp32Tol));
   EXPECT_EQ(written_outside(xs, dx), 0u);
-  std::snprintf(what, sizeof what, "conv bwd filter (+=) %s %s", cc.name, name_of<T>());
+  std::snprintf(what, sizeof what, "conv bwd filter (+=) %s %s %s", cc.name, name_of<T>(), lay);
   REPORT(what, rel_error(dwg, dwref), tol<T>(kConvFp32Tol));
 }
 
@@ -136,6 +163,37 @@ TEST(GpuConv, CudnnFp32MatchesCpu) {
 TEST(GpuConv, CudnnBf16MatchesCpu) {
   INCEPT_REQUIRE_GPU();
   for (const auto& c : kCases) check_conv<bf16>(c);
+}
+
+// Channels-last (NHWC activations, KRSC weights), the layout the bf16 tensor-core kernels
+// prefer. Dense tensors only: cuDNN 9.19's legacy API found no forward algorithm for an NHWC
+// output that is a channel slice (pixel stride 256, 128 channels; H100, 2026-11-26), so a
+// channels-last net needs the concat copies or the graph API.
+const ConvCase kNhwcCases[] = {
+    {"conv1 7x7 s2 3->64 224", 2, 3, 224, 224, geom(64, 7, 2, 3), 3, 0, 64, 0},
+    {"3a/3x3 96->128 28", 2, 96, 28, 28, geom(128, 3, 1, 1), 96, 0, 128, 0},
+    {"3a/5x5 16->32 28", 2, 16, 28, 28, geom(32, 5, 1, 2), 16, 0, 32, 0},
+    {"4a/1x1 480->192 14", 4, 480, 14, 14, geom(192, 1, 1, 0), 480, 0, 192, 0},
+};
+
+TEST(GpuConv, CudnnNhwcMatchesCpu) {
+  INCEPT_REQUIRE_GPU();
+  for (const auto& c : kNhwcCases) check_conv<bf16>(c, true);
+  for (const auto& c : kNhwcCases) check_conv<float>(c, true);
+}
+
+// Which NHWC channel-slice views cuDNN accepts (printed, not required): the x slice and the
+// y slice of the cases above.
+TEST(GpuConv, CudnnNhwcSlicesReport) {
+  INCEPT_REQUIRE_GPU();
+  for (const auto& c : kCases) {
+    if (c.x_c_total == c.c && c.y_c_total == c.g.num_output) continue;
+    try {
+      check_conv<bf16>(c, true);
+    } catch (const std::exception& e) {
+      std::printf("  NHWC slice case %s: refused (%s)\n", c.name, e.what());
+    }
+  }
 }
 
 template <typename T>
