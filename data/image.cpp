@@ -55,16 +55,7 @@ std::uint16_t le16(const std::uint8_t* p) { return std::uint16_t(p[0] | p[1] << 
 // ---- JPEG ----------------------------------------------------------------------
 Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& info,
                   const DecodeOptions& opt) {
-  // Largest DCT reduction whose output still covers the size the caller needs.
-  int num = 1, den = 1;
-  if (opt.min_width > 0 && opt.min_height > 0) {
-    for (int d : {8, 4, 2}) {
-      if ((info.width + d - 1) / d >= opt.min_width && (info.height + d - 1) / d >= opt.min_height) {
-        den = d;
-        break;
-      }
-    }
-  }
+  const int num = 1, den = jpeg_scale_denominator(info.width, info.height, opt);
   const int w = TJSCALED(info.width, (tjscalingfactor{num, den}));
   const int h = TJSCALED(info.height, (tjscalingfactor{num, den}));
   const int c = opt.channels == 1 ? 1 : 3;
@@ -83,6 +74,41 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& i
       throw ImageError(fmt::format("corrupt or truncated JPEG: {}", msg));
   }
   return img;
+}
+
+YuvPlanes decode_jpeg_planes_impl(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt) {
+  int w0 = 0, h0 = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(tj_decompressor(), data, static_cast<unsigned long>(size), &w0, &h0, &subsamp, &colorspace) != 0) {
+    const std::string msg = tjGetErrorStr2(t_tj.dec);
+    reset_decompressor();
+    throw ImageError(fmt::format("corrupt JPEG header: {}", msg));
+  }
+  const ImageInfo info{ImageFormat::kJpeg, w0, h0};
+  check_dims(info, opt.max_pixels);
+  if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) throw ImageError("CMYK JPEG: no YCbCr planes");
+  const int den = jpeg_scale_denominator(w0, h0, opt);
+  YuvPlanes p;
+  p.width = TJSCALED(w0, (tjscalingfactor{1, den}));
+  p.height = TJSCALED(h0, (tjscalingfactor{1, den}));
+  const int ncomp = subsamp == TJSAMP_GRAY ? 1 : 3;
+  Image* planes[3] = {&p.y, &p.cb, &p.cr};
+  unsigned char* dst[3] = {};
+  int strides[3] = {};
+  for (int c = 0; c < ncomp; ++c) {
+    *planes[c] = Image(tjPlaneWidth(c, p.width, subsamp), tjPlaneHeight(c, p.height, subsamp), 1);
+    dst[c] = planes[c]->pixels.data();
+    strides[c] = planes[c]->width;
+  }
+  const int rc = tjDecompressToYUVPlanes(tj_decompressor(), data, static_cast<unsigned long>(size), dst, p.width,
+                                         strides, p.height, TJFLAG_FASTDCT);
+  if (rc != 0) {
+    const std::string msg = tjGetErrorStr2(t_tj.dec);
+    const bool warning = tjGetErrorCode(t_tj.dec) == TJERR_WARNING;
+    reset_decompressor();
+    if (!warning || msg.find("Premature end") != std::string::npos)
+      throw ImageError(fmt::format("corrupt or truncated JPEG: {}", msg));
+  }
+  return p;
 }
 
 // ---- PNG -----------------------------------------------------------------------
@@ -199,6 +225,34 @@ Image decode_ppm(const std::uint8_t* d, std::size_t size) {
 }
 
 }  // namespace
+
+int jpeg_scale_denominator(int w, int h, const DecodeOptions& opt) {
+  // Largest DCT reduction whose output still covers the size the caller needs.
+  if (opt.min_width > 0 && opt.min_height > 0)
+    for (int d : {8, 4, 2})
+      if ((w + d - 1) / d >= opt.min_width && (h + d - 1) / d >= opt.min_height) return d;
+  return 1;
+}
+
+YuvPlanes decode_jpeg_planes(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt) {
+  if (size == 0) throw ImageError("empty file (0 bytes)");
+  return decode_jpeg_planes_impl(data, size, opt);
+}
+
+Image ycbcr_to_rgb(const Image& y, const Image& cb, const Image& cr) {
+  Image out(y.width, y.height, 3);
+  const std::size_t n = std::size_t(y.width) * y.height;
+  const std::uint8_t *py = y.pixels.data(), *pb = cb.pixels.data(), *pr = cr.pixels.data();
+  std::uint8_t* o = out.pixels.data();
+  auto clamp = [](int v) { return std::uint8_t(v < 0 ? 0 : v > 255 ? 255 : v); };
+  for (std::size_t i = 0; i < n; ++i) {  // JFIF full range, 16-bit fixed point as libjpeg
+    const int Y = py[i], Cb = pb[i] - 128, Cr = pr[i] - 128;
+    o[3 * i] = clamp(Y + ((91881 * Cr + 32768) >> 16));
+    o[3 * i + 1] = clamp(Y + ((-22554 * Cb - 46802 * Cr + 32768) >> 16));
+    o[3 * i + 2] = clamp(Y + ((116130 * Cb + 32768) >> 16));
+  }
+  return out;
+}
 
 const char* image_format_name(ImageFormat f) {
   switch (f) {

@@ -62,6 +62,22 @@ inline Image decode_image(const std::string& bytes, const DecodeOptions& opt = {
   return decode_image(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), opt);
 }
 
+// The DCT scale (1, 2, 4 or 8 for 1/1 ... 1/8) a JPEG of w x h is decoded at under opt.
+int jpeg_scale_denominator(int w, int h, const DecodeOptions& opt);
+
+// A JPEG decoded to its Y, Cb, Cr planes (each a 1-channel Image at its own resolution,
+// chroma usually half size), without colour conversion or chroma upsampling. Resizing the
+// planes and converting afterwards gives the same picture as converting first (both steps
+// are linear) at a fraction of the cost. Gray JPEGs give only y. Same DCT scaling rule as
+// decode_image. Throws ImageError (e.g. for CMYK files: use decode_image).
+struct YuvPlanes {
+  Image y, cb, cr;
+  int width = 0, height = 0;  // of the (scaled) image
+};
+YuvPlanes decode_jpeg_planes(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt = {});
+// JFIF YCbCr -> RGB of three same-size planes.
+Image ycbcr_to_rgb(const Image& y, const Image& cb, const Image& cr);
+
 // Baseline JPEG, 4:2:0 chroma for color (as PIL writes at quality 90), from RGB or gray.
 std::string encode_jpeg(const Image& img, int quality = 90);
 // PNG (8-bit RGB or gray); compression_level 0..9 (zlib), 6 = libpng's default.

@@ -240,6 +240,25 @@ Image resize_bilinear(const Image& src, int width, int height) {
   return out;
 }
 
+Image decode_jpeg_resized(const std::uint8_t* data, std::size_t size, int width, int height,
+                          const DecodeOptions& opt) {
+  // Scaled DCT decodes keep more chroma detail through libjpeg's own upsampling, and CMYK
+  // files have no YCbCr planes: those take decode + resize.
+  const ImageInfo info = read_image_info(data, size);
+  if (info.format != ImageFormat::kJpeg || jpeg_scale_denominator(info.width, info.height, opt) > 1)
+    return resize_bilinear(decode_image(data, size, opt), width, height);
+  YuvPlanes p;
+  try {
+    p = decode_jpeg_planes(data, size, opt);
+  } catch (const ImageError& e) {
+    if (std::string(e.what()).find("CMYK") == std::string::npos) throw;
+    return resize_bilinear(decode_image(data, size, opt), width, height);
+  }
+  const Image y = resize_bilinear(p.y, width, height);
+  if (p.cb.pixels.empty()) return to_channels(y, 3);
+  return ycbcr_to_rgb(y, resize_bilinear(p.cb, width, height), resize_bilinear(p.cr, width, height));
+}
+
 Image fit_image(const Image& src, int width, int height, ResizeMode mode, std::uint64_t noise_seed) {
   const Extent e = resize_extent(src.width, src.height, width, height, mode);
   Image resized = resize_bilinear(src, e.width, e.height);

@@ -29,6 +29,13 @@ Extent resize_extent(int src_w, int src_h, int w, int h, ResizeMode mode);
 // Bilinear resize of any HWC uint8 image (pixel centres aligned, edges clamped).
 Image resize_bilinear(const Image& src, int width, int height);
 
+// Decodes a JPEG and resizes it to width x height (RGB) through its YCbCr planes: the same
+// picture as decode_image + resize_bilinear within about one level, and faster (no
+// full-size colour conversion or chroma upsampling; chroma resized from its own size).
+// Where the DCT scaled decode applies (or for CMYK) it is decode_image + resize_bilinear.
+Image decode_jpeg_resized(const std::uint8_t* data, std::size_t size, int width, int height,
+                          const DecodeOptions& opt);
+
 // Fits src to exactly width x height as DIGITS' resize_image does. `noise_seed` drives the
 // uniform 0..254 padding of fill / half_crop (seeded, so reruns give identical records).
 Image fit_image(const Image& src, int width, int height, ResizeMode mode, std::uint64_t noise_seed);

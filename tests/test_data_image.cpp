@@ -137,6 +137,32 @@ TEST(DataImage, BilinearResizeAgreesWithOpenCv) {
   for (auto v : resize_bilinear(flat, 13, 61).pixels) ASSERT_EQ(v, 77);
 }
 
+TEST(DataImage, JpegResizedThroughYCbCrPlanesMatchesDecodeThenResize) {
+  const Image src = test_image(500, 375, 9);
+  const std::string jpg = encode_jpeg(src, 90);
+  for (auto [w, h] : {std::pair{256, 256}, std::pair{341, 256}, std::pair{640, 480}, std::pair{100, 60}}) {
+    const DecodeOptions opt{3, 64'000'000, w, h};
+    const Image direct = resize_bilinear(decode_image(jpg, opt), w, h);
+    const Image planes = decode_jpeg_resized(reinterpret_cast<const std::uint8_t*>(jpg.data()), jpg.size(), w, h, opt);
+    ASSERT_EQ(planes.width, w);
+    ASSERT_EQ(planes.height, h);
+    ASSERT_EQ(planes.channels, 3);
+    // As close to the resized original as decode-then-resize is (chroma is resized from its
+    // own resolution instead of being upsampled and resized again).
+    const cv::Mat truth = to_bgr_mat(resize_bilinear(src, w, h));
+    const double err_planes = mean_abs_diff(to_bgr_mat(planes), truth);
+    const double err_direct = mean_abs_diff(to_bgr_mat(direct), truth);
+    EXPECT_LT(err_planes, err_direct + 0.5) << w << "x" << h;
+    EXPECT_LT(mean_abs_diff(to_bgr_mat(planes), to_bgr_mat(direct)), 1.5) << w << "x" << h;
+  }
+  Image gray(300, 200, 1);
+  for (std::size_t i = 0; i < gray.pixels.size(); ++i) gray.pixels[i] = std::uint8_t(i * 13 / 7);
+  const std::string gjpg = encode_jpeg(gray, 90);
+  const Image g = decode_jpeg_resized(reinterpret_cast<const std::uint8_t*>(gjpg.data()), gjpg.size(), 64, 64, {});
+  EXPECT_EQ(g.channels, 3);
+  EXPECT_LT(mean_abs_diff(to_bgr_mat(g), to_bgr_mat(resize_bilinear(decode_image(gjpg), 64, 64))), 1.0);
+}
+
 TEST(DataImage, FitModesFollowDigits) {
   const Image src = test_image(400, 200);  // 2:1
   EXPECT_EQ(resize_extent(400, 200, 256, 256, ResizeMode::kSquash).width, 256);
