@@ -64,6 +64,8 @@ struct GpuNet::Layer {
 
 GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
     : plan_(std::move(plan)), opt_(options), esize_(kernels::dtype_size(options.dtype)) {
+  if (opt_.workspace_limit == 0)
+    opt_.workspace_limit = std::size_t(opt_.dtype == DType::kBF16 ? 512 : 256) << 20;
   stream_ = make_stream();
   cudnn_ = make_cudnn();
   cublas_ = make_cublas();
