@@ -30,7 +30,8 @@ struct Result {
 };
 
 Result run(const std::string& dtype_name, bool graph, int batch, int classes, int warmup, int steps,
-           bool tf32, bool layers, std::vector<LayerTime>* layer_times, bool algos = false) {
+           bool tf32, bool layers, std::vector<LayerTime>* layer_times, bool algos = false,
+           bool winograd = false) {
   PlanOptions po;
   po.stage = Stage::kTrain;
   po.batch = batch;
@@ -39,6 +40,7 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
   GpuNetOptions opt;
   opt.dtype = dtype_name == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
   opt.allow_tf32 = tf32;
+  opt.allow_winograd = winograd;
   std::size_t free0 = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   GpuNet net(plan, opt);
@@ -88,7 +90,8 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
   CUDA_CHECK(cudaMemGetInfo(&free1, &total));
   std::sort(times.begin(), times.end());
   Result r;
-  r.mode = fmt::format("{} {}{}", dtype_name, graph ? "graph" : "eager", tf32 ? " tf32" : "");
+  r.mode = fmt::format("{} {}{}{}", dtype_name, graph ? "graph" : "eager", tf32 ? " tf32" : "",
+                       winograd ? " winograd" : "");
   r.ms = times[times.size() / 2];
   r.img_s = batch / r.ms * 1000.0;
   r.mib = double(free0 - free1) / (1 << 20);
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   CLI::App app{"GoogLeNet (DIGITS) training-step benchmark on one GPU"};
   int batch = 128, classes = 1000, warmup = 10, steps = 30, device = 0;
   std::vector<std::string> dtypes{"fp32", "bf16"};
-  bool eager = false, tf32 = false, layers = false, algos = false;
+  bool eager = false, tf32 = false, layers = false, algos = false, winograd = false;
   std::string json_out;
   app.add_option("--batch", batch, "images per step")->capture_default_str();
   app.add_option("--classes", classes, "classifier outputs")->capture_default_str();
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "GPU index")->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
+  app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
   app.add_flag("--layers", layers, "print the per-layer forward/backward time table");
   app.add_flag("--algos", algos, "print the cuDNN algorithm chosen for each convolution");
   app.add_option("--json", json_out, "write results as JSON to this file");
@@ -133,6 +137,8 @@ int main(int argc, char** argv) {
       std::vector<LayerTime> lt;
       results.push_back(run(d, true, batch, classes, warmup, steps, tf32 && d == "fp32", layers, &lt, algos));
       if (eager) results.push_back(run(d, false, batch, classes, warmup, steps, tf32 && d == "fp32", false, nullptr));
+      if (winograd && d == "fp32")
+        results.push_back(run(d, true, batch, classes, warmup, steps, tf32, false, nullptr, false, true));
       if (layers) {
         std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", d.c_str(), batch);
         std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
@@ -147,9 +153,9 @@ int main(int argc, char** argv) {
         std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
       }
     }
-    std::printf("\n%-18s %10s %10s %10s\n", "mode", "ms/step", "img/s", "MiB");
+    std::printf("\n%-26s %10s %10s %10s\n", "mode", "ms/step", "img/s", "MiB");
     for (const Result& r : results) {
-      std::printf("%-18s %10.2f %10.0f %10.0f\n", r.mode.c_str(), r.ms, r.img_s, r.mib);
+      std::printf("%-26s %10.2f %10.0f %10.0f\n", r.mode.c_str(), r.ms, r.img_s, r.mib);
       j["results"].push_back({{"mode", r.mode}, {"ms_per_step", r.ms}, {"img_per_s", r.img_s}, {"mib", r.mib}});
     }
     if (!json_out.empty()) std::ofstream(json_out) << j.dump(2) << "\n";

@@ -82,36 +82,50 @@ void CudnnConv::apply_math(cudnnConvolutionDescriptor_t d, cudnnMathType_t m) co
 
 namespace {
 
-// FFT and non-fused Winograd transforms lose precision in fp32 (seen on H100: a non-fused
-// Winograd wgrad of LeNet's 5x5 conv1 gave 1.5e-2 relative error where a GEMM gives 3e-7),
-// so strict fp32 (Caffe parity) never picks them; TF32 and bf16 modes may.
-bool lossy_transform(cudnnConvolutionFwdAlgo_t a) {
-  return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
-         a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
-}
-bool lossy_transform(cudnnConvolutionBwdDataAlgo_t a) {
-  return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
-         a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
-}
-bool lossy_transform(cudnnConvolutionBwdFilterAlgo_t a) {
-  return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
-         a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
-}
+// What an algorithm must satisfy: fit the workspace limit, be deterministic when asked, and in
+// strict fp32 (Caffe parity) use FMA math and no lossy transform. FFT transforms, and non-fused
+// Winograd beyond 3x3 filters, lose precision in fp32 (seen on H100: a non-fused Winograd wgrad
+// of LeNet's 5x5 conv1 gave 1.5e-2 relative error where a GEMM gives 3e-7); TF32 and bf16 may
+// use them. Non-fused Winograd on 3x3 filters is allowed on request (allow_winograd): it makes
+// fp32 3x3 layers about 2x faster (inception_3a/3x3 forward 0.46 vs 0.93 ms on H100) at ~5x
+// the gradient error of GEMM algorithms (1.1e-3..1.8e-3 vs 2e-4..4e-4 relative on GoogLeNet).
+struct AlgoFilter {
+  std::size_t limit = 0;
+  bool fp32_strict = false;
+  bool deterministic = false;
+  bool winograd_3x3 = false;  // non-fused Winograd allowed: requested and the filter is 3x3
+
+  bool lossy(cudnnConvolutionFwdAlgo_t a) const {
+    return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+           (a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED && !winograd_3x3);
+  }
+  bool lossy(cudnnConvolutionBwdDataAlgo_t a) const {
+    return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+           (a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED && !winograd_3x3);
+  }
+  bool lossy(cudnnConvolutionBwdFilterAlgo_t a) const {
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+           (a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED && !winograd_3x3);
+  }
+  template <typename Perf>
+  bool accepts(const Perf& p) const {
+    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) return false;
+    if (deterministic && p.determinism != CUDNN_DETERMINISTIC) return false;
+    const bool tensor_op =
+        p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    return !(fp32_strict && (tensor_op || lossy(p.algo)));
+  }
+};
 
 // The first acceptable result of a Find/Get list (sorted fastest first by cuDNN).
 template <typename Perf>
-bool pick(const Perf* perf, int n, std::size_t limit, bool fp32_strict, bool deterministic,
-          ConvAlgoChoice* out, bool measured) {
+bool pick(const Perf* perf, int n, const AlgoFilter& f, ConvAlgoChoice* out, bool measured) {
   for (int i = 0; i < n; ++i) {
     const Perf& p = perf[i];
-    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
-    if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
-    const bool tensor_op =
-        p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    if (fp32_strict && (tensor_op || lossy_transform(p.algo))) continue;
+    if (!f.accepts(p)) continue;
     out->algo = static_cast<int>(p.algo);
     // Strict fp32 searched with FMA math on the descriptor: keep it FMA whatever is reported.
-    out->math = fp32_strict ? CUDNN_FMA_MATH : p.mathType;
+    out->math = f.fp32_strict ? CUDNN_FMA_MATH : p.mathType;
     out->workspace = p.memory;
     out->time_ms = measured ? p.time : -1.f;
     return true;
@@ -134,15 +148,15 @@ float time_ms(cudaStream_t s, int reps, auto&& fn) {
 // Re-times up to kRetime acceptable candidates of a Find list with the beta a step uses
 // (call(choice) runs one call with beta = 1 and returns its status); keeps *out when none runs.
 template <typename Perf, typename Call>
-void retime_with_beta(cudaStream_t s, const Perf* perf, int n, std::size_t limit, bool fp32_strict,
-                      bool deterministic, ConvAlgoChoice* out, Call&& call) {
+void retime_with_beta(cudaStream_t s, const Perf* perf, int n, const AlgoFilter& f, ConvAlgoChoice* out,
+                      Call&& call) {
   constexpr int kRetime = 4;
   float best = -1.f;
   ConvAlgoChoice best_choice = *out;
   int tried = 0;
   for (int i = 0; i < n && tried < kRetime; ++i) {
     ConvAlgoChoice c;
-    if (!pick(perf + i, 1, limit, fp32_strict, deterministic, &c, true)) continue;
+    if (!pick(perf + i, 1, f, &c, true)) continue;
     ++tried;
     if (call(c) != CUDNN_STATUS_SUCCESS) {
       cudaGetLastError();
@@ -164,6 +178,8 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
                                   void* ws, std::size_t ws_bytes) {
   const std::size_t limit = std::min(opt_.workspace_limit, ws_bytes);
   const bool strict = opt_.dtype == DType::kF32 && !opt_.allow_tf32;
+  const AlgoFilter filter{limit, strict, opt_.deterministic,
+                          opt_.allow_winograd && g_.kernel_h == 3 && g_.kernel_w == 3};
   constexpr int kMax = 16;
   int found = 0;
   {
@@ -174,7 +190,7 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
     else
       CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x_desc_, w_desc_, fwd_desc_, y_desc_, kMax,
                                                          &found, perf));
-    if (!pick(perf, found, limit, strict, opt_.deterministic, &fwd_, opt_.measure))
+    if (!pick(perf, found, filter, &fwd_, opt_.measure))
       throw CudaError("cuDNN found no forward algorithm for this convolution");
   }
   {
@@ -185,12 +201,12 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
     else
       CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w_desc_, y_desc_, bwd_data_desc_, x_desc_,
                                                               kMax, &found, perf));
-    if (!pick(perf, found, limit, strict, opt_.deterministic, &bwd_data_, opt_.measure))
+    if (!pick(perf, found, filter, &bwd_data_, opt_.measure))
       throw CudaError("cuDNN found no backward-data algorithm for this convolution");
     if (opt_.measure && opt_.dgrad_accumulates) {
       cudaStream_t st = nullptr;
       CUDNN_CHECK(cudnnGetStream(h, &st));
-      retime_with_beta(st, perf, found, limit, strict, opt_.deterministic, &bwd_data_, [&](const ConvAlgoChoice& c) {
+      retime_with_beta(st, perf, found, filter, &bwd_data_, [&](const ConvAlgoChoice& c) {
         apply_math(bwd_data_desc_, c.math);
         const float one = 1.f;
         return cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, y, bwd_data_desc_,
@@ -208,12 +224,12 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
     else
       CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x_desc_, y_desc_, bwd_filter_desc_,
                                                                 w_desc_, kMax, &found, perf));
-    if (!pick(perf, found, limit, strict, opt_.deterministic, &bwd_filter_, opt_.measure))
+    if (!pick(perf, found, filter, &bwd_filter_, opt_.measure))
       throw CudaError("cuDNN found no backward-filter algorithm for this convolution");
     if (opt_.measure) {  // a step always accumulates into the weight gradient
       cudaStream_t st = nullptr;
       CUDNN_CHECK(cudnnGetStream(h, &st));
-      retime_with_beta(st, perf, found, limit, strict, opt_.deterministic, &bwd_filter_, [&](const ConvAlgoChoice& c) {
+      retime_with_beta(st, perf, found, filter, &bwd_filter_, [&](const ConvAlgoChoice& c) {
         apply_math(bwd_filter_desc_, c.math);
         const float one = 1.f;
         return cudnnConvolutionBackwardFilter(h, &one, x_desc_, x, y_desc_, y, bwd_filter_desc_,

@@ -204,6 +204,7 @@ void GpuNet::build_layers() {
       ConvPlanOptions co;
       co.dtype = opt_.dtype;
       co.allow_tf32 = opt_.allow_tf32;
+      co.allow_winograd = opt_.allow_winograd;
       // Deterministic mode also fixes the choice itself: timing-based choices (and the fused
       // bias+ReLU path, chosen by timing) can differ between two runs and change the bits.
       co.measure = opt_.measure_algorithms && !opt_.deterministic;

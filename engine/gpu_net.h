@@ -33,6 +33,7 @@ namespace incept {
 struct GpuNetOptions {
   kernels::DType dtype = kernels::DType::kF32;  // activations, gradients, compute weights
   bool allow_tf32 = false;      // fp32 mode: let cuDNN/cuBLAS use TF32 tensor cores
+  bool allow_winograd = false;  // fp32 mode: non-fused Winograd on 3x3 (faster, less precise)
   bool measure_algorithms = true;  // time cuDNN algorithms when the net is built
   bool deterministic = false;   // deterministic cuDNN algorithms, chosen by heuristics (not timing)
   bool fuse_conv_relu = true;
