@@ -3,16 +3,16 @@
 // ingests it over HTTP with the library (crawl, download, decode, resize to 256x256, JPEG
 // encode, LMDB), several times; prints the median images/s, images/s per core, and the CPU
 // seconds of the ingest and of nginx (which shares the cores here).
-#include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <thread>
 
@@ -26,7 +26,8 @@ namespace {
 double cpu_seconds_self() {
   rusage r{};
   getrusage(RUSAGE_SELF, &r);
-  return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+  return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+         1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
 }
 
 // utime + stime of pid and its direct children (nginx master + workers), from /proc.
@@ -64,11 +65,13 @@ int start_nginx(const fs::path& root, const fs::path& prefix, int port) {
       << "worker_processes auto;\npid " << (prefix / "nginx.pid").string() << ";\n"
       << (geteuid() == 0 ? "user root;\n" : "") << "events { worker_connections 4096; }\n"
       << "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n"
-      << "  client_body_temp_path " << (prefix / "body").string() << ";\n  proxy_temp_path " << (prefix / "p").string()
-      << ";\n  fastcgi_temp_path " << (prefix / "f").string() << ";\n  uwsgi_temp_path " << (prefix / "u").string()
-      << ";\n  scgi_temp_path " << (prefix / "s").string() << ";\n"
+      << "  client_body_temp_path " << (prefix / "body").string() << ";\n  proxy_temp_path "
+      << (prefix / "p").string() << ";\n  fastcgi_temp_path " << (prefix / "f").string()
+      << ";\n  uwsgi_temp_path " << (prefix / "u").string() << ";\n  scgi_temp_path "
+      << (prefix / "s").string() << ";\n"
       << "  types { image/jpeg JPEG jpg; text/html html; }\n"
-      << "  server { listen 127.0.0.1:" << port << "; root " << root.string() << "; location / { autoindex on; } }\n}\n";
+      << "  server { listen 127.0.0.1:" << port << "; root " << root.string()
+      << "; location / { autoindex on; } }\n}\n";
   const int pid = fork();
   if (pid == 0) {
     execl("/usr/sbin/nginx", "nginx", "-p", prefix.c_str(), "-e", (prefix / "logs/error.log").c_str(), "-c",
@@ -85,7 +88,8 @@ int main(int argc, char** argv) {
   std::string tree = "/tmp/incept_bench_ingest_tree", out = "/tmp/incept_bench_ingest_out", encoding = "jpg";
   int classes = 100, per_class = 60, runs = 3, threads = 0, downloads = 64, port = 18321;
   CLI::App app{"bench_ingest: imagenet_ingest over HTTP (nginx on 127.0.0.1), images/s end to end"};
-  app.add_option("--tree", tree, "ImageNet-shaped tree (generated with bench_ingest_tree if missing)")->capture_default_str();
+  app.add_option("--tree", tree, "ImageNet-shaped tree (generated with bench_ingest_tree if missing)")
+      ->capture_default_str();
   app.add_option("--classes", classes, "classes when generating")->capture_default_str();
   app.add_option("--per-class", per_class, "images per class when generating")->capture_default_str();
   app.add_option("--out", out, "scratch output folder (replaced)")->capture_default_str();
@@ -98,7 +102,8 @@ int main(int argc, char** argv) {
 
   if (!fs::exists(fs::path(tree) / "imagenet" / "train")) {
     const std::string gen = (fs::canonical("/proc/self/exe").parent_path() / "bench_ingest_tree").string();
-    const std::string cmd = fmt::format("{} --out {} --classes {} --per-class {}", gen, tree, classes, per_class);
+    const std::string cmd =
+        fmt::format("{} --out {} --classes {} --per-class {}", gen, tree, classes, per_class);
     fmt::print("generating: {}\n", cmd);
     if (std::system(cmd.c_str()) != 0) return 1;
   }
@@ -106,7 +111,10 @@ int main(int argc, char** argv) {
   const int nginx = start_nginx(tree, prefix, port);
   incept::set_log_level(incept::LogLevel::kWarn);
 
-  struct Run { double wall, write_s, cpu_self, cpu_nginx; std::int64_t images, failures, bytes; };
+  struct Run {
+    double wall, write_s, cpu_self, cpu_nginx;
+    std::int64_t images, failures, bytes;
+  };
   std::vector<Run> results;
   int exit_code = 0;
   try {
@@ -126,9 +134,12 @@ int main(int argc, char** argv) {
       results.push_back({wall, rep.write_seconds, cpu_seconds_self() - c0, cpu_seconds_tree(nginx) - n0,
                          rep.train_records + rep.val_records, rep.failures, rep.bytes_downloaded});
       const Run& x = results.back();
-      fmt::print("run {}: {} images in {:.2f} s = {:.0f} images/s ({:.0f} MB/s), ingest CPU {:.1f} s, nginx CPU {:.1f} s, "
-                 "failures {}\n", r, x.images, x.wall, x.images / x.wall, x.bytes / 1e6 / x.wall, x.cpu_self, x.cpu_nginx,
-                 x.failures);
+      fmt::print(
+          "run {}: {} images in {:.2f} s = {:.0f} images/s ({:.0f} MB/s), ingest CPU {:.1f} s, nginx CPU "
+          "{:.1f} s, "
+          "failures {}\n",
+          r, x.images, x.wall, x.images / x.wall, x.bytes / 1e6 / x.wall, x.cpu_self, x.cpu_nginx,
+          x.failures);
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "bench_ingest: {}\n", e.what());
@@ -149,10 +160,11 @@ int main(int argc, char** argv) {
     pclose(p);
   }
   fmt::print("\nmachine: {} x {} cores; commit {}\n", cpu_model(), cores, commit);
-  fmt::print("median of {}: {} images ({:.1f} KB avg) in {:.2f} s end to end (crawl included)\n", results.size(), m.images,
-             m.bytes / 1e3 / double(std::max<std::int64_t>(1, m.images)), m.wall);
-  fmt::print("  {:.0f} images/s, {:.0f} images/s per core ({} cores, nginx on the same cores)\n", ips, ips / cores, cores);
-  fmt::print("  {:.0f} images per ingest CPU-second; {:.0f} per CPU-second including nginx\n", m.images / m.cpu_self,
-             m.images / (m.cpu_self + m.cpu_nginx));
+  fmt::print("median of {}: {} images ({:.1f} KB avg) in {:.2f} s end to end (crawl included)\n",
+             results.size(), m.images, m.bytes / 1e3 / double(std::max<std::int64_t>(1, m.images)), m.wall);
+  fmt::print("  {:.0f} images/s, {:.0f} images/s per core ({} cores, nginx on the same cores)\n", ips,
+             ips / cores, cores);
+  fmt::print("  {:.0f} images per ingest CPU-second; {:.0f} per CPU-second including nginx\n",
+             m.images / m.cpu_self, m.images / (m.cpu_self + m.cpu_nginx));
   return exit_code;
 }

@@ -2,12 +2,12 @@
 // image folder for bench_ingest: DIR/imagenet/train/nXXXXXXXX/nXXXXXXXX_<i>.JPEG, 500x375
 // RGB JPEGs (quality 90, 4:2:0) of about 110 KB like the ImageNet average, made of
 // gradients, blobs, texture and noise so they compress like photographs, not like flat art.
-#include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -22,14 +22,18 @@ Image synth(std::uint64_t seed, int w, int h, double noise) {
   std::uniform_real_distribution<double> u(0, 1);
   Image img(w, h, 3);
   double base[3], gx[3], gy[3];
-  for (int c = 0; c < 3; ++c) base[c] = 40 + 170 * u(rng), gx[c] = (u(rng) - 0.5) * 160, gy[c] = (u(rng) - 0.5) * 160;
-  struct Blob { double x, y, r, a[3]; };
+  for (int c = 0; c < 3; ++c)
+    base[c] = 40 + 170 * u(rng), gx[c] = (u(rng) - 0.5) * 160, gy[c] = (u(rng) - 0.5) * 160;
+  struct Blob {
+    double x, y, r, a[3];
+  };
   Blob blobs[6];
   for (auto& b : blobs) {
     b.x = u(rng) * w, b.y = u(rng) * h, b.r = 20 + u(rng) * 120;
     for (double& a : b.a) a = (u(rng) - 0.5) * 180;
   }
-  const double fx1 = 0.02 + u(rng) * 0.2, fy1 = 0.02 + u(rng) * 0.2, fx2 = 0.3 + u(rng) * 0.6, fy2 = 0.3 + u(rng) * 0.6;
+  const double fx1 = 0.02 + u(rng) * 0.2, fy1 = 0.02 + u(rng) * 0.2, fx2 = 0.3 + u(rng) * 0.6,
+               fy2 = 0.3 + u(rng) * 0.6;
   std::uniform_int_distribution<int> nz(-int(noise), int(noise));
   for (int y = 0; y < h; ++y) {
     std::uint8_t* row = img.row(y);
@@ -64,7 +68,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (sample) {
     double total = 0;
-    for (int i = 0; i < 8; ++i) total += double(incept::data::encode_jpeg(synth(i, 500, 375, noise), 90).size());
+    for (int i = 0; i < 8; ++i)
+      total += double(incept::data::encode_jpeg(synth(i, 500, 375, noise), 90).size());
     fmt::print("mean JPEG size {:.1f} KB at noise {}\n", total / 8 / 1000, noise);
     return 0;
   }
@@ -78,13 +83,14 @@ int main(int argc, char** argv) {
         const int c = int(i / per_class);
         const std::string cls = fmt::format("n{:08d}", 1440764 + c * 1111);
         fs::create_directories(root / cls);
-        const std::string jpg = incept::data::encode_jpeg(synth(std::uint64_t(i) * 7919 + 1, 500, 375, noise), 90);
+        const std::string jpg =
+            incept::data::encode_jpeg(synth(std::uint64_t(i) * 7919 + 1, 500, 375, noise), 90);
         std::ofstream(root / cls / fmt::format("{}_{}.JPEG", cls, i % per_class), std::ios::binary) << jpg;
         bytes += std::int64_t(jpg.size());
       }
     });
   for (auto& t : pool) t.join();
-  fmt::print("wrote {} images, {:.1f} MB ({:.1f} KB each) under {}\n", total, bytes / 1e6, bytes / 1e3 / double(total),
-             root.string());
+  fmt::print("wrote {} images, {:.1f} MB ({:.1f} KB each) under {}\n", total, bytes / 1e6,
+             bytes / 1e3 / double(total), root.string());
   return 0;
 }

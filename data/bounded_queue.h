@@ -13,7 +13,8 @@ namespace incept::data {
 template <typename T>
 class BoundedQueue {
  public:
-  explicit BoundedQueue(std::size_t capacity, int producers = 1) : capacity_(capacity), producers_(producers) {}
+  explicit BoundedQueue(std::size_t capacity, int producers = 1)
+      : capacity_(capacity), producers_(producers) {}
 
   // False when the queue was cancelled (the item is dropped).
   bool push(T item) {

@@ -1,8 +1,9 @@
 // Dataset folder reader (dataset.h).
 #include "data/dataset.h"
 
-#include <filesystem>
 #include <fmt/format.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include "data/lmdb_reader.h"
@@ -16,7 +17,9 @@ DatasetInfo open_dataset(const std::string& dir) {
   DatasetInfo info;
   info.dir = dir;
   std::ifstream lf(fs::path(dir) / "labels.txt");
-  if (!lf) throw Error(fmt::format("{} is not a dataset folder: no labels.txt (create one with imagenet_ingest)", dir));
+  if (!lf)
+    throw Error(
+        fmt::format("{} is not a dataset folder: no labels.txt (create one with imagenet_ingest)", dir));
   for (std::string line; std::getline(lf, line);)
     if (!line.empty()) info.labels.push_back(line);
   info.train_db = (fs::path(dir) / "train_db").string();

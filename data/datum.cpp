@@ -1,8 +1,9 @@
 // Datum records, keys and the mean image (datum.h).
 #include "data/datum.h"
 
-#include <cmath>
 #include <fmt/format.h>
+
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -19,14 +20,19 @@ Encoding parse_encoding(const std::string& name) {
 
 const char* encoding_name(Encoding e) {
   switch (e) {
-    case Encoding::kNone: return "none";
-    case Encoding::kPng: return "png";
-    case Encoding::kJpeg: return "jpg";
+    case Encoding::kNone:
+      return "none";
+    case Encoding::kPng:
+      return "png";
+    case Encoding::kJpeg:
+      return "jpg";
   }
   return "?";
 }
 
-std::string datum_key(std::int64_t index, int label) { return fmt::format("{:08d}_{}", index, label); }
+std::string datum_key(std::int64_t index, int label) {
+  return fmt::format("{:08d}_{}", index, label);
+}
 
 bool parse_datum_key(const std::string& key, std::int64_t* index, int* label) {
   const auto us = key.find('_');
@@ -88,7 +94,8 @@ DatumImage decode_datum(const std::string& bytes) {
     throw ImageError(fmt::format("raw Datum {}x{}x{} holds {} bytes", c, h, w, d.data().size()));
   out.bgr = Image(w, h, c);
   for (int ch = 0; ch < c; ++ch)
-    for (std::size_t i = 0; i < plane; ++i) out.bgr.pixels[i * c + ch] = std::uint8_t(d.data()[plane * ch + i]);
+    for (std::size_t i = 0; i < plane; ++i)
+      out.bgr.pixels[i * c + ch] = std::uint8_t(d.data()[plane * ch + i]);
   return out;
 }
 
@@ -97,8 +104,8 @@ MeanAccumulator::MeanAccumulator(int width, int height, int channels)
 
 void MeanAccumulator::add(const Image& img) {
   if (img.width != width_ || img.height != height_ || img.channels != channels_)
-    throw Error(fmt::format("mean: image {}x{}x{} differs from {}x{}x{}", img.width, img.height,
-                            img.channels, width_, height_, channels_));
+    throw Error(fmt::format("mean: image {}x{}x{} differs from {}x{}x{}", img.width, img.height, img.channels,
+                            width_, height_, channels_));
   std::uint64_t* s = sums_.data();
   const std::uint8_t* p = img.pixels.data();
   for (std::size_t i = 0, n = sums_.size(); i < n; ++i) s[i] += p[i];
@@ -159,7 +166,8 @@ MeanBlob read_mean_blobproto(const std::string& path) {
   }
   m.chw.assign(blob.data().begin(), blob.data().end());
   if (m.chw.size() != std::size_t(m.channels) * m.height * m.width)
-    throw Error(fmt::format("{}: blob {}x{}x{} holds {} values", path, m.channels, m.height, m.width, m.chw.size()));
+    throw Error(
+        fmt::format("{}: blob {}x{}x{} holds {} values", path, m.channels, m.height, m.width, m.chw.size()));
   return m;
 }
 

@@ -20,7 +20,9 @@ std::size_t ifind(std::string_view hay, std::string_view needle, std::size_t fro
   return std::string_view::npos;
 }
 
-bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+bool is_space(char c) {
+  return std::isspace(static_cast<unsigned char>(c)) != 0;
+}
 
 std::string collapse_space(std::string_view s) {
   std::string out;
@@ -38,13 +40,17 @@ std::string collapse_space(std::string_view s) {
 // Text up to the closing tag `</name`, tags inside removed.
 std::string element_text(std::string_view html, std::size_t pos, std::string_view name) {
   const std::size_t end = ifind(html, std::string("</") + std::string(name), pos);
-  std::string_view body = html.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+  std::string_view body =
+      html.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
   std::string text;
   bool in_tag = false;
   for (char c : body) {
-    if (c == '<') in_tag = true;
-    else if (c == '>') in_tag = false;
-    else if (!in_tag) text += c;
+    if (c == '<')
+      in_tag = true;
+    else if (c == '>')
+      in_tag = false;
+    else if (!in_tag)
+      text += c;
   }
   return collapse_space(decode_html_entities(text));
 }
@@ -66,12 +72,18 @@ std::string decode_html_entities(std::string_view s) {
     }
     const std::string_view ent = s.substr(i + 1, semi - i - 1);
     long code = -1;
-    if (ent == "amp") code = '&';
-    else if (ent == "lt") code = '<';
-    else if (ent == "gt") code = '>';
-    else if (ent == "quot") code = '"';
-    else if (ent == "apos") code = '\'';
-    else if (ent == "nbsp") code = ' ';
+    if (ent == "amp")
+      code = '&';
+    else if (ent == "lt")
+      code = '<';
+    else if (ent == "gt")
+      code = '>';
+    else if (ent == "quot")
+      code = '"';
+    else if (ent == "apos")
+      code = '\'';
+    else if (ent == "nbsp")
+      code = ' ';
     else if (ent.size() > 1 && ent[0] == '#') {
       const bool hex = ent[1] == 'x' || ent[1] == 'X';
       const std::string digits(ent.substr(hex ? 2 : 1));
@@ -88,7 +100,8 @@ std::string decode_html_entities(std::string_view s) {
     } else if (code < 0x800) {
       out += char(0xC0 | code >> 6), out += char(0x80 | (code & 0x3F));
     } else if (code < 0x10000) {
-      out += char(0xE0 | code >> 12), out += char(0x80 | (code >> 6 & 0x3F)), out += char(0x80 | (code & 0x3F));
+      out += char(0xE0 | code >> 12), out += char(0x80 | (code >> 6 & 0x3F)),
+          out += char(0x80 | (code & 0x3F));
     } else {
       out += char(0xF0 | code >> 18), out += char(0x80 | (code >> 12 & 0x3F));
       out += char(0x80 | (code >> 6 & 0x3F)), out += char(0x80 | (code & 0x3F));
@@ -179,7 +192,8 @@ Listing parse_listing(const Url& page, const Url& root, std::string_view html) {
     if (!u) continue;  // mailto:, javascript:, ftp: ...
     const bool same_server = u->scheme == page.scheme && u->host == page.host && u->port == page.port;
     // The page itself or one of its parents (the "Parent Directory" link): navigation.
-    if (same_server && u->query.empty() && page.path.rfind(u->path, 0) == 0 && u->path.back() == '/') continue;
+    if (same_server && u->query.empty() && page.path.rfind(u->path, 0) == 0 && u->path.back() == '/')
+      continue;
     if (same_server && !u->query.empty() && u->path == page.path) continue;  // ?C=N;O=D
     const std::string decoded = percent_decode(href);
     if (has_dotdot_segment(decoded) || has_dotdot_segment(percent_decode(u->path))) {
@@ -205,7 +219,8 @@ Listing parse_listing(const Url& page, const Url& root, std::string_view html) {
   const auto says_index = [](const std::string& s) {
     return s.find("Index of") != std::string::npos || s.find("Directory listing for") != std::string::npos;
   };
-  out.is_listing = says_index(links.title) || says_index(links.heading) || !out.dirs.empty() || !out.files.empty();
+  out.is_listing =
+      says_index(links.title) || says_index(links.heading) || !out.dirs.empty() || !out.files.empty();
   return out;
 }
 

@@ -28,9 +28,9 @@ struct ListingEntry {
 };
 
 struct Listing {
-  bool is_listing = false;                 // false: the page is not a directory index
-  std::vector<ListingEntry> dirs;          // links ending in '/', below the page
-  std::vector<ListingEntry> files;         // other links below the page (any extension)
+  bool is_listing = false;                                   // false: the page is not a directory index
+  std::vector<ListingEntry> dirs;                            // links ending in '/', below the page
+  std::vector<ListingEntry> files;                           // other links below the page (any extension)
   std::vector<std::pair<std::string, std::string>> refused;  // (link, reason)
 };
 

@@ -2,10 +2,10 @@
 #include "data/http_fetcher.h"
 
 #include <curl/curl.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
-#include <fmt/format.h>
 
 #include "engine/check.h"
 
@@ -14,8 +14,8 @@ namespace incept::data {
 struct HttpFetcher::Transfer {
   CURL* easy = nullptr;
   std::uint64_t tag = 0;
-  std::string url;        // as submitted
-  std::string current;    // the URL being fetched now (after redirects)
+  std::string url;                 // as submitted
+  std::string current;             // the URL being fetched now (after redirects)
   std::vector<std::string> chain;  // redirect history, for loop detection
   std::string body;
   bool too_large = false;
@@ -192,7 +192,8 @@ void HttpFetcher::finish(Transfer* raw, int code) {
   r.url = t->url;
   r.final_url = t->current;
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
-  if (const char* ct = nullptr; curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) r.content_type = ct;
+  if (const char* ct = nullptr; curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+    r.content_type = ct;
 
   if (code == CURLE_OK && r.status >= 300 && r.status < 400) {
     const char* loc = nullptr;
@@ -202,7 +203,8 @@ void HttpFetcher::finish(Transfer* raw, int code) {
     if (!target) {
       r.error = fmt::format("HTTP {} redirect without a usable Location", r.status);
     } else if (!url_within(*target, scope_)) {
-      r.error = fmt::format("redirect to {} leaves the start URL {} (not followed)", target->str(), scope_.str());
+      r.error =
+          fmt::format("redirect to {} leaves the start URL {} (not followed)", target->str(), scope_.str());
     } else if (std::find(t->chain.begin(), t->chain.end(), target->str()) != t->chain.end()) {
       r.error = fmt::format("redirect loop ({} -> {})", t->current, target->str());
     } else if (int(t->chain.size()) > opt_.max_redirects) {

@@ -20,25 +20,25 @@
 namespace incept::data {
 
 struct HttpOptions {
-  int max_in_flight = 64;          // concurrent transfers
-  int max_per_host = 32;           // connections to one host
-  int max_outstanding = 256;       // queued + in flight + undelivered results (memory bound)
+  int max_in_flight = 64;     // concurrent transfers
+  int max_per_host = 32;      // connections to one host
+  int max_outstanding = 256;  // queued + in flight + undelivered results (memory bound)
   double connect_timeout_s = 10;
-  double timeout_s = 300;          // a whole transfer
-  double stall_timeout_s = 30;     // abort when nothing arrives for this long (seconds)
+  double timeout_s = 300;       // a whole transfer
+  double stall_timeout_s = 30;  // abort when nothing arrives for this long (seconds)
   std::int64_t max_bytes = 64 << 20;
   int max_redirects = 5;
-  int attempts = 2;                // for connection-level failures (reset, refused, empty reply)
+  int attempts = 2;  // for connection-level failures (reset, refused, empty reply)
 };
 
 struct FetchResult {
   std::uint64_t tag = 0;
-  std::string url;           // as submitted
-  std::string final_url;     // after redirects
-  long status = 0;           // HTTP status, 0 if none
+  std::string url;        // as submitted
+  std::string final_url;  // after redirects
+  long status = 0;        // HTTP status, 0 if none
   std::string content_type;
   std::string body;
-  std::string error;         // empty on success (2xx); else a message without the URL
+  std::string error;  // empty on success (2xx); else a message without the URL
   bool ok() const { return error.empty(); }
 };
 

@@ -1,11 +1,11 @@
 // IDX reader and the Fashion-MNIST image-folder writer (idx.h).
 #include "data/idx.h"
 
+#include <fmt/format.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 
 #include "engine/check.h"
@@ -44,9 +44,11 @@ IdxArray read_idx(const std::string& path) {
 }
 
 Image idx_image(const IdxArray& a, std::int64_t i) {
-  if (a.dims.size() != 3 || i < 0 || i >= a.dims[0]) throw Error("idx_image: not an {N,H,W} array or bad index");
+  if (a.dims.size() != 3 || i < 0 || i >= a.dims[0])
+    throw Error("idx_image: not an {N,H,W} array or bad index");
   Image img(a.dims[2], a.dims[1], 1);
-  std::copy_n(a.values.begin() + std::ptrdiff_t(i * std::int64_t(img.size())), img.size(), img.pixels.begin());
+  std::copy_n(a.values.begin() + std::ptrdiff_t(i * std::int64_t(img.size())), img.size(),
+              img.pixels.begin());
   return img;
 }
 
@@ -56,7 +58,9 @@ const std::vector<std::string>& fashion_mnist_class_names() {
   return names;
 }
 
-std::string fashion_mnist_dir() { return "/usr/share/datasets/fashion-mnist"; }
+std::string fashion_mnist_dir() {
+  return "/usr/share/datasets/fashion-mnist";
+}
 
 std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_class, const std::string& split,
                                         const std::string& data_dir) {

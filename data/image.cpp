@@ -1,12 +1,12 @@
 // Image codecs (image.h): libjpeg-turbo, libpng, and small BMP / PPM readers.
 #include "data/image.h"
 
+#include <fmt/format.h>
 #include <png.h>
 #include <turbojpeg.h>
 
 #include <algorithm>
 #include <cstring>
-#include <fmt/format.h>
 
 namespace incept::data {
 namespace {
@@ -41,16 +41,20 @@ tjhandle tj_compressor() {
 
 void check_dims(const ImageInfo& info, std::int64_t max_pixels) {
   if (info.width <= 0 || info.height <= 0)
-    throw ImageError(fmt::format("invalid {} dimensions {}x{}", image_format_name(info.format),
-                                 info.width, info.height));
+    throw ImageError(
+        fmt::format("invalid {} dimensions {}x{}", image_format_name(info.format), info.width, info.height));
   const std::int64_t px = std::int64_t(info.width) * info.height;
   if (px > max_pixels)
     throw ImageError(fmt::format("image is {}x{} = {} pixels, above the limit of {} (--max-pixels)",
                                  info.width, info.height, px, max_pixels));
 }
 
-std::uint32_t le32(const std::uint8_t* p) { return p[0] | p[1] << 8 | p[2] << 16 | std::uint32_t(p[3]) << 24; }
-std::uint16_t le16(const std::uint8_t* p) { return std::uint16_t(p[0] | p[1] << 8); }
+std::uint32_t le32(const std::uint8_t* p) {
+  return p[0] | p[1] << 8 | p[2] << 16 | std::uint32_t(p[3]) << 24;
+}
+std::uint16_t le16(const std::uint8_t* p) {
+  return std::uint16_t(p[0] | p[1] << 8);
+}
 
 // ---- JPEG ----------------------------------------------------------------------
 Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& info,
@@ -61,9 +65,8 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& i
   const int c = opt.channels == 1 ? 1 : 3;
   Image img(w, h, c);
   // FASTDCT + FASTUPSAMPLE: ~10% faster; the difference vanishes in the downscale that follows.
-  const int rc = tjDecompress2(tj_decompressor(), data, static_cast<unsigned long>(size),
-                               img.pixels.data(), w, 0, h, c == 1 ? TJPF_GRAY : TJPF_RGB,
-                               TJFLAG_FASTDCT | TJFLAG_FASTUPSAMPLE);
+  const int rc = tjDecompress2(tj_decompressor(), data, static_cast<unsigned long>(size), img.pixels.data(),
+                               w, 0, h, c == 1 ? TJPF_GRAY : TJPF_RGB, TJFLAG_FASTDCT | TJFLAG_FASTUPSAMPLE);
   if (rc != 0) {
     const std::string msg = tjGetErrorStr2(t_tj.dec);
     const bool warning = tjGetErrorCode(t_tj.dec) == TJERR_WARNING;
@@ -78,7 +81,8 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& i
 
 YuvPlanes decode_jpeg_planes_impl(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt) {
   int w0 = 0, h0 = 0, subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(tj_decompressor(), data, static_cast<unsigned long>(size), &w0, &h0, &subsamp, &colorspace) != 0) {
+  if (tjDecompressHeader3(tj_decompressor(), data, static_cast<unsigned long>(size), &w0, &h0, &subsamp,
+                          &colorspace) != 0) {
     const std::string msg = tjGetErrorStr2(t_tj.dec);
     reset_decompressor();
     throw ImageError(fmt::format("corrupt JPEG header: {}", msg));
@@ -99,8 +103,8 @@ YuvPlanes decode_jpeg_planes_impl(const std::uint8_t* data, std::size_t size, co
     dst[c] = planes[c]->pixels.data();
     strides[c] = planes[c]->width;
   }
-  const int rc = tjDecompressToYUVPlanes(tj_decompressor(), data, static_cast<unsigned long>(size), dst, p.width,
-                                         strides, p.height, TJFLAG_FASTDCT);
+  const int rc = tjDecompressToYUVPlanes(tj_decompressor(), data, static_cast<unsigned long>(size), dst,
+                                         p.width, strides, p.height, TJFLAG_FASTDCT);
   if (rc != 0) {
     const std::string msg = tjGetErrorStr2(t_tj.dec);
     const bool warning = tjGetErrorCode(t_tj.dec) == TJERR_WARNING;
@@ -256,11 +260,16 @@ Image ycbcr_to_rgb(const Image& y, const Image& cb, const Image& cr) {
 
 const char* image_format_name(ImageFormat f) {
   switch (f) {
-    case ImageFormat::kJpeg: return "JPEG";
-    case ImageFormat::kPng: return "PNG";
-    case ImageFormat::kBmp: return "BMP";
-    case ImageFormat::kPpm: return "PPM";
-    default: return "unknown";
+    case ImageFormat::kJpeg:
+      return "JPEG";
+    case ImageFormat::kPng:
+      return "PNG";
+    case ImageFormat::kBmp:
+      return "BMP";
+    case ImageFormat::kPpm:
+      return "PPM";
+    default:
+      return "unknown";
   }
 }
 
@@ -278,7 +287,9 @@ ImageInfo read_image_info(const std::uint8_t* d, std::size_t size) {
     info = {ImageFormat::kJpeg, w, h};
   } else if (size >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
     if (size < 24) throw ImageError("truncated PNG header");
-    auto be32 = [](const std::uint8_t* p) { return std::uint32_t(p[0]) << 24 | p[1] << 16 | p[2] << 8 | p[3]; };
+    auto be32 = [](const std::uint8_t* p) {
+      return std::uint32_t(p[0]) << 24 | p[1] << 16 | p[2] << 8 | p[3];
+    };
     info = {ImageFormat::kPng, int(std::min<std::uint32_t>(be32(d + 16), 1u << 30)),
             int(std::min<std::uint32_t>(be32(d + 20), 1u << 30))};
   } else if (size >= 2 && d[0] == 'B' && d[1] == 'M') {
@@ -295,11 +306,16 @@ Image decode_image(const std::uint8_t* data, std::size_t size, const DecodeOptio
   const ImageInfo info = read_image_info(data, size);
   check_dims(info, opt.max_pixels);
   switch (info.format) {
-    case ImageFormat::kJpeg: return decode_jpeg(data, size, info, opt);
-    case ImageFormat::kPng: return decode_png(data, size, opt);
-    case ImageFormat::kBmp: return to_channels(decode_bmp(data, size, info), opt.channels);
-    case ImageFormat::kPpm: return to_channels(decode_ppm(data, size), opt.channels);
-    default: throw ImageError("not an image");
+    case ImageFormat::kJpeg:
+      return decode_jpeg(data, size, info, opt);
+    case ImageFormat::kPng:
+      return decode_png(data, size, opt);
+    case ImageFormat::kBmp:
+      return to_channels(decode_bmp(data, size, info), opt.channels);
+    case ImageFormat::kPpm:
+      return to_channels(decode_ppm(data, size), opt.channels);
+    default:
+      throw ImageError("not an image");
   }
 }
 
@@ -308,7 +324,8 @@ Image to_channels(Image img, int channels) {
   Image out(img.width, img.height, channels);
   const std::size_t n = std::size_t(img.width) * img.height;
   if (channels == 3 && img.channels == 1) {
-    for (std::size_t i = 0; i < n; ++i) out.pixels[3 * i] = out.pixels[3 * i + 1] = out.pixels[3 * i + 2] = img.pixels[i];
+    for (std::size_t i = 0; i < n; ++i)
+      out.pixels[3 * i] = out.pixels[3 * i + 1] = out.pixels[3 * i + 2] = img.pixels[i];
   } else if (channels == 1 && img.channels == 3) {
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint8_t* p = &img.pixels[3 * i];
@@ -324,9 +341,8 @@ std::string encode_jpeg(const Image& img, int quality) {
   unsigned char* buf = nullptr;
   unsigned long len = 0;
   const bool gray = img.channels == 1;
-  if (tjCompress2(tj_compressor(), img.pixels.data(), img.width, 0, img.height,
-                  gray ? TJPF_GRAY : TJPF_RGB, &buf, &len, gray ? TJSAMP_GRAY : TJSAMP_420, quality,
-                  0) != 0) {
+  if (tjCompress2(tj_compressor(), img.pixels.data(), img.width, 0, img.height, gray ? TJPF_GRAY : TJPF_RGB,
+                  &buf, &len, gray ? TJSAMP_GRAY : TJSAMP_420, quality, 0) != 0) {
     if (buf) tjFree(buf);
     throw ImageError(fmt::format("JPEG encode failed: {}", tjGetErrorStr2(t_tj.enc)));
   }

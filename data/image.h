@@ -48,8 +48,8 @@ struct ImageInfo {
 ImageInfo read_image_info(const std::uint8_t* data, std::size_t size);
 
 struct DecodeOptions {
-  int channels = 3;                       // 3: RGB (gray is replicated), 1: gray (luma)
-  std::int64_t max_pixels = 64'000'000;   // refused above this, before any allocation
+  int channels = 3;                      // 3: RGB (gray is replicated), 1: gray (luma)
+  std::int64_t max_pixels = 64'000'000;  // refused above this, before any allocation
   // When both are > 0, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (in the DCT) as
   // long as the result stays at least this large.
   int min_width = 0;

@@ -1,10 +1,11 @@
 // Dataset sources: HTTP crawl, local folder, text file (image_source.h).
 #include "data/image_source.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <set>
 
@@ -95,7 +96,8 @@ SourceScan crawl_http(const std::string& url, const ScanOptions& opt) {
         ++pending;
       }
       if (scan.class_names.empty())
-        throw Error(fmt::format("the listing at {} has no sub-folders: each class must be a folder of images", url));
+        throw Error(
+            fmt::format("the listing at {} has no sub-folders: each class must be a folder of images", url));
       continue;
     }
     for (auto& e : listing.files)
@@ -118,19 +120,24 @@ SourceScan scan_folder(const std::string& dir) {
   SourceScan scan;
   std::vector<fs::path> classes;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fs::absolute(dir), fs::directory_options::skip_permission_denied, ec))
+  for (const auto& e :
+       fs::directory_iterator(fs::absolute(dir), fs::directory_options::skip_permission_denied, ec))
     if (e.is_directory()) classes.push_back(e.path());
   if (ec) throw Error(fmt::format("cannot read folder {}: {}", dir, ec.message()));
   std::sort(classes.begin(), classes.end());
-  if (classes.empty()) throw Error(fmt::format("{} has no sub-folders: each class must be a folder of images", dir));
+  if (classes.empty())
+    throw Error(fmt::format("{} has no sub-folders: each class must be a folder of images", dir));
   for (const auto& c : classes) {
     scan.class_names.push_back(c.filename().string());
     auto& files = scan.images.emplace_back();
-    const auto opts = fs::directory_options::follow_directory_symlink | fs::directory_options::skip_permission_denied;
-    for (auto it = fs::recursive_directory_iterator(c, opts, ec); !ec && it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
-      if (it->is_directory()) ++scan.listings;
-      else if (is_supported_image_name(it->path().filename().string())) files.push_back(it->path().string());
+    const auto opts =
+        fs::directory_options::follow_directory_symlink | fs::directory_options::skip_permission_denied;
+    for (auto it = fs::recursive_directory_iterator(c, opts, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory())
+        ++scan.listings;
+      else if (is_supported_image_name(it->path().filename().string()))
+        files.push_back(it->path().string());
     }
     if (ec) {
       scan.failures.push_back({c.string(), ec.message(), "crawl"});

@@ -21,10 +21,10 @@ struct Failure {
 };
 
 struct SourceScan {
-  std::vector<std::string> class_names;           // folder names (or labels), index = class
-  std::vector<std::vector<std::string>> images;   // per class: URLs or local paths, sorted
+  std::vector<std::string> class_names;          // folder names (or labels), index = class
+  std::vector<std::vector<std::string>> images;  // per class: URLs or local paths, sorted
   std::vector<Failure> failures;
-  std::int64_t listings = 0;                      // pages (or folders) read
+  std::int64_t listings = 0;  // pages (or folders) read
   double seconds = 0;
 };
 

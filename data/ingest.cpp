@@ -5,11 +5,12 @@
 // sums saved after each train commit). Every queue is bounded.
 #include "data/ingest.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -31,7 +32,9 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 struct WorkItem {
   int db = 0;
@@ -82,7 +85,8 @@ void process(const IngestOptions& opt, WorkItem& w, WriteItem& out) {
       img = decode_jpeg_resized(p, bytes.size(), e.width, e.height, d);  // resized in YCbCr: faster
     else
       img = decode_image(p, bytes.size(), d);
-    const std::uint64_t seed = opt.plan.seed ^ (std::uint64_t(w.db) << 60) ^ std::uint64_t(w.index) * 0x2545F4914F6CDD1Dull;
+    const std::uint64_t seed =
+        opt.plan.seed ^ (std::uint64_t(w.db) << 60) ^ std::uint64_t(w.index) * 0x2545F4914F6CDD1Dull;
     Image fitted = fit_image(img, opt.width, opt.height, opt.resize, seed);
     out.value = make_datum(fitted, w.label, opt.encoding, opt.jpeg_quality);
     if (w.db == 0) out.image = std::move(fitted);
@@ -93,13 +97,20 @@ void process(const IngestOptions& opt, WorkItem& w, WriteItem& out) {
 }
 
 nlohmann::json options_json(const IngestOptions& o) {
-  return {{"source", o.source},         {"val_source", o.val_source},
-          {"width", o.width},           {"height", o.height},
-          {"channels", o.channels},     {"resize_mode", resize_mode_name(o.resize)},
-          {"encoding", encoding_name(o.encoding)}, {"jpeg_quality", o.jpeg_quality},
-          {"pct_val", o.plan.pct_val},  {"min_per_class", o.plan.min_per_class},
-          {"max_per_class", o.plan.max_per_class}, {"seed", o.plan.seed},
-          {"backend", "lmdb"},          {"image_channel_order", o.channels == 3 ? "BGR" : "GRAY"}};
+  return {{"source", o.source},
+          {"val_source", o.val_source},
+          {"width", o.width},
+          {"height", o.height},
+          {"channels", o.channels},
+          {"resize_mode", resize_mode_name(o.resize)},
+          {"encoding", encoding_name(o.encoding)},
+          {"jpeg_quality", o.jpeg_quality},
+          {"pct_val", o.plan.pct_val},
+          {"min_per_class", o.plan.min_per_class},
+          {"max_per_class", o.plan.max_per_class},
+          {"seed", o.plan.seed},
+          {"backend", "lmdb"},
+          {"image_channel_order", o.channels == 3 ? "BGR" : "GRAY"}};
 }
 
 std::string reason_category(const std::string& reason) {
@@ -111,12 +122,15 @@ std::string reason_category(const std::string& reason) {
 
 bool dir_non_empty(const fs::path& p) {
   std::error_code ec;
-  return fs::exists(p, ec) && fs::is_directory(p, ec) && fs::directory_iterator(p, ec) != fs::directory_iterator();
+  return fs::exists(p, ec) && fs::is_directory(p, ec) &&
+         fs::directory_iterator(p, ec) != fs::directory_iterator();
 }
 
 }  // namespace
 
-void request_ingest_stop() { g_stop.store(true); }
+void request_ingest_stop() {
+  g_stop.store(true);
+}
 
 IngestReport run_ingest(const IngestOptions& opt) {
   const auto t_start = Clock::now();
@@ -126,10 +140,13 @@ IngestReport run_ingest(const IngestOptions& opt) {
   const nlohmann::json options = options_json(opt);
   const bool resuming = opt.resume && fs::exists(out / "train.txt");
   if (!opt.resume && dir_non_empty(out))
-    throw Error(fmt::format("output folder {} is not empty: use --resume to continue an interrupted run, "
-                            "or choose an empty or new folder", out.string()));
+    throw Error(
+        fmt::format("output folder {} is not empty: use --resume to continue an interrupted run, "
+                    "or choose an empty or new folder",
+                    out.string()));
   if (opt.resume && dir_non_empty(out) && !resuming)
-    throw Error(fmt::format("--resume: {} holds no train.txt from an earlier run; nothing to resume", out.string()));
+    throw Error(
+        fmt::format("--resume: {} holds no train.txt from an earlier run; nothing to resume", out.string()));
 
   // ---- plan --------------------------------------------------------------------
   Plan plan;
@@ -137,15 +154,16 @@ IngestReport run_ingest(const IngestOptions& opt) {
   if (resuming) {
     check_resume_options(out.string(), options);
     plan = read_plan(out.string());
-    log_info("resuming: {} train + {} val records planned in {}", plan.train.size(), plan.val.size(), out.string());
+    log_info("resuming: {} train + {} val records planned in {}", plan.train.size(), plan.val.size(),
+             out.string());
   } else {
     ScanOptions so{opt.http, opt.labels_file};
     log_info("scanning {}", opt.source);
     SourceScan train = scan_source(opt.source, so);
     std::int64_t found = 0;
     for (auto& v : train.images) found += std::int64_t(v.size());
-    log_info("found {} images in {} classes ({} listings, {:.1f} s, {} failures)", found, train.class_names.size(),
-             train.listings, train.seconds, train.failures.size());
+    log_info("found {} images in {} classes ({} listings, {:.1f} s, {} failures)", found,
+             train.class_names.size(), train.listings, train.seconds, train.failures.size());
     rep.crawl_seconds = train.seconds;
     failures = train.failures;
     SourceScan val;
@@ -184,15 +202,19 @@ IngestReport run_ingest(const IngestOptions& opt) {
 
   // ---- pipeline ---------------------------------------------------------------------
   const int threads = opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  const bool any_url = std::any_of(plan.train.begin(), plan.train.end(), [](auto& i) { return is_http_url(i.location); }) ||
-                       std::any_of(plan.val.begin(), plan.val.end(), [](auto& i) { return is_http_url(i.location); });
+  const bool any_url =
+      std::any_of(plan.train.begin(), plan.train.end(), [](auto& i) { return is_http_url(i.location); }) ||
+      std::any_of(plan.val.begin(), plan.val.end(), [](auto& i) { return is_http_url(i.location); });
   std::unique_ptr<HttpFetcher> fetcher;
   if (any_url) {
     Url scope;
-    const std::string first = is_http_url(opt.source) ? opt.source : (plan.train.empty() ? plan.val[0] : plan.train[0]).location;
+    const std::string first =
+        is_http_url(opt.source) ? opt.source : (plan.train.empty() ? plan.val[0] : plan.train[0]).location;
     scope = parse_url(first).value_or(Url{});
-    if (!is_http_url(opt.source)) scope.path = "/";
-    else scope.path = scope.path.substr(0, scope.path.rfind('/') + 1);
+    if (!is_http_url(opt.source))
+      scope.path = "/";
+    else
+      scope.path = scope.path.substr(0, scope.path.rfind('/') + 1);
     scope.query.clear();
     fetcher = std::make_unique<HttpFetcher>(opt.http, scope);
   }
@@ -284,7 +306,8 @@ IngestReport run_ingest(const IngestOptions& opt) {
       }
       if (since(last_commit) > 2.0) commit(0), commit(1);
       progress.update(done, fmt::format("failures {}", run_failures));
-      if (opt.stop_after_records >= 0 && rep.written_now + std::int64_t(batch[0].size() + batch[1].size()) >= opt.stop_after_records)
+      if (opt.stop_after_records >= 0 &&
+          rep.written_now + std::int64_t(batch[0].size() + batch[1].size()) >= opt.stop_after_records)
         g_stop = true;
       if (g_stop && !stop_sent) {
         stop_sent = true;
@@ -327,34 +350,46 @@ IngestReport run_ingest(const IngestOptions& opt) {
     for (const auto& k : dbs[db]->keys()) {
       std::int64_t idx;
       int label;
-      if (parse_datum_key(k, &idx, &label) && label >= 0 && label < int(plan.labels.size())) ++per_label[db][label];
+      if (parse_datum_key(k, &idx, &label) && label >= 0 && label < int(plan.labels.size()))
+        ++per_label[db][label];
     }
   }
   nlohmann::json j;
   j["tool"] = "imagenet_ingest";
   j["options"] = options;
-  j["output"] = {{"labels", "labels.txt"}, {"train_list", "train.txt"}, {"val_list", "val.txt"},
-                 {"train_db", "train_db"}, {"val_db", dbs[1] ? "val_db" : ""}, {"mean_file", "mean.binaryproto"},
-                 {"mean_image", "mean.jpg"}};
+  j["output"] = {
+      {"labels", "labels.txt"},  {"train_list", "train.txt"},        {"val_list", "val.txt"},
+      {"train_db", "train_db"},  {"val_db", dbs[1] ? "val_db" : ""}, {"mean_file", "mean.binaryproto"},
+      {"mean_image", "mean.jpg"}};
   j["classes"] = nlohmann::json::array();
   for (std::size_t l = 0; l < plan.labels.size(); ++l)
-    j["classes"].push_back({{"label", l}, {"name", plan.labels[l]},
-                            {"train_planned", plan.train_per_class[l]}, {"val_planned", plan.val_per_class[l]},
-                            {"train", per_label[0][l]}, {"val", per_label[1][l]}});
-  j["counts"] = {{"classes", plan.labels.size()},  {"train_planned", plan.train.size()},
-                 {"val_planned", plan.val.size()}, {"train", rep.train_records},
-                 {"val", rep.val_records},         {"written_this_run", rep.written_now},
-                 {"already_present", rep.skipped_existing}, {"failures", failures.size()}};
+    j["classes"].push_back({{"label", l},
+                            {"name", plan.labels[l]},
+                            {"train_planned", plan.train_per_class[l]},
+                            {"val_planned", plan.val_per_class[l]},
+                            {"train", per_label[0][l]},
+                            {"val", per_label[1][l]}});
+  j["counts"] = {{"classes", plan.labels.size()},
+                 {"train_planned", plan.train.size()},
+                 {"val_planned", plan.val.size()},
+                 {"train", rep.train_records},
+                 {"val", rep.val_records},
+                 {"written_this_run", rep.written_now},
+                 {"already_present", rep.skipped_existing},
+                 {"failures", failures.size()}};
   std::map<std::string, std::int64_t> by_reason;
   for (const auto& f : failures) ++by_reason[f.stage + ": " + reason_category(f.reason)];
   nlohmann::json items = nlohmann::json::array();
   for (std::size_t k = 0; k < failures.size() && k < 100000; ++k)
-    items.push_back({{"url", failures[k].what}, {"reason", failures[k].reason}, {"stage", failures[k].stage}});
-  j["failures"] = {{"total", failures.size()}, {"by_reason", by_reason}, {"items", items},
+    items.push_back(
+        {{"url", failures[k].what}, {"reason", failures[k].reason}, {"stage", failures[k].stage}});
+  j["failures"] = {{"total", failures.size()},
+                   {"by_reason", by_reason},
+                   {"items", items},
                    {"items_truncated", failures.size() > 100000}};
-  j["timings"] = {{"crawl_s", rep.crawl_seconds}, {"write_s", rep.write_seconds}, {"total_s", rep.total_seconds},
-                  {"images_per_s", rep.images_per_second}, {"threads", threads},
-                  {"bytes_downloaded", rep.bytes_downloaded}};
+  j["timings"] = {{"crawl_s", rep.crawl_seconds}, {"write_s", rep.write_seconds},
+                  {"total_s", rep.total_seconds}, {"images_per_s", rep.images_per_second},
+                  {"threads", threads},           {"bytes_downloaded", rep.bytes_downloaded}};
   j["interrupted"] = rep.interrupted;
   j["resumed"] = resuming;
   j["lmdb_map_grows"] = dbs[0]->map_grows() + (dbs[1] ? dbs[1]->map_grows() : 0);
@@ -367,8 +402,9 @@ IngestReport run_ingest(const IngestOptions& opt) {
   if (rep.train_records == 0 && !rep.interrupted)
     throw Error(fmt::format("no usable training image: all {} failed (reasons in {}/dataset.json)",
                             plan.train.size(), out.string()));
-  log_info("ingest {}: train {} / val {} records, {} failures, {:.1f} images/s, {}", rep.interrupted ? "interrupted" : "done",
-           rep.train_records, rep.val_records, failures.size(), rep.images_per_second, format_duration(rep.total_seconds));
+  log_info("ingest {}: train {} / val {} records, {} failures, {:.1f} images/s, {}",
+           rep.interrupted ? "interrupted" : "done", rep.train_records, rep.val_records, failures.size(),
+           rep.images_per_second, format_duration(rep.total_seconds));
   return rep;
 }
 

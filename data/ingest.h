@@ -16,10 +16,10 @@
 namespace incept::data {
 
 struct IngestOptions {
-  std::string source;        // URL, folder or "path label" text file
-  std::string val_source;    // optional separate validation source
+  std::string source;      // URL, folder or "path label" text file
+  std::string val_source;  // optional separate validation source
   std::string output_dir;
-  std::string labels_file;   // text-file sources: class names
+  std::string labels_file;  // text-file sources: class names
   int width = 256;
   int height = 256;
   int channels = 3;
@@ -28,8 +28,8 @@ struct IngestOptions {
   int jpeg_quality = 90;
   PlanOptions plan;
   HttpOptions http;
-  int threads = 0;                      // decode/encode workers; 0: one per core
-  int batch_records = 500;              // records per LMDB transaction
+  int threads = 0;                                    // decode/encode workers; 0: one per core
+  int batch_records = 500;                            // records per LMDB transaction
   std::size_t lmdb_map_bytes = std::size_t(1) << 30;  // first map size (grows when full)
   std::int64_t max_pixels = 64'000'000;
   bool resume = false;
@@ -38,15 +38,15 @@ struct IngestOptions {
 };
 
 struct IngestReport {
-  std::int64_t train_records = 0;   // in train_db at the end (all runs)
+  std::int64_t train_records = 0;  // in train_db at the end (all runs)
   std::int64_t val_records = 0;
-  std::int64_t written_now = 0;     // records written by this run
+  std::int64_t written_now = 0;  // records written by this run
   std::int64_t skipped_existing = 0;
-  std::int64_t failures = 0;        // this run (crawl + download + decode)
+  std::int64_t failures = 0;  // this run (crawl + download + decode)
   double crawl_seconds = 0;
   double write_seconds = 0;
   double total_seconds = 0;
-  double images_per_second = 0;     // written_now / write_seconds
+  double images_per_second = 0;  // written_now / write_seconds
   std::int64_t bytes_downloaded = 0;
   bool interrupted = false;
 };

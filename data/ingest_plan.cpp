@@ -1,10 +1,11 @@
 // Dataset plan: split, shuffle, persist (ingest_plan.h).
 #include "data/ingest_plan.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <map>
 #include <random>
@@ -71,11 +72,13 @@ Plan make_plan(const SourceScan& train, const SourceScan* val, const PlanOptions
   for (std::size_t c = 0; c < train.class_names.size(); ++c) {
     std::vector<std::string> files = train.images[c];
     std::shuffle(files.begin(), files.end(), rng);
-    if (opt.max_per_class > 0 && std::int64_t(files.size()) > opt.max_per_class) files.resize(opt.max_per_class);
+    if (opt.max_per_class > 0 && std::int64_t(files.size()) > opt.max_per_class)
+      files.resize(opt.max_per_class);
     const auto n = std::int64_t(files.size());
     if (n < std::max(opt.min_per_class, splits)) {
-      const std::string why = fmt::format("class '{}' has {} images, fewer than {} (--min-per-class): dropped",
-                                          train.class_names[c], n, std::max(opt.min_per_class, splits));
+      const std::string why =
+          fmt::format("class '{}' has {} images, fewer than {} (--min-per-class): dropped",
+                      train.class_names[c], n, std::max(opt.min_per_class, splits));
       log_warn("{}", why);
       plan.notes.push_back({train.class_names[c], why, "plan"});
       continue;
@@ -90,20 +93,23 @@ Plan make_plan(const SourceScan& train, const SourceScan* val, const PlanOptions
     plan.val_per_class.push_back(n - a);
   }
   if (plan.labels.size() < 2)
-    throw Error(fmt::format("only {} usable classes (at least 2 with --min-per-class={} images each are needed)",
-                            plan.labels.size(), opt.min_per_class));
+    throw Error(
+        fmt::format("only {} usable classes (at least 2 with --min-per-class={} images each are needed)",
+                    plan.labels.size(), opt.min_per_class));
   if (val) {  // separate validation source: classes matched by folder name
     for (std::size_t c = 0; c < val->class_names.size(); ++c) {
       const auto it = label_of_name.find(val->class_names[c]);
       if (it == label_of_name.end()) {
-        const std::string why = fmt::format("validation class '{}' is not a training class: skipped", val->class_names[c]);
+        const std::string why =
+            fmt::format("validation class '{}' is not a training class: skipped", val->class_names[c]);
         log_warn("{}", why);
         plan.notes.push_back({val->class_names[c], why, "plan"});
         continue;
       }
       std::vector<std::string> files = val->images[c];
       std::shuffle(files.begin(), files.end(), rng);
-      if (opt.max_per_class > 0 && std::int64_t(files.size()) > opt.max_per_class) files.resize(opt.max_per_class);
+      if (opt.max_per_class > 0 && std::int64_t(files.size()) > opt.max_per_class)
+        files.resize(opt.max_per_class);
       for (auto& f : files) plan.val.push_back({f, it->second});
       plan.val_per_class[it->second] += std::int64_t(files.size());
     }

@@ -15,9 +15,9 @@
 namespace incept::data {
 
 struct PlanOptions {
-  double pct_val = 25;        // share of each class for validation (ignored with a val source)
+  double pct_val = 25;  // share of each class for validation (ignored with a val source)
   int min_per_class = 2;
-  int max_per_class = 0;      // 0: no limit
+  int max_per_class = 0;  // 0: no limit
   std::uint64_t seed = 0;
 };
 
@@ -27,11 +27,11 @@ struct PlanItem {
 };
 
 struct Plan {
-  std::vector<std::string> labels;        // label text, index = label
-  std::vector<std::string> class_names;   // source folder names
-  std::vector<PlanItem> train, val;       // in record (key) order
+  std::vector<std::string> labels;       // label text, index = label
+  std::vector<std::string> class_names;  // source folder names
+  std::vector<PlanItem> train, val;      // in record (key) order
   std::vector<std::int64_t> train_per_class, val_per_class;
-  std::vector<Failure> notes;             // dropped classes, unknown val classes
+  std::vector<Failure> notes;  // dropped classes, unknown val classes
 };
 
 // DIGITS' label text: the folder name with every '_' turned into a space.

@@ -1,9 +1,10 @@
 // Resume state: options and mean sums (ingest_state.h).
 #include "data/ingest_state.h"
 
+#include <fmt/format.h>
+
 #include <cstring>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 
 #include "data/lmdb_reader.h"
@@ -15,7 +16,9 @@ namespace fs = std::filesystem;
 namespace incept::data {
 namespace {
 constexpr char kMagic[8] = {'I', 'N', 'C', 'M', 'E', 'A', 'N', '1'};
-fs::path state_dir(const std::string& dir) { return fs::path(dir) / ".ingest_state"; }
+fs::path state_dir(const std::string& dir) {
+  return fs::path(dir) / ".ingest_state";
+}
 }  // namespace
 
 void save_resume_options(const std::string& dir, const nlohmann::json& options) {
@@ -25,14 +28,17 @@ void save_resume_options(const std::string& dir, const nlohmann::json& options) 
 
 void check_resume_options(const std::string& dir, const nlohmann::json& options) {
   std::ifstream f(state_dir(dir) / "options.json");
-  if (!f) throw Error(fmt::format("--resume: {} has no .ingest_state/options.json; it was not written by imagenet_ingest", dir));
+  if (!f)
+    throw Error(fmt::format(
+        "--resume: {} has no .ingest_state/options.json; it was not written by imagenet_ingest", dir));
   const nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
   if (old.is_discarded()) throw Error(fmt::format("--resume: {}/.ingest_state/options.json is corrupt", dir));
   for (const char* key : {"width", "height", "channels", "resize_mode", "encoding", "jpeg_quality"}) {
     if (old.value(key, nlohmann::json()) != options.value(key, nlohmann::json()))
-      throw Error(fmt::format("--resume: option {} was {} in the interrupted run but is {} now; "
-                              "rerun with the same options", key, old.value(key, nlohmann::json()).dump(),
-                              options.value(key, nlohmann::json()).dump()));
+      throw Error(fmt::format(
+          "--resume: option {} was {} in the interrupted run but is {} now; "
+          "rerun with the same options",
+          key, old.value(key, nlohmann::json()).dump(), options.value(key, nlohmann::json()).dump()));
   }
 }
 
@@ -55,8 +61,9 @@ void restore_mean(const std::string& dir, const LmdbWriter& train_db, MeanAccumu
   std::ifstream f(state_dir(dir) / "mean_sums.bin", std::ios::binary);
   char magic[8] = {};
   std::int64_t head[5] = {};
-  if (f.read(magic, 8) && std::memcmp(magic, kMagic, 8) == 0 && f.read(reinterpret_cast<char*>(head), sizeof head) &&
-      head[1] == entries && head[2] == mean->width() && head[3] == mean->height() && head[4] == mean->channels()) {
+  if (f.read(magic, 8) && std::memcmp(magic, kMagic, 8) == 0 &&
+      f.read(reinterpret_cast<char*>(head), sizeof head) && head[1] == entries && head[2] == mean->width() &&
+      head[3] == mean->height() && head[4] == mean->channels()) {
     std::vector<std::uint64_t> sums(mean->sums().size());
     if (f.read(reinterpret_cast<char*>(sums.data()), std::streamsize(sums.size() * 8))) {
       mean->restore(std::move(sums), head[0]);
@@ -64,12 +71,14 @@ void restore_mean(const std::string& dir, const LmdbWriter& train_db, MeanAccumu
     }
   }
   if (entries == 0) return;
-  log_warn("resume: mean sums do not match the {} records in train_db; recomputing them from the records", entries);
+  log_warn("resume: mean sums do not match the {} records in train_db; recomputing them from the records",
+           entries);
   LmdbReader reader((fs::path(dir) / "train_db").string());
   DatumImage d;
   while (reader.next(&d)) {
     if (d.bgr.channels == 3)
-      for (std::size_t i = 0; i < d.bgr.pixels.size(); i += 3) std::swap(d.bgr.pixels[i], d.bgr.pixels[i + 2]);
+      for (std::size_t i = 0; i < d.bgr.pixels.size(); i += 3)
+        std::swap(d.bgr.pixels[i], d.bgr.pixels[i + 2]);
     mean->add(d.bgr);
   }
 }

@@ -1,10 +1,10 @@
 // Sequential LMDB dataset reader (lmdb_reader.h).
 #include "data/lmdb_reader.h"
 
+#include <fmt/format.h>
 #include <lmdb.h>
 
 #include <filesystem>
-#include <fmt/format.h>
 
 #include "engine/check.h"
 
@@ -37,7 +37,9 @@ LmdbReader::~LmdbReader() {
   if (env_) mdb_env_close(env_);
 }
 
-void LmdbReader::rewind() { started_ = false; }
+void LmdbReader::rewind() {
+  started_ = false;
+}
 
 bool LmdbReader::next(std::string_view* key, std::string_view* value) {
   MDB_val k, v;

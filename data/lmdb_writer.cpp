@@ -1,10 +1,10 @@
 // Batched LMDB writes with map growth (lmdb_writer.h).
 #include "data/lmdb_writer.h"
 
+#include <fmt/format.h>
 #include <lmdb.h>
 
 #include <filesystem>
-#include <fmt/format.h>
 
 #include "engine/check.h"
 #include "engine/log.h"
@@ -12,9 +12,10 @@
 namespace incept::data {
 namespace {
 [[noreturn]] void lmdb_fail(const std::string& dir, const char* what, int rc) {
-  throw Error(fmt::format("LMDB {} failed for {}: {}. Records committed before this point are intact; "
-                          "fix the cause (e.g. free disk space) and run again with --resume.",
-                          what, dir, mdb_strerror(rc)));
+  throw Error(
+      fmt::format("LMDB {} failed for {}: {}. Records committed before this point are intact; "
+                  "fix the cause (e.g. free disk space) and run again with --resume.",
+                  what, dir, mdb_strerror(rc)));
 }
 }  // namespace
 
@@ -57,8 +58,10 @@ void LmdbWriter::write_batch(const std::vector<Record>& records) {
       MDB_val val{v.size(), const_cast<char*>(v.data())};
       if ((rc = mdb_put(txn, dbi_, &key, &val, 0))) break;
     }
-    if (rc == 0) rc = mdb_txn_commit(txn);
-    else mdb_txn_abort(txn);
+    if (rc == 0)
+      rc = mdb_txn_commit(txn);
+    else
+      mdb_txn_abort(txn);
     if (rc == 0) return;
     if (rc != MDB_MAP_FULL) lmdb_fail(dir_, "write", rc);
     // Grow and retry the whole batch (the aborted transaction left nothing behind).

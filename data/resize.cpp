@@ -1,9 +1,10 @@
 // Bilinear resize and DIGITS' fit modes (resize.h).
 #include "data/resize.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-#include <fmt/format.h>
 #include <vector>
 
 namespace incept::data {
@@ -45,7 +46,8 @@ Taps make_taps(int in, int out) {
     t.count[o] = n;
     std::int32_t* dst = &t.weights[std::size_t(o) * t.max_taps];
     std::int32_t total = 0;
-    for (int k = 0; k < n; ++k) total += dst[k] = std::int32_t(std::lround(w[k] / sum * (1 << kPrecisionBits)));
+    for (int k = 0; k < n; ++k)
+      total += dst[k] = std::int32_t(std::lround(w[k] / sum * (1 << kPrecisionBits)));
     // Put the rounding remainder on the largest tap so flat areas stay exactly flat.
     int big = int(std::max_element(dst, dst + n) - dst);
     dst[big] += (1 << kPrecisionBits) - total;
@@ -121,11 +123,16 @@ INCEPT_SIMD_CLONES void resize_rows_ct(const Image& src, Image& dst, const Taps&
 template <int C>
 void resize_rows_fixed(const Image& src, Image& dst, const Taps& t) {
   switch (t.max_taps) {
-    case 3: return resize_rows_ct<C, 3>(src, dst, t);
-    case 5: return resize_rows_ct<C, 5>(src, dst, t);
-    case 7: return resize_rows_ct<C, 7>(src, dst, t);
-    case 9: return resize_rows_ct<C, 9>(src, dst, t);
-    default: return resize_rows_c<C>(src, dst, t);
+    case 3:
+      return resize_rows_ct<C, 3>(src, dst, t);
+    case 5:
+      return resize_rows_ct<C, 5>(src, dst, t);
+    case 7:
+      return resize_rows_ct<C, 7>(src, dst, t);
+    case 9:
+      return resize_rows_ct<C, 9>(src, dst, t);
+    default:
+      return resize_rows_c<C>(src, dst, t);
   }
 }
 
@@ -134,10 +141,14 @@ void resize_rows(const Image& src, Image& dst, const Taps& t) {  // horizontal
   if (t.fixed && src.channels == 1) return resize_rows_fixed<1>(src, dst, t);
   if (t.fixed && src.channels == 4) return resize_rows_fixed<4>(src, dst, t);
   switch (src.channels) {
-    case 1: return resize_rows_c<1>(src, dst, t);
-    case 3: return resize_rows_c<3>(src, dst, t);
-    case 4: return resize_rows_c<4>(src, dst, t);
-    default: throw Error(fmt::format("resize: {} channels not supported", src.channels));
+    case 1:
+      return resize_rows_c<1>(src, dst, t);
+    case 3:
+      return resize_rows_c<3>(src, dst, t);
+    case 4:
+      return resize_rows_c<4>(src, dst, t);
+    default:
+      throw Error(fmt::format("resize: {} channels not supported", src.channels));
   }
 }
 
@@ -164,11 +175,14 @@ void blit(const Image& src, Image& dst, int x0, int y0) {
     const int sy = y - y0;
     if (sy < 0 || sy >= src.height) continue;
     const int xs = std::max(0, x0), xe = std::min(dst.width, x0 + src.width);
-    if (xe > xs) std::copy_n(src.row(sy) + std::size_t(xs - x0) * c, std::size_t(xe - xs) * c, dst.row(y) + xs * c);
+    if (xe > xs)
+      std::copy_n(src.row(sy) + std::size_t(xs - x0) * c, std::size_t(xe - xs) * c, dst.row(y) + xs * c);
   }
 }
 
-int py_round(double v) { return int(std::nearbyint(v)); }  // round half to even, as Python 3
+int py_round(double v) {
+  return int(std::nearbyint(v));
+}  // round half to even, as Python 3
 
 }  // namespace
 
@@ -182,10 +196,14 @@ ResizeMode parse_resize_mode(std::string_view name) {
 
 const char* resize_mode_name(ResizeMode mode) {
   switch (mode) {
-    case ResizeMode::kSquash: return "squash";
-    case ResizeMode::kCrop: return "crop";
-    case ResizeMode::kFill: return "fill";
-    case ResizeMode::kHalfCrop: return "half_crop";
+    case ResizeMode::kSquash:
+      return "squash";
+    case ResizeMode::kCrop:
+      return "crop";
+    case ResizeMode::kFill:
+      return "fill";
+    case ResizeMode::kHalfCrop:
+      return "half_crop";
   }
   return "?";
 }
@@ -195,8 +213,10 @@ Extent resize_extent(int src_w, int src_h, int w, int h, ResizeMode mode) {
   if (mode == ResizeMode::kSquash || wr == hr) return {w, h};
   Extent e;
   if (mode == ResizeMode::kCrop) {
-    if (wr > hr) e = {py_round(src_w / hr), h};
-    else e = {w, py_round(src_h / wr)};
+    if (wr > hr)
+      e = {py_round(src_w / hr), h};
+    else
+      e = {w, py_round(src_h / wr)};
   } else if (mode == ResizeMode::kFill) {
     if (wr > hr) {
       e = {w, py_round(src_h / wr)};
@@ -208,8 +228,10 @@ Extent resize_extent(int src_w, int src_h, int w, int h, ResizeMode mode) {
   } else {  // half_crop: the average of both ratios
     const double r = (wr + hr) / 2;
     e = {py_round(src_w / r), py_round(src_h / r)};
-    if (wr > hr && (h - e.height) % 2) ++e.height;
-    else if (wr < hr && (w - e.width) % 2) ++e.width;
+    if (wr > hr && (h - e.height) % 2)
+      ++e.height;
+    else if (wr < hr && (w - e.width) % 2)
+      ++e.width;
   }
   e.width = std::max(1, e.width);
   e.height = std::max(1, e.height);

@@ -1,9 +1,10 @@
 // URL parsing and resolution (url.h).
 #include "data/url.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
-#include <fmt/format.h>
 #include <vector>
 
 namespace incept::data {
@@ -15,7 +16,9 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-int default_port(const std::string& scheme) { return scheme == "https" ? 443 : 80; }
+int default_port(const std::string& scheme) {
+  return scheme == "https" ? 443 : 80;
+}
 
 // RFC 3986 5.2.4 on an encoded path (empty segments collapse too).
 std::string remove_dot_segments(std::string_view path) {

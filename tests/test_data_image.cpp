@@ -2,10 +2,9 @@
 // against OpenCV (an independent decoder/resizer) and against hand-computed values.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-
-#include <fstream>
 #include <random>
 
 #include "data/caffe.pb.h"
@@ -34,10 +33,13 @@ Image test_image(int w, int h, std::uint64_t seed = 1) {
 }
 
 cv::Mat to_bgr_mat(const Image& img) {
-  cv::Mat m(img.height, img.width, img.channels == 3 ? CV_8UC3 : CV_8UC1, const_cast<std::uint8_t*>(img.pixels.data()));
+  cv::Mat m(img.height, img.width, img.channels == 3 ? CV_8UC3 : CV_8UC1,
+            const_cast<std::uint8_t*>(img.pixels.data()));
   cv::Mat out;
-  if (img.channels == 3) cv::cvtColor(m, out, cv::COLOR_RGB2BGR);
-  else out = m.clone();
+  if (img.channels == 3)
+    cv::cvtColor(m, out, cv::COLOR_RGB2BGR);
+  else
+    out = m.clone();
   return out;
 }
 
@@ -48,7 +50,8 @@ double mean_abs_diff(const cv::Mat& a, const cv::Mat& b) {
 }
 
 cv::Mat decode_cv(const std::string& bytes) {
-  return cv::imdecode(cv::Mat(1, int(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())), cv::IMREAD_UNCHANGED);
+  return cv::imdecode(cv::Mat(1, int(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
+                      cv::IMREAD_UNCHANGED);
 }
 
 TEST(DataImage, JpegRoundTripMatchesOpenCvDecode) {
@@ -61,7 +64,7 @@ TEST(DataImage, JpegRoundTripMatchesOpenCvDecode) {
   ASSERT_EQ(cv_bgr.channels(), 3);
   // Two decoders agree (ours skips fancy chroma upsampling: about one level apart).
   EXPECT_LT(mean_abs_diff(to_bgr_mat(ours), cv_bgr), 2.0);
-  EXPECT_LT(mean_abs_diff(to_bgr_mat(ours), to_bgr_mat(src)), 4.0);    // q90 is close to the source
+  EXPECT_LT(mean_abs_diff(to_bgr_mat(ours), to_bgr_mat(src)), 4.0);  // q90 is close to the source
 }
 
 TEST(DataImage, ScaledJpegDecodeKeepsAtLeastTheRequestedSize) {
@@ -107,7 +110,8 @@ TEST(DataImage, BadFilesAreRefusedWithAReason) {
   std::string corrupt = jpg;
   for (std::size_t i = 20; i < corrupt.size(); i += 7) corrupt[i] = char(i * 31);
   EXPECT_NE(msg(corrupt), "no error");
-  EXPECT_NE(msg(jpg, DecodeOptions{3, 1000}).find("above the limit"), std::string::npos) << msg(jpg, DecodeOptions{3, 1000});
+  EXPECT_NE(msg(jpg, DecodeOptions{3, 1000}).find("above the limit"), std::string::npos)
+      << msg(jpg, DecodeOptions{3, 1000});
   // A PNG header claiming 100000 x 100000 is refused from the header alone.
   std::string png = encode_png(test_image(8, 8));
   png[16] = 0, png[17] = 1, png[18] = char(0x86), png[19] = char(0xA0);
@@ -143,7 +147,8 @@ TEST(DataImage, JpegResizedThroughYCbCrPlanesMatchesDecodeThenResize) {
   for (auto [w, h] : {std::pair{256, 256}, std::pair{341, 256}, std::pair{640, 480}, std::pair{100, 60}}) {
     const DecodeOptions opt{3, 64'000'000, w, h};
     const Image direct = resize_bilinear(decode_image(jpg, opt), w, h);
-    const Image planes = decode_jpeg_resized(reinterpret_cast<const std::uint8_t*>(jpg.data()), jpg.size(), w, h, opt);
+    const Image planes =
+        decode_jpeg_resized(reinterpret_cast<const std::uint8_t*>(jpg.data()), jpg.size(), w, h, opt);
     ASSERT_EQ(planes.width, w);
     ASSERT_EQ(planes.height, h);
     ASSERT_EQ(planes.channels, 3);
@@ -158,7 +163,8 @@ TEST(DataImage, JpegResizedThroughYCbCrPlanesMatchesDecodeThenResize) {
   Image gray(300, 200, 1);
   for (std::size_t i = 0; i < gray.pixels.size(); ++i) gray.pixels[i] = std::uint8_t(i * 13 / 7);
   const std::string gjpg = encode_jpeg(gray, 90);
-  const Image g = decode_jpeg_resized(reinterpret_cast<const std::uint8_t*>(gjpg.data()), gjpg.size(), 64, 64, {});
+  const Image g =
+      decode_jpeg_resized(reinterpret_cast<const std::uint8_t*>(gjpg.data()), gjpg.size(), 64, 64, {});
   EXPECT_EQ(g.channels, 3);
   EXPECT_LT(mean_abs_diff(to_bgr_mat(g), to_bgr_mat(resize_bilinear(decode_image(gjpg), 64, 64))), 1.0);
 }
@@ -237,14 +243,15 @@ TEST(DataImage, MeanBlobIsLegacyChwBgr) {
   EXPECT_EQ(blob.width(), 2);
   EXPECT_FALSE(blob.has_shape());
   ASSERT_EQ(blob.data_size(), 6);
-  EXPECT_EQ(blob.data(0), 30);   // B plane first
+  EXPECT_EQ(blob.data(0), 30);  // B plane first
   EXPECT_EQ(blob.data(1), 127);
-  EXPECT_EQ(blob.data(4), 10);   // R plane last
+  EXPECT_EQ(blob.data(4), 10);  // R plane last
 }
 
 TEST(DataImage, FashionMnistIdx) {
   const std::string dir = fashion_mnist_dir();
-  if (!std::ifstream(dir + "/t10k-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  if (!std::ifstream(dir + "/t10k-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist not installed";
   const IdxArray images = read_idx(dir + "/t10k-images-idx3-ubyte.gz");
   const IdxArray labels = read_idx(dir + "/t10k-labels-idx1-ubyte.gz");
   ASSERT_EQ(images.dims, (std::vector<int>{10000, 28, 28}));

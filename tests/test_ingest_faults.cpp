@@ -2,10 +2,10 @@
 // server started here: each bad URL is skipped with a message naming it, counted in
 // dataset.json, and the run still produces the dataset from what is usable. A source with
 // nothing usable, or a start URL that is not a listing, is a clear error.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 

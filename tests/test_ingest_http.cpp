@@ -4,10 +4,9 @@
 // mdb_dump + protoc --decode, and OpenCV decoding the stored images (BGR order).
 #include <gtest/gtest.h>
 
-#include <opencv2/imgcodecs.hpp>
-
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "data/caffe.pb.h"
 #include "data/dataset.h"
@@ -72,12 +71,14 @@ std::map<int, int> check_db(const fs::path& db, int w, int h, int c, bool encode
     ++per_label[d.label()];
     cv::Mat img;
     if (encoded) {
-      img = cv::imdecode(cv::Mat(1, int(d.data().size()), CV_8UC1, const_cast<char*>(d.data().data())), cv::IMREAD_COLOR);
+      img = cv::imdecode(cv::Mat(1, int(d.data().size()), CV_8UC1, const_cast<char*>(d.data().data())),
+                         cv::IMREAD_COLOR);
     } else {
       EXPECT_EQ(d.data().size(), std::size_t(w) * h * c);
       if (c == 3) {  // CHW BGR -> HWC BGR
         std::vector<cv::Mat> planes;
-        for (int k = 0; k < 3; ++k) planes.emplace_back(h, w, CV_8UC1, const_cast<char*>(d.data().data()) + k * w * h);
+        for (int k = 0; k < 3; ++k)
+          planes.emplace_back(h, w, CV_8UC1, const_cast<char*>(d.data().data()) + k * w * h);
         cv::merge(planes, img);
       }
     }
@@ -211,7 +212,8 @@ TEST(IngestHttp, LocalFolderWithSeparateValidationAndTextFile) {
   EXPECT_NE(j["failures"]["items"].dump().find("Unknown_class"), std::string::npos);
 
   // A "path label" text file (paths relative to the file) plus a labels file.
-  std::ofstream(tmp / "list.txt") << "train/Bag/" << fs::directory_iterator(tmp / "train" / "Bag")->path().filename().string()
+  std::ofstream(tmp / "list.txt") << "train/Bag/"
+                                  << fs::directory_iterator(tmp / "train" / "Bag")->path().filename().string()
                                   << " 1\ntrain/zz_red/a.png 0\ntrain/zz_red/b.JPG 0\n"
                                   << (tmp / "train" / "zz_red" / "c.bmp").string() << " 0\n";
   for (const auto& e : fs::directory_iterator(tmp / "train" / "Coat"))
@@ -232,8 +234,9 @@ TEST(IngestHttp, ToolHelpAndRefusesNonEmptyOutput) {
   const std::string tool = std::string(INCEPT_TEST_BIN_DIR) + "/imagenet_ingest";
   std::string help;
   ASSERT_EQ(testing::run_command(tool + " --help", &help), 0);
-  for (const char* opt : {"--resize", "--encoding", "--pct-val", "--downloads", "--per-host", "--resume",
-                          "--stall-timeout", "--max-pixels", "--min-per-class", "--max-per-class", "--val-source"})
+  for (const char* opt :
+       {"--resize", "--encoding", "--pct-val", "--downloads", "--per-host", "--resume", "--stall-timeout",
+        "--max-pixels", "--min-per-class", "--max-per-class", "--val-source"})
     EXPECT_NE(help.find(opt), std::string::npos) << opt;
   EXPECT_NE(help.find("squash"), std::string::npos);
   EXPECT_NE(help.find("256"), std::string::npos);
@@ -244,7 +247,9 @@ TEST(IngestHttp, ToolHelpAndRefusesNonEmptyOutput) {
   EXPECT_EQ(testing::run_command(tool + " " + (tmp / "src").string() + " " + tmp.path().string(), &out), 1);
   EXPECT_NE(out.find("not empty"), std::string::npos) << out;
   EXPECT_NE(out.find("--resume"), std::string::npos) << out;
-  EXPECT_EQ(testing::run_command(tool + " http://127.0.0.1:1/nothing/ " + (tmp / "o").string() + " --connect-timeout 2", &out), 1);
+  EXPECT_EQ(testing::run_command(
+                tool + " http://127.0.0.1:1/nothing/ " + (tmp / "o").string() + " --connect-timeout 2", &out),
+            1);
   EXPECT_NE(out.find("http://127.0.0.1:1/nothing/"), std::string::npos) << out;
 }
 

@@ -8,7 +8,9 @@
 namespace incept::data {
 namespace {
 
-Url U(const std::string& s) { return parse_url(s).value(); }
+Url U(const std::string& s) {
+  return parse_url(s).value();
+}
 
 TEST(IngestListing, UrlParseAndResolve) {
   const Url base = U("http://Host:8080/imagenet/train/n01440764/");
@@ -19,7 +21,8 @@ TEST(IngestListing, UrlParseAndResolve) {
   EXPECT_EQ(resolve_url(base, "../")->str(), "http://host:8080/imagenet/train/");
   EXPECT_EQ(resolve_url(base, "/x/y.jpg")->str(), "http://host:8080/x/y.jpg");
   EXPECT_EQ(resolve_url(base, "//other/z.jpg")->str(), "http://other/z.jpg");
-  EXPECT_EQ(resolve_url(base, "a%20b.jpg#frag")->str(), "http://host:8080/imagenet/train/n01440764/a%20b.jpg");
+  EXPECT_EQ(resolve_url(base, "a%20b.jpg#frag")->str(),
+            "http://host:8080/imagenet/train/n01440764/a%20b.jpg");
   EXPECT_EQ(resolve_url(base, "?C=N;O=D")->query, "C=N;O=D");
   EXPECT_FALSE(resolve_url(base, "mailto:x@y"));
   EXPECT_FALSE(resolve_url(base, "javascript:alert(1)"));
@@ -138,9 +141,9 @@ TEST(IngestListing, HostileLinksAreRefusedAndNotAListingIsDetected) {
   EXPECT_NE(l.refused[3].second.find(".."), std::string::npos);
   EXPECT_NE(l.refused[4].second.find(".."), std::string::npos);
 
-  const Listing not_listing =
-      parse_listing(page, root, "<html><head><title>Welcome</title></head><body><p>Login</p>"
-                                "<a href=\"https://login.example/\">sign in</a></body></html>");
+  const Listing not_listing = parse_listing(page, root,
+                                            "<html><head><title>Welcome</title></head><body><p>Login</p>"
+                                            "<a href=\"https://login.example/\">sign in</a></body></html>");
   EXPECT_FALSE(not_listing.is_listing);
 }
 

@@ -3,9 +3,8 @@
 // writes (same keys, same records, same mean, nothing duplicated); a different option set
 // is refused on resume; a full LMDB map grows; a write failure (file size limit, as on a
 // full disk) is a clear error that leaves a consistent LMDB which --resume completes.
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,8 +92,8 @@ int interrupt_tool(const std::string& url, const fs::path& out, int sig) {
   if (pid == 0) {
     const int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 2);
-    execl(kTool.c_str(), kTool.c_str(), url.c_str(), out.c_str(), "--width", "32", "--height", "32", "--seed", "11",
-          "--batch", "16", "--downloads", "2", "--threads", "1", nullptr);
+    execl(kTool.c_str(), kTool.c_str(), url.c_str(), out.c_str(), "--width", "32", "--height", "32", "--seed",
+          "11", "--batch", "16", "--downloads", "2", "--threads", "1", nullptr);
     _exit(127);
   }
   long entries = 0;
@@ -121,7 +120,10 @@ TEST(IngestResume, CtrlCMidHttpRunThenResume) {
   EXPECT_TRUE(nlohmann::json::parse(jf)["interrupted"].get<bool>());
   std::string log;
   ASSERT_EQ(testing::run_command(kTool + " " + url + " " + (tmp / "out").string() +
-                                     " --width 32 --height 32 --seed 11 --batch 16 --resume", &log), 0) << log;
+                                     " --width 32 --height 32 --seed 11 --batch 16 --resume",
+                                 &log),
+            0)
+      << log;
   expect_same_dataset(tmp / "ref", tmp / "out");
 }
 
@@ -140,8 +142,8 @@ TEST(IngestResume, KillDashNineMidHttpRunThenResume) {
   EXPECT_LT(at_kill, 300);
 
   std::string log;
-  const int rc = testing::run_command(kTool + " " + url + " " + out.string() +
-                                          " --width 32 --height 32 --seed 11 --batch 16 --resume", &log);
+  const int rc = testing::run_command(
+      kTool + " " + url + " " + out.string() + " --width 32 --height 32 --seed 11 --batch 16 --resume", &log);
   ASSERT_EQ(rc, 0) << log;
   EXPECT_NE(log.find("already written"), std::string::npos) << log;
   expect_same_dataset(tmp / "ref", out);
@@ -176,7 +178,9 @@ TEST(IngestResume, WriteFailureIsClearAndResumable) {
   EXPECT_EQ(long(testing::mdb_dump_records(tmp / "out" / "train_db").size()), entries);
   log.clear();
   ASSERT_EQ(testing::run_command(kTool + args + " --resume", &log), 0) << log;
-  EXPECT_EQ(testing::mdb_stat_entries(tmp / "out" / "train_db") + testing::mdb_stat_entries(tmp / "out" / "val_db"), 300);
+  EXPECT_EQ(
+      testing::mdb_stat_entries(tmp / "out" / "train_db") + testing::mdb_stat_entries(tmp / "out" / "val_db"),
+      300);
 }
 
 }  // namespace

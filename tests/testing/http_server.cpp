@@ -57,7 +57,8 @@ int wait_for_port(int fd, const std::string& marker, double timeout_s, std::stri
     if (at != std::string::npos) {
       std::size_t i = at + marker.size();
       int port = 0;
-      while (i < buf.size() && std::isdigit(static_cast<unsigned char>(buf[i]))) port = port * 10 + (buf[i++] - '0');
+      while (i < buf.size() && std::isdigit(static_cast<unsigned char>(buf[i])))
+        port = port * 10 + (buf[i++] - '0');
       if (i < buf.size() && port > 0) return port;
     }
   }
@@ -102,7 +103,8 @@ void drain_in_background(int fd) {
 HttpServer HttpServer::python(const fs::path& dir) {
   HttpServer s;
   int fd;
-  s.pid_ = spawn({"python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", dir.string()}, &fd);
+  s.pid_ = spawn(
+      {"python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", dir.string()}, &fd);
   std::string log;
   s.port_ = wait_for_port(fd, " port ", 20, &log);
   if (!s.port_) throw std::runtime_error("python3 -m http.server did not start: " + log);
@@ -126,7 +128,8 @@ HttpServer HttpServer::script(const fs::path& script, const std::vector<std::str
 HttpServer HttpServer::nginx(const fs::path& dir) {
   HttpServer s;
   static int counter = 0;
-  s.temp_ = fs::temp_directory_path() / ("incept_nginx_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+  s.temp_ = fs::temp_directory_path() /
+            ("incept_nginx_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
   fs::create_directories(s.temp_ / "logs");
   for (int attempt = 0; attempt < 5 && !s.port_; ++attempt) {
     const int port = free_port();
@@ -134,8 +137,7 @@ HttpServer HttpServer::nginx(const fs::path& dir) {
     std::ofstream(conf) << "worker_processes 2;\n"
                         << "pid " << (s.temp_ / "nginx.pid").string() << ";\n"
                         << "error_log " << (s.temp_ / "logs/error.log").string() << " warn;\n"
-                        << (geteuid() == 0 ? "user root;\n" : "")
-                        << "events { worker_connections 1024; }\n"
+                        << (geteuid() == 0 ? "user root;\n" : "") << "events { worker_connections 1024; }\n"
                         << "http {\n  access_log off;\n  sendfile on;\n  keepalive_requests 100000;\n"
                         << "  client_body_temp_path " << (s.temp_ / "body").string() << ";\n"
                         << "  proxy_temp_path " << (s.temp_ / "proxy").string() << ";\n"
@@ -143,11 +145,13 @@ HttpServer HttpServer::nginx(const fs::path& dir) {
                         << "  uwsgi_temp_path " << (s.temp_ / "uwsgi").string() << ";\n"
                         << "  scgi_temp_path " << (s.temp_ / "scgi").string() << ";\n"
                         << "  types { image/jpeg jpg jpeg; image/png png; image/bmp bmp; text/html html; }\n"
-                        << "  server {\n    listen 127.0.0.1:" << port << ";\n    root " << dir.string() << ";\n"
+                        << "  server {\n    listen 127.0.0.1:" << port << ";\n    root " << dir.string()
+                        << ";\n"
                         << "    location / { autoindex on; }\n  }\n}\n";
     int fd;
-    s.pid_ = spawn({fs::exists("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx", "-p", s.temp_.string(), "-e", (s.temp_ / "logs/error.log").string(), "-c",
-                    conf.string(), "-g", "daemon off;"}, &fd);
+    s.pid_ = spawn({fs::exists("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx", "-p", s.temp_.string(), "-e",
+                    (s.temp_ / "logs/error.log").string(), "-c", conf.string(), "-g", "daemon off;"},
+                   &fd);
     drain_in_background(fd);
     for (int i = 0; i < 100 && !can_connect(port); ++i) {
       int status;
@@ -159,7 +163,8 @@ HttpServer HttpServer::nginx(const fs::path& dir) {
     }
     if (s.pid_ > 0 && can_connect(port)) s.port_ = port;
   }
-  if (!s.port_) throw std::runtime_error("nginx did not start (see " + (s.temp_ / "logs/error.log").string() + ")");
+  if (!s.port_)
+    throw std::runtime_error("nginx did not start (see " + (s.temp_ / "logs/error.log").string() + ")");
   return s;
 }
 
@@ -190,7 +195,9 @@ std::string HttpServer::url(const std::string& path) const {
   return "http://127.0.0.1:" + std::to_string(port_) + path;
 }
 
-bool have_nginx() { return run_command("command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx") == 0; }
+bool have_nginx() {
+  return run_command("command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx") == 0;
+}
 
 int run_command(const std::string& cmd, std::string* out) {
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
@@ -214,7 +221,8 @@ std::string unhex(const std::string& line) {
 
 std::vector<std::pair<std::string, std::string>> mdb_dump_records(const fs::path& db) {
   std::string text;
-  if (run_command("mdb_dump '" + db.string() + "'", &text) != 0) throw std::runtime_error("mdb_dump failed: " + text);
+  if (run_command("mdb_dump '" + db.string() + "'", &text) != 0)
+    throw std::runtime_error("mdb_dump failed: " + text);
   std::vector<std::pair<std::string, std::string>> out;
   std::size_t pos = text.find("HEADER=END\n");
   std::vector<std::string> lines;
