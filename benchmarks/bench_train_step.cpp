@@ -14,11 +14,9 @@
 #include "engine/device.h"
 #include "engine/gpu_net.h"
 #include "engine/log.h"
+#include "incept_commit.h"
 #include "models/models.h"
 
-#ifndef INCEPT_GIT_COMMIT
-#define INCEPT_GIT_COMMIT "unknown"
-#endif
 
 namespace {
 
