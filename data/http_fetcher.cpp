@@ -50,6 +50,14 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
 // only be cut by the whole-transfer timeout.)
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   auto* t = static_cast<HttpFetcher::Transfer*>(user);
+  // Connecting (and waiting for a free connection) is bounded by the connect timeout; the
+  // stall clock starts once the request is on the wire.
+  curl_off_t pretransfer = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+  if (pretransfer == 0) {
+    t->last_data = std::chrono::steady_clock::now();
+    return 0;
+  }
   const double idle = std::chrono::duration<double>(std::chrono::steady_clock::now() - t->last_data).count();
   if (idle > t->stall_s) {
     t->stalled = true;

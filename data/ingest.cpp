@@ -153,6 +153,7 @@ IngestReport run_ingest(const IngestOptions& opt) {
   std::vector<Failure> failures;
   if (resuming) {
     check_resume_options(out.string(), options);
+    failures = load_crawl_failures(out.string());
     plan = read_plan(out.string());
     log_info("resuming: {} train + {} val records planned in {}", plan.train.size(), plan.val.size(),
              out.string());
@@ -177,6 +178,7 @@ IngestReport run_ingest(const IngestOptions& opt) {
     fs::create_directories(out);
     write_plan(plan, out.string());
     save_resume_options(out.string(), options);
+    save_crawl_failures(out.string(), failures);
   }
   for (std::size_t l = 0; l < plan.labels.size(); ++l)
     log_info("Category {} has {} images.", l, plan.train_per_class[l] + plan.val_per_class[l]);

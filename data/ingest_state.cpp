@@ -42,6 +42,23 @@ void check_resume_options(const std::string& dir, const nlohmann::json& options)
   }
 }
 
+void save_crawl_failures(const std::string& dir, const std::vector<Failure>& failures) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& f : failures) j.push_back({{"url", f.what}, {"reason", f.reason}, {"stage", f.stage}});
+  fs::create_directories(state_dir(dir));
+  std::ofstream(state_dir(dir) / "crawl_failures.json") << j.dump(1) << "\n";
+}
+
+std::vector<Failure> load_crawl_failures(const std::string& dir) {
+  std::ifstream f(state_dir(dir) / "crawl_failures.json");
+  std::vector<Failure> out;
+  if (!f) return out;
+  const nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
+  if (!j.is_array()) return out;
+  for (const auto& e : j) out.push_back({e.value("url", ""), e.value("reason", ""), e.value("stage", "")});
+  return out;
+}
+
 void save_mean_state(const std::string& dir, const MeanAccumulator& mean, std::int64_t db_entries) {
   const fs::path path = state_dir(dir) / "mean_sums.bin", tmp = state_dir(dir) / "mean_sums.bin.tmp";
   fs::create_directories(state_dir(dir));

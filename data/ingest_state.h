@@ -8,6 +8,7 @@
 #include <string>
 
 #include "data/datum.h"
+#include "data/image_source.h"
 #include "data/lmdb_writer.h"
 
 namespace incept::data {
@@ -16,6 +17,11 @@ namespace incept::data {
 void save_resume_options(const std::string& dir, const nlohmann::json& options);
 // Throws incept::Error naming the first option that differs.
 void check_resume_options(const std::string& dir, const nlohmann::json& options);
+
+// Crawl and plan failures of the first run (a resume does not crawl again), so that the
+// final dataset.json still lists them. <dir>/.ingest_state/crawl_failures.json
+void save_crawl_failures(const std::string& dir, const std::vector<Failure>& failures);
+std::vector<Failure> load_crawl_failures(const std::string& dir);
 
 // <dir>/.ingest_state/mean_sums.bin (atomic replace).
 void save_mean_state(const std::string& dir, const MeanAccumulator& mean, std::int64_t db_entries);

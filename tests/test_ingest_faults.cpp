@@ -102,6 +102,17 @@ TEST(IngestFaults, EveryFaultIsSkippedNamedAndCounted) {
   // Each failure above once, plus the three classes dropped for having no images.
   EXPECT_EQ(j["failures"]["total"].get<int>(), int(expected.size()) + 3) << j["failures"].dump(1);
   EXPECT_FALSE(j["failures"]["by_reason"].empty());
+
+  // --resume does not crawl again: it retries only the missing records and still reports the
+  // crawl failures of the first run.
+  o.resume = true;
+  const IngestReport again = run_ingest(o);
+  EXPECT_EQ(again.written_now, 0);
+  EXPECT_EQ(again.skipped_existing, 16);
+  std::ifstream jf2(tmp / "out" / "dataset.json");
+  const auto j2 = nlohmann::json::parse(jf2);
+  EXPECT_EQ(j2["failures"]["total"], j["failures"]["total"]);
+  EXPECT_NE(reason_for(j2, u + "broken/").find("HTTP 500"), std::string::npos);
 }
 
 TEST(IngestFaults, NothingUsableOrNoListingIsAClearError) {

@@ -83,6 +83,11 @@ TEST(IngestResume, StopThenResumeEqualsOneRun) {
   EXPECT_EQ(second.skipped_existing, first.train_records + first.val_records);
   EXPECT_EQ(second.written_now + second.skipped_existing, 200);
   expect_same_dataset(tmp / "ref", tmp / "out");
+  std::ifstream jf(tmp / "out" / "dataset.json");
+  const auto j = nlohmann::json::parse(jf);
+  EXPECT_TRUE(j["resumed"].get<bool>());
+  EXPECT_FALSE(j["interrupted"].get<bool>());
+  EXPECT_EQ(j["counts"]["train"].get<int>() + j["counts"]["val"].get<int>(), 200);
 }
 
 // Starts the tool on url -> out, waits for some committed batches, sends `sig`, returns
