@@ -7,7 +7,6 @@
 //
 //   bench_kernels [--batch 128] [--samples 20] [--dtype fp32,bf16] [--skip-conv]
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -62,8 +61,8 @@ void fill_random(DeviceBuffer& b, DType t, unsigned seed) {
   const std::size_t es = kernels::dtype_size(t);
   for (std::size_t off = 0; off < n; off += h.size()) {
     const std::size_t cnt = std::min(h.size(), n - off);
-    CUDA_CHECK(cudaMemcpy(b.as<char>() + off * es, t == DType::kF32 ? (void*)h.data() : (void*)hb.data(), cnt * es,
-                          cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(b.as<char>() + off * es, t == DType::kF32 ? (void*)h.data() : (void*)hb.data(),
+                          cnt * es, cudaMemcpyHostToDevice));
   }
 }
 
@@ -77,7 +76,8 @@ Ceilings measure_ceilings(cudaStream_t s, DType t) {
   const std::size_t bytes = std::size_t(2) << 30;
   DeviceBuffer a(bytes), b(bytes);
   fill_random(a, DType::kF32, 1);
-  const float ms = time_ms(s, [&] { CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s)); }, 2);
+  const float ms = time_ms(
+      s, [&] { CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s)); }, 2);
   c.copy_gbs = 2.0 * bytes / (ms * 1e6);
   const int n = 8192;
   DeviceBuffer x(std::size_t(n) * n * kernels::dtype_size(t)), y(x.bytes()), z(x.bytes());
@@ -86,7 +86,8 @@ Ceilings measure_ceilings(cudaStream_t s, DType t) {
   GpuFc fc(FcShape{n, n, n}, t);
   CublasHandle h = make_cublas();
   CUBLAS_CHECK(cublasSetStream(h, s));
-  const float gms = time_ms(s, [&] { fc.forward(h, x.data(), y.data(), nullptr, false, z.data()); }, 2);
+  const float gms = time_ms(
+      s, [&] { fc.forward(h, x.data(), y.data(), nullptr, false, z.data()); }, 2);
   c.gemm_tflops = 2.0 * n * n * double(n) / (gms * 1e9);
   return c;
 }
@@ -109,30 +110,47 @@ void bench_hand_written(cudaStream_t s, int nb, const Ceilings& c) {
   fill_random(a, t, 4);
   fill_random(b, t, 5);
   fill_random(d, t, 6);
-  DeviceBuffer bias(4096 * es), mask(std::size_t(nb) * 64 * 56 * 56 * 4), scale(std::size_t(nb) * 192 * 56 * 56 * 4);
+  DeviceBuffer bias(4096 * es), mask(std::size_t(nb) * 64 * 56 * 56 * 4),
+      scale(std::size_t(nb) * 192 * 56 * 56 * 4);
   fill_random(bias, t, 7);
   DeviceBuffer part(std::size_t(1) << 22);  // relu_bias_bwd partial sums (fp32)
   char name[128];
   for (Nchw sh : {Nchw{nb, 64, 112, 112}, Nchw{nb, 128, 28, 28}, Nchw{nb, 384, 7, 7}}) {
     std::snprintf(name, sizeof name, "bias_relu_fwd %dx%dx%d", sh.c, sh.h, sh.w);
-    row(name, dt, time_ms(s, [&] { kernels::bias_relu_fwd(sh, bias.as<T>(), true, a.as<T>(), s); }), 2.0 * sh.count() * es, 0, c);
+    row(name, dt, time_ms(s, [&] { kernels::bias_relu_fwd(sh, bias.as<T>(), true, a.as<T>(), s); }),
+        2.0 * sh.count() * es, 0, c);
     std::snprintf(name, sizeof name, "relu_bias_bwd %dx%dx%d", sh.c, sh.h, sh.w);
-    row(name, dt, time_ms(s, [&] { kernels::relu_bias_bwd(sh, a.as<T>(), b.as<T>(), true, d.as<T>(), bias.as<T>(), part.as<float>(), s); }),
+    row(name, dt,
+        time_ms(s,
+                [&] {
+                  kernels::relu_bias_bwd(sh, a.as<T>(), b.as<T>(), true, d.as<T>(), bias.as<T>(),
+                                         part.as<float>(), s);
+                }),
         3.0 * sh.count() * es, 0, c);
   }
   const LrnGeom lg;
   for (Nchw sh : {Nchw{nb, 64, 56, 56}, Nchw{nb, 192, 56, 56}}) {
     for (bool store : {true, false}) {
       float* sc = store ? scale.as<float>() : nullptr;
-      std::snprintf(name, sizeof name, "lrn_fwd %dx%dx%d scale %s", sh.c, sh.h, sh.w, store ? "stored" : "none");
+      std::snprintf(name, sizeof name, "lrn_fwd %dx%dx%d scale %s", sh.c, sh.h, sh.w,
+                    store ? "stored" : "none");
       row(name, dt, time_ms(s, [&] { kernels::lrn_fwd(sh, a.as<T>(), lg, sh, b.as<T>(), sc, s); }),
           sh.count() * (2.0 * es + (store ? 4 : 0)), 0, c);
-      std::snprintf(name, sizeof name, "lrn_bwd %dx%dx%d scale %s", sh.c, sh.h, sh.w, store ? "stored" : "recomputed");
-      row(name, dt, time_ms(s, [&] { kernels::lrn_bwd(sh, a.as<T>(), sh, b.as<T>(), d.as<T>(), sc, lg, e.as<T>(), false, s); }),
+      std::snprintf(name, sizeof name, "lrn_bwd %dx%dx%d scale %s", sh.c, sh.h, sh.w,
+                    store ? "stored" : "recomputed");
+      row(name, dt,
+          time_ms(s,
+                  [&] {
+                    kernels::lrn_bwd(sh, a.as<T>(), sh, b.as<T>(), d.as<T>(), sc, lg, e.as<T>(), false, s);
+                  }),
           sh.count() * (4.0 * es + (store ? 4 : 0)), 0, c);
     }
   }
-  struct P { const char* label; Nchw x; PoolGeom g; };
+  struct P {
+    const char* label;
+    Nchw x;
+    PoolGeom g;
+  };
   auto pg = [](PoolMethod m, int k, int st, int p) {
     PoolGeom g;
     g.method = m, g.kernel_h = g.kernel_w = k, g.stride_h = g.stride_w = st, g.pad_h = g.pad_w = p;
@@ -162,19 +180,30 @@ void bench_hand_written(cudaStream_t s, int nb, const Ceilings& c) {
   // classifier-side kernels
   DeviceBuffer labels(nb * 4), rows(nb * 4), loss(4), step(8);
   CUDA_CHECK(cudaMemset(labels.data(), 0, nb * 4));
-  row("softmax_xent_fwd+bwd 1000 classes", dt, time_ms(s, [&] {
-        kernels::softmax_xent_fwd(nb, 1000, a.as<T>(), labels.as<std::int32_t>(), 1.f, rows.as<float>(), loss.as<float>(),
-                                  b.as<T>(), s);
-      }), 2.0 * nb * 1000 * es, 0, c);
-  row("accuracy top-5 1000 classes", dt, time_ms(s, [&] {
-        kernels::accuracy_fwd(nb, 1000, a.as<T>(), labels.as<std::int32_t>(), 5, rows.as<float>(), loss.as<float>(), s);
-      }), 1.0 * nb * 1000 * es, 0, c);
+  row("softmax_xent_fwd+bwd 1000 classes", dt,
+      time_ms(s,
+              [&] {
+                kernels::softmax_xent_fwd(nb, 1000, a.as<T>(), labels.as<std::int32_t>(), 1.f,
+                                          rows.as<float>(), loss.as<float>(), b.as<T>(), s);
+              }),
+      2.0 * nb * 1000 * es, 0, c);
+  row("accuracy top-5 1000 classes", dt,
+      time_ms(s,
+              [&] {
+                kernels::accuracy_fwd(nb, 1000, a.as<T>(), labels.as<std::int32_t>(), 5, rows.as<float>(),
+                                      loss.as<float>(), s);
+              }),
+      1.0 * nb * 1000 * es, 0, c);
   const Nchw ds{nb, 1024, 1, 1};
-  row("dropout_fwd 1024", dt, time_ms(s, [&] {
-        kernels::dropout_fwd(ds, a.as<T>(), 0.4f, ref::DropoutKey{1, 2, 3}, nullptr, b.as<T>(), s);
-      }), 2.0 * ds.count() * es, 0, c);
+  row("dropout_fwd 1024", dt,
+      time_ms(s,
+              [&] {
+                kernels::dropout_fwd(ds, a.as<T>(), 0.4f, ref::DropoutKey{1, 2, 3}, nullptr, b.as<T>(), s);
+              }),
+      2.0 * ds.count() * es, 0, c);
   // input transform: 256x256 HWC bytes -> 224 crop
-  DeviceBuffer src(std::size_t(nb) * 256 * 256 * 3), params(nb * sizeof(kernels::CropParams)), mean(3 * 256 * 256 * 4);
+  DeviceBuffer src(std::size_t(nb) * 256 * 256 * 3), params(nb * sizeof(kernels::CropParams)),
+      mean(3 * 256 * 256 * 4);
   fill_random(src, DType::kF32, 8);
   std::vector<kernels::CropParams> hp(nb);
   for (int i = 0; i < nb; ++i) hp[i] = {i % 33, (i * 7) % 33, i & 1};
@@ -183,9 +212,13 @@ void bench_hand_written(cudaStream_t s, int nb, const Ceilings& c) {
   kernels::InputTransform it;
   it.mean_image = mean.as<float>();
   const Nchw is{nb, 3, 224, 224};
-  row("input_transform 256 HWC u8 -> 224 crop", dt, time_ms(s, [&] {
-        kernels::input_transform_fwd(it, src.as<std::uint8_t>(), params.as<kernels::CropParams>(), is, a.as<T>(), s);
-      }), is.count() * (1.0 + 4.0 + es), 0, c);
+  row("input_transform 256 HWC u8 -> 224 crop", dt,
+      time_ms(s,
+              [&] {
+                kernels::input_transform_fwd(it, src.as<std::uint8_t>(), params.as<kernels::CropParams>(), is,
+                                             a.as<T>(), s);
+              }),
+      is.count() * (1.0 + 4.0 + es), 0, c);
 }
 
 void bench_sgd(cudaStream_t s, const Ceilings& c) {
@@ -199,32 +232,46 @@ void bench_sgd(cudaStream_t s, const Ceilings& c) {
     segs.push_back({off + wn, i == 61 ? total - off - wn : bn, 2.f, 0.f});
     off += wn + bn;
   }
-  DeviceBuffer d_segs(segs.size() * sizeof segs[0]), p(sizeof(kernels::SgdStepParams)), w(total * 4), h(total * 4),
-      g(total * 4), lp(total * 2);
+  DeviceBuffer d_segs(segs.size() * sizeof segs[0]), p(sizeof(kernels::SgdStepParams)), w(total * 4),
+      h(total * 4), g(total * 4), lp(total * 2);
   d_segs.upload(segs.data(), d_segs.bytes());
   const kernels::SgdStepParams sp{0.01f, 0.9f, 2e-4f, 1.f};
   p.upload(&sp, sizeof sp);
   fill_random(w, DType::kF32, 10);
   fill_random(h, DType::kF32, 11);
   fill_random(g, DType::kF32, 12);
-  row("sgd_update 13.4M params fp32 grads", "fp32", time_ms(s, [&] {
-        kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), total, p.as<kernels::SgdStepParams>(),
-                            g.as<float>(), w.as<float>(), h.as<float>(), nullptr, s);
-      }), total * 20.0, 0, c);
-  row("sgd_update 13.4M params bf16 grads+copy", "bf16", time_ms(s, [&] {
-        kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), total, p.as<kernels::SgdStepParams>(),
-                            g.as<bf16>(), w.as<float>(), h.as<float>(), lp.as<bf16>(), s);
-      }), total * 20.0, 0, c);
+  row("sgd_update 13.4M params fp32 grads", "fp32",
+      time_ms(s,
+              [&] {
+                kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), total,
+                                    p.as<kernels::SgdStepParams>(), g.as<float>(), w.as<float>(),
+                                    h.as<float>(), nullptr, s);
+              }),
+      total * 20.0, 0, c);
+  row("sgd_update 13.4M params bf16 grads+copy", "bf16",
+      time_ms(s,
+              [&] {
+                kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), total,
+                                    p.as<kernels::SgdStepParams>(), g.as<bf16>(), w.as<float>(),
+                                    h.as<float>(), lp.as<bf16>(), s);
+              }),
+      total * 20.0, 0, c);
 }
 
 // GoogLeNet's convolutions: (name, Cin, H, K, R, stride, pad, concat C total, channel offset).
-struct ConvSpec { std::string name; int c, h, k, r, s, p, y_total, y_c0; };
+struct ConvSpec {
+  std::string name;
+  int c, h, k, r, s, p, y_total, y_c0;
+};
 
 std::vector<ConvSpec> googlenet_convs() {
   std::vector<ConvSpec> v = {{"conv1/7x7_s2", 3, 224, 64, 7, 2, 3, 64, 0},
                              {"conv2/3x3_reduce", 64, 56, 64, 1, 1, 0, 64, 0},
                              {"conv2/3x3", 64, 56, 192, 3, 1, 1, 192, 0}};
-  struct M { const char* n; int cin, h, c1, c3r, c3, c5r, c5, pp; };
+  struct M {
+    const char* n;
+    int cin, h, c1, c3r, c3, c5r, c5, pp;
+  };
   const M mods[] = {{"3a", 192, 28, 64, 96, 128, 16, 32, 32},     {"3b", 256, 28, 128, 128, 192, 32, 96, 64},
                     {"4a", 480, 14, 192, 96, 208, 16, 48, 64},    {"4b", 512, 14, 160, 112, 224, 24, 64, 64},
                     {"4c", 512, 14, 128, 128, 256, 24, 64, 64},   {"4d", 512, 14, 112, 144, 288, 32, 64, 64},
@@ -261,7 +308,8 @@ void bench_convs(cudaStream_t s, int nb, DType t, bool nhwc, const Ceilings& c) 
   std::size_t ws_max = 0;
   for (const ConvSpec& cs : googlenet_convs()) {
     ConvGeom g;
-    g.num_output = cs.k, g.kernel_h = g.kernel_w = cs.r, g.stride_h = g.stride_w = cs.s, g.pad_h = g.pad_w = cs.p;
+    g.num_output = cs.k, g.kernel_h = g.kernel_w = cs.r, g.stride_h = g.stride_w = cs.s,
+    g.pad_h = g.pad_w = cs.p;
     const Nchw xs{nb, cs.c, cs.h, cs.h};
     const Nchw yd = CudnnConv::output_shape(xs, g);
     const Nchw ys{nb, cs.k, yd.h, yd.w, std::int64_t(cs.y_total) * yd.h * yd.w};
@@ -274,26 +322,35 @@ void bench_convs(cudaStream_t s, int nb, DType t, bool nhwc, const Ceilings& c) 
     try {
       conv.choose_algorithms(h, x.data(), w.data(), yp, bias.data(), ws.data(), ws.bytes());
     } catch (const std::exception& e) {  // e.g. a layout/stride combination cuDNN refuses
-      std::printf("%-28s %-4s %s: %s\n", cs.name.c_str(), kernels::dtype_name(t), nhwc ? "NHWC" : "NCHW", e.what());
+      std::printf("%-28s %-4s %s: %s\n", cs.name.c_str(), kernels::dtype_name(t), nhwc ? "NHWC" : "NCHW",
+                  e.what());
       cudaGetLastError();
       continue;
     }
     ws_max = std::max(ws_max, conv.workspace_bytes());
     const double flops = 2.0 * yd.count() * cs.c * cs.r * cs.r;
-    const float f = time_ms(s, [&] { conv.forward_bias_relu(h, x.data(), w.data(), bias.data(), yp, ws.data(), ws.bytes()); });
-    const float dd = cs.c == 3 ? 0.f : time_ms(s, [&] { conv.backward_data(h, w.data(), yp, x.data(), ws.data(), ws.bytes()); });
-    const float dw = time_ms(s, [&] { conv.backward_filter(h, x.data(), yp, w.data(), ws.data(), ws.bytes()); });
-    std::printf("%-28s %-4s fwd+bias+relu %7.4f ms (%5.1f TF/s) dgrad %7.4f ms (%5.1f) wgrad %7.4f ms (%5.1f)  algos %d/%d/%d%s\n",
-                cs.name.c_str(), kernels::dtype_name(t), f, flops / (f * 1e9), dd, dd > 0 ? flops / (dd * 1e9) : 0.0, dw,
-                flops / (dw * 1e9), conv.fwd_choice().algo, conv.bwd_data_choice().algo, conv.bwd_filter_choice().algo,
-                conv.fused_bias_relu() ? " fused" : "");
+    const float f = time_ms(
+        s, [&] { conv.forward_bias_relu(h, x.data(), w.data(), bias.data(), yp, ws.data(), ws.bytes()); });
+    const float dd =
+        cs.c == 3 ? 0.f
+                  : time_ms(s, [&] { conv.backward_data(h, w.data(), yp, x.data(), ws.data(), ws.bytes()); });
+    const float dw =
+        time_ms(s, [&] { conv.backward_filter(h, x.data(), yp, w.data(), ws.data(), ws.bytes()); });
+    std::printf(
+        "%-28s %-4s fwd+bias+relu %7.4f ms (%5.1f TF/s) dgrad %7.4f ms (%5.1f) wgrad %7.4f ms (%5.1f)  algos "
+        "%d/%d/%d%s\n",
+        cs.name.c_str(), kernels::dtype_name(t), f, flops / (f * 1e9), dd, dd > 0 ? flops / (dd * 1e9) : 0.0,
+        dw, flops / (dw * 1e9), conv.fwd_choice().algo, conv.bwd_data_choice().algo,
+        conv.bwd_filter_choice().algo, conv.fused_bias_relu() ? " fused" : "");
     tot_ms += f + dd + dw;
     tot_flops += flops * (cs.c == 3 ? 2 : 3);
   }
-  std::printf("ALL CONVS %s %s batch %d: %.3f ms per step (fwd+dgrad+wgrad), %.1f TFLOP/s effective (%.0f%% of gemm), "
-              "workspace max %.1f MiB\n",
-              kernels::dtype_name(t), nhwc ? "NHWC" : "NCHW", nb, tot_ms, tot_flops / (tot_ms * 1e9), 100 * tot_flops / (tot_ms * 1e9) / c.gemm_tflops,
-              ws_max / 1048576.0);
+  std::printf(
+      "ALL CONVS %s %s batch %d: %.3f ms per step (fwd+dgrad+wgrad), %.1f TFLOP/s effective (%.0f%% of "
+      "gemm), "
+      "workspace max %.1f MiB\n",
+      kernels::dtype_name(t), nhwc ? "NHWC" : "NCHW", nb, tot_ms, tot_flops / (tot_ms * 1e9),
+      100 * tot_flops / (tot_ms * 1e9) / c.gemm_tflops, ws_max / 1048576.0);
 }
 
 }  // namespace
@@ -319,10 +376,12 @@ int main(int argc, char** argv) {
     if (dtypes.find(dn) == std::string::npos) continue;
     const DType t = std::string(dn) == "fp32" ? DType::kF32 : DType::kBF16;
     const Ceilings c = measure_ceilings(s, t);
-    std::printf("== %s: ceilings: copy %.0f GB/s (read+write), cuBLAS GEMM 8192^3 %.1f TFLOP/s\n", dn, c.copy_gbs,
-                c.gemm_tflops);
-    if (t == DType::kF32) bench_hand_written<float>(s, batch, c), bench_sgd(s, c);
-    else bench_hand_written<bf16>(s, batch, c);
+    std::printf("== %s: ceilings: copy %.0f GB/s (read+write), cuBLAS GEMM 8192^3 %.1f TFLOP/s\n", dn,
+                c.copy_gbs, c.gemm_tflops);
+    if (t == DType::kF32)
+      bench_hand_written<float>(s, batch, c), bench_sgd(s, c);
+    else
+      bench_hand_written<bf16>(s, batch, c);
     if (!skip_conv) {
       bench_convs(s, batch, t, false, c);
       bench_convs(s, batch, t, true, c);

@@ -3,9 +3,9 @@
 // eager). Warm-up, then the median of timed steps with CUDA events; prints img/s, ms/step,
 // device memory, the card and the commit, and optionally a per-layer forward/backward table
 // like `caffe time`. benchmarks/peer_pytorch.py measures the PyTorch peer the same way.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -16,7 +16,6 @@
 #include "engine/log.h"
 #include "incept_commit.h"
 #include "models/models.h"
-
 
 namespace {
 
@@ -93,8 +92,10 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
   r.ms = times[times.size() / 2];
   r.img_s = batch / r.ms * 1000.0;
   r.mib = double(free0 - free1) / (1 << 20);
-  log_info("{}: median {:.2f} ms/step (min {:.2f}, max {:.2f}), {:.0f} img/s, loss {:.4f}, device memory {:.0f} MiB",
-           r.mode, r.ms, times.front(), times.back(), r.img_s, loss, r.mib);
+  log_info(
+      "{}: median {:.2f} ms/step (min {:.2f}, max {:.2f}), {:.0f} img/s, loss {:.4f}, device memory {:.0f} "
+      "MiB",
+      r.mode, r.ms, times.front(), times.back(), r.img_s, loss, r.mib);
   if (layers && layer_times) *layer_times = net.time_layers(std::max(5, steps / 2));
   return r;
 }
@@ -134,7 +135,8 @@ int main(int argc, char** argv) {
       if (d != "fp32" && d != "bf16") throw Error("--dtype must be fp32 or bf16, got " + d);
       std::vector<LayerTime> lt;
       results.push_back(run(d, true, batch, classes, warmup, steps, tf32 && d == "fp32", layers, &lt, algos));
-      if (eager) results.push_back(run(d, false, batch, classes, warmup, steps, tf32 && d == "fp32", false, nullptr));
+      if (eager)
+        results.push_back(run(d, false, batch, classes, warmup, steps, tf32 && d == "fp32", false, nullptr));
       if (winograd && d == "fp32")
         results.push_back(run(d, true, batch, classes, warmup, steps, tf32, false, nullptr, false, true));
       if (layers) {
@@ -142,11 +144,12 @@ int main(int argc, char** argv) {
         std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
         double tf = 0, tb = 0;
         for (const LayerTime& t : lt) {
-          std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms, t.backward_ms);
+          std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms,
+                      t.backward_ms);
           tf += t.forward_ms;
           tb += t.backward_ms;
-          j["layers"][d].push_back({{"name", t.name}, {"type", t.type}, {"fwd_ms", t.forward_ms},
-                                    {"bwd_ms", t.backward_ms}});
+          j["layers"][d].push_back(
+              {{"name", t.name}, {"type", t.type}, {"fwd_ms", t.forward_ms}, {"bwd_ms", t.backward_ms}});
         }
         std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
       }
@@ -154,7 +157,8 @@ int main(int argc, char** argv) {
     std::printf("\n%-26s %10s %10s %10s\n", "mode", "ms/step", "img/s", "MiB");
     for (const Result& r : results) {
       std::printf("%-26s %10.2f %10.0f %10.0f\n", r.mode.c_str(), r.ms, r.img_s, r.mib);
-      j["results"].push_back({{"mode", r.mode}, {"ms_per_step", r.ms}, {"img_per_s", r.img_s}, {"mib", r.mib}});
+      j["results"].push_back(
+          {{"mode", r.mode}, {"ms_per_step", r.ms}, {"img_per_s", r.img_s}, {"mib", r.mib}});
     }
     if (!json_out.empty()) std::ofstream(json_out) << j.dump(2) << "\n";
   } catch (const std::exception& e) {

@@ -39,32 +39,31 @@ void check_launch(const char* what, const char* file, int line);
 
 }  // namespace incept
 
-#define CUDA_CHECK(expr)                                                                  \
-  do {                                                                                    \
-    cudaError_t incept_err_ = (expr);                                                     \
-    if (incept_err_ != cudaSuccess)                                                       \
+#define CUDA_CHECK(expr)                                                                          \
+  do {                                                                                            \
+    cudaError_t incept_err_ = (expr);                                                             \
+    if (incept_err_ != cudaSuccess)                                                               \
       ::incept::check_failed("CUDA", #expr, __FILE__, __LINE__, cudaGetErrorString(incept_err_)); \
   } while (0)
 
-#define CUDNN_CHECK(expr)                                                                 \
-  do {                                                                                    \
-    cudnnStatus_t incept_st_ = (expr);                                                    \
-    if (incept_st_ != CUDNN_STATUS_SUCCESS)                                               \
+#define CUDNN_CHECK(expr)                                                                          \
+  do {                                                                                             \
+    cudnnStatus_t incept_st_ = (expr);                                                             \
+    if (incept_st_ != CUDNN_STATUS_SUCCESS)                                                        \
       ::incept::check_failed("cuDNN", #expr, __FILE__, __LINE__, cudnnGetErrorString(incept_st_)); \
   } while (0)
 
-#define CUBLAS_CHECK(expr)                                                                \
-  do {                                                                                    \
-    cublasStatus_t incept_st_ = (expr);                                                   \
-    if (incept_st_ != CUBLAS_STATUS_SUCCESS)                                              \
-      ::incept::check_failed("cuBLAS", #expr, __FILE__, __LINE__,                         \
-                             ::incept::cublas_status_text(incept_st_));                   \
+#define CUBLAS_CHECK(expr)                                                                                   \
+  do {                                                                                                       \
+    cublasStatus_t incept_st_ = (expr);                                                                      \
+    if (incept_st_ != CUBLAS_STATUS_SUCCESS)                                                                 \
+      ::incept::check_failed("cuBLAS", #expr, __FILE__, __LINE__, ::incept::cublas_status_text(incept_st_)); \
   } while (0)
 
-#define NCCL_CHECK(expr)                                                                  \
-  do {                                                                                    \
-    ncclResult_t incept_nr_ = (expr);                                                     \
-    if (incept_nr_ != ncclSuccess)                                                        \
+#define NCCL_CHECK(expr)                                                                         \
+  do {                                                                                           \
+    ncclResult_t incept_nr_ = (expr);                                                            \
+    if (incept_nr_ != ncclSuccess)                                                               \
       ::incept::check_failed("NCCL", #expr, __FILE__, __LINE__, ncclGetErrorString(incept_nr_)); \
   } while (0)
 

@@ -1,9 +1,9 @@
 // CPU backend of a planned net (cpu_net.h).
 #include "engine/cpu_net.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "engine/check.h"
 #include "engine/fillers.h"
@@ -52,8 +52,10 @@ void CpuNet<T>::build_args() {
     if (lp.run_backward && reads_top_diff(lp.params))
       for (std::size_t t = 0; t < lp.tops.size(); ++t)
         if (!a.out_diff[t])
-          throw Error(fmt::format("layer {}: backward needs the gradient of top '{}' but none is "
-                                  "planned", lp.name, plan_.blobs[lp.tops[t]].name));
+          throw Error(
+              fmt::format("layer {}: backward needs the gradient of top '{}' but none is "
+                          "planned",
+                          lp.name, plan_.blobs[lp.tops[t]].name));
   }
 }
 

@@ -53,8 +53,8 @@ CudnnConv::CudnnConv(const Nchw& x, const ConvGeom& g, const Nchw& y, const Conv
   CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias_desc_, CUDNN_TENSOR_NCHW, cudnn_dtype(opt.dtype), 1,
                                          g.num_output, 1, 1));
   CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, cudnn_dtype(opt.dtype),
-                                         opt.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
-                                         g.num_output, x.c, g.kernel_h, g.kernel_w));
+                                         opt.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, g.num_output, x.c,
+                                         g.kernel_h, g.kernel_w));
   for (ConvDesc* d : {&fwd_desc_, &bwd_data_desc_, &bwd_filter_desc_}) {
     *d = make_conv_desc();
     // fp32 accumulation for both dtypes (bf16 tensors, fp32 compute).
@@ -62,8 +62,8 @@ CudnnConv::CudnnConv(const Nchw& x, const ConvGeom& g, const Nchw& y, const Conv
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   }
   const cudnnMathType_t math = opt.dtype == DType::kBF16 ? CUDNN_TENSOR_OP_MATH
-                               : opt.allow_tf32        ? CUDNN_DEFAULT_MATH
-                                                       : CUDNN_FMA_MATH;
+                               : opt.allow_tf32          ? CUDNN_DEFAULT_MATH
+                                                         : CUDNN_FMA_MATH;
   fwd_.math = bwd_data_.math = bwd_filter_.math = math;
   apply_math(fwd_desc_, math);
   apply_math(bwd_data_desc_, math);
@@ -174,8 +174,8 @@ void retime_with_beta(cudaStream_t s, const Perf* perf, int n, const AlgoFilter&
 
 }  // namespace
 
-void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, void* bias,
-                                  void* ws, std::size_t ws_bytes) {
+void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, void* bias, void* ws,
+                                  std::size_t ws_bytes) {
   const std::size_t limit = std::min(opt_.workspace_limit, ws_bytes);
   const bool strict = opt_.dtype == DType::kF32 && !opt_.allow_tf32;
   const AlgoFilter filter{limit, strict, opt_.deterministic,
@@ -185,8 +185,8 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
   {
     cudnnConvolutionFwdAlgoPerf_t perf[kMax];
     if (opt_.measure)
-      CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x_desc_, x, w_desc_, w, fwd_desc_, y_desc_,
-                                                         y, kMax, &found, perf, ws, limit));
+      CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, x_desc_, x, w_desc_, w, fwd_desc_, y_desc_, y,
+                                                         kMax, &found, perf, ws, limit));
     else
       CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, x_desc_, w_desc_, fwd_desc_, y_desc_, kMax,
                                                          &found, perf));
@@ -210,17 +210,16 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
         apply_math(bwd_data_desc_, c.math);
         const float one = 1.f;
         return cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, y, bwd_data_desc_,
-                                            static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws, limit, &one,
-                                            x_desc_, x);
+                                            static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws, limit,
+                                            &one, x_desc_, x);
       });
     }
   }
   {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
     if (opt_.measure)
-      CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, x_desc_, x, y_desc_, y,
-                                                                bwd_filter_desc_, w_desc_, w, kMax, &found,
-                                                                perf, ws, limit));
+      CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, x_desc_, x, y_desc_, y, bwd_filter_desc_,
+                                                                w_desc_, w, kMax, &found, perf, ws, limit));
     else
       CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x_desc_, y_desc_, bwd_filter_desc_,
                                                                 w_desc_, kMax, &found, perf));
@@ -258,9 +257,9 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
     return;
   const float one = 1.f, zero = 0.f;
   auto fused_call = [&] {
-    return cudnnConvolutionBiasActivationForward(
-        h, &one, x_desc_, x, w_desc_, w, fwd_desc_, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, ws,
-        fws, &zero, y_desc_, y, bias_desc_, bias, relu_desc_, y_desc_, y);
+    return cudnnConvolutionBiasActivationForward(h, &one, x_desc_, x, w_desc_, w, fwd_desc_,
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, ws, fws,
+                                                 &zero, y_desc_, y, bias_desc_, bias, relu_desc_, y_desc_, y);
   };
   if (fused_call() != CUDNN_STATUS_SUCCESS) {
     cudaGetLastError();
@@ -273,20 +272,20 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
 }
 
 std::size_t CudnnConv::workspace_bytes() const {
-  return std::max({fwd_.workspace, bwd_data_.workspace, bwd_filter_.workspace,
-                   fused_ ? fwd_fused_ws_ : std::size_t(0)});
+  return std::max(
+      {fwd_.workspace, bwd_data_.workspace, bwd_filter_.workspace, fused_ ? fwd_fused_ws_ : std::size_t(0)});
 }
 
 void CudnnConv::forward(cudnnHandle_t h, const void* x, const void* w, void* y, void* ws,
                         std::size_t ws_bytes, bool accumulate) const {
   const float one = 1.f, beta = accumulate ? 1.f : 0.f;
   CUDNN_CHECK(cudnnConvolutionForward(h, &one, x_desc_, x, w_desc_, w, fwd_desc_,
-                                      static_cast<cudnnConvolutionFwdAlgo_t>(fwd_.algo), ws, ws_bytes,
-                                      &beta, y_desc_, y));
+                                      static_cast<cudnnConvolutionFwdAlgo_t>(fwd_.algo), ws, ws_bytes, &beta,
+                                      y_desc_, y));
 }
 
-void CudnnConv::forward_bias_relu(cudnnHandle_t h, const void* x, const void* w, const void* bias,
-                                  void* y, void* ws, std::size_t ws_bytes) const {
+void CudnnConv::forward_bias_relu(cudnnHandle_t h, const void* x, const void* w, const void* bias, void* y,
+                                  void* ws, std::size_t ws_bytes) const {
   const float one = 1.f, zero = 0.f;
   if (fused_) {
     CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
@@ -306,8 +305,8 @@ void CudnnConv::forward_bias_relu(cudnnHandle_t h, const void* x, const void* w,
   } else if (opt_.dtype == DType::kF32) {
     kernels::bias_relu_fwd(y_, static_cast<const float*>(bias), true, static_cast<float*>(y), s);
   } else {
-    kernels::bias_relu_fwd(y_, static_cast<const __nv_bfloat16*>(bias), true,
-                           static_cast<__nv_bfloat16*>(y), s);
+    kernels::bias_relu_fwd(y_, static_cast<const __nv_bfloat16*>(bias), true, static_cast<__nv_bfloat16*>(y),
+                           s);
   }
 }
 
@@ -322,14 +321,17 @@ void CudnnConv::backward_data(cudnnHandle_t h, const void* w, const void* dy, vo
 void CudnnConv::backward_filter(cudnnHandle_t h, const void* x, const void* dy, void* dw, void* ws,
                                 std::size_t ws_bytes, bool accumulate) const {
   const float one = 1.f, beta = accumulate ? 1.f : 0.f;
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-      h, &one, x_desc_, x, y_desc_, dy, bwd_filter_desc_,
-      static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwd_filter_.algo), ws, ws_bytes, &beta, w_desc_, dw));
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, x_desc_, x, y_desc_, dy, bwd_filter_desc_,
+                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwd_filter_.algo),
+                                             ws, ws_bytes, &beta, w_desc_, dw));
 }
 
 std::string CudnnConv::describe() const {
   auto math = [](cudnnMathType_t m) {
-    return m == CUDNN_FMA_MATH ? "fma" : m == CUDNN_TENSOR_OP_MATH ? "tensor-op" : m == CUDNN_DEFAULT_MATH ? "default" : "tensor-op-conv";
+    return m == CUDNN_FMA_MATH         ? "fma"
+           : m == CUDNN_TENSOR_OP_MATH ? "tensor-op"
+           : m == CUDNN_DEFAULT_MATH   ? "default"
+                                       : "tensor-op-conv";
   };
   char buf[320];
   std::snprintf(buf, sizeof buf,

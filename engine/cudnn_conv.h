@@ -25,12 +25,12 @@ using ActivationDesc = UniqueHandle<cudnnActivationDescriptor_t, cudnnDestroyAct
 
 struct ConvPlanOptions {
   kernels::DType dtype = kernels::DType::kF32;
-  bool allow_tf32 = false;        // fp32 only: let cuDNN use TF32 tensor cores
+  bool allow_tf32 = false;  // fp32 only: let cuDNN use TF32 tensor cores
   // fp32 only: allow non-fused Winograd on 3x3 filters (about 2x faster 3x3 layers, but ~5x
   // the gradient error of GEMM algorithms: ~1.5e-3 vs ~3e-4 relative on GoogLeNet). FFT and
   // larger Winograd transforms are never used in strict fp32.
   bool allow_winograd = false;
-  bool measure = true;            // cudnnFind*AlgorithmEx; false: first heuristic that fits
+  bool measure = true;  // cudnnFind*AlgorithmEx; false: first heuristic that fits
   std::size_t workspace_limit = std::size_t(512) << 20;  // largest workspace one algo may use
   bool try_fused_bias_relu = true;  // time cudnnConvolutionBiasActivationForward vs conv+kernel
   bool deterministic = false;       // skip algorithms cuDNN reports as non-deterministic

@@ -2,8 +2,8 @@
 #include "engine/device.h"
 
 #include <cuda_runtime.h>
-
 #include <fmt/format.h>
+
 #include <sstream>
 
 #include "engine/check.h"
@@ -68,11 +68,14 @@ std::vector<int> parse_gpu_list(const std::string& spec) {
     } catch (const std::exception&) {
       id = -1;
     }
-    if (id < 0) throw Error(fmt::format("--gpus {}: '{}' is not a GPU index (use e.g. 0,1 or all or none)", spec, item));
+    if (id < 0)
+      throw Error(
+          fmt::format("--gpus {}: '{}' is not a GPU index (use e.g. 0,1 or all or none)", spec, item));
     if (id >= n) {
-      throw Error(n == 0 ? fmt::format("--gpus {}: {}; use --gpus none to run on the CPU", spec, no_gpu_reason())
-                         : fmt::format("--gpus {}: GPU {} does not exist (this machine has {} GPU{}: 0..{})", spec,
-                                       id, n, n == 1 ? "" : "s", n - 1));
+      throw Error(n == 0
+                      ? fmt::format("--gpus {}: {}; use --gpus none to run on the CPU", spec, no_gpu_reason())
+                      : fmt::format("--gpus {}: GPU {} does not exist (this machine has {} GPU{}: 0..{})",
+                                    spec, id, n, n == 1 ? "" : "s", n - 1));
     }
     for (int seen : ids)
       if (seen == id) throw Error(fmt::format("--gpus {}: GPU {} is listed twice", spec, id));

@@ -8,7 +8,8 @@ namespace incept {
 
 using kernels::DType;
 
-GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32) : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {}
+GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32)
+    : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {}
 
 void GpuFc::gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                  const void* a, int lda, const void* b, int ldb, float beta, void* c, int ldc) const {
@@ -32,8 +33,8 @@ void GpuFc::forward(cublasHandle_t h, const void* x, const void* w, const void* 
   if (dtype_ == DType::kF32)
     kernels::bias_relu_fwd(ys, static_cast<const float*>(bias), relu, static_cast<float*>(y), st);
   else
-    kernels::bias_relu_fwd(ys, static_cast<const __nv_bfloat16*>(bias), relu,
-                           static_cast<__nv_bfloat16*>(y), st);
+    kernels::bias_relu_fwd(ys, static_cast<const __nv_bfloat16*>(bias), relu, static_cast<__nv_bfloat16*>(y),
+                           st);
 }
 
 void GpuFc::backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx, bool accumulate) const {
@@ -53,7 +54,8 @@ void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, voi
     kernels::relu_bias_bwd<float>(ys, nullptr, g, false, g, static_cast<float*>(db), nullptr, st);
   } else {
     auto* g = static_cast<__nv_bfloat16*>(const_cast<void*>(dy));
-    kernels::relu_bias_bwd<__nv_bfloat16>(ys, nullptr, g, false, g, static_cast<__nv_bfloat16*>(db), nullptr, st);
+    kernels::relu_bias_bwd<__nv_bfloat16>(ys, nullptr, g, false, g, static_cast<__nv_bfloat16*>(db), nullptr,
+                                          st);
   }
 }
 

@@ -28,15 +28,16 @@ class GpuFc {
   // y = x W^T (+ bias) (then ReLU when relu).
   void forward(cublasHandle_t h, const void* x, const void* w, const void* bias, bool relu, void* y) const;
   // dx (= or +=) dy W
-  void backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx, bool accumulate = false) const;
+  void backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx,
+                     bool accumulate = false) const;
   // dW += dy^T x ; db += sum_n dy (db may be null)
   void backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db) const;
 
   const FcShape& shape() const { return s_; }
 
  private:
-  void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-            const void* a, int lda, const void* b, int ldb, float beta, void* c, int ldc) const;
+  void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* a,
+            int lda, const void* b, int ldb, float beta, void* c, int ldc) const;
 
   FcShape s_;
   kernels::DType dtype_;

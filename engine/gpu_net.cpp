@@ -1,11 +1,11 @@
 // GPU backend of a planned net (gpu_net.h): arenas, per-layer dispatch, the captured step.
 #include "engine/gpu_net.h"
 
-#include <algorithm>
-#include <cstddef>
+#include <fmt/format.h>
 #include <nvtx3/nvToolsExt.h>
 
-#include <fmt/format.h>
+#include <algorithm>
+#include <cstddef>
 
 #include "engine/check.h"
 #include "engine/fillers.h"
@@ -58,8 +58,8 @@ struct GpuNet::Layer {
   float* output = nullptr;    // fp32 scalar output
   std::unique_ptr<CudnnConv> conv;
   std::unique_ptr<GpuFc> fc;
-  bool fused_relu = false;    // conv: the next (in-place ReLU) layer is folded in
-  bool skip = false;          // a ReLU folded into the previous convolution
+  bool fused_relu = false;  // conv: the next (in-place ReLU) layer is folded in
+  bool skip = false;        // a ReLU folded into the previous convolution
 };
 
 GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
@@ -187,8 +187,10 @@ void GpuNet::build_layers() {
       L->output = outputs_.as<float>() + output_at++;
     }
     if (lp.kind() == LayerKind::kSoftmax)
-      throw Error(fmt::format("layer {}: Softmax (deploy) is not implemented on the GPU yet; plan the "
-                              "train or val stage", lp.name));
+      throw Error(
+          fmt::format("layer {}: Softmax (deploy) is not implemented on the GPU yet; plan the "
+                      "train or val stage",
+                      lp.name));
     layers_.push_back(std::move(L));
   }
 
@@ -227,8 +229,7 @@ void GpuNet::build_layers() {
       }
     } else if (lp.kind() == LayerKind::kInnerProduct) {
       const Nchw& x = L.in_shape[0];
-      if (!x.dense())
-        throw Error(fmt::format("layer {}: InnerProduct needs a dense input", lp.name));
+      if (!x.dense()) throw Error(fmt::format("layer {}: InnerProduct needs a dense input", lp.name));
       const FcGeom& g = std::get<FcParams>(lp.params).geom;
       L.fc = std::make_unique<GpuFc>(FcShape{x.n, int(x.image()), L.out_shape[0].c}, opt_.dtype,
                                      opt_.allow_tf32);
@@ -318,7 +319,9 @@ void GpuNet::set_step_values(const StepValues& v) {
   step_slot_used_[slot] = true;
 }
 
-void GpuNet::zero_grads() { grads_.fill_bytes(0, stream_); }
+void GpuNet::zero_grads() {
+  grads_.fill_bytes(0, stream_);
+}
 
 void GpuNet::forward() {
   for (std::size_t l = 0; l < layers_.size(); ++l) forward_layer(int(l));
@@ -330,8 +333,8 @@ void GpuNet::backward() {
 }
 
 void GpuNet::update() {
-  const auto* sgd = reinterpret_cast<const kernels::SgdStepParams*>(step_dev_.as<char>() +
-                                                                    offsetof(StepDevice, sgd));
+  const auto* sgd =
+      reinterpret_cast<const kernels::SgdStepParams*>(step_dev_.as<char>() + offsetof(StepDevice, sgd));
   bf16* lp = opt_.dtype == DType::kBF16 ? weights_lp_.as<bf16>() : nullptr;
   with_dtype(opt_.dtype, [&]<typename T>() {
     kernels::sgd_update<T>(n_segments_, segments_.as<kernels::SgdSegment>(), plan_.param_elems, sgd,
@@ -406,8 +409,8 @@ void GpuNet::forward_layer(int l) {
         kernels::relu_fwd<T>(L.out_shape[0], in(0), out(0), stream_);
         break;
       case LayerKind::kPooling:
-        kernels::pool_fwd<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom, L.out_shape[0], out(0),
-                             static_cast<std::int32_t*>(L.saved), stream_);
+        kernels::pool_fwd<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom, L.out_shape[0],
+                             out(0), static_cast<std::int32_t*>(L.saved), stream_);
         break;
       case LayerKind::kLRN:
         kernels::lrn_fwd<T>(L.in_shape[0], in(0), std::get<LrnParams>(lp.params).geom, L.out_shape[0], out(0),
@@ -428,8 +431,8 @@ void GpuNet::forward_layer(int l) {
           break;
         }
         ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l)};
-        kernels::dropout_fwd<T>(L.in_shape[0], in(0), std::get<DropoutParams>(lp.params).ratio, key, step, out(0),
-                                stream_);
+        kernels::dropout_fwd<T>(L.in_shape[0], in(0), std::get<DropoutParams>(lp.params).ratio, key, step,
+                                out(0), stream_);
         break;
       }
       case LayerKind::kSoftmaxWithLoss: {
@@ -440,8 +443,8 @@ void GpuNet::forward_layer(int l) {
       }
       case LayerKind::kAccuracy: {
         const Nchw& s = L.in_shape[0];
-        kernels::accuracy_fwd<T>(s.n, int(s.image()), in(0), labels(), std::get<AccuracyParams>(lp.params).top_k,
-                                 L.scratch, L.output, stream_);
+        kernels::accuracy_fwd<T>(s.n, int(s.image()), in(0), labels(),
+                                 std::get<AccuracyParams>(lp.params).top_k, L.scratch, L.output, stream_);
         break;
       }
       case LayerKind::kSoftmax:
@@ -455,7 +458,8 @@ void GpuNet::backward_layer(int l) {
   const LayerPlan& lp = *L.plan;
   for (int r : lp.zero_diffs) {
     const BlobPlan& b = plan_.blobs[r];
-    CUDA_CHECK(cudaMemsetAsync(acts_.as<char>() + b.diff_offset * esize_, 0, b.shape.count() * esize_, stream_));
+    CUDA_CHECK(
+        cudaMemsetAsync(acts_.as<char>() + b.diff_offset * esize_, 0, b.shape.count() * esize_, stream_));
   }
   if (!lp.run_backward || L.skip) return;
   NvtxRange range(lp.name + " bwd");
@@ -472,16 +476,17 @@ void GpuNet::backward_layer(int l) {
         // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass.
         T* dz = static_cast<T*>(L.out_diff[0]);
         if (bias || L.fused_relu)
-          kernels::relu_bias_bwd<T>(L.out_shape[0], static_cast<const T*>(L.out[0]), dout(0), L.fused_relu, dz,
-                                    bias ? static_cast<T*>(L.w_diff[1]) : nullptr, bias_partial_.as<float>(), stream_);
+          kernels::relu_bias_bwd<T>(L.out_shape[0], static_cast<const T*>(L.out[0]), dout(0), L.fused_relu,
+                                    dz, bias ? static_cast<T*>(L.w_diff[1]) : nullptr,
+                                    bias_partial_.as<float>(), stream_);
         L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
         if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
         break;
       }
       case LayerKind::kReLU:
         if (L.in_diff[0])
-          kernels::relu_bwd<T>(L.in_shape[0], static_cast<const T*>(L.out[0]), dout(0), din(0), L.accumulate[0],
-                               stream_);
+          kernels::relu_bwd<T>(L.in_shape[0], static_cast<const T*>(L.out[0]), dout(0), din(0),
+                               L.accumulate[0], stream_);
         break;
       case LayerKind::kPooling:
         if (L.in_diff[0])
@@ -541,7 +546,8 @@ std::vector<std::pair<std::string, float>> GpuNet::scalar_outputs() const {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   std::vector<std::pair<std::string, float>> out;
   for (const auto& L : layers_)
-    if (L->output) out.emplace_back(plan_.blobs[L->plan->tops[0]].name, host[L->output - outputs_.as<float>()]);
+    if (L->output)
+      out.emplace_back(plan_.blobs[L->plan->tops[0]].name, host[L->output - outputs_.as<float>()]);
   return out;
 }
 

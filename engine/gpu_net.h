@@ -32,12 +32,12 @@ namespace incept {
 
 struct GpuNetOptions {
   kernels::DType dtype = kernels::DType::kF32;  // activations, gradients, compute weights
-  bool allow_tf32 = false;      // fp32 mode: let cuDNN/cuBLAS use TF32 tensor cores
-  bool allow_winograd = false;  // fp32 mode: non-fused Winograd on 3x3 (faster, less precise)
-  bool measure_algorithms = true;  // time cuDNN algorithms when the net is built
-  bool deterministic = false;   // deterministic cuDNN algorithms, chosen by heuristics (not timing)
+  bool allow_tf32 = false;                      // fp32 mode: let cuDNN/cuBLAS use TF32 tensor cores
+  bool allow_winograd = false;                  // fp32 mode: non-fused Winograd on 3x3 (faster, less precise)
+  bool measure_algorithms = true;               // time cuDNN algorithms when the net is built
+  bool deterministic = false;  // deterministic cuDNN algorithms, chosen by heuristics (not timing)
   bool fuse_conv_relu = true;
-  bool save_lrn_scale = true;   // keep LRN's scale from forward (else recompute in backward)
+  bool save_lrn_scale = true;  // keep LRN's scale from forward (else recompute in backward)
   // Largest cuDNN workspace one algorithm may use; 0: by dtype, 512 MiB in bf16 (conv1's
   // tensor-op wgrad needs 300 MiB: 2.9 -> 0.95 ms on H100) and 256 MiB in fp32 (unchanged;
   // 512 MiB was not shown to help fp32).
@@ -82,9 +82,9 @@ class GpuNet {
   // Parameters as fp32 in the plan's layout (param_elems values, padding included).
   void set_params(std::span<const float> host);
   void get_params(std::span<float> host) const;
-  void get_grads(std::span<float> host) const;      // converted to fp32
+  void get_grads(std::span<float> host) const;  // converted to fp32
   void get_momentum(std::span<float> host) const;
-  void init_params(std::uint64_t seed);             // Caffe fillers (engine/fillers.h), then upload
+  void init_params(std::uint64_t seed);  // Caffe fillers (engine/fillers.h), then upload
   void zero_momentum();
 
   // The pieces of a step, enqueued on stream() (no host waits).
@@ -127,20 +127,20 @@ class GpuNet {
   Stream stream_;
   CudnnHandle cudnn_;
   CublasHandle cublas_;
-  DeviceBuffer acts_;       // activation arena (values + gradients), dtype
-  DeviceBuffer master_;     // fp32 parameters
-  DeviceBuffer weights_lp_; // bf16 copy of the parameters (bf16 mode only)
-  DeviceBuffer grads_;      // parameter gradients, dtype
-  DeviceBuffer history_;    // fp32 momentum
-  DeviceBuffer saved_;      // per-layer state kept from forward to backward (LRN scale, pool argmax)
-  DeviceBuffer workspace_;  // shared cuDNN workspace
+  DeviceBuffer acts_;        // activation arena (values + gradients), dtype
+  DeviceBuffer master_;      // fp32 parameters
+  DeviceBuffer weights_lp_;  // bf16 copy of the parameters (bf16 mode only)
+  DeviceBuffer grads_;       // parameter gradients, dtype
+  DeviceBuffer history_;     // fp32 momentum
+  DeviceBuffer saved_;       // per-layer state kept from forward to backward (LRN scale, pool argmax)
+  DeviceBuffer workspace_;   // shared cuDNN workspace
   DeviceBuffer cublas_ws_;
-  DeviceBuffer scratch_;    // per-row scratch of loss/accuracy layers (fp32)
+  DeviceBuffer scratch_;       // per-row scratch of loss/accuracy layers (fp32)
   DeviceBuffer bias_partial_;  // fp32 partial sums of the split bias-gradient reduction
-  DeviceBuffer outputs_;    // fp32 scalar outputs (losses, accuracies), one per output layer
+  DeviceBuffer outputs_;       // fp32 scalar outputs (losses, accuracies), one per output layer
   DeviceBuffer labels_;
-  DeviceBuffer segments_;   // SGD segment table
-  DeviceBuffer step_dev_;   // StepDevice (iteration + SgdStepParams)
+  DeviceBuffer segments_;  // SGD segment table
+  DeviceBuffer step_dev_;  // StepDevice (iteration + SgdStepParams)
   static constexpr int kStepSlots = 4;
   PinnedBuffer step_host_;  // kStepSlots StepDevice slots
   std::vector<Event> step_events_;

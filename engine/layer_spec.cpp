@@ -5,9 +5,12 @@ namespace incept {
 
 const char* stage_name(Stage s) {
   switch (s) {
-    case Stage::kTrain: return "train";
-    case Stage::kVal: return "val";
-    case Stage::kDeploy: return "deploy";
+    case Stage::kTrain:
+      return "train";
+    case Stage::kVal:
+      return "val";
+    case Stage::kDeploy:
+      return "deploy";
   }
   return "?";
 }

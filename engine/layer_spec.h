@@ -42,16 +42,16 @@ struct SoftmaxParams {};
 // The one list of layer types: X(Name, ParamsStruct). The enum, the params variant, the
 // type strings, the CPU dispatch and the tests are all generated from it; adding a type
 // here without its LayerTraits specialization (engine/layers.h) does not compile.
-#define INCEPT_LAYER_KINDS(X)          \
-  X(Convolution, ConvParams)           \
-  X(ReLU, ReluParams)                  \
-  X(Pooling, PoolParams)               \
-  X(LRN, LrnParams)                    \
-  X(Concat, ConcatParams)              \
-  X(InnerProduct, FcParams)            \
-  X(Dropout, DropoutParams)            \
+#define INCEPT_LAYER_KINDS(X)           \
+  X(Convolution, ConvParams)            \
+  X(ReLU, ReluParams)                   \
+  X(Pooling, PoolParams)                \
+  X(LRN, LrnParams)                     \
+  X(Concat, ConcatParams)               \
+  X(InnerProduct, FcParams)             \
+  X(Dropout, DropoutParams)             \
   X(SoftmaxWithLoss, SoftmaxLossParams) \
-  X(Accuracy, AccuracyParams)          \
+  X(Accuracy, AccuracyParams)           \
   X(Softmax, SoftmaxParams)
 
 enum class LayerKind {
@@ -91,7 +91,9 @@ struct ParamSpec {
 enum class Stage : std::uint8_t { kTrain = 1, kVal = 2, kDeploy = 4 };
 using StageMask = std::uint8_t;
 constexpr StageMask kAllStages = 7;
-constexpr StageMask stage_bit(Stage s) { return StageMask(s); }
+constexpr StageMask stage_bit(Stage s) {
+  return StageMask(s);
+}
 const char* stage_name(Stage s);  // "train", "val", "deploy"
 
 struct LayerSpec {

@@ -2,12 +2,12 @@
 // engine/layers.h. The CPU forward/backward forward to the references in kernels/*_ref.h.
 #include "engine/layers.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
 #include <type_traits>
-
-#include <fmt/format.h>
 
 #include "engine/check.h"
 #include "kernels/conv_ref.h"
@@ -24,8 +24,7 @@ using Shapes = std::span<const Nchw>;
 using ParamShapes = std::vector<std::vector<int>>;
 
 void expect_bottoms(const char* type, Shapes in, std::size_t n) {
-  if (in.size() != n)
-    throw Error(fmt::format("{} layer takes {} bottom(s), got {}", type, n, in.size()));
+  if (in.size() != n) throw Error(fmt::format("{} layer takes {} bottom(s), got {}", type, n, in.size()));
 }
 
 Nchw dense(Nchw s) {
@@ -73,16 +72,16 @@ struct LayerTraits<ConvParams> : TraitsBase {
   std::int64_t workspace(Shapes in) const { return ref::conv_col_elems(in[0], p.geom); }
   template <typename T>
   void forward(const LayerArgs<T>& a) const {
-    ref::conv_fwd(a.in_shape[0], a.in[0], p.geom, a.w[0], p.geom.bias ? a.w[1] : nullptr,
-                  a.out_shape[0], a.out[0], a.workspace);
+    ref::conv_fwd(a.in_shape[0], a.in[0], p.geom, a.w[0], p.geom.bias ? a.w[1] : nullptr, a.out_shape[0],
+                  a.out[0], a.workspace);
   }
   template <typename T>
   void backward(const LayerArgs<T>& a) const {
-    ref::conv_bwd_filter(a.in_shape[0], a.in[0], a.out_shape[0], a.out_diff[0], p.geom,
-                         a.w_diff[0], p.geom.bias ? a.w_diff[1] : nullptr, a.workspace);
+    ref::conv_bwd_filter(a.in_shape[0], a.in[0], a.out_shape[0], a.out_diff[0], p.geom, a.w_diff[0],
+                         p.geom.bias ? a.w_diff[1] : nullptr, a.workspace);
     if (a.in_diff[0])
-      ref::conv_bwd_data(a.out_shape[0], a.out_diff[0], p.geom, a.w[0], a.in_shape[0],
-                         a.in_diff[0], a.workspace, a.accumulate[0]);
+      ref::conv_bwd_data(a.out_shape[0], a.out_diff[0], p.geom, a.w[0], a.in_shape[0], a.in_diff[0],
+                         a.workspace, a.accumulate[0]);
   }
   static std::vector<LayerTestCase> tests() {
     auto conv = [](int k, int r, int s, int st, int pad, bool bias) {
@@ -120,8 +119,8 @@ struct LayerTraits<ReluParams> : TraitsBase {
     for (int n = 0; n < a.in_shape[0].n; ++n) {
       const Nchw one{1, a.in_shape[0].c, a.in_shape[0].h, a.in_shape[0].w};
       ref::relu_bwd(one, a.out[0] + n * a.out_shape[0].nstride(),
-                    a.out_diff[0] + n * a.out_shape[0].nstride(),
-                    a.in_diff[0] + n * a.in_shape[0].nstride(), a.accumulate[0]);
+                    a.out_diff[0] + n * a.out_shape[0].nstride(), a.in_diff[0] + n * a.in_shape[0].nstride(),
+                    a.accumulate[0]);
     }
   }
   static std::vector<LayerTestCase> tests() {
@@ -144,8 +143,8 @@ struct LayerTraits<PoolParams> : TraitsBase {
   template <typename T>
   void backward(const LayerArgs<T>& a) const {
     if (!a.in_diff[0]) return;
-    ref::pool_bwd(a.in_shape[0], a.in[0], p.geom, a.out_shape[0], a.out_diff[0], nullptr,
-                  a.in_diff[0], a.accumulate[0]);
+    ref::pool_bwd(a.in_shape[0], a.in[0], p.geom, a.out_shape[0], a.out_diff[0], nullptr, a.in_diff[0],
+                  a.accumulate[0]);
   }
   static std::vector<LayerTestCase> tests() {
     auto pool = [](PoolMethod m, int k, int s, int pad) {
@@ -153,11 +152,11 @@ struct LayerTraits<PoolParams> : TraitsBase {
       return PoolParams{g};
     };
     PoolParams global{PoolGeom{PoolMethod::kAve, 1, 1, 1, 1, 0, 0, true}};
-    return {{pool(PoolMethod::kMax, 3, 2, 0), {{2, 2, 6, 6}}},   // CEIL: clipped edge window
-            {pool(PoolMethod::kMax, 3, 1, 1), {{1, 3, 5, 4}}},   // inception pool branch
+    return {{pool(PoolMethod::kMax, 3, 2, 0), {{2, 2, 6, 6}}},  // CEIL: clipped edge window
+            {pool(PoolMethod::kMax, 3, 1, 1), {{1, 3, 5, 4}}},  // inception pool branch
             {pool(PoolMethod::kMax, 3, 2, 1), {{1, 2, 7, 8}}},
             {pool(PoolMethod::kAve, 5, 3, 0), {{1, 2, 14, 14}}},  // aux head
-            {pool(PoolMethod::kAve, 3, 2, 1), {{2, 2, 6, 7}}},   // divisor: pad counts, overhang not
+            {pool(PoolMethod::kAve, 3, 2, 1), {{2, 2, 6, 7}}},    // divisor: pad counts, overhang not
             {pool(PoolMethod::kAve, 2, 2, 0), {{1, 2, 5, 5}}},
             {global, {{2, 3, 5, 4}}}};
   }
@@ -203,8 +202,8 @@ struct LayerTraits<ConcatParams> : TraitsBase {
     out.c = 0;
     for (const Nchw& s : in) {
       if (s.n != out.n || s.h != out.h || s.w != out.w)
-        throw Error(fmt::format("Concat bottoms differ in N/H/W: {}x{}x{} vs {}x{}x{}", s.n, s.h,
-                                s.w, out.n, out.h, out.w));
+        throw Error(fmt::format("Concat bottoms differ in N/H/W: {}x{}x{} vs {}x{}x{}", s.n, s.h, s.w, out.n,
+                                out.h, out.w));
       out.c += s.c;
     }
     return {out};
@@ -259,8 +258,8 @@ struct LayerTraits<FcParams> : TraitsBase {
   }
   template <typename T>
   void forward(const LayerArgs<T>& a) const {
-    ref::fc_fwd(a.in_shape[0], a.in[0], p.geom, a.w[0], p.geom.bias ? a.w[1] : nullptr,
-                a.out_shape[0], a.out[0]);
+    ref::fc_fwd(a.in_shape[0], a.in[0], p.geom, a.w[0], p.geom.bias ? a.w[1] : nullptr, a.out_shape[0],
+                a.out[0]);
   }
   template <typename T>
   void backward(const LayerArgs<T>& a) const {
@@ -307,7 +306,8 @@ struct LayerTraits<DropoutParams> : TraitsBase {
       const T* dy = a.out_diff[0] + n * a.out_shape[0].nstride();
       T* dx = a.in_diff[0] + n * s.nstride();
       for (std::int64_t i = 0; i < s.image(); ++i) {
-        const T v = ref::dropout_keep(stream, std::uint64_t(n) * s.image() + i, p.ratio) ? dy[i] * scale : T(0);
+        const T v =
+            ref::dropout_keep(stream, std::uint64_t(n) * s.image() + i, p.ratio) ? dy[i] * scale : T(0);
         dx[i] = a.accumulate[0] ? dx[i] + v : v;
       }
     }
@@ -342,8 +342,7 @@ struct LayerTraits<SoftmaxLossParams> : TraitsBase {
   template <typename T>
   void backward(const LayerArgs<T>& a) const {
     if (!a.in_diff[0]) return;
-    ref::softmax_loss_bwd(a.in_shape[0], a.saved, a.labels, T(p.loss_weight), a.in_diff[0],
-                          a.accumulate[0]);
+    ref::softmax_loss_bwd(a.in_shape[0], a.saved, a.labels, T(p.loss_weight), a.in_diff[0], a.accumulate[0]);
   }
   static std::vector<LayerTestCase> tests() {
     return {{SoftmaxLossParams{0.3f}, {{3, 5, 1, 1}, {3, 1, 1, 1}}},
@@ -390,8 +389,7 @@ struct LayerTraits<SoftmaxParams> : TraitsBase {
   template <typename T>
   void backward(const LayerArgs<T>& a) const {
     if (!a.in_diff[0]) return;
-    ref::softmax_bwd(a.out_shape[0], a.out[0], a.out_diff[0], a.in_shape[0], a.in_diff[0],
-                     a.accumulate[0]);
+    ref::softmax_bwd(a.out_shape[0], a.out[0], a.out_diff[0], a.in_shape[0], a.in_diff[0], a.accumulate[0]);
   }
   static std::vector<LayerTestCase> tests() {
     return {{SoftmaxParams{}, {{2, 5, 1, 1}}}, {SoftmaxParams{}, {{2, 4, 2, 2}}}};

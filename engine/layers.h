@@ -31,16 +31,16 @@ namespace incept {
 template <typename T>
 struct LayerArgs {
   std::vector<Nchw> in_shape, out_shape;
-  std::vector<const T*> in;        // bottoms' values
-  std::vector<T*> out;             // tops' values (== in[i] for in-place layers)
-  std::vector<T*> in_diff;         // bottoms' gradients (null: none wanted)
-  std::vector<const T*> out_diff;  // tops' gradients (null: none)
-  std::vector<char> accumulate;    // per bottom: add into in_diff instead of overwriting
-  std::vector<T*> w;               // parameter blobs (weights, bias), dense
-  std::vector<T*> w_diff;          // their gradients (accumulate)
+  std::vector<const T*> in;              // bottoms' values
+  std::vector<T*> out;                   // tops' values (== in[i] for in-place layers)
+  std::vector<T*> in_diff;               // bottoms' gradients (null: none wanted)
+  std::vector<const T*> out_diff;        // tops' gradients (null: none)
+  std::vector<char> accumulate;          // per bottom: add into in_diff instead of overwriting
+  std::vector<T*> w;                     // parameter blobs (weights, bias), dense
+  std::vector<T*> w_diff;                // their gradients (accumulate)
   const std::int32_t* labels = nullptr;  // int32[N*H*W] for loss/accuracy layers
-  T* saved = nullptr;      // per-layer state kept from forward to backward (dense)
-  T* workspace = nullptr;  // shared scratch, valid only during the call
+  T* saved = nullptr;                    // per-layer state kept from forward to backward (dense)
+  T* workspace = nullptr;                // shared scratch, valid only during the call
   bool training = true;
   ref::DropoutKey dropout_key;  // step and layer id filled by the net
 };

@@ -11,9 +11,15 @@ std::atomic<std::FILE*> g_file{nullptr};
 std::mutex g_log_mu;
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
-LogLevel log_level() { return static_cast<LogLevel>(g_level.load()); }
-void set_log_file(std::FILE* f) { g_file = f; }
+void set_log_level(LogLevel level) {
+  g_level = static_cast<int>(level);
+}
+LogLevel log_level() {
+  return static_cast<LogLevel>(g_level.load());
+}
+void set_log_file(std::FILE* f) {
+  g_file = f;
+}
 
 void log_line(LogLevel level, std::string_view message) {
   using namespace std::chrono;
@@ -42,8 +48,11 @@ std::string format_duration(double seconds) {
 }
 
 Progress::Progress(std::string label, std::int64_t total, double interval_s)
-    : label_(std::move(label)), total_(total), interval_s_(interval_s),
-      start_(std::chrono::steady_clock::now()), last_print_(start_) {}
+    : label_(std::move(label)),
+      total_(total),
+      interval_s_(interval_s),
+      start_(std::chrono::steady_clock::now()),
+      last_print_(start_) {}
 
 void Progress::update(std::int64_t done, std::string_view extra) {
   std::string text;
@@ -98,7 +107,8 @@ std::string Progress::line_locked(std::string_view extra) const {
   const double rate = dt > 0 ? static_cast<double>(done_) / dt : 0.0;
   std::string s = fmt::format("{}: {}", label_, done_);
   if (total_ > 0) {
-    s += fmt::format("/{} ({:.1f}%)", total_, 100.0 * static_cast<double>(done_) / static_cast<double>(total_));
+    s += fmt::format("/{} ({:.1f}%)", total_,
+                     100.0 * static_cast<double>(done_) / static_cast<double>(total_));
   }
   s += fmt::format(" {:.1f}/s", rate);
   if (total_ > 0 && rate > 0) s += " ETA " + format_duration(static_cast<double>(total_ - done_) / rate);

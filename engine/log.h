@@ -2,10 +2,11 @@
 // (count, total, rate, ETA, extra fields) for long work such as ingest and training.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <fmt/format.h>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -23,11 +24,13 @@ void log_line(LogLevel level, std::string_view message);
 
 template <typename... Args>
 void log_info(fmt::format_string<Args...> fmt, Args&&... args) {
-  if (log_level() <= LogLevel::kInfo) log_line(LogLevel::kInfo, fmt::format(fmt, std::forward<Args>(args)...));
+  if (log_level() <= LogLevel::kInfo)
+    log_line(LogLevel::kInfo, fmt::format(fmt, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void log_warn(fmt::format_string<Args...> fmt, Args&&... args) {
-  if (log_level() <= LogLevel::kWarn) log_line(LogLevel::kWarn, fmt::format(fmt, std::forward<Args>(args)...));
+  if (log_level() <= LogLevel::kWarn)
+    log_line(LogLevel::kWarn, fmt::format(fmt, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void log_error(fmt::format_string<Args...> fmt, Args&&... args) {
@@ -35,7 +38,8 @@ void log_error(fmt::format_string<Args...> fmt, Args&&... args) {
 }
 template <typename... Args>
 void log_debug(fmt::format_string<Args...> fmt, Args&&... args) {
-  if (log_level() <= LogLevel::kDebug) log_line(LogLevel::kDebug, fmt::format(fmt, std::forward<Args>(args)...));
+  if (log_level() <= LogLevel::kDebug)
+    log_line(LogLevel::kDebug, fmt::format(fmt, std::forward<Args>(args)...));
 }
 
 // "1h02m", "3m05s", "12s": for ETAs and durations.

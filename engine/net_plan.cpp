@@ -2,10 +2,10 @@
 // gradient flow and fan-out accumulation, lifetime-based arena placement, parameter layout.
 #include "engine/net_plan.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
-
-#include <fmt/format.h>
 
 #include "engine/check.h"
 #include "engine/layers.h"
@@ -14,7 +14,9 @@
 namespace incept {
 namespace {
 
-std::int64_t align_up(std::int64_t v, std::int64_t a) { return (v + a - 1) / a * a; }
+std::int64_t align_up(std::int64_t v, std::int64_t a) {
+  return (v + a - 1) / a * a;
+}
 
 // Builds layers, blobs and params (no offsets yet).
 void build_graph(const NetSpec& spec, const PlanOptions& opt, NetPlan& plan) {
@@ -59,8 +61,8 @@ void build_graph(const NetSpec& spec, const PlanOptions& opt, NetPlan& plan) {
       throw Error(fmt::format("layer {}: {}", ls.name, e.what()));
     }
     if (out.size() != ls.tops.size())
-      throw Error(fmt::format("layer {} ({}): {} top(s) expected, {} given", ls.name,
-                              kind_name(lp.kind()), out.size(), ls.tops.size()));
+      throw Error(fmt::format("layer {} ({}): {} top(s) expected, {} given", ls.name, kind_name(lp.kind()),
+                              out.size(), ls.tops.size()));
     for (std::size_t t = 0; t < out.size(); ++t) {
       const bool in_place = !ls.bottoms.empty() && ls.tops[t] == ls.bottoms[0];
       if (in_place) {
@@ -107,15 +109,19 @@ void alias_concats(NetPlan& plan) {
     for (int b : lp.bottoms) {
       BlobPlan& bb = plan.blobs[b];
       if (bb.is_input || bb.root != b)
-        throw Error(fmt::format("layer {}: bottom '{}' cannot become a concat slice (net input or "
-                                "already a slice)", lp.name, bb.name));
+        throw Error(
+            fmt::format("layer {}: bottom '{}' cannot become a concat slice (net input or "
+                        "already a slice)",
+                        lp.name, bb.name));
       for (std::size_t o = 0; o < plan.layers.size(); ++o) {
         const LayerPlan& other = plan.layers[o];
         const bool reads = std::count(other.bottoms.begin(), other.bottoms.end(), b) > 0;
         const bool in_place = std::count(other.tops.begin(), other.tops.end(), b) > 0;
         if (o != l && reads && !in_place)
-          throw Error(fmt::format("layer {}: concat bottom '{}' is also read by {}; give it its "
-                                  "own copy", lp.name, bb.name, other.name));
+          throw Error(
+              fmt::format("layer {}: concat bottom '{}' is also read by {}; give it its "
+                          "own copy",
+                          lp.name, bb.name, other.name));
       }
       bb.root = lp.tops[0];
       bb.root_channel = c0;
@@ -172,8 +178,8 @@ void plan_gradients(NetPlan& plan, std::vector<char>& root_has_diff) {
     for (int l = nl - 1; l >= 0; --l) {
       LayerPlan& lp = plan.layers[l];
       if (!lp.run_backward || !reads_top_diff(lp.params)) continue;
-      const bool touches = std::any_of(lp.tops.begin(), lp.tops.end(),
-                                       [&](int t) { return plan.blobs[t].root == r; });
+      const bool touches =
+          std::any_of(lp.tops.begin(), lp.tops.end(), [&](int t) { return plan.blobs[t].root == r; });
       if (!touches) continue;
       root_has_diff[r] = 1;
       lp.zero_diffs.push_back(r);
@@ -287,8 +293,8 @@ int NetPlan::conv_count() const {
 std::string NetPlan::memory_summary(int bytes) const {
   const double mib = 1024.0 * 1024.0;
   return fmt::format("activations {:.1f} MiB (unshared {:.1f}), params {:.1f} MiB x3, workspace {:.1f} MiB",
-                     activation_elems * bytes / mib, unshared_elems * bytes / mib,
-                     param_elems * bytes / mib, workspace_elems * bytes / mib);
+                     activation_elems * bytes / mib, unshared_elems * bytes / mib, param_elems * bytes / mib,
+                     workspace_elems * bytes / mib);
 }
 
 }  // namespace incept

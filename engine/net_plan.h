@@ -35,23 +35,23 @@ struct PlanOptions {
 
 struct BlobPlan {
   std::string name;
-  Nchw shape;                      // view: n_stride > C*H*W for concat slices
-  std::int64_t offset = -1;        // values: elements into the activation arena (-1: labels)
-  std::int64_t diff_offset = -1;   // gradient; -1: no gradient flows here
-  int producer = -1;               // layer index (-1: net input)
-  int root = -1;                   // blob whose storage this one is a slice of (itself if none)
-  int root_channel = 0;            // channel offset within the root
-  bool is_input = false;           // the data blob
-  bool is_label = false;           // int32 labels, kept outside the arena
-  bool is_output = false;          // consumed by no layer (loss, accuracy, softmax)
+  Nchw shape;                     // view: n_stride > C*H*W for concat slices
+  std::int64_t offset = -1;       // values: elements into the activation arena (-1: labels)
+  std::int64_t diff_offset = -1;  // gradient; -1: no gradient flows here
+  int producer = -1;              // layer index (-1: net input)
+  int root = -1;                  // blob whose storage this one is a slice of (itself if none)
+  int root_channel = 0;           // channel offset within the root
+  bool is_input = false;          // the data blob
+  bool is_label = false;          // int32 labels, kept outside the arena
+  bool is_output = false;         // consumed by no layer (loss, accuracy, softmax)
 };
 
 struct ParamPlan {
   std::string layer;
-  int index = 0;                   // 0 weights, 1 bias
-  std::vector<int> shape;          // Caffe blob shape: {K, C, R, S}, {M, K}, {K}
+  int index = 0;           // 0 weights, 1 bias
+  std::vector<int> shape;  // Caffe blob shape: {K, C, R, S}, {M, K}, {K}
   std::int64_t count = 0;
-  std::int64_t offset = 0;         // elements into the parameter (and gradient, momentum) arena
+  std::int64_t offset = 0;  // elements into the parameter (and gradient, momentum) arena
   float lr_mult = 1.f, decay_mult = 1.f;
   FillerSpec filler;
 };
@@ -76,17 +76,17 @@ struct LayerPlan {
 struct NetPlan {
   std::string name;
   PlanOptions options;
-  std::vector<LayerPlan> layers;   // forward order
+  std::vector<LayerPlan> layers;  // forward order
   std::vector<BlobPlan> blobs;
-  std::vector<ParamPlan> params;   // forward layer order: reverse-order buckets are contiguous
+  std::vector<ParamPlan> params;  // forward layer order: reverse-order buckets are contiguous
   int data_blob = -1, label_blob = -1;
   std::int64_t activation_elems = 0;  // arena of values + gradients + saved state
   std::int64_t unshared_elems = 0;    // what it would be without lifetime reuse
   std::int64_t param_elems = 0;       // arena of parameters (= gradients = momentum)
   std::int64_t workspace_elems = 0;   // largest per-layer scratch
 
-  std::int64_t param_count() const;   // learnable values (without alignment padding)
-  int blob(const std::string& name) const;  // latest blob of that name; throws if none
+  std::int64_t param_count() const;               // learnable values (without alignment padding)
+  int blob(const std::string& name) const;        // latest blob of that name; throws if none
   int find_layer(const std::string& name) const;  // -1 if none
   int conv_count() const;
   // "activations 123.4 MiB (unshared 456.7), params 51.0 MiB x3, workspace 9.8 MiB" for T of `bytes`.

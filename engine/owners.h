@@ -73,7 +73,9 @@ class DeviceBuffer {
 
   void* data() const { return ptr_; }
   template <typename T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   std::size_t bytes() const { return bytes_; }
 
   void upload(const void* host, std::size_t bytes, cudaStream_t s = nullptr);
@@ -99,9 +101,13 @@ class PinnedBuffer {
 
   void* data() const { return ptr_; }
   template <typename T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   template <typename T>
-  std::span<T> span() const { return {static_cast<T*>(ptr_), bytes_ / sizeof(T)}; }
+  std::span<T> span() const {
+    return {static_cast<T*>(ptr_), bytes_ / sizeof(T)};
+  }
   std::size_t bytes() const { return bytes_; }
 
  private:

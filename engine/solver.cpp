@@ -25,29 +25,39 @@ std::int64_t interval(double epochs_interval, std::int64_t train_iter, std::int6
 
 }  // namespace
 
-const char* lr_policy_name(LrPolicy p) { return kPolicyNames[int(p)]; }
+const char* lr_policy_name(LrPolicy p) {
+  return kPolicyNames[int(p)];
+}
 
 LrPolicy parse_lr_policy(const std::string& name) {
   for (int i = 0; i < 7; ++i)
     if (name == kPolicyNames[i]) return LrPolicy(i);
-  throw Error(fmt::format("unknown learning-rate policy '{}'; use one of fixed, step, multistep, "
-                          "exp, inv, poly, sigmoid", name));
+  throw Error(
+      fmt::format("unknown learning-rate policy '{}'; use one of fixed, step, multistep, "
+                  "exp, inv, poly, sigmoid",
+                  name));
 }
 
 double LrSchedule::rate(std::int64_t iter) const {
   const double it = double(iter);
   switch (policy) {
-    case LrPolicy::kFixed: return base_lr;
-    case LrPolicy::kStep: return base_lr * std::pow(gamma, double(iter / stepsize));
-    case LrPolicy::kExp: return base_lr * std::pow(gamma, it);
-    case LrPolicy::kInv: return base_lr * std::pow(1.0 + gamma * it, -power);
+    case LrPolicy::kFixed:
+      return base_lr;
+    case LrPolicy::kStep:
+      return base_lr * std::pow(gamma, double(iter / stepsize));
+    case LrPolicy::kExp:
+      return base_lr * std::pow(gamma, it);
+    case LrPolicy::kInv:
+      return base_lr * std::pow(1.0 + gamma * it, -power);
     case LrPolicy::kMultiStep: {
       int step = 0;
       while (step < int(stepvalues.size()) && iter >= stepvalues[step]) ++step;
       return base_lr * std::pow(gamma, double(step));
     }
-    case LrPolicy::kPoly: return base_lr * std::pow(1.0 - it / double(max_iter), power);
-    case LrPolicy::kSigmoid: return base_lr * (1.0 / (1.0 + std::exp(-gamma * (it - double(stepsize)))));
+    case LrPolicy::kPoly:
+      return base_lr * std::pow(1.0 - it / double(max_iter), power);
+    case LrPolicy::kSigmoid:
+      return base_lr * (1.0 / (1.0 + std::exp(-gamma * (it - double(stepsize)))));
   }
   return base_lr;
 }
@@ -92,24 +102,29 @@ SolverSettings digits_solver(const DigitsSolverForm& f, std::int64_t n_train, st
   const double scale = double(s.max_iter) / 100.0;
   auto pick = [](double v, double dflt) { return v >= 0 ? v : dflt; };
   switch (f.policy) {
-    case LrPolicy::kFixed: break;
+    case LrPolicy::kFixed:
+      break;
     case LrPolicy::kStep:
       lr.stepsize = std::int64_t(std::ceil(pick(f.step_percent, 33) * scale));
       lr.gamma = pick(f.gamma, 0.1);
       break;
     case LrPolicy::kMultiStep: {
-      const std::vector<double> pcts = f.multistep_percents.empty() ? std::vector<double>{50, 85}
-                                                                    : f.multistep_percents;
+      const std::vector<double> pcts =
+          f.multistep_percents.empty() ? std::vector<double>{50, 85} : f.multistep_percents;
       for (double p : pcts) lr.stepvalues.push_back(std::int64_t(std::ceil(p * scale)));
       lr.gamma = pick(f.gamma, 0.5);
       break;
     }
-    case LrPolicy::kExp: lr.gamma = std::pow(pick(f.gamma, 0.95), 1.0 / scale); break;
+    case LrPolicy::kExp:
+      lr.gamma = std::pow(pick(f.gamma, 0.95), 1.0 / scale);
+      break;
     case LrPolicy::kInv:
       lr.gamma = pick(f.gamma, 0.1) / scale;
       lr.power = pick(f.power, 0.5);
       break;
-    case LrPolicy::kPoly: lr.power = pick(f.power, 3); break;
+    case LrPolicy::kPoly:
+      lr.power = pick(f.power, 3);
+      break;
     case LrPolicy::kSigmoid:
       lr.gamma = -pick(f.gamma, 0.1) / scale;
       lr.stepsize = std::int64_t(std::ceil(pick(f.step_percent, 50) * scale));
@@ -124,13 +139,14 @@ std::string SolverSettings::prototxt(const std::string& net_file) const {
   if (test_interval > 0) t += fmt::format("test_iter: {}\ntest_interval: {}\n", test_iter, test_interval);
   t += fmt::format("base_lr: {}\ndisplay: {}\nmax_iter: {}\nlr_policy: \"{}\"\n", lr.base_lr, display,
                    max_iter, lr_policy_name(lr.policy));
-  if (lr.policy != LrPolicy::kFixed && lr.policy != LrPolicy::kPoly) t += fmt::format("gamma: {}\n", lr.gamma);
+  if (lr.policy != LrPolicy::kFixed && lr.policy != LrPolicy::kPoly)
+    t += fmt::format("gamma: {}\n", lr.gamma);
   if (lr.policy == LrPolicy::kInv || lr.policy == LrPolicy::kPoly) t += fmt::format("power: {}\n", lr.power);
   if (lr.policy == LrPolicy::kStep || lr.policy == LrPolicy::kSigmoid)
     t += fmt::format("stepsize: {}\n", lr.stepsize);
   for (std::int64_t v : lr.stepvalues) t += fmt::format("stepvalue: {}\n", v);
-  t += fmt::format("momentum: {}\nweight_decay: {}\nsnapshot: {}\nsnapshot_prefix: \"snapshot\"\n",
-                   momentum, weight_decay, snapshot);
+  t += fmt::format("momentum: {}\nweight_decay: {}\nsnapshot: {}\nsnapshot_prefix: \"snapshot\"\n", momentum,
+                   weight_decay, snapshot);
   if (iter_size > 1) t += fmt::format("iter_size: {}\n", iter_size);
   return t;
 }

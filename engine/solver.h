@@ -13,7 +13,7 @@
 namespace incept {
 
 enum class LrPolicy { kFixed, kStep, kMultiStep, kExp, kInv, kPoly, kSigmoid };
-const char* lr_policy_name(LrPolicy p);  // Caffe's string: "fixed", "step", ...
+const char* lr_policy_name(LrPolicy p);             // Caffe's string: "fixed", "step", ...
 LrPolicy parse_lr_policy(const std::string& name);  // throws Error listing the valid names
 
 // Caffe's SGDSolver::GetLearningRate with solver.prototxt values (already scaled).
@@ -48,15 +48,15 @@ struct DigitsSolverForm {
 
 // What DIGITS writes into solver.prototxt for a dataset of n_train / n_val images.
 struct SolverSettings {
-  std::int64_t train_iter = 0;    // ceil(n_train / (batch * iter_size)): iterations per epoch
-  std::int64_t max_iter = 0;      // train_iter * epochs
-  std::int64_t snapshot = 0;      // 0: only the final snapshot
-  std::int64_t test_interval = 0; // 0: no validation set
-  std::int64_t test_iter = 0;     // ceil(n_val / val_batch)
+  std::int64_t train_iter = 0;     // ceil(n_train / (batch * iter_size)): iterations per epoch
+  std::int64_t max_iter = 0;       // train_iter * epochs
+  std::int64_t snapshot = 0;       // 0: only the final snapshot
+  std::int64_t test_interval = 0;  // 0: no validation set
+  std::int64_t test_iter = 0;      // ceil(n_val / val_batch)
   std::int64_t display = 1;
   int batch_size = 0, val_batch_size = 0, iter_size = 1;
   double momentum = 0.9;
-  double weight_decay = 0;        // base_lr / 100
+  double weight_decay = 0;  // base_lr / 100
   LrSchedule lr;
 
   // Iterations at which the rate changes (step, multistep) within [1, max_iter).
@@ -65,8 +65,8 @@ struct SolverSettings {
   std::string prototxt(const std::string& net_file = "train_val.prototxt") const;
 };
 
-SolverSettings digits_solver(const DigitsSolverForm& form, std::int64_t n_train,
-                             std::int64_t n_val, int net_train_batch, int net_val_batch);
+SolverSettings digits_solver(const DigitsSolverForm& form, std::int64_t n_train, std::int64_t n_val,
+                             int net_train_batch, int net_val_batch);
 
 // SGD with momentum over a CpuNet: one step = zero gradients (one fill), iter_size x
 // (forward + backward), then for every parameter blob

@@ -79,8 +79,8 @@ __global__ void relu_fwd_kernel(int c_dim, int hw, long long nstride, const T* _
 }
 
 template <typename T>
-__global__ void relu_bwd_kernel(int c_dim, int hw, long long nstride, const T* __restrict__ y,
-                                const T* dy, T* dx, bool accumulate) {
+__global__ void relu_bwd_kernel(int c_dim, int hw, long long nstride, const T* __restrict__ y, const T* dy,
+                                T* dx, bool accumulate) {
   const int plane = blockIdx.x;
   const long long off = (plane / c_dim) * nstride + static_cast<long long>(plane % c_dim) * hw;
   for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < hw; i += gridDim.y * blockDim.x) {
@@ -93,8 +93,8 @@ __global__ void relu_bwd_kernel(int c_dim, int hw, long long nstride, const T* _
 // One block per channel: walk every image's plane of that channel, write dz, sum it.
 // (Fallback when the caller gives no partial-sum scratch.)
 template <typename T>
-__global__ void relu_bias_bwd_kernel(int n_dim, int c_dim, int hw, long long nstride,
-                                     const T* __restrict__ y, const T* dy, bool relu, T* dz, T* db) {
+__global__ void relu_bias_bwd_kernel(int n_dim, int c_dim, int hw, long long nstride, const T* __restrict__ y,
+                                     const T* dy, bool relu, T* dz, T* db) {
   const int c = blockIdx.x;
   float sum = 0.f;
   const int total = n_dim * hw;
@@ -200,18 +200,20 @@ void bias_relu_fwd(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t s
     KERNEL_CHECK("bias_relu_fwd_flat_kernel");
     return;
   }
-  bias_relu_fwd_kernel<T><<<plane_grid(s), plane_threads(s), 0, stream>>>(s.c, s.h * s.w, s.nstride(), bias,
-                                                                   relu, y);
+  bias_relu_fwd_kernel<T>
+      <<<plane_grid(s), plane_threads(s), 0, stream>>>(s.c, s.h * s.w, s.nstride(), bias, relu, y);
   KERNEL_CHECK("bias_relu_fwd_kernel");
 }
 
 template <typename T>
 void bias_relu_fwd_nhwc(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream) {
   if (s.count() == 0) return;
-  if (s.count() >= (std::int64_t(1) << 32)) throw Error("bias_relu_fwd_nhwc: tensor too large for 32-bit indexing");
+  if (s.count() >= (std::int64_t(1) << 32))
+    throw Error("bias_relu_fwd_nhwc: tensor too large for 32-bit indexing");
   const int hw = s.h * s.w;
   bias_relu_fwd_nhwc_kernel<T><<<grid_for(s.count(), kThreads), kThreads, 0, stream>>>(
-      static_cast<unsigned>(s.count()), s.c, hw, static_cast<int>(s.nstride() / hw), s.nstride(), bias, relu, y);
+      static_cast<unsigned>(s.count()), s.c, hw, static_cast<int>(s.nstride() / hw), s.nstride(), bias, relu,
+      y);
   KERNEL_CHECK("bias_relu_fwd_nhwc_kernel");
 }
 
@@ -225,8 +227,8 @@ void relu_fwd(const Nchw& s, const T* x, T* y, cudaStream_t stream) {
 template <typename T>
 void relu_bwd(const Nchw& s, const T* y, const T* dy, T* dx, bool accumulate, cudaStream_t stream) {
   if (s.count() == 0) return;
-  relu_bwd_kernel<T><<<plane_grid(s), plane_threads(s), 0, stream>>>(s.c, s.h * s.w, s.nstride(), y, dy, dx,
-                                                              accumulate);
+  relu_bwd_kernel<T>
+      <<<plane_grid(s), plane_threads(s), 0, stream>>>(s.c, s.h * s.w, s.nstride(), y, dy, dx, accumulate);
   KERNEL_CHECK("relu_bwd_kernel");
 }
 
@@ -243,8 +245,11 @@ void relu_bias_bwd(const Nchw& s, const T* y, const T* dy, bool relu, T* dz, T* 
   const int hw = s.h * s.w;
   if (db == nullptr || partial == nullptr) {
     if (db == nullptr) {  // no bias: the masking alone, elementwise
-      if (relu) relu_bwd<T>(s, y, dy, dz, false, stream);
-      else if (dz != dy) relu_bias_bwd_kernel<T><<<s.c, 512, 0, stream>>>(s.n, s.c, hw, s.nstride(), y, dy, false, dz, nullptr);
+      if (relu)
+        relu_bwd<T>(s, y, dy, dz, false, stream);
+      else if (dz != dy)
+        relu_bias_bwd_kernel<T>
+            <<<s.c, 512, 0, stream>>>(s.n, s.c, hw, s.nstride(), y, dy, false, dz, nullptr);
       KERNEL_CHECK("relu_bias_bwd_kernel");
       return;
     }
@@ -255,18 +260,18 @@ void relu_bias_bwd(const Nchw& s, const T* y, const T* dy, bool relu, T* dz, T* 
   const int per = images_per_chunk(s);
   const int chunks = (s.n + per - 1) / per;
   const int threads = hw >= 256 ? 256 : std::max(64, std::min(256, (per * hw + 31) / 32 * 32));
-  relu_bias_bwd_partial_kernel<T><<<dim3(chunks, s.c), threads, 0, stream>>>(s.n, hw, s.nstride(), per, y, dy,
-                                                                              relu, dz, partial);
+  relu_bias_bwd_partial_kernel<T>
+      <<<dim3(chunks, s.c), threads, 0, stream>>>(s.n, hw, s.nstride(), per, y, dy, relu, dz, partial);
   KERNEL_CHECK("relu_bias_bwd_partial_kernel");
   bias_grad_finish_kernel<T><<<(s.c + 127) / 128, 128, 0, stream>>>(s.c, chunks, partial, db);
   KERNEL_CHECK("bias_grad_finish_kernel");
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                   \
-  template void bias_relu_fwd<T>(const Nchw&, const T*, bool, T*, cudaStream_t);                \
-  template void relu_fwd<T>(const Nchw&, const T*, T*, cudaStream_t);                           \
-  template void bias_relu_fwd_nhwc<T>(const Nchw&, const T*, bool, T*, cudaStream_t);           \
-  template void relu_bwd<T>(const Nchw&, const T*, const T*, T*, bool, cudaStream_t);           \
+#define INCEPT_INSTANTIATE(T)                                                         \
+  template void bias_relu_fwd<T>(const Nchw&, const T*, bool, T*, cudaStream_t);      \
+  template void relu_fwd<T>(const Nchw&, const T*, T*, cudaStream_t);                 \
+  template void bias_relu_fwd_nhwc<T>(const Nchw&, const T*, bool, T*, cudaStream_t); \
+  template void relu_bwd<T>(const Nchw&, const T*, const T*, T*, bool, cudaStream_t); \
   template void relu_bias_bwd<T>(const Nchw&, const T*, const T*, bool, T*, T*, float*, cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)

@@ -10,8 +10,8 @@ namespace incept::ref {
 namespace {
 
 bool pointwise(const ConvGeom& g) {
-  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
-         g.pad_h == 0 && g.pad_w == 0;
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
+         g.pad_w == 0;
 }
 
 }  // namespace
@@ -79,8 +79,8 @@ void col2im_add(const T* col, int c, int h, int w, const ConvGeom& g, T* x) {
 }
 
 template <typename T>
-void conv_fwd(const Nchw& xs, const T* x, const ConvGeom& g, const T* w, const T* b,
-              const Nchw& ys, T* y, T* col) {
+void conv_fwd(const Nchw& xs, const T* x, const ConvGeom& g, const T* w, const T* b, const Nchw& ys, T* y,
+              T* col) {
   const int k = g.num_output;
   const int p = ys.h * ys.w;
   const int crs = xs.c * g.kernel_h * g.kernel_w;
@@ -103,8 +103,8 @@ void conv_fwd(const Nchw& xs, const T* x, const ConvGeom& g, const T* w, const T
 }
 
 template <typename T>
-void conv_bwd_data(const Nchw& ys, const T* dy, const ConvGeom& g, const T* w, const Nchw& xs,
-                   T* dx, T* col, bool accumulate) {
+void conv_bwd_data(const Nchw& ys, const T* dy, const ConvGeom& g, const T* w, const Nchw& xs, T* dx, T* col,
+                   bool accumulate) {
   const int k = g.num_output;
   const int p = ys.h * ys.w;
   const int crs = xs.c * g.kernel_h * g.kernel_w;
@@ -122,8 +122,8 @@ void conv_bwd_data(const Nchw& ys, const T* dy, const ConvGeom& g, const T* w, c
 }
 
 template <typename T>
-void conv_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const ConvGeom& g,
-                     T* dw, T* db, T* col) {
+void conv_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const ConvGeom& g, T* dw, T* db,
+                     T* col) {
   const int k = g.num_output;
   const int p = ys.h * ys.w;
   const int crs = xs.c * g.kernel_h * g.kernel_w;
@@ -147,15 +147,14 @@ void conv_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, co
   }
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                   \
-  template void im2col<T>(const T*, int, int, int, const ConvGeom&, T*);                        \
-  template void col2im_add<T>(const T*, int, int, int, const ConvGeom&, T*);                    \
-  template void conv_fwd<T>(const Nchw&, const T*, const ConvGeom&, const T*, const T*,        \
-                            const Nchw&, T*, T*);                                              \
-  template void conv_bwd_data<T>(const Nchw&, const T*, const ConvGeom&, const T*, const Nchw&, \
-                                 T*, T*, bool);                                                \
-  template void conv_bwd_filter<T>(const Nchw&, const T*, const Nchw&, const T*,               \
-                                   const ConvGeom&, T*, T*, T*);
+#define INCEPT_INSTANTIATE(T)                                                                            \
+  template void im2col<T>(const T*, int, int, int, const ConvGeom&, T*);                                 \
+  template void col2im_add<T>(const T*, int, int, int, const ConvGeom&, T*);                             \
+  template void conv_fwd<T>(const Nchw&, const T*, const ConvGeom&, const T*, const T*, const Nchw&, T*, \
+                            T*);                                                                         \
+  template void conv_bwd_data<T>(const Nchw&, const T*, const ConvGeom&, const T*, const Nchw&, T*, T*,  \
+                                 bool);                                                                  \
+  template void conv_bwd_filter<T>(const Nchw&, const T*, const Nchw&, const T*, const ConvGeom&, T*, T*, T*);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(double)
 #undef INCEPT_INSTANTIATE

@@ -24,18 +24,18 @@ std::int64_t conv_col_elems(const Nchw& x, const ConvGeom& g);
 
 // y = conv(x, w) + b. y: NCHW view, shape conv_out_shape(xs, g).
 template <typename T>
-void conv_fwd(const Nchw& xs, const T* x, const ConvGeom& g, const T* w, const T* b,
-              const Nchw& ys, T* y, T* col);
+void conv_fwd(const Nchw& xs, const T* x, const ConvGeom& g, const T* w, const T* b, const Nchw& ys, T* y,
+              T* col);
 
 // dx (= or +=) conv_transpose(dy, w). dx uses the view xs, dy the view ys.
 template <typename T>
-void conv_bwd_data(const Nchw& ys, const T* dy, const ConvGeom& g, const T* w, const Nchw& xs,
-                   T* dx, T* col, bool accumulate = false);
+void conv_bwd_data(const Nchw& ys, const T* dy, const ConvGeom& g, const T* w, const Nchw& xs, T* dx, T* col,
+                   bool accumulate = false);
 
 // dw += dy (x) x over the batch; db[k] += sum of dy over N, H, W (db may be null).
 template <typename T>
-void conv_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const ConvGeom& g,
-                     T* dw, T* db, T* col);
+void conv_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const ConvGeom& g, T* dw, T* db,
+                     T* col);
 
 // Caffe's im2col / col2im for one image (dense C*H*W plane stack). col is [C*R*S, Ho*Wo].
 template <typename T>

@@ -51,11 +51,11 @@ void dropout_bwd(const Nchw& s, const T* dy, float ratio, const ref::DropoutKey&
   launch(s, dy, ratio, key, step_dev, dx, accumulate, stream);
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                       \
-  template void dropout_fwd<T>(const Nchw&, const T*, float, const ref::DropoutKey&,                \
-                               const std::uint64_t*, T*, cudaStream_t);                             \
-  template void dropout_bwd<T>(const Nchw&, const T*, float, const ref::DropoutKey&,                \
-                               const std::uint64_t*, T*, bool, cudaStream_t);
+#define INCEPT_INSTANTIATE(T)                                                                              \
+  template void dropout_fwd<T>(const Nchw&, const T*, float, const ref::DropoutKey&, const std::uint64_t*, \
+                               T*, cudaStream_t);                                                          \
+  template void dropout_bwd<T>(const Nchw&, const T*, float, const ref::DropoutKey&, const std::uint64_t*, \
+                               T*, bool, cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)
 #undef INCEPT_INSTANTIATE

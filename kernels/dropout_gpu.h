@@ -9,9 +9,9 @@
 // launch; null, key.step is used. Gradient contract: dx overwritten unless accumulate.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "kernels/dropout_ref.h"
 #include "kernels/dtype_gpu.h"

@@ -27,15 +27,13 @@ void dropout_fwd(const Nchw& s, const T* x, float ratio, const DropoutKey& key, 
 }
 
 template <typename T>
-void dropout_bwd(const Nchw& s, const T* dy, float ratio, const DropoutKey& key, T* dx,
-                 bool accumulate) {
+void dropout_bwd(const Nchw& s, const T* dy, float ratio, const DropoutKey& key, T* dx, bool accumulate) {
   apply(s, dy, ratio, key, dx, accumulate);
 }
 
 template void dropout_fwd<float>(const Nchw&, const float*, float, const DropoutKey&, float*);
 template void dropout_fwd<double>(const Nchw&, const double*, float, const DropoutKey&, double*);
 template void dropout_bwd<float>(const Nchw&, const float*, float, const DropoutKey&, float*, bool);
-template void dropout_bwd<double>(const Nchw&, const double*, float, const DropoutKey&, double*,
-                                  bool);
+template void dropout_bwd<double>(const Nchw&, const double*, float, const DropoutKey&, double*, bool);
 
 }  // namespace incept::ref

@@ -42,8 +42,8 @@ constexpr bool dropout_keep(std::uint64_t stream, std::uint64_t i, float ratio) 
 
 struct DropoutKey {
   std::uint64_t seed = 0;
-  std::uint64_t step = 0;       // training iteration: forward and backward of a step agree
-  std::uint32_t layer_id = 0;   // the layer's index in the net
+  std::uint64_t step = 0;      // training iteration: forward and backward of a step agree
+  std::uint32_t layer_id = 0;  // the layer's index in the net
 };
 
 // y = x * keep * 1/(1-ratio)

@@ -14,8 +14,12 @@ namespace incept::kernels {
 
 enum class DType { kF32 = 0, kBF16 = 1 };
 
-constexpr std::size_t dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
-constexpr const char* dtype_name(DType t) { return t == DType::kF32 ? "fp32" : "bf16"; }
+constexpr std::size_t dtype_size(DType t) {
+  return t == DType::kF32 ? 4 : 2;
+}
+constexpr const char* dtype_name(DType t) {
+  return t == DType::kF32 ? "fp32" : "bf16";
+}
 
 template <typename T>
 struct DTypeOf;
@@ -28,13 +32,19 @@ struct DTypeOf<__nv_bfloat16> {
   static constexpr DType value = DType::kBF16;
 };
 
-__host__ __device__ inline float to_f32(float v) { return v; }
-__host__ __device__ inline float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__host__ __device__ inline float to_f32(float v) {
+  return v;
+}
+__host__ __device__ inline float to_f32(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
 
 template <typename T>
 __host__ __device__ inline T from_f32(float v);
 template <>
-__host__ __device__ inline float from_f32<float>(float v) { return v; }
+__host__ __device__ inline float from_f32<float>(float v) {
+  return v;
+}
 template <>
 __host__ __device__ inline __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);

@@ -2,8 +2,9 @@
 // Launchers never allocate and never synchronize.
 #pragma once
 
-#include <cstddef>
 #include <cuda_runtime.h>
+
+#include <cstddef>
 
 namespace incept::kernels {
 

@@ -6,8 +6,7 @@
 namespace incept::ref {
 
 template <typename T>
-void fc_fwd(const Nchw& xs, const T* x, const FcGeom& g, const T* w, const T* b, const Nchw& ys,
-            T* y) {
+void fc_fwd(const Nchw& xs, const T* x, const FcGeom& g, const T* w, const T* b, const Nchw& ys, T* y) {
   const int k = int(xs.image()), m = g.num_output;
   gemm(false, true, xs.n, m, k, T(1), x, int(xs.nstride()), w, k, T(0), y, int(ys.nstride()));
   if (g.bias && b)
@@ -24,8 +23,7 @@ void fc_bwd_data(const Nchw& ys, const T* dy, const FcGeom& g, const T* w, const
 }
 
 template <typename T>
-void fc_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const FcGeom& g,
-                   T* dw, T* db) {
+void fc_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const FcGeom& g, T* dw, T* db) {
   const int k = int(xs.image()), m = g.num_output;
   gemm(true, false, m, k, xs.n, T(1), dy, int(ys.nstride()), x, int(xs.nstride()), T(1), dw, k);
   if (g.bias && db)
@@ -33,13 +31,10 @@ void fc_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, cons
       for (int j = 0; j < m; ++j) db[j] += dy[n * ys.nstride() + j];
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                 \
-  template void fc_fwd<T>(const Nchw&, const T*, const FcGeom&, const T*, const T*,          \
-                          const Nchw&, T*);                                                  \
-  template void fc_bwd_data<T>(const Nchw&, const T*, const FcGeom&, const T*, const Nchw&,  \
-                               T*, bool);                                                    \
-  template void fc_bwd_filter<T>(const Nchw&, const T*, const Nchw&, const T*, const FcGeom&, \
-                                 T*, T*);
+#define INCEPT_INSTANTIATE(T)                                                                          \
+  template void fc_fwd<T>(const Nchw&, const T*, const FcGeom&, const T*, const T*, const Nchw&, T*);  \
+  template void fc_bwd_data<T>(const Nchw&, const T*, const FcGeom&, const T*, const Nchw&, T*, bool); \
+  template void fc_bwd_filter<T>(const Nchw&, const T*, const Nchw&, const T*, const FcGeom&, T*, T*);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(double)
 #undef INCEPT_INSTANTIATE

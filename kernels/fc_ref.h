@@ -11,8 +11,7 @@
 namespace incept::ref {
 
 template <typename T>
-void fc_fwd(const Nchw& xs, const T* x, const FcGeom& g, const T* w, const T* b, const Nchw& ys,
-            T* y);
+void fc_fwd(const Nchw& xs, const T* x, const FcGeom& g, const T* w, const T* b, const Nchw& ys, T* y);
 
 // dx (= or +=) dy * W
 template <typename T>
@@ -21,7 +20,6 @@ void fc_bwd_data(const Nchw& ys, const T* dy, const FcGeom& g, const T* w, const
 
 // dw += dy^T * x; db += column sums of dy (db may be null)
 template <typename T>
-void fc_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const FcGeom& g,
-                   T* dw, T* db);
+void fc_bwd_filter(const Nchw& xs, const T* x, const Nchw& ys, const T* dy, const FcGeom& g, T* dw, T* db);
 
 }  // namespace incept::ref

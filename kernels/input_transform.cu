@@ -23,10 +23,12 @@ __global__ void input_transform_fwd_kernel(int n_dim, int src_h, int src_w, int 
     const int h = r / crop, w = r - h * crop;
     const CropParams p = params[n];
     const int sy = p.y0 + h, sx = p.x0 + (p.mirror ? crop - 1 - w : w);
-    const std::uint8_t* px = src + (static_cast<long long>(n) * src_h * src_w + static_cast<long long>(sy) * src_w + sx) * 3;
+    const std::uint8_t* px =
+        src + (static_cast<long long>(n) * src_h * src_w + static_cast<long long>(sy) * src_w + sx) * 3;
     float mb = m0, mg = m1, mr = m2;
     if (mean) {
-      const long long mo = static_cast<long long>(sy) * src_w + sx, mp = static_cast<long long>(src_h) * src_w;
+      const long long mo = static_cast<long long>(sy) * src_w + sx,
+                      mp = static_cast<long long>(src_h) * src_w;
       mb = mean[mo];
       mg = mean[mp + mo];
       mr = mean[2 * mp + mo];

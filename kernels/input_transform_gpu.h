@@ -9,9 +9,9 @@
 // Launchers never allocate or sync.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "kernels/dtype_gpu.h"
 #include "kernels/shapes.h"
@@ -27,7 +27,7 @@ struct InputTransform {
   int src_h = 256, src_w = 256;  // every source image is src_h x src_w x 3 (dense HWC)
   int crop = 224;
   float scale = 1.f;
-  const float* mean_image = nullptr;  // device fp32 CHW [3, src_h, src_w], or null
+  const float* mean_image = nullptr;       // device fp32 CHW [3, src_h, src_w], or null
   float mean_values[3] = {0.f, 0.f, 0.f};  // used when mean_image is null (B, G, R)
 };
 

@@ -72,8 +72,8 @@ __device__ inline float scale_at(const T* xp, const float* sp, int c, int c_dim,
 template <typename T>
 __global__ void lrn_bwd_kernel(int n_dim, int c_dim, int hw, long long x_ns, const T* __restrict__ x,
                                long long y_ns, const T* __restrict__ y, const T* __restrict__ dy,
-                               const float* __restrict__ scale, int size, float alpha_over_size,
-                               float beta, float k, T* dx, bool accumulate) {
+                               const float* __restrict__ scale, int size, float alpha_over_size, float beta,
+                               float k, T* dx, bool accumulate) {
   const long long pix = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (pix >= static_cast<long long>(n_dim) * hw) return;
   const int n = static_cast<int>(pix / hw), i = static_cast<int>(pix - static_cast<long long>(n) * hw);
@@ -114,15 +114,15 @@ template <typename T>
 void lrn_fwd(const Nchw& xs, const T* x, const LrnGeom& g, const Nchw& ys, T* y, float* scale,
              cudaStream_t stream) {
   if (xs.count() == 0) return;
-  lrn_fwd_kernel<T><<<lrn_grid(xs), kThreads, 0, stream>>>(
-      xs.n, xs.c, xs.h * xs.w, xs.nstride(), x, ys.nstride(), y, scale, g.local_size,
-      g.alpha / g.local_size, g.beta, g.k);
+  lrn_fwd_kernel<T><<<lrn_grid(xs), kThreads, 0, stream>>>(xs.n, xs.c, xs.h * xs.w, xs.nstride(), x,
+                                                           ys.nstride(), y, scale, g.local_size,
+                                                           g.alpha / g.local_size, g.beta, g.k);
   KERNEL_CHECK("lrn_fwd_kernel");
 }
 
 template <typename T>
-void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy,
-             const float* scale, const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream) {
+void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const float* scale,
+             const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream) {
   if (xs.count() == 0) return;
   lrn_bwd_kernel<T><<<lrn_grid(xs), kThreads, 0, stream>>>(
       xs.n, xs.c, xs.h * xs.w, xs.nstride(), x, ys.nstride(), y, dy, scale, g.local_size,
@@ -134,10 +134,10 @@ template void lrn_fwd<float>(const Nchw&, const float*, const LrnGeom&, const Nc
                              cudaStream_t);
 template void lrn_fwd<__nv_bfloat16>(const Nchw&, const __nv_bfloat16*, const LrnGeom&, const Nchw&,
                                      __nv_bfloat16*, float*, cudaStream_t);
-template void lrn_bwd<float>(const Nchw&, const float*, const Nchw&, const float*, const float*,
-                             const float*, const LrnGeom&, float*, bool, cudaStream_t);
-template void lrn_bwd<__nv_bfloat16>(const Nchw&, const __nv_bfloat16*, const Nchw&,
-                                     const __nv_bfloat16*, const __nv_bfloat16*, const float*,
-                                     const LrnGeom&, __nv_bfloat16*, bool, cudaStream_t);
+template void lrn_bwd<float>(const Nchw&, const float*, const Nchw&, const float*, const float*, const float*,
+                             const LrnGeom&, float*, bool, cudaStream_t);
+template void lrn_bwd<__nv_bfloat16>(const Nchw&, const __nv_bfloat16*, const Nchw&, const __nv_bfloat16*,
+                                     const __nv_bfloat16*, const float*, const LrnGeom&, __nv_bfloat16*, bool,
+                                     cudaStream_t);
 
 }  // namespace incept::kernels

@@ -7,7 +7,8 @@
 // scale: dense NCHW fp32 with x's logical shape, or null. Forward writes it when given;
 // backward reads it when given and recomputes it from x when null (saves its memory and
 // one write + one read of it per step, at the cost of re-reading x from cache).
-// Gradient contract: dx is overwritten unless accumulate; dx must not alias dy or x. Launchers never allocate or sync.
+// Gradient contract: dx is overwritten unless accumulate; dx must not alias dy or x. Launchers never allocate
+// or sync.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -22,7 +23,7 @@ void lrn_fwd(const Nchw& xs, const T* x, const LrnGeom& g, const Nchw& ys, T* y,
              cudaStream_t stream);
 
 template <typename T>
-void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy,
-             const float* scale, const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream);
+void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const float* scale,
+             const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream);
 
 }  // namespace incept::kernels

@@ -35,8 +35,8 @@ void lrn_fwd(const Nchw& xs, const T* x, const LrnGeom& g, const Nchw& ys, T* y,
 }
 
 template <typename T>
-void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy,
-             const T* scale, const LrnGeom& g, T* dx, bool accumulate) {
+void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const T* scale,
+             const LrnGeom& g, T* dx, bool accumulate) {
   const std::int64_t plane = std::int64_t(xs.h) * xs.w;
   const int half = (g.local_size - 1) / 2;
   const T cache_ratio = T(2) * T(g.alpha) * T(g.beta) / T(g.local_size);
@@ -65,11 +65,10 @@ void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy
 }
 
 template void lrn_fwd<float>(const Nchw&, const float*, const LrnGeom&, const Nchw&, float*, float*);
-template void lrn_fwd<double>(const Nchw&, const double*, const LrnGeom&, const Nchw&, double*,
-                              double*);
-template void lrn_bwd<float>(const Nchw&, const float*, const Nchw&, const float*, const float*,
-                             const float*, const LrnGeom&, float*, bool);
-template void lrn_bwd<double>(const Nchw&, const double*, const Nchw&, const double*,
-                              const double*, const double*, const LrnGeom&, double*, bool);
+template void lrn_fwd<double>(const Nchw&, const double*, const LrnGeom&, const Nchw&, double*, double*);
+template void lrn_bwd<float>(const Nchw&, const float*, const Nchw&, const float*, const float*, const float*,
+                             const LrnGeom&, float*, bool);
+template void lrn_bwd<double>(const Nchw&, const double*, const Nchw&, const double*, const double*,
+                              const double*, const LrnGeom&, double*, bool);
 
 }  // namespace incept::ref

@@ -20,7 +20,7 @@ template <typename T>
 void lrn_fwd(const Nchw& xs, const T* x, const LrnGeom& g, const Nchw& ys, T* y, T* scale);
 
 template <typename T>
-void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy,
-             const T* scale, const LrnGeom& g, T* dx, bool accumulate = false);
+void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const T* scale,
+             const LrnGeom& g, T* dx, bool accumulate = false);
 
 }  // namespace incept::ref

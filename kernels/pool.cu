@@ -148,8 +148,8 @@ __global__ void pool_bwd_kernel(PoolArgs a, const T* __restrict__ dy, const std:
 }
 
 PoolArgs make_args(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
-  return PoolArgs{xs.n, xs.c, xs.h, xs.w, ys.h, ys.w, xs.nstride(), ys.nstride(),
-                  g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w};
+  return PoolArgs{xs.n,         xs.c,       xs.h,       xs.w,       ys.h,       ys.w,    xs.nstride(),
+                  ys.nstride(), g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w};
 }
 
 void check_shapes(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
@@ -161,8 +161,8 @@ void check_shapes(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
 }  // namespace
 
 template <typename T>
-void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y,
-              std::int32_t* mask, cudaStream_t stream) {
+void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y, std::int32_t* mask,
+              cudaStream_t stream) {
   check_shapes(xs, g0, ys);
   if (ys.count() == 0) return;
   const PoolGeom g = pool_geom_resolved(xs, g0);
@@ -170,18 +170,22 @@ void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T*
   const unsigned blocks = grid_for(static_cast<std::size_t>(ys.count()), kThreads);
   const bool small = xs.count() < (std::int64_t(1) << 31) && ys.count() < (std::int64_t(1) << 31);
   if (g.method == PoolMethod::kMax) {
-    if (small) pool_fwd_kernel<T, true, unsigned><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
-    else pool_fwd_kernel<T, true, long long><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
+    if (small)
+      pool_fwd_kernel<T, true, unsigned><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
+    else
+      pool_fwd_kernel<T, true, long long><<<blocks, kThreads, 0, stream>>>(a, x, y, mask);
   } else {
-    if (small) pool_fwd_kernel<T, false, unsigned><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
-    else pool_fwd_kernel<T, false, long long><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
+    if (small)
+      pool_fwd_kernel<T, false, unsigned><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
+    else
+      pool_fwd_kernel<T, false, long long><<<blocks, kThreads, 0, stream>>>(a, x, y, nullptr);
   }
   KERNEL_CHECK("pool_fwd_kernel");
 }
 
 template <typename T>
-void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy,
-              const std::int32_t* mask, T* dx, bool accumulate, cudaStream_t stream) {
+void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy, const std::int32_t* mask,
+              T* dx, bool accumulate, cudaStream_t stream) {
   check_shapes(xs, g0, ys);
   if (xs.count() == 0) return;
   const PoolGeom g = pool_geom_resolved(xs, g0);
@@ -191,20 +195,24 @@ void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy,
   const bool small = xs.count() < (std::int64_t(1) << 31) && ys.count() < (std::int64_t(1) << 31);
   if (g.method == PoolMethod::kMax) {
     if (mask == nullptr) throw Error("pool_bwd: MAX pooling backward needs the forward mask");
-    if (small) pool_bwd_kernel<T, true, unsigned><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
-    else pool_bwd_kernel<T, true, long long><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
+    if (small)
+      pool_bwd_kernel<T, true, unsigned><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
+    else
+      pool_bwd_kernel<T, true, long long><<<blocks, kThreads, 0, stream>>>(a, dy, mask, dx, accumulate);
   } else {
-    if (small) pool_bwd_kernel<T, false, unsigned><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
-    else pool_bwd_kernel<T, false, long long><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
+    if (small)
+      pool_bwd_kernel<T, false, unsigned><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
+    else
+      pool_bwd_kernel<T, false, long long><<<blocks, kThreads, 0, stream>>>(a, dy, nullptr, dx, accumulate);
   }
   KERNEL_CHECK("pool_bwd_kernel");
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                    \
-  template void pool_fwd<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::int32_t*, \
-                            cudaStream_t);                                                       \
-  template void pool_bwd<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*,                 \
-                            const std::int32_t*, T*, bool, cudaStream_t);
+#define INCEPT_INSTANTIATE(T)                                                                             \
+  template void pool_fwd<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::int32_t*,       \
+                            cudaStream_t);                                                                \
+  template void pool_bwd<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::int32_t*, T*, \
+                            bool, cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)
 #undef INCEPT_INSTANTIATE

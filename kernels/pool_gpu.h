@@ -10,9 +10,9 @@
 // Gradient contract: dx is overwritten unless accumulate. Launchers never allocate or sync.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "kernels/dtype_gpu.h"
 #include "kernels/shapes.h"
@@ -25,11 +25,11 @@ PoolGeom pool_geom_resolved(const Nchw& x, const PoolGeom& g);
 Nchw pool_output_shape(const Nchw& x, const PoolGeom& g);
 
 template <typename T>
-void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, T* y,
-              std::int32_t* mask, cudaStream_t stream);
+void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, T* y, std::int32_t* mask,
+              cudaStream_t stream);
 
 template <typename T>
-void pool_bwd(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy,
-              const std::int32_t* mask, T* dx, bool accumulate, cudaStream_t stream);
+void pool_bwd(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy, const std::int32_t* mask, T* dx,
+              bool accumulate, cudaStream_t stream);
 
 }  // namespace incept::kernels

@@ -59,8 +59,7 @@ int argmax_in(const T* xp, int w, const Window& win) {
 }  // namespace
 
 template <typename T>
-void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y,
-              std::int32_t* mask) {
+void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y, std::int32_t* mask) {
   const PoolGeom g = pool_resolve(xs, g0);
   const std::int64_t plane_in = std::int64_t(xs.h) * xs.w;
   for (int n = 0; n < xs.n; ++n) {
@@ -118,13 +117,12 @@ void pool_bwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, co
   }
 }
 
-template void pool_fwd<float>(const Nchw&, const float*, const PoolGeom&, const Nchw&, float*,
-                              std::int32_t*);
+template void pool_fwd<float>(const Nchw&, const float*, const PoolGeom&, const Nchw&, float*, std::int32_t*);
 template void pool_fwd<double>(const Nchw&, const double*, const PoolGeom&, const Nchw&, double*,
                                std::int32_t*);
-template void pool_bwd<float>(const Nchw&, const float*, const PoolGeom&, const Nchw&,
-                              const float*, const std::int32_t*, float*, bool);
-template void pool_bwd<double>(const Nchw&, const double*, const PoolGeom&, const Nchw&,
-                               const double*, const std::int32_t*, double*, bool);
+template void pool_bwd<float>(const Nchw&, const float*, const PoolGeom&, const Nchw&, const float*,
+                              const std::int32_t*, float*, bool);
+template void pool_bwd<double>(const Nchw&, const double*, const PoolGeom&, const Nchw&, const double*,
+                               const std::int32_t*, double*, bool);
 
 }  // namespace incept::ref

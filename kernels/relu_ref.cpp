@@ -49,10 +49,10 @@ void bias_grad(const Nchw& s, const T* dy, T* db) {
     }
 }
 
-#define INCEPT_INSTANTIATE(T)                                                  \
-  template void relu_fwd<T>(const Nchw&, const T*, T*);                        \
-  template void relu_bwd<T>(const Nchw&, const T*, const T*, T*, bool);        \
-  template void bias_add<T>(const Nchw&, const T*, T*);                        \
+#define INCEPT_INSTANTIATE(T)                                           \
+  template void relu_fwd<T>(const Nchw&, const T*, T*);                 \
+  template void relu_bwd<T>(const Nchw&, const T*, const T*, T*, bool); \
+  template void bias_add<T>(const Nchw&, const T*, T*);                 \
   template void bias_grad<T>(const Nchw&, const T*, T*);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(double)

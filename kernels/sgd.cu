@@ -25,7 +25,10 @@ __global__ void sgd_update_kernel(int n_segments, const SgdSegment* __restrict__
     int lo = 0, hi = n_segments - 1;  // last segment with offset <= i
     while (lo < hi) {
       const int mid = (lo + hi + 1) >> 1;
-      if (seg[mid].offset <= i) lo = mid; else hi = mid - 1;
+      if (seg[mid].offset <= i)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     const SgdSegment& s = seg[lo];
     if (i < s.offset || i >= s.offset + s.count) continue;
@@ -42,14 +45,15 @@ __global__ void sgd_update_kernel(int n_segments, const SgdSegment* __restrict__
 }  // namespace
 
 template <typename G>
-void sgd_update(int n_segments, const SgdSegment* segments, std::int64_t n_total,
-                const SgdStepParams* step, const G* grad, float* master, float* history,
-                __nv_bfloat16* weights_lp, cudaStream_t stream) {
+void sgd_update(int n_segments, const SgdSegment* segments, std::int64_t n_total, const SgdStepParams* step,
+                const G* grad, float* master, float* history, __nv_bfloat16* weights_lp,
+                cudaStream_t stream) {
   if (n_total == 0 || n_segments == 0) return;
   if (n_segments > kSgdMaxSegments) throw Error("sgd_update: more parameter segments than kSgdMaxSegments");
   const std::size_t smem = sizeof(SgdSegment) * static_cast<std::size_t>(n_segments);
-  sgd_update_kernel<G><<<grid_for(static_cast<std::size_t>(n_total), kThreads, 132 * 16), kThreads, smem,
-                         stream>>>(n_segments, segments, n_total, step, grad, master, history, weights_lp);
+  sgd_update_kernel<G>
+      <<<grid_for(static_cast<std::size_t>(n_total), kThreads, 132 * 16), kThreads, smem, stream>>>(
+          n_segments, segments, n_total, step, grad, master, history, weights_lp);
   KERNEL_CHECK("sgd_update_kernel");
 }
 

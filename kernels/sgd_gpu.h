@@ -13,9 +13,9 @@
 // Launchers never allocate or sync.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "kernels/dtype_gpu.h"
 
@@ -29,10 +29,10 @@ struct SgdSegment {
 };
 
 struct SgdStepParams {
-  float lr = 0.f;            // base learning rate of this step (after the LR policy)
+  float lr = 0.f;  // base learning rate of this step (after the LR policy)
   float momentum = 0.9f;
   float weight_decay = 0.f;
-  float grad_scale = 1.f;    // 1 / (iter_size * loss_scale)
+  float grad_scale = 1.f;  // 1 / (iter_size * loss_scale)
 };
 
 // segments: device array, sorted by offset, not overlapping (at most kSgdMaxSegments).
@@ -40,8 +40,7 @@ struct SgdStepParams {
 // weights_lp: flat bf16 copy of the weights to refresh, or null.
 constexpr int kSgdMaxSegments = 1024;
 template <typename G>
-void sgd_update(int n_segments, const SgdSegment* segments, std::int64_t n_total,
-                const SgdStepParams* step, const G* grad, float* master, float* history,
-                __nv_bfloat16* weights_lp, cudaStream_t stream);
+void sgd_update(int n_segments, const SgdSegment* segments, std::int64_t n_total, const SgdStepParams* step,
+                const G* grad, float* master, float* history, __nv_bfloat16* weights_lp, cudaStream_t stream);
 
 }  // namespace incept::kernels

@@ -13,7 +13,6 @@ void sgd_update(std::int64_t count, T lr, T momentum, T decay, T* w, const T* g,
 }
 
 template void sgd_update<float>(std::int64_t, float, float, float, float*, const float*, float*);
-template void sgd_update<double>(std::int64_t, double, double, double, double*, const double*,
-                                 double*);
+template void sgd_update<double>(std::int64_t, double, double, double, double*, const double*, double*);
 
 }  // namespace incept::ref

@@ -94,8 +94,8 @@ template <typename T>
 void softmax_xent_fwd(int n, int k, const T* logits, const std::int32_t* labels, float loss_weight,
                       float* row_loss, float* loss, T* dlogits, cudaStream_t stream) {
   if (n == 0) return;
-  softmax_xent_fwd_kernel<T><<<n, kThreads, 0, stream>>>(k, logits, labels, loss_weight / n, row_loss,
-                                                         dlogits);
+  softmax_xent_fwd_kernel<T>
+      <<<n, kThreads, 0, stream>>>(k, logits, labels, loss_weight / n, row_loss, dlogits);
   KERNEL_CHECK("softmax_xent_fwd_kernel");
   sum_fwd(n, row_loss, 1.f / n, loss, stream);
 }
@@ -109,11 +109,10 @@ void accuracy_fwd(int n, int k, const T* logits, const std::int32_t* labels, int
   sum_fwd(n, hits, 1.f / n, accuracy, stream);
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                     \
-  template void softmax_xent_fwd<T>(int, int, const T*, const std::int32_t*, float, float*, float*, \
-                                    T*, cudaStream_t);                                            \
-  template void accuracy_fwd<T>(int, int, const T*, const std::int32_t*, int, float*, float*,     \
-                                cudaStream_t);
+#define INCEPT_INSTANTIATE(T)                                                                           \
+  template void softmax_xent_fwd<T>(int, int, const T*, const std::int32_t*, float, float*, float*, T*, \
+                                    cudaStream_t);                                                      \
+  template void accuracy_fwd<T>(int, int, const T*, const std::int32_t*, int, float*, float*, cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)
 #undef INCEPT_INSTANTIATE

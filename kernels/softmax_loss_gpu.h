@@ -14,9 +14,9 @@
 // Reductions run in a fixed order: results are deterministic. Launchers never allocate or sync.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "kernels/dtype_gpu.h"
 

@@ -12,8 +12,8 @@ namespace {
 
 void check_label(std::int32_t l, int classes) {
   if (l < 0 || l >= classes)
-    throw std::out_of_range("label " + std::to_string(l) + " outside [0, " +
-                            std::to_string(classes) + "): the classifier has fewer outputs "
+    throw std::out_of_range("label " + std::to_string(l) + " outside [0, " + std::to_string(classes) +
+                            "): the classifier has fewer outputs "
                             "than the dataset has classes");
 }
 
@@ -71,8 +71,8 @@ T softmax_loss_fwd(const Nchw& xs, const T* x, const std::int32_t* label, T* pro
 }
 
 template <typename T>
-void softmax_loss_bwd(const Nchw& xs, const T* prob, const std::int32_t* label, T loss_weight,
-                      T* dx, bool accumulate) {
+void softmax_loss_bwd(const Nchw& xs, const T* prob, const std::int32_t* label, T loss_weight, T* dx,
+                      bool accumulate) {
   const std::int64_t plane = std::int64_t(xs.h) * xs.w;
   const T scale = loss_weight / T(xs.n * plane);
   for (int n = 0; n < xs.n; ++n)

@@ -23,15 +23,14 @@ template <typename T>
 void softmax_fwd(const Nchw& xs, const T* x, const Nchw& ys, T* y);
 // dx (= or +=) y * (dy - sum_c dy*y)
 template <typename T>
-void softmax_bwd(const Nchw& ys, const T* y, const T* dy, const Nchw& xs, T* dx,
-                 bool accumulate = false);
+void softmax_bwd(const Nchw& ys, const T* y, const T* dy, const Nchw& xs, T* dx, bool accumulate = false);
 
 // Returns the loss (unweighted); writes prob (dense).
 template <typename T>
 T softmax_loss_fwd(const Nchw& xs, const T* x, const std::int32_t* label, T* prob);
 template <typename T>
-void softmax_loss_bwd(const Nchw& xs, const T* prob, const std::int32_t* label, T loss_weight,
-                      T* dx, bool accumulate = false);
+void softmax_loss_bwd(const Nchw& xs, const T* prob, const std::int32_t* label, T loss_weight, T* dx,
+                      bool accumulate = false);
 
 // Fraction of the N*H*W samples whose label is within the top k of x.
 template <typename T>

@@ -31,6 +31,8 @@ void transform_image(const std::uint8_t* img, PixelLayout layout, int c, int h, 
                      const TransformParams& p, T* out);
 
 // Centre crop offset as Caffe's TEST phase computes it: (h - crop_h) / 2.
-constexpr int center_offset(int size, int crop) { return (size - crop) / 2; }
+constexpr int center_offset(int size, int crop) {
+  return (size - crop) / 2;
+}
 
 }  // namespace incept::ref

@@ -3,8 +3,12 @@
 
 namespace incept::models {
 
-FillerSpec xavier(float std) { return {FillerKind::kXavier, 0.f, std}; }
-FillerSpec constant(float value) { return {FillerKind::kConstant, value, 0.f}; }
+FillerSpec xavier(float std) {
+  return {FillerKind::kXavier, 0.f, std};
+}
+FillerSpec constant(float value) {
+  return {FillerKind::kConstant, value, 0.f};
+}
 
 namespace {
 
@@ -26,9 +30,9 @@ std::vector<ParamSpec> weight_and_bias(FillerSpec weight, float bias_value) {
 
 }  // namespace
 
-void add_conv(NetSpec& net, const std::string& name, const std::string& bottom, int num_output,
-              int kernel, int stride, int pad, FillerSpec weight, float bias_value,
-              const std::string& relu_name, StageMask exclude) {
+void add_conv(NetSpec& net, const std::string& name, const std::string& bottom, int num_output, int kernel,
+              int stride, int pad, FillerSpec weight, float bias_value, const std::string& relu_name,
+              StageMask exclude) {
   ConvGeom g{num_output, kernel, kernel, stride, stride, pad, pad, true};
   add(net, name, ConvParams{g}, bottom, name, exclude).param_specs = weight_and_bias(weight, bias_value);
   if (!relu_name.empty()) add_relu(net, relu_name, name, exclude);
@@ -40,8 +44,8 @@ void add_fc(NetSpec& net, const std::string& name, const std::string& bottom, in
       weight_and_bias(weight, bias_value);
 }
 
-void add_pool(NetSpec& net, const std::string& name, const std::string& bottom, PoolMethod method,
-              int kernel, int stride, int pad, StageMask exclude) {
+void add_pool(NetSpec& net, const std::string& name, const std::string& bottom, PoolMethod method, int kernel,
+              int stride, int pad, StageMask exclude) {
   PoolGeom g{method, kernel, kernel, stride, stride, pad, pad, false};
   add(net, name, PoolParams{g}, bottom, name, exclude);
 }
@@ -59,14 +63,14 @@ void add_lrn(NetSpec& net, const std::string& name, const std::string& bottom) {
   add(net, name, LrnParams{LrnGeom{5, 1e-4f, 0.75f, 1.f}}, bottom, name, 0);
 }
 
-void add_loss(NetSpec& net, const std::string& name, const std::string& scores,
-              const std::string& top, float loss_weight) {
+void add_loss(NetSpec& net, const std::string& name, const std::string& scores, const std::string& top,
+              float loss_weight) {
   LayerSpec& l = add(net, name, SoftmaxLossParams{loss_weight}, scores, top, stage_bit(Stage::kDeploy));
   l.bottoms.push_back(net.label_top);
 }
 
-void add_accuracy(NetSpec& net, const std::string& name, const std::string& scores,
-                  const std::string& top, int top_k) {
+void add_accuracy(NetSpec& net, const std::string& name, const std::string& scores, const std::string& top,
+                  int top_k) {
   LayerSpec& l = add(net, name, AccuracyParams{top_k}, scores, top, 0);
   l.bottoms.push_back(net.label_top);
   l.include = stage_bit(Stage::kVal);

@@ -21,11 +21,13 @@ namespace incept::gputest {
 inline std::uint64_t fresh_seed(const char* what) {
   static std::uint64_t base = [] {
     const char* env = std::getenv("INCEPT_TEST_SEED");
-    return env ? std::strtoull(env, nullptr, 10) : (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
+    return env ? std::strtoull(env, nullptr, 10)
+               : (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
   }();
   static std::uint64_t counter = 0;
   const std::uint64_t s = base + 7919 * counter++;
-  std::printf("  [seed] %s: %llu (INCEPT_TEST_SEED=%llu)\n", what, (unsigned long long)s, (unsigned long long)base);
+  std::printf("  [seed] %s: %llu (INCEPT_TEST_SEED=%llu)\n", what, (unsigned long long)s,
+              (unsigned long long)base);
   return s;
 }
 
@@ -90,14 +92,17 @@ inline Slice channel_slice(int n, int c_total, int c0, int c, int h, int w) {
   s.total = std::int64_t(n) * c_total * h * w;
   return s;
 }
-inline Slice dense(const Nchw& v) { return Slice{v, 0, v.count()}; }
+inline Slice dense(const Nchw& v) {
+  return Slice{v, 0, v.count()};
+}
 
 // The elements of a view, gathered densely (n, c, h, w order).
 inline std::vector<float> gather(const Slice& s, const std::vector<float>& full) {
   std::vector<float> out;
   out.reserve(s.view.count());
   for (int n = 0; n < s.view.n; ++n)
-    for (std::int64_t i = 0; i < s.view.image(); ++i) out.push_back(full[s.offset + n * s.view.nstride() + i]);
+    for (std::int64_t i = 0; i < s.view.image(); ++i)
+      out.push_back(full[s.offset + n * s.view.nstride() + i]);
   return out;
 }
 

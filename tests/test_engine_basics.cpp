@@ -33,10 +33,12 @@ TEST(Check, CudaErrorNamesExpressionFileLineAndText) {
 }
 
 TEST(Check, EveryLibraryReportsItsOwnText) {
-  EXPECT_NE(message_of([] { CUDNN_CHECK(CUDNN_STATUS_BAD_PARAM); }).find("cuDNN error: CUDNN_STATUS_BAD_PARAM"),
-            std::string::npos);
-  EXPECT_NE(message_of([] { CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE); })
-                .find("cuBLAS error: CUBLAS_STATUS_INVALID_VALUE"),
+  EXPECT_NE(
+      message_of([] { CUDNN_CHECK(CUDNN_STATUS_BAD_PARAM); }).find("cuDNN error: CUDNN_STATUS_BAD_PARAM"),
+      std::string::npos);
+  EXPECT_NE(message_of([] {
+              CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE);
+            }).find("cuBLAS error: CUBLAS_STATUS_INVALID_VALUE"),
             std::string::npos);
   const std::string nccl = message_of([] { NCCL_CHECK(ncclInvalidArgument); });
   EXPECT_NE(nccl.find("NCCL error"), std::string::npos) << nccl;
@@ -47,7 +49,9 @@ TEST(Check, EveryLibraryReportsItsOwnText) {
 }
 
 int g_destroyed = 0;
-int fake_destroy(int) { return ++g_destroyed; }
+int fake_destroy(int) {
+  return ++g_destroyed;
+}
 
 TEST(Owners, MoveOnlyHandleDestroysExactlyOnce) {
   using H = UniqueHandle<int, fake_destroy>;
@@ -110,7 +114,8 @@ TEST(Device, GpuListParsingGivesClearErrors) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     const std::string m = e.what();
-    EXPECT_TRUE(m.find("does not exist") != std::string::npos || m.find("--gpus none") != std::string::npos) << m;
+    EXPECT_TRUE(m.find("does not exist") != std::string::npos || m.find("--gpus none") != std::string::npos)
+        << m;
   }
   if (n == 0) {
     EXPECT_FALSE(no_gpu_reason().empty());

@@ -69,7 +69,8 @@ TEST(GoogLeNet, ConvolutionAndParameterCounts) {
 
 TEST(GoogLeNet, StagesNamesAndFillers) {
   const NetSpec spec = models::googlenet();
-  const NetPlan train = plan(Stage::kTrain, 5), val = plan(Stage::kVal, 5), deploy = plan(Stage::kDeploy, 5, 1);
+  const NetPlan train = plan(Stage::kTrain, 5), val = plan(Stage::kVal, 5),
+                deploy = plan(Stage::kDeploy, 5, 1);
   auto outputs = [](const NetPlan& p) {
     std::set<std::string> s;
     for (const BlobPlan& b : p.blobs)
@@ -92,8 +93,10 @@ TEST(GoogLeNet, StagesNamesAndFillers) {
     EXPECT_EQ(p.lr_mult, bias ? 2.f : 1.f) << p.layer;
     EXPECT_EQ(p.decay_mult, bias ? 0.f : 1.f) << p.layer;
     const bool classifier = p.layer.find("classifier") != std::string::npos;
-    if (bias) EXPECT_EQ(p.filler.value, classifier ? 0.f : 0.2f) << p.layer;
-    else EXPECT_EQ(p.filler.kind, FillerKind::kXavier) << p.layer;
+    if (bias)
+      EXPECT_EQ(p.filler.value, classifier ? 0.f : 0.2f) << p.layer;
+    else
+      EXPECT_EQ(p.filler.kind, FillerKind::kXavier) << p.layer;
   }
   // xavier: uniform in +-sqrt(3 / fan_in), std ignored.
   std::vector<float> w(train.param_elems);
@@ -112,7 +115,8 @@ TEST(GoogLeNet, BranchesAreSlicesOfTheConcat) {
   const NetPlan p = plan(Stage::kTrain, 10);
   const BlobPlan& out = p.blobs[p.blob("inception_4a/output")];
   const std::int64_t hw = 14 * 14;
-  const char* branches[] = {"inception_4a/1x1", "inception_4a/3x3", "inception_4a/5x5", "inception_4a/pool_proj"};
+  const char* branches[] = {"inception_4a/1x1", "inception_4a/3x3", "inception_4a/5x5",
+                            "inception_4a/pool_proj"};
   const int c0[] = {0, 192, 192 + 208, 192 + 208 + 48};
   for (int i = 0; i < 4; ++i) {
     const BlobPlan& b = p.blobs[p.blob(branches[i])];
@@ -140,7 +144,8 @@ TEST(GoogLeNet, CpuForwardBackwardAtBatch2) {
   net.zero_grads();
   net.backward();
   const auto t2 = std::chrono::steady_clock::now();
-  const double f = std::chrono::duration<double>(t1 - t0).count(), b = std::chrono::duration<double>(t2 - t1).count();
+  const double f = std::chrono::duration<double>(t1 - t0).count(),
+               b = std::chrono::duration<double>(t2 - t1).count();
   std::printf("GoogLeNet CPU batch 2: forward %.2f s, backward %.2f s\n", f, b);
   EXPECT_LT(f + b, 60.0);
   // Near-uniform predictions of the main classifier at initialisation (the auxiliary heads
@@ -150,7 +155,8 @@ TEST(GoogLeNet, CpuForwardBackwardAtBatch2) {
     EXPECT_TRUE(std::isfinite(net.output(name))) << name;
     EXPECT_GT(net.output(name), 0.f) << name;
   }
-  EXPECT_NEAR(objective, net.output("loss") + 0.3f * (net.output("loss1/loss") + net.output("loss2/loss")), 1e-3);
+  EXPECT_NEAR(objective, net.output("loss") + 0.3f * (net.output("loss1/loss") + net.output("loss2/loss")),
+              1e-3);
   // Every parameter blob got a gradient, all finite.
   for (std::size_t p = 0; p < net.plan().params.size(); ++p) {
     const ParamPlan& pp = net.plan().params[p];

@@ -10,8 +10,8 @@
 #include "engine/cudnn_conv.h"
 #include "engine/gpu_fc.h"
 #include "gpu_test_data.h"
-#include "kernels/fc_ref.h"
 #include "kernels/conv_ref.h"
+#include "kernels/fc_ref.h"
 #include "kernels/relu_ref.h"
 
 namespace incept {
@@ -22,10 +22,10 @@ using testing::random_floats;
 using testing::rel_error;
 using bf16 = __nv_bfloat16;
 
-#define REPORT(what, err, limit)                                                              \
-  do {                                                                                        \
-    std::printf("  %-64s rel err %.3g (limit %.0e)\n", (what), (err), (limit));               \
-    EXPECT_LT((err), (limit)) << (what);                                                      \
+#define REPORT(what, err, limit)                                                \
+  do {                                                                          \
+    std::printf("  %-64s rel err %.3g (limit %.0e)\n", (what), (err), (limit)); \
+    EXPECT_LT((err), (limit)) << (what);                                        \
   } while (0)
 
 struct ConvCase {
@@ -54,14 +54,16 @@ std::vector<float> to_nhwc(const std::vector<float>& v, int n, int c, int h, int
   std::vector<float> o(v.size());
   for (int i = 0; i < n; ++i)
     for (int k = 0; k < c; ++k)
-      for (int p = 0; p < h * w; ++p) o[(std::size_t(i) * h * w + p) * c + k] = v[(std::size_t(i) * c + k) * h * w + p];
+      for (int p = 0; p < h * w; ++p)
+        o[(std::size_t(i) * h * w + p) * c + k] = v[(std::size_t(i) * c + k) * h * w + p];
   return o;
 }
 std::vector<float> to_nchw(const std::vector<float>& v, int n, int c, int h, int w) {
   std::vector<float> o(v.size());
   for (int i = 0; i < n; ++i)
     for (int k = 0; k < c; ++k)
-      for (int p = 0; p < h * w; ++p) o[(std::size_t(i) * c + k) * h * w + p] = v[(std::size_t(i) * h * w + p) * c + k];
+      for (int p = 0; p < h * w; ++p)
+        o[(std::size_t(i) * c + k) * h * w + p] = v[(std::size_t(i) * h * w + p) * c + k];
   return o;
 }
 
@@ -79,11 +81,19 @@ void check_conv(const ConvCase& cc, bool nhwc = false) {
   const auto b = rounded<T>(random_floats(k, fresh_seed("conv b")));
   const int kr = cc.g.kernel_h, ks = cc.g.kernel_w;
   // Device layout of x / y / w (whole parents) and the element offset of each slice.
-  auto dev_x = [&](const std::vector<float>& v) { return nhwc ? to_nhwc(v, cc.n, cc.x_c_total, cc.h, cc.w) : v; };
-  auto dev_y = [&](const std::vector<float>& v) { return nhwc ? to_nhwc(v, cc.n, cc.y_c_total, yd.h, yd.w) : v; };
+  auto dev_x = [&](const std::vector<float>& v) {
+    return nhwc ? to_nhwc(v, cc.n, cc.x_c_total, cc.h, cc.w) : v;
+  };
+  auto dev_y = [&](const std::vector<float>& v) {
+    return nhwc ? to_nhwc(v, cc.n, cc.y_c_total, yd.h, yd.w) : v;
+  };
   auto dev_w = [&](const std::vector<float>& v) { return nhwc ? to_nhwc(v, k, cc.c, kr, ks) : v; };
-  auto host_x = [&](const std::vector<float>& v) { return nhwc ? to_nchw(v, cc.n, cc.x_c_total, cc.h, cc.w) : v; };
-  auto host_y = [&](const std::vector<float>& v) { return nhwc ? to_nchw(v, cc.n, cc.y_c_total, yd.h, yd.w) : v; };
+  auto host_x = [&](const std::vector<float>& v) {
+    return nhwc ? to_nchw(v, cc.n, cc.x_c_total, cc.h, cc.w) : v;
+  };
+  auto host_y = [&](const std::vector<float>& v) {
+    return nhwc ? to_nchw(v, cc.n, cc.y_c_total, yd.h, yd.w) : v;
+  };
   auto host_w = [&](const std::vector<float>& v) { return nhwc ? to_nchw(v, k, cc.c, kr, ks) : v; };
   const std::int64_t xo = nhwc ? cc.x_c0 : xs.offset, yo = nhwc ? cc.y_c0 : ys.offset;
   const char* lay = nhwc ? "NHWC" : "NCHW";
@@ -94,21 +104,25 @@ void check_conv(const ConvCase& cc, bool nhwc = false) {
   CudnnHandle h = make_cudnn();
   // Planning: scratch buffers of the layer's shapes, one workspace of the limit.
   {
-    DeviceBuffer sx = upload<T>(dev_x(x)), sw = upload<T>(dev_w(w)), sy = poisoned<T>(ys.total), sb = upload<T>(b);
+    DeviceBuffer sx = upload<T>(dev_x(x)), sw = upload<T>(dev_w(w)), sy = poisoned<T>(ys.total),
+                 sb = upload<T>(b);
     DeviceBuffer ws(opt.workspace_limit);
     conv.choose_algorithms(h, sx.as<T>() + xo, sw.data(), sy.as<T>() + yo, sb.data(), ws.data(), ws.bytes());
   }
   std::printf("  %s %s %s: %s\n", cc.name, name_of<T>(), lay, conv.describe().c_str());
   DeviceBuffer ws(std::max<std::size_t>(conv.workspace_bytes(), 1));
-  DeviceBuffer d_x = upload<T>(dev_x(x)), d_w = upload<T>(dev_w(w)), d_b = upload<T>(b), d_y = poisoned<T>(ys.total);
+  DeviceBuffer d_x = upload<T>(dev_x(x)), d_w = upload<T>(dev_w(w)), d_b = upload<T>(b),
+               d_y = poisoned<T>(ys.total);
   std::vector<float> col(std::max<std::int64_t>(ref::conv_col_elems(xs.view, cc.g), 1));
   char what[200];
 
   // forward with fused/unfused bias + ReLU
-  conv.forward_bias_relu(h, d_x.as<T>() + xo, d_w.data(), d_b.data(), d_y.as<T>() + yo, ws.data(), ws.bytes());
+  conv.forward_bias_relu(h, d_x.as<T>() + xo, d_w.data(), d_b.data(), d_y.as<T>() + yo, ws.data(),
+                         ws.bytes());
   const auto y = host_y(download<T>(d_y, ys.total));
   std::vector<float> yref(ys.total, NAN);
-  ref::conv_fwd(xs.view, x.data() + xs.offset, cc.g, w.data(), b.data(), ys.view, yref.data() + ys.offset, col.data());
+  ref::conv_fwd(xs.view, x.data() + xs.offset, cc.g, w.data(), b.data(), ys.view, yref.data() + ys.offset,
+                col.data());
   ref::relu_fwd(ys.view, yref.data() + ys.offset, yref.data() + ys.offset);
   std::snprintf(what, sizeof what, "conv fwd+bias+relu %s %s %s", cc.name, name_of<T>(), lay);
   REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(kConvFp32Tol));
@@ -132,7 +146,8 @@ void check_conv(const ConvCase& cc, bool nhwc = false) {
   conv.backward_filter(h, d_x.as<T>() + xo, d_dy.as<T>() + yo, d_dw.data(), ws.data(), ws.bytes());
   const auto dx = host_x(download<T>(d_dx, xs.total)), dwg = host_w(download<T>(d_dw, wn));
   std::vector<float> dxref(xs.total, NAN), dwref = dw0;
-  ref::conv_bwd_data(ys.view, dy.data() + ys.offset, cc.g, w.data(), xs.view, dxref.data() + xs.offset, col.data());
+  ref::conv_bwd_data(ys.view, dy.data() + ys.offset, cc.g, w.data(), xs.view, dxref.data() + xs.offset,
+                     col.data());
   ref::conv_bwd_filter(xs.view, x.data() + xs.offset, ys.view, dy.data() + ys.offset, cc.g, dwref.data(),
                        static_cast<float*>(nullptr), col.data());
   std::snprintf(what, sizeof what, "conv bwd data %s %s %s", cc.name, name_of<T>(), lay);
@@ -203,7 +218,8 @@ void check_fc(int n, int kin, int m, bool relu) {
   const auto b = rounded<T>(random_floats(m, fresh_seed("fc b")));
   GpuFc fc(FcShape{n, kin, m}, dtype_of<T>());
   CublasHandle h = make_cublas();
-  DeviceBuffer d_x = upload<T>(x), d_w = upload<T>(w), d_b = upload<T>(b), d_y = poisoned<T>(std::size_t(n) * m);
+  DeviceBuffer d_x = upload<T>(x), d_w = upload<T>(w), d_b = upload<T>(b),
+               d_y = poisoned<T>(std::size_t(n) * m);
   fc.forward(h, d_x.data(), d_w.data(), d_b.data(), relu, d_y.data());
   const auto y = download<T>(d_y, std::size_t(n) * m);
   std::vector<float> yref(std::size_t(n) * m);
@@ -213,13 +229,15 @@ void check_fc(int n, int kin, int m, bool relu) {
   ref::fc_fwd(xs, x.data(), g, w.data(), b.data(), ys, yref.data());
   if (relu) ref::relu_fwd(ys, yref.data(), yref.data());
   char what[160];
-  std::snprintf(what, sizeof what, "fc fwd %s N=%d K=%d M=%d%s", name_of<T>(), n, kin, m, relu ? " +relu" : "");
+  std::snprintf(what, sizeof what, "fc fwd %s N=%d K=%d M=%d%s", name_of<T>(), n, kin, m,
+                relu ? " +relu" : "");
   REPORT(what, rel_error(y, yref), tol<T>(1e-5));
 
   const auto dy = rounded<T>(random_floats(std::size_t(n) * m, fresh_seed("fc dy")));
   const auto dw0 = rounded<T>(random_floats(w.size(), fresh_seed("fc dw0")));
   const auto db0 = rounded<T>(random_floats(m, fresh_seed("fc db0")));
-  DeviceBuffer d_dy = upload<T>(dy), d_dx = poisoned<T>(x.size()), d_dw = upload<T>(dw0), d_db = upload<T>(db0);
+  DeviceBuffer d_dy = upload<T>(dy), d_dx = poisoned<T>(x.size()), d_dw = upload<T>(dw0),
+               d_db = upload<T>(db0);
   fc.backward_data(h, d_dy.data(), d_w.data(), d_dx.data());
   fc.backward_filter(h, d_x.data(), d_dy.data(), d_dw.data(), d_db.data());
   const auto dx = download<T>(d_dx, x.size()), dw = download<T>(d_dw, w.size()), db = download<T>(d_db, m);

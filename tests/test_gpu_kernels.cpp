@@ -31,10 +31,10 @@ using testing::random_floats;
 using testing::rel_error;
 using bf16 = __nv_bfloat16;
 
-#define REPORT(what, err, limit)                                                              \
-  do {                                                                                        \
-    std::printf("  %-58s rel err %.3g (limit %.0e)\n", (what), (err), (limit));               \
-    EXPECT_LT((err), (limit)) << (what);                                                      \
+#define REPORT(what, err, limit)                                                \
+  do {                                                                          \
+    std::printf("  %-58s rel err %.3g (limit %.0e)\n", (what), (err), (limit)); \
+    EXPECT_LT((err), (limit)) << (what);                                        \
   } while (0)
 
 // ---- bias + ReLU ---------------------------------------------------------------------------
@@ -48,7 +48,8 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
   // forward, in place in the slice; the rest of the parent is poison and must stay so
   std::vector<float> parent(sl.total, NAN);
   for (int i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < v.image(); ++j) parent[sl.offset + i * v.nstride() + j] = y0[sl.offset + i * v.nstride() + j];
+    for (std::int64_t j = 0; j < v.image(); ++j)
+      parent[sl.offset + i * v.nstride() + j] = y0[sl.offset + i * v.nstride() + j];
   DeviceBuffer dy = upload<T>(parent), db = upload<T>(b);
   kernels::bias_relu_fwd(v, db.as<T>(), true, dy.as<T>() + sl.offset, nullptr);
   const auto got = download<T>(dy, sl.total);
@@ -64,7 +65,8 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
   const auto g = rounded<T>(random_floats(sl.total, fresh_seed("bias_relu dy")));
   const auto db_old = rounded<T>(random_floats(c, fresh_seed("bias_relu db")));
   const std::vector<float> yref = rounded<T>(ref);
-  DeviceBuffer d_y = upload<T>(yref), d_g = upload<T>(g), d_dz = poisoned<T>(sl.total), d_db = upload<T>(db_old);
+  DeviceBuffer d_y = upload<T>(yref), d_g = upload<T>(g), d_dz = poisoned<T>(sl.total),
+               d_db = upload<T>(db_old);
   DeviceBuffer d_part(std::max<std::size_t>(kernels::relu_bias_bwd_scratch(v), 1) * 4);
   kernels::relu_bias_bwd(v, d_y.as<T>() + sl.offset, d_g.as<T>() + sl.offset, true, d_dz.as<T>() + sl.offset,
                          d_db.as<T>(), d_part.as<float>(), nullptr);
@@ -73,7 +75,8 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
   std::vector<float> dz_ref(sl.total, NAN), db_ref = db_old;
   ref::relu_bwd(v, yref.data() + sl.offset, g.data() + sl.offset, dz_ref.data() + sl.offset);
   ref::bias_grad(v, dz_ref.data() + sl.offset, db_ref.data());
-  std::snprintf(what, sizeof what, "relu_bias_bwd dz %s %dx%d(of %d)x%dx%d", name_of<T>(), n, c, c_total, h, w);
+  std::snprintf(what, sizeof what, "relu_bias_bwd dz %s %dx%d(of %d)x%dx%d", name_of<T>(), n, c, c_total, h,
+                w);
   REPORT(what, rel_error(gather(sl, dz), gather(sl, dz_ref)), tol<T>(1e-6));
   EXPECT_EQ(written_outside(sl, dz), 0u);
   std::snprintf(what, sizeof what, "relu_bias_bwd db (+=) %s", name_of<T>());
@@ -81,7 +84,8 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
 
   // relu_bwd with accumulate
   DeviceBuffer d_acc = upload<T>(y0);
-  kernels::relu_bwd(v, d_y.as<T>() + sl.offset, d_g.as<T>() + sl.offset, d_acc.as<T>() + sl.offset, true, nullptr);
+  kernels::relu_bwd(v, d_y.as<T>() + sl.offset, d_g.as<T>() + sl.offset, d_acc.as<T>() + sl.offset, true,
+                    nullptr);
   const auto acc = download<T>(d_acc, sl.total);
   std::vector<float> acc_ref = y0;
   ref::relu_bwd(v, yref.data() + sl.offset, g.data() + sl.offset, acc_ref.data() + sl.offset, true);
@@ -94,7 +98,7 @@ TEST(GpuKernels, BiasRelu) {
   check_bias_relu<float>(8, 256, 64, 128, 28, 28);  // inception_3a/3x3 in its concat slice
   check_bias_relu<bf16>(8, 256, 64, 128, 28, 28);
   check_bias_relu<float>(8, 832, 256, 320, 7, 7);
-  check_bias_relu<bf16>(4, 1000, 0, 1000, 1, 1);    // FC output
+  check_bias_relu<bf16>(4, 1000, 0, 1000, 1, 1);  // FC output
   // split bias reduction with several images per chunk and a short last chunk
   check_bias_relu<float>(40, 96, 16, 64, 20, 20);
   check_bias_relu<bf16>(40, 64, 0, 64, 20, 20);
@@ -112,13 +116,14 @@ void check_lrn(int n, int c, int h, int w, bool strided, bool store_scale) {
   const auto x = rounded<T>(random_floats(xs.count(), fresh_seed("lrn x"), -40.f, 40.f));
   DeviceBuffer dx_in = upload<T>(x), dy_out = poisoned<T>(ys.total), dscale(xs.count() * 4);
   dscale.fill_bytes(0xFF);
-  kernels::lrn_fwd(xs, dx_in.as<T>(), g, ys.view, dy_out.as<T>() + ys.offset, store_scale ? dscale.as<float>() : nullptr,
-                   nullptr);
+  kernels::lrn_fwd(xs, dx_in.as<T>(), g, ys.view, dy_out.as<T>() + ys.offset,
+                   store_scale ? dscale.as<float>() : nullptr, nullptr);
   const auto y = download<T>(dy_out, ys.total);
   std::vector<float> yref(ys.total, NAN), sref(xs.count());
   ref::lrn_fwd(xs, x.data(), g, ys.view, yref.data() + ys.offset, sref.data());
   char what[160];
-  std::snprintf(what, sizeof what, "lrn_fwd %s %dx%dx%dx%d%s", name_of<T>(), n, c, h, w, strided ? " (y slice)" : "");
+  std::snprintf(what, sizeof what, "lrn_fwd %s %dx%dx%dx%d%s", name_of<T>(), n, c, h, w,
+                strided ? " (y slice)" : "");
   REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-5));
   EXPECT_EQ(written_outside(ys, y), 0u);
   if (store_scale) {
@@ -134,7 +139,8 @@ void check_lrn(int n, int c, int h, int w, bool strided, bool store_scale) {
                    store_scale ? dscale.as<float>() : nullptr, g, d_dx.as<T>(), false, nullptr);
   const auto dxg = download<T>(d_dx, xs.count());
   std::vector<float> dxref(xs.count());
-  ref::lrn_bwd(xs, x.data(), ys.view, yr.data() + ys.offset, dy.data() + ys.offset, sref.data(), g, dxref.data());
+  ref::lrn_bwd(xs, x.data(), ys.view, yr.data() + ys.offset, dy.data() + ys.offset, sref.data(), g,
+               dxref.data());
   std::snprintf(what, sizeof what, "lrn_bwd %s %dx%dx%dx%d scale %s", name_of<T>(), n, c, h, w,
                 store_scale ? "stored" : "recomputed");
   REPORT(what, rel_error(dxg, dxref), tol<T>(1e-5));
@@ -142,11 +148,11 @@ void check_lrn(int n, int c, int h, int w, bool strided, bool store_scale) {
 
 TEST(GpuKernels, LrnGoogLeNetShapes) {
   INCEPT_REQUIRE_GPU();
-  check_lrn<float>(8, 64, 56, 56, false, true);    // pool1/norm1
-  check_lrn<float>(8, 192, 56, 56, true, false);   // conv2/norm2
+  check_lrn<float>(8, 64, 56, 56, false, true);   // pool1/norm1
+  check_lrn<float>(8, 192, 56, 56, true, false);  // conv2/norm2
   check_lrn<bf16>(8, 64, 56, 56, true, false);
   check_lrn<bf16>(8, 192, 56, 56, false, true);
-  check_lrn<float>(3, 7, 5, 9, false, false);      // fewer channels than a chunk, odd sizes
+  check_lrn<float>(3, 7, 5, 9, false, false);  // fewer channels than a chunk, odd sizes
 }
 
 // ---- pooling -------------------------------------------------------------------------------
@@ -167,10 +173,11 @@ void check_pool(const char* label, int n, int c, int h, int w, PoolGeom g, bool 
   const auto y = download<T>(d_y, ys.total);
   std::vector<float> yref(ys.total, NAN);
   std::vector<std::int32_t> mref(yd.count(), -7), mask(yd.count());
-  ref::pool_fwd(xs.view, x.data() + xs.offset, g, ys.view, yref.data() + ys.offset, is_max ? mref.data() : nullptr);
+  ref::pool_fwd(xs.view, x.data() + xs.offset, g, ys.view, yref.data() + ys.offset,
+                is_max ? mref.data() : nullptr);
   char what[200];
-  std::snprintf(what, sizeof what, "pool_fwd %s %s %dx%dx%dx%d -> %dx%d%s", label, name_of<T>(), n, c, h, w, yd.h, yd.w,
-                strided ? " (slices)" : "");
+  std::snprintf(what, sizeof what, "pool_fwd %s %s %dx%dx%dx%d -> %dx%d%s", label, name_of<T>(), n, c, h, w,
+                yd.h, yd.w, strided ? " (slices)" : "");
   REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-6));
   EXPECT_EQ(written_outside(ys, y), 0u);
   if (is_max) {
@@ -181,16 +188,16 @@ void check_pool(const char* label, int n, int c, int h, int w, PoolGeom g, bool 
   const auto dy = rounded<T>(random_floats(ys.total, fresh_seed("pool dy")));
   const auto dx0 = rounded<T>(random_floats(xs.total, fresh_seed("pool dx0")));
   DeviceBuffer d_dy = upload<T>(dy), d_dx = poisoned<T>(xs.total), d_dxa = upload<T>(dx0);
-  kernels::pool_bwd(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, is_max ? d_mask.as<std::int32_t>() : nullptr,
-                    d_dx.as<T>() + xs.offset, false, nullptr);
-  kernels::pool_bwd(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, is_max ? d_mask.as<std::int32_t>() : nullptr,
-                    d_dxa.as<T>() + xs.offset, true, nullptr);
+  kernels::pool_bwd(xs.view, g, ys.view, d_dy.as<T>() + ys.offset,
+                    is_max ? d_mask.as<std::int32_t>() : nullptr, d_dx.as<T>() + xs.offset, false, nullptr);
+  kernels::pool_bwd(xs.view, g, ys.view, d_dy.as<T>() + ys.offset,
+                    is_max ? d_mask.as<std::int32_t>() : nullptr, d_dxa.as<T>() + xs.offset, true, nullptr);
   const auto dx = download<T>(d_dx, xs.total), dxa = download<T>(d_dxa, xs.total);
   std::vector<float> dxref(xs.total, NAN), dxaref = dx0;
-  ref::pool_bwd(xs.view, x.data() + xs.offset, g, ys.view, dy.data() + ys.offset, is_max ? mref.data() : nullptr,
-                dxref.data() + xs.offset);
-  ref::pool_bwd(xs.view, x.data() + xs.offset, g, ys.view, dy.data() + ys.offset, is_max ? mref.data() : nullptr,
-                dxaref.data() + xs.offset, true);
+  ref::pool_bwd(xs.view, x.data() + xs.offset, g, ys.view, dy.data() + ys.offset,
+                is_max ? mref.data() : nullptr, dxref.data() + xs.offset);
+  ref::pool_bwd(xs.view, x.data() + xs.offset, g, ys.view, dy.data() + ys.offset,
+                is_max ? mref.data() : nullptr, dxaref.data() + xs.offset, true);
   std::snprintf(what, sizeof what, "pool_bwd %s %s", label, name_of<T>());
   REPORT(what, rel_error(gather(xs, dx), gather(xs, dxref)), tol<T>(1e-6));
   EXPECT_EQ(written_outside(xs, dx), 0u);
@@ -238,7 +245,8 @@ void check_softmax(int n, int k, float loss_weight) {
   std::mt19937 rng(static_cast<unsigned>(fresh_seed("labels")));
   std::vector<std::int32_t> labels(n);
   for (auto& l : labels) l = static_cast<std::int32_t>(rng() % k);
-  DeviceBuffer d_l = upload<T>(logits), d_lab(n * 4), d_rows(n * 4), d_loss(4), d_g = poisoned<T>(logits.size());
+  DeviceBuffer d_l = upload<T>(logits), d_lab(n * 4), d_rows(n * 4), d_loss(4),
+               d_g = poisoned<T>(logits.size());
   d_lab.upload(labels.data(), n * 4);
   d_loss.fill_bytes(0xFF);
   kernels::softmax_xent_fwd(n, k, d_l.as<T>(), d_lab.as<std::int32_t>(), loss_weight, d_rows.as<float>(),
@@ -262,8 +270,8 @@ void check_softmax(int n, int k, float loss_weight) {
   DeviceBuffer d_hits(n * 4), d_acc(4);
   for (int top_k : {1, 5}) {
     d_acc.fill_bytes(0xFF);
-    kernels::accuracy_fwd(n, k, d_l.as<T>(), d_lab.as<std::int32_t>(), top_k, d_hits.as<float>(), d_acc.as<float>(),
-                          nullptr);
+    kernels::accuracy_fwd(n, k, d_l.as<T>(), d_lab.as<std::int32_t>(), top_k, d_hits.as<float>(),
+                          d_acc.as<float>(), nullptr);
     float acc = -1;
     CUDA_CHECK(cudaDeviceSynchronize());
     d_acc.download(&acc, 4);
@@ -292,8 +300,8 @@ void check_dropout(int n, int c, int h, int w, float ratio, bool strided) {
   const std::uint64_t step = 777;
   DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(sl.total), d_step(8), d_dx = poisoned<T>(sl.total);
   d_step.upload(&step, 8);
-  kernels::dropout_fwd(sl.view, d_x.as<T>() + sl.offset, ratio, key, d_step.as<std::uint64_t>(), d_y.as<T>() + sl.offset,
-                       nullptr);
+  kernels::dropout_fwd(sl.view, d_x.as<T>() + sl.offset, ratio, key, d_step.as<std::uint64_t>(),
+                       d_y.as<T>() + sl.offset, nullptr);
   kernels::dropout_bwd(sl.view, d_x.as<T>() + sl.offset, ratio, key, d_step.as<std::uint64_t>(),
                        d_dx.as<T>() + sl.offset, false, nullptr);
   const auto y = download<T>(d_y, sl.total), dx = download<T>(d_dx, sl.total);
@@ -307,8 +315,8 @@ void check_dropout(int n, int c, int h, int w, float ratio, bool strided) {
     mismatched += (g[i] == 0.f) != (gr[i] == 0.f) || g[i] != gr[i];
     kept += gr[i] != 0.f;
   }
-  std::printf("  dropout %s ratio %.1f %dx%dx%dx%d: kept %.4f, %zu elements differ from the CPU mask\n", name_of<T>(),
-              ratio, n, c, h, w, double(kept) / g.size(), mismatched);
+  std::printf("  dropout %s ratio %.1f %dx%dx%dx%d: kept %.4f, %zu elements differ from the CPU mask\n",
+              name_of<T>(), ratio, n, c, h, w, double(kept) / g.size(), mismatched);
   EXPECT_EQ(mismatched, 0u);
   EXPECT_EQ(written_outside(sl, y), 0u);
   EXPECT_NEAR(double(kept) / g.size(), 1.0 - ratio, 0.01);
@@ -327,21 +335,25 @@ TEST(GpuKernels, DropoutMatchesCpuMaskBitExact) {
 template <typename G>
 void check_sgd() {
   // Segments with gaps between them (elements outside every segment must stay untouched).
-  std::vector<kernels::SgdSegment> segs = {{0, 1000, 1.f, 1.f}, {1000, 7, 2.f, 0.f}, {1024, 50000, 1.f, 1.f},
-                                           {51024, 1000, 2.f, 0.f}, {52100, 333, 1.f, 1.f}};
+  std::vector<kernels::SgdSegment> segs = {{0, 1000, 1.f, 1.f},
+                                           {1000, 7, 2.f, 0.f},
+                                           {1024, 50000, 1.f, 1.f},
+                                           {51024, 1000, 2.f, 0.f},
+                                           {52100, 333, 1.f, 1.f}};
   const std::int64_t n_total = 52500;
   auto w = random_floats(n_total, fresh_seed("sgd w"));
   auto h = random_floats(n_total, fresh_seed("sgd h"), -0.1f, 0.1f);
   const auto g = rounded<G>(random_floats(n_total, fresh_seed("sgd g")));
   const kernels::SgdStepParams p{0.01f, 0.9f, 2e-4f, 0.5f};
-  DeviceBuffer d_segs(segs.size() * sizeof(kernels::SgdSegment)), d_p(sizeof p), d_w(n_total * 4), d_h(n_total * 4),
-      d_g = upload<G>(g), d_lp = poisoned<bf16>(n_total);
+  DeviceBuffer d_segs(segs.size() * sizeof(kernels::SgdSegment)), d_p(sizeof p), d_w(n_total * 4),
+      d_h(n_total * 4), d_g = upload<G>(g), d_lp = poisoned<bf16>(n_total);
   d_segs.upload(segs.data(), d_segs.bytes());
   d_p.upload(&p, sizeof p);
   d_w.upload(w.data(), n_total * 4);
   d_h.upload(h.data(), n_total * 4);
-  kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), n_total, d_p.as<kernels::SgdStepParams>(),
-                      d_g.as<G>(), d_w.as<float>(), d_h.as<float>(), d_lp.as<bf16>(), nullptr);
+  kernels::sgd_update(int(segs.size()), d_segs.as<kernels::SgdSegment>(), n_total,
+                      d_p.as<kernels::SgdStepParams>(), d_g.as<G>(), d_w.as<float>(), d_h.as<float>(),
+                      d_lp.as<bf16>(), nullptr);
   const auto w_gpu = download<float>(d_w, n_total), h_gpu = download<float>(d_h, n_total);
   const auto lp = download<bf16>(d_lp, n_total);
   std::vector<float> w_ref = w, h_ref = h;
@@ -351,9 +363,10 @@ void check_sgd() {
     std::vector<double> hd(h.begin() + s.offset, h.begin() + s.offset + s.count);
     std::vector<double> gd(s.count);
     for (std::int64_t i = 0; i < s.count; ++i) gd[i] = double(g[s.offset + i]) * p.grad_scale;
-    ref::sgd_update<double>(s.count, double(p.lr) * s.lr_mult, p.momentum, double(p.weight_decay) * s.decay_mult,
-                            wd.data(), gd.data(), hd.data());
-    for (std::int64_t i = 0; i < s.count; ++i) w_ref[s.offset + i] = float(wd[i]), h_ref[s.offset + i] = float(hd[i]);
+    ref::sgd_update<double>(s.count, double(p.lr) * s.lr_mult, p.momentum,
+                            double(p.weight_decay) * s.decay_mult, wd.data(), gd.data(), hd.data());
+    for (std::int64_t i = 0; i < s.count; ++i)
+      w_ref[s.offset + i] = float(wd[i]), h_ref[s.offset + i] = float(hd[i]);
   }
   std::vector<char> in(n_total, 0);
   for (const auto& s : segs) std::fill(in.begin() + s.offset, in.begin() + s.offset + s.count, 1);
@@ -403,7 +416,8 @@ void check_input_transform(bool mean_image) {
   if (mean_image) t.mean_image = d_mean.as<float>();
   const Slice ys = dense(Nchw{n, 3, crop, crop});
   DeviceBuffer d_y = poisoned<T>(ys.total);
-  kernels::input_transform_fwd(t, d_src.as<std::uint8_t>(), d_p.as<kernels::CropParams>(), ys.view, d_y.as<T>(), nullptr);
+  kernels::input_transform_fwd(t, d_src.as<std::uint8_t>(), d_p.as<kernels::CropParams>(), ys.view,
+                               d_y.as<T>(), nullptr);
   const auto y = download<T>(d_y, ys.total);
   std::vector<float> yref(ys.total);
   for (int i = 0; i < n; ++i) {

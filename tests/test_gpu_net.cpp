@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <span>
 #include <cstdio>
 #include <cstring>
+#include <span>
 
 #include "engine/cpu_net.h"
 #include "engine/gpu_net.h"
@@ -34,7 +34,9 @@ NetPlan make_plan(const NetSpec& spec, int batch, int classes) {
   return plan_net(spec, o);
 }
 
-float round_bf16(float v) { return kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(v)); }
+float round_bf16(float v) {
+  return kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(v));
+}
 
 // Uploads dense fp32 values as the net's activation dtype.
 void upload_input(const GpuNet& g, const std::vector<float>& x) {
@@ -199,7 +201,8 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuBf16) {
 
 // Runs `steps` SGD steps from a fixed init on a fixed batch; returns the final parameters
 // and the loss after each step.
-std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec, DType dtype, bool graph, int steps) {
+std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec, DType dtype, bool graph,
+                                                            int steps) {
   NetPlan plan = make_plan(spec, 16, 10);
   GpuNetOptions opt;
   opt.dtype = dtype;
@@ -214,9 +217,9 @@ std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec,
   CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), 64, cudaMemcpyHostToDevice));
   std::vector<float> losses;
   for (int s = 0; s < steps; ++s) {
-    gpu.train_step(StepValues{.iteration = std::uint64_t(s), .lr = 0.01f, .momentum = 0.9f,
-                              .weight_decay = 1e-4f},
-                   graph);
+    gpu.train_step(
+        StepValues{.iteration = std::uint64_t(s), .lr = 0.01f, .momentum = 0.9f, .weight_decay = 1e-4f},
+        graph);
     losses.push_back(gpu.output("loss"));
   }
   std::vector<float> w(plan.param_elems);

@@ -115,8 +115,8 @@ TEST(GpuSmoke, CudnnConvolutionMatchesCpu) {
   dw.upload(w.data(), w.size() * 4);
   dy.fill_bytes(0xFF);
   const float alpha = 1.f, beta = 0.f;
-  CUDNN_CHECK(cudnnConvolutionForward(h, &alpha, xd, dx.data(), wd, dw.data(), cd, perf[0].algo, dws.data(), ws,
-                                      &beta, yd, dy.data()));
+  CUDNN_CHECK(cudnnConvolutionForward(h, &alpha, xd, dx.data(), wd, dw.data(), cd, perf[0].algo, dws.data(),
+                                      ws, &beta, yd, dy.data()));
   std::vector<float> got(ref.size());
   dy.download(got.data(), got.size() * 4);
   const double err = rel_error(got, ref);

@@ -66,9 +66,9 @@ struct Harness {
     fill_inputs(kind, has_label);
     for (auto& v : w)
       for (double& x : v) x = std::uniform_real_distribution<double>(-0.5, 0.5)(rng);
-    for (std::size_t t = 0; t < out.size(); ++t) for_each(a.out_shape[t], [&](std::int64_t i) {
-        out_diff[t][i] = std::uniform_real_distribution<double>(-1, 1)(rng);
-      });
+    for (std::size_t t = 0; t < out.size(); ++t)
+      for_each(a.out_shape[t],
+               [&](std::int64_t i) { out_diff[t][i] = std::uniform_real_distribution<double>(-1, 1)(rng); });
     for (std::size_t i = 0; i < in.size(); ++i) {
       a.in.push_back(in[i].empty() ? nullptr : in[i].data());
       a.in_diff.push_back(in_diff[i].empty() || !propagates_to(params, int(i)) ? nullptr : in_diff[i].data());

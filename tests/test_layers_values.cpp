@@ -24,10 +24,10 @@ TEST(PoolValues, CaffeCeilSizes) {
   EXPECT_EQ(pool_out_dim(56, 3, 2, 0), 28);
   EXPECT_EQ(pool_out_dim(28, 3, 2, 0), 14);
   EXPECT_EQ(pool_out_dim(14, 3, 2, 0), 7);
-  EXPECT_EQ(pool_out_dim(14, 5, 3, 0), 4);    // aux heads
-  EXPECT_EQ(pool_out_dim(28, 3, 1, 1), 28);   // inception pool branch
+  EXPECT_EQ(pool_out_dim(14, 5, 3, 0), 4);   // aux heads
+  EXPECT_EQ(pool_out_dim(28, 3, 1, 1), 28);  // inception pool branch
   EXPECT_EQ(pool_out_dim(4, 3, 2, 1), 3);
-  EXPECT_EQ(pool_out_dim(5, 2, 2, 1), 3);     // (5+2-2)/2 ceil = 3 -> 4, last starts in pad -> 3
+  EXPECT_EQ(pool_out_dim(5, 2, 2, 1), 3);  // (5+2-2)/2 ceil = 3 -> 4, last starts in pad -> 3
 }
 
 TEST(PoolValues, AveDivisorCountsPaddingButNotOverhang) {
@@ -141,7 +141,7 @@ TEST(TransformValues, CropMirrorMeanScale) {
   std::vector<float> out(c * 4);
   ref::transform_image(img.data(), ref::PixelLayout::kHwc, c, h, w, p, out.data());
   // out(c, y, 1 - x) = (img(1 + y, 2 + x, c) - (2 + x)) * 0.5
-  EXPECT_FLOAT_EQ(out[0], (10.f + 3 - 3) * 0.5f);   // c0 y0 ox0 <- x=1: pixel 13, mean 3
+  EXPECT_FLOAT_EQ(out[0], (10.f + 3 - 3) * 0.5f);  // c0 y0 ox0 <- x=1: pixel 13, mean 3
   EXPECT_FLOAT_EQ(out[1], (10.f + 2 - 2) * 0.5f);
   EXPECT_FLOAT_EQ(out[4 + 3], (100.f + 20 + 2 - 2) * 0.5f);
   EXPECT_THROW(ref::transform_image(img.data(), ref::PixelLayout::kHwc, c, h, 1, p, out.data()),

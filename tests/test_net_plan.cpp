@@ -20,7 +20,10 @@ namespace {
 TEST(MemoryPlan, LiveBuffersNeverOverlap) {
   std::mt19937 rng(5);
   MemoryPlan mem(4);
-  struct B { std::int64_t n; int a, b; };
+  struct B {
+    std::int64_t n;
+    int a, b;
+  };
   std::vector<B> bs;
   for (int i = 0; i < 200; ++i) {
     const int a = int(rng() % 50), len = int(rng() % 10);
@@ -129,7 +132,8 @@ TEST(NetPlan, WholeNetGradientMatchesFiniteDifferences) {
       w = keep;
       const double numeric = (jp - jm) / (2 * eps);
       const double a = analytic[pp.offset + i];
-      EXPECT_NEAR(a, numeric, 1e-6 + 1e-4 * std::abs(numeric)) << pp.layer << "[" << pp.index << "][" << i << "]";
+      EXPECT_NEAR(a, numeric, 1e-6 + 1e-4 * std::abs(numeric))
+          << pp.layer << "[" << pp.index << "][" << i << "]";
       ++checked;
     }
   }

@@ -33,10 +33,10 @@ TEST(DigitsSchedule, ImageNetWorkedExample) {
   EXPECT_NEAR(s.lr.rate(148639), 0.001, 1e-15);
   EXPECT_NEAR(s.lr.rate(297278), 0.0001, 1e-16);
   EXPECT_NEAR(s.lr.rate(450419), 0.00001, 1e-17);
-  EXPECT_EQ(s.test_iter, 2503);       // ceil(320292 / 128): a form batch sets both
-  EXPECT_EQ(s.test_interval, 7507);   // 1 epoch
+  EXPECT_EQ(s.test_iter, 2503);      // ceil(320292 / 128): a form batch sets both
+  EXPECT_EQ(s.test_interval, 7507);  // 1 epoch
   EXPECT_EQ(s.snapshot, 7507);
-  EXPECT_EQ(s.display, 40);           // min(450420 / 480 = 938, ceil(5000 / 128) = 40)
+  EXPECT_EQ(s.display, 40);  // min(450420 / 480 = 938, ceil(5000 / 128) = 40)
   EXPECT_DOUBLE_EQ(s.weight_decay, 1e-4);
   EXPECT_DOUBLE_EQ(s.momentum, 0.9);
   const std::string proto = s.prototxt();
@@ -125,7 +125,7 @@ TEST(SgdSolver, MomentumAndDecayMatchAHandComputation) {
     for (int k = 0; k < 2; ++k) {
       for (int j = 0; j < 2; ++j) {
         const double g = d[k] * x[j] + 0.01 * 1.0 * W[k * 2 + j];  // decay_mult 1
-        vW[k * 2 + j] = 0.9 * vW[k * 2 + j] + 0.1 * 1.0 * g;     // lr_mult 1
+        vW[k * 2 + j] = 0.9 * vW[k * 2 + j] + 0.1 * 1.0 * g;       // lr_mult 1
         W[k * 2 + j] -= vW[k * 2 + j];
       }
       vB[k] = 0.9 * vB[k] + 0.1 * 2.0 * d[k];  // lr_mult 2, decay_mult 0

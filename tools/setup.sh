@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config python3
+  build-essential cmake ninja-build pkg-config python3 clang-format
   liblmdb-dev lmdb-utils                  # LMDB datasets (+ mdb_stat/mdb_dump for tests)
   libprotobuf-dev protobuf-compiler       # caffe.proto: Datum, BlobProto, NetParameter
   libopencv-dev                           # tests: independent image decode + dnn Caffe loader

@@ -1,10 +1,11 @@
 // Shared test helpers (test_util.h).
 #include "testing/test_util.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <unistd.h>
 
 namespace incept::testing {
 

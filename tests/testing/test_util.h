@@ -13,21 +13,21 @@
 #include "engine/device.h"
 
 // Skips the current test, printing why, when this machine has no CUDA GPU.
-#define INCEPT_REQUIRE_GPU()                                                   \
-  do {                                                                         \
-    if (::incept::gpu_count() == 0) {                                          \
-      std::string incept_reason_ = ::incept::no_gpu_reason();                  \
+#define INCEPT_REQUIRE_GPU()                                                      \
+  do {                                                                            \
+    if (::incept::gpu_count() == 0) {                                             \
+      std::string incept_reason_ = ::incept::no_gpu_reason();                     \
       std::printf("[  SKIPPED ] GPU test skipped: %s\n", incept_reason_.c_str()); \
-      GTEST_SKIP() << incept_reason_;                                          \
-    }                                                                          \
+      GTEST_SKIP() << incept_reason_;                                             \
+    }                                                                             \
   } while (0)
 
-#define INCEPT_REQUIRE_GPUS(n)                                                         \
-  do {                                                                                 \
-    if (::incept::gpu_count() < (n)) {                                                 \
+#define INCEPT_REQUIRE_GPUS(n)                                                           \
+  do {                                                                                   \
+    if (::incept::gpu_count() < (n)) {                                                   \
       std::printf("[  SKIPPED ] needs %d GPUs, found %d\n", (n), ::incept::gpu_count()); \
-      GTEST_SKIP() << "needs " << (n) << " GPUs";                                      \
-    }                                                                                  \
+      GTEST_SKIP() << "needs " << (n) << " GPUs";                                        \
+    }                                                                                    \
   } while (0)
 
 namespace incept::testing {
