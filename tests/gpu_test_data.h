@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/owners.h"
@@ -16,6 +17,12 @@
 #include "testing/test_util.h"
 
 namespace incept::gputest {
+
+// Prints one check's relative error against its limit and expects it below the limit.
+inline void report(const std::string& what, double err, double limit) {
+  std::printf("  %-64s rel err %.3g (limit %.0e)\n", what.c_str(), err, limit);
+  EXPECT_LT(err, limit) << what;
+}
 
 // A fresh seed per call (printed, so a failure can be replayed with INCEPT_TEST_SEED).
 inline std::uint64_t fresh_seed(const char* what) {

@@ -31,12 +31,6 @@ using testing::random_floats;
 using testing::rel_error;
 using bf16 = __nv_bfloat16;
 
-#define REPORT(what, err, limit)                                                \
-  do {                                                                          \
-    std::printf("  %-58s rel err %.3g (limit %.0e)\n", (what), (err), (limit)); \
-    EXPECT_LT((err), (limit)) << (what);                                        \
-  } while (0)
-
 // ---- bias + ReLU ---------------------------------------------------------------------------
 
 template <typename T>
@@ -58,7 +52,7 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
   ref::relu_fwd(v, ref.data() + sl.offset, ref.data() + sl.offset);
   char what[160];
   std::snprintf(what, sizeof what, "bias_relu_fwd %s %dx%d(of %d)x%dx%d", name_of<T>(), n, c, c_total, h, w);
-  REPORT(what, rel_error(gather(sl, got), gather(sl, ref)), tol<T>(1e-6));
+  report(what, rel_error(gather(sl, got), gather(sl, ref)), tol<T>(1e-6));
   EXPECT_EQ(written_outside(sl, got), 0u);
 
   // backward: dz = dy * (y > 0) into a poisoned slice, db accumulates onto its old value
@@ -77,10 +71,10 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
   ref::bias_grad(v, dz_ref.data() + sl.offset, db_ref.data());
   std::snprintf(what, sizeof what, "relu_bias_bwd dz %s %dx%d(of %d)x%dx%d", name_of<T>(), n, c, c_total, h,
                 w);
-  REPORT(what, rel_error(gather(sl, dz), gather(sl, dz_ref)), tol<T>(1e-6));
+  report(what, rel_error(gather(sl, dz), gather(sl, dz_ref)), tol<T>(1e-6));
   EXPECT_EQ(written_outside(sl, dz), 0u);
   std::snprintf(what, sizeof what, "relu_bias_bwd db (+=) %s", name_of<T>());
-  REPORT(what, rel_error(dbv, db_ref), tol<T>(1e-5));
+  report(what, rel_error(dbv, db_ref), tol<T>(1e-5));
 
   // relu_bwd with accumulate
   DeviceBuffer d_acc = upload<T>(y0);
@@ -90,7 +84,7 @@ void check_bias_relu(int n, int c_total, int c0, int c, int h, int w) {
   std::vector<float> acc_ref = y0;
   ref::relu_bwd(v, yref.data() + sl.offset, g.data() + sl.offset, acc_ref.data() + sl.offset, true);
   std::snprintf(what, sizeof what, "relu_bwd (+=) %s", name_of<T>());
-  REPORT(what, rel_error(acc, acc_ref), tol<T>(1e-6));
+  report(what, rel_error(acc, acc_ref), tol<T>(1e-6));
 }
 
 TEST(GpuKernels, BiasRelu) {
@@ -124,12 +118,12 @@ void check_lrn(int n, int c, int h, int w, bool strided, bool store_scale) {
   char what[160];
   std::snprintf(what, sizeof what, "lrn_fwd %s %dx%dx%dx%d%s", name_of<T>(), n, c, h, w,
                 strided ? " (y slice)" : "");
-  REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-5));
+  report(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-5));
   EXPECT_EQ(written_outside(ys, y), 0u);
   if (store_scale) {
     std::vector<float> s(xs.count());
     dscale.download(s.data(), s.size() * 4);
-    REPORT("lrn_fwd scale (fp32)", rel_error(s, sref), 1e-5);
+    report("lrn_fwd scale (fp32)", rel_error(s, sref), 1e-5);
   }
   // backward (reference fed the reference y and scale, the GPU its own y)
   const auto dy = rounded<T>(random_floats(ys.total, fresh_seed("lrn dy")));
@@ -143,7 +137,7 @@ void check_lrn(int n, int c, int h, int w, bool strided, bool store_scale) {
                dxref.data());
   std::snprintf(what, sizeof what, "lrn_bwd %s %dx%dx%dx%d scale %s", name_of<T>(), n, c, h, w,
                 store_scale ? "stored" : "recomputed");
-  REPORT(what, rel_error(dxg, dxref), tol<T>(1e-5));
+  report(what, rel_error(dxg, dxref), tol<T>(1e-5));
 }
 
 TEST(GpuKernels, LrnGoogLeNetShapes) {
@@ -178,7 +172,7 @@ void check_pool(const char* label, int n, int c, int h, int w, PoolGeom g, bool 
   char what[200];
   std::snprintf(what, sizeof what, "pool_fwd %s %s %dx%dx%dx%d -> %dx%d%s", label, name_of<T>(), n, c, h, w,
                 yd.h, yd.w, strided ? " (slices)" : "");
-  REPORT(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-6));
+  report(what, rel_error(gather(ys, y), gather(ys, yref)), tol<T>(1e-6));
   EXPECT_EQ(written_outside(ys, y), 0u);
   if (is_max) {
     d_mask.download(mask.data(), mask.size() * 4);
@@ -199,10 +193,10 @@ void check_pool(const char* label, int n, int c, int h, int w, PoolGeom g, bool 
   ref::pool_bwd(xs.view, x.data() + xs.offset, g, ys.view, dy.data() + ys.offset,
                 is_max ? mref.data() : nullptr, dxaref.data() + xs.offset, true);
   std::snprintf(what, sizeof what, "pool_bwd %s %s", label, name_of<T>());
-  REPORT(what, rel_error(gather(xs, dx), gather(xs, dxref)), tol<T>(1e-6));
+  report(what, rel_error(gather(xs, dx), gather(xs, dxref)), tol<T>(1e-6));
   EXPECT_EQ(written_outside(xs, dx), 0u);
   std::snprintf(what, sizeof what, "pool_bwd (+=) %s %s", label, name_of<T>());
-  REPORT(what, rel_error(dxa, dxaref), tol<T>(1e-6));
+  report(what, rel_error(dxa, dxaref), tol<T>(1e-6));
 }
 
 PoolGeom pool(PoolMethod m, int k, int s, int p = 0, bool global = false) {
@@ -262,9 +256,9 @@ void check_softmax(int n, int k, float loss_weight) {
   const std::vector<float> gref(gd.begin(), gd.end());
   char what[160];
   std::snprintf(what, sizeof what, "softmax_xent loss %s N=%d K=%d w=%.1f", name_of<T>(), n, k, loss_weight);
-  REPORT(what, std::fabs(loss - lref) / std::fabs(lref), 1e-5);  // fp32 math for both dtypes
+  report(what, std::fabs(loss - lref) / std::fabs(lref), 1e-5);  // fp32 math for both dtypes
   std::snprintf(what, sizeof what, "softmax_xent dlogits %s", name_of<T>());
-  REPORT(what, rel_error(grad, gref), tol<T>(1e-5));
+  report(what, rel_error(grad, gref), tol<T>(1e-5));
 
   // top-1 and top-5 accuracy (Caffe: correct when fewer than k scores >= the true one)
   DeviceBuffer d_hits(n * 4), d_acc(4);
@@ -377,12 +371,12 @@ void check_sgd() {
     }
   char what[120];
   std::snprintf(what, sizeof what, "sgd_update weights (grad %s)", kernels::dtype_name(dtype_of<G>()));
-  REPORT(what, rel_error(w_gpu, w_ref), 1e-6);
-  REPORT("sgd_update momentum history", rel_error(h_gpu, h_ref), 1e-6);
+  report(what, rel_error(w_gpu, w_ref), 1e-6);
+  report("sgd_update momentum history", rel_error(h_gpu, h_ref), 1e-6);
   std::vector<float> lp_in, w_in;
   for (std::int64_t i = 0; i < n_total; ++i)
     if (in[i]) lp_in.push_back(lp[i]), w_in.push_back(w_ref[i]);
-  REPORT("sgd_update bf16 weight copy", rel_error(lp_in, w_in), 1e-2);
+  report("sgd_update bf16 weight copy", rel_error(lp_in, w_in), 1e-2);
   EXPECT_EQ(outside_ok, outside) << "elements outside every segment were modified";
 }
 
@@ -435,7 +429,7 @@ void check_input_transform(bool mean_image) {
   char what[120];
   std::snprintf(what, sizeof what, "input_transform %s crop 224 mirror, mean %s", name_of<T>(),
                 mean_image ? "image" : "values");
-  REPORT(what, rel_error(y, yref), tol<T>(1e-7));
+  report(what, rel_error(y, yref), tol<T>(1e-7));
 }
 
 TEST(GpuKernels, InputTransform) {
