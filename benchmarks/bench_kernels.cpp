@@ -167,7 +167,7 @@ void bench_hand_written(cudaStream_t s, int nb, const Ceilings& c) {
       {"pool5 ave 7/1 7->1", {nb, 1024, 7, 7}, pg(PoolMethod::kAve, 7, 1, 0)},
   };
   for (const P& p : pools) {
-    const Nchw ys = kernels::pool_output_shape(p.x, p.g);
+    const Nchw ys = pool_out_shape(p.x, p.g);
     std::int32_t* m = p.g.method == PoolMethod::kMax ? mask.as<std::int32_t>() : nullptr;
     const double mbytes = m ? 4.0 * ys.count() : 0;
     std::snprintf(name, sizeof name, "pool_fwd %s", p.label);

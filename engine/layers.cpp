@@ -134,7 +134,7 @@ struct LayerTraits<PoolParams> : TraitsBase {
   const PoolParams& p;
   std::vector<Nchw> infer(Shapes in) const {
     expect_bottoms("Pooling", in, 1);
-    return {ref::pool_out_shape(in[0], p.geom)};
+    return {pool_out_shape(in[0], p.geom)};
   }
   template <typename T>
   void forward(const LayerArgs<T>& a) const {

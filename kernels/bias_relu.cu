@@ -92,6 +92,20 @@ __global__ void relu_bwd_kernel(int c_dim, int hw, long long nstride, const T* _
 
 // One block per channel: walk every image's plane of that channel, write dz, sum it.
 // (Fallback when the caller gives no partial-sum scratch.)
+// Sum of one float per thread over the block (blockDim.x a multiple of 32, at most 1024), in a
+// fixed order: deterministic. The result is valid in thread 0.
+__device__ float block_sum(float sum) {
+  __shared__ float red[32];
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    sum = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  }
+  return sum;
+}
+
 template <typename T>
 __global__ void relu_bias_bwd_kernel(int n_dim, int c_dim, int hw, long long nstride, const T* __restrict__ y,
                                      const T* dy, bool relu, T* dz, T* db) {
@@ -110,15 +124,8 @@ __global__ void relu_bias_bwd_kernel(int n_dim, int c_dim, int hw, long long nst
     }
     sum += g;
   }
-  __shared__ float red[32];
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    sum = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (threadIdx.x == 0 && db) db[c] = from_f32<T>(to_f32(db[c]) + sum);
-  }
+  sum = block_sum(sum);
+  if (threadIdx.x == 0 && db) db[c] = from_f32<T>(to_f32(db[c]) + sum);
 }
 
 // Split reduction, pass 1: block (chunk, c) handles images [chunk*per, min(n, chunk*per+per))
@@ -161,15 +168,8 @@ __global__ void relu_bias_bwd_partial_kernel(int n_dim, int hw, long long nstrid
       sum += g;
     }
   }
-  __shared__ float red[32];
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    sum = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (threadIdx.x == 0) partial[static_cast<long long>(c) * gridDim.x + chunk] = sum;
-  }
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) partial[static_cast<long long>(c) * gridDim.x + chunk] = sum;
 }
 
 // Pass 2: one thread per channel adds its partial sums in chunk order: deterministic.

@@ -8,23 +8,6 @@
 
 namespace incept::kernels {
 
-PoolGeom pool_geom_resolved(const Nchw& x, const PoolGeom& g) {
-  if (!g.global) return g;
-  PoolGeom r = g;
-  r.kernel_h = x.h;
-  r.kernel_w = x.w;
-  r.stride_h = r.stride_w = 1;
-  r.pad_h = r.pad_w = 0;
-  r.global = false;
-  return r;
-}
-
-Nchw pool_output_shape(const Nchw& x, const PoolGeom& g0) {
-  const PoolGeom g = pool_geom_resolved(x, g0);
-  return Nchw{x.n, x.c, pool_out_dim(x.h, g.kernel_h, g.stride_h, g.pad_h),
-              pool_out_dim(x.w, g.kernel_w, g.stride_w, g.pad_w)};
-}
-
 namespace {
 
 constexpr int kThreads = 256;
@@ -153,7 +136,7 @@ PoolArgs make_args(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
 }
 
 void check_shapes(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
-  const Nchw want = pool_output_shape(xs, g);
+  const Nchw want = pool_out_shape(xs, g);
   if (want.n != ys.n || want.c != ys.c || want.h != ys.h || want.w != ys.w)
     throw Error("pool: output view does not match the CEIL pooling output shape");
 }
@@ -165,7 +148,7 @@ void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T*
               cudaStream_t stream) {
   check_shapes(xs, g0, ys);
   if (ys.count() == 0) return;
-  const PoolGeom g = pool_geom_resolved(xs, g0);
+  const PoolGeom g = pool_resolve(xs, g0);
   const PoolArgs a = make_args(xs, g, ys);
   const unsigned blocks = grid_for(static_cast<std::size_t>(ys.count()), kThreads);
   const bool small = xs.count() < (std::int64_t(1) << 31) && ys.count() < (std::int64_t(1) << 31);
@@ -188,7 +171,7 @@ void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy, c
               T* dx, bool accumulate, cudaStream_t stream) {
   check_shapes(xs, g0, ys);
   if (xs.count() == 0) return;
-  const PoolGeom g = pool_geom_resolved(xs, g0);
+  const PoolGeom g = pool_resolve(xs, g0);
   const PoolArgs a = make_args(xs, g, ys);
   const std::size_t runs = std::size_t(xs.n) * xs.c * xs.h * ((xs.w + kVec - 1) / kVec);
   const unsigned blocks = grid_for(runs, kThreads);

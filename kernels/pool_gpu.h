@@ -19,10 +19,7 @@
 
 namespace incept::kernels {
 
-// Geometry with `global` resolved against the input (kernel = H x W, stride 1, pad 0).
-PoolGeom pool_geom_resolved(const Nchw& x, const PoolGeom& g);
-// Output shape with Caffe's CEIL rule (dense).
-Nchw pool_output_shape(const Nchw& x, const PoolGeom& g);
+// Geometry and output shape: pool_resolve / pool_out_shape in kernels/shapes.h.
 
 template <typename T>
 void pool_fwd(const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, T* y, std::int32_t* mask,

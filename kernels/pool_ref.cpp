@@ -6,22 +6,6 @@
 
 namespace incept::ref {
 
-PoolGeom pool_resolve(const Nchw& x, const PoolGeom& g) {
-  if (!g.global) return g;
-  PoolGeom r = g;
-  r.kernel_h = x.h;
-  r.kernel_w = x.w;
-  r.stride_h = r.stride_w = 1;
-  r.pad_h = r.pad_w = 0;
-  return r;
-}
-
-Nchw pool_out_shape(const Nchw& x, const PoolGeom& g0) {
-  const PoolGeom g = pool_resolve(x, g0);
-  return Nchw{x.n, x.c, pool_out_dim(x.h, g.kernel_h, g.stride_h, g.pad_h),
-              pool_out_dim(x.w, g.kernel_w, g.stride_w, g.pad_w)};
-}
-
 namespace {
 
 // One output window: the clipped input range and (for AVE) Caffe's divisor.

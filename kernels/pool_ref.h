@@ -20,10 +20,7 @@
 
 namespace incept::ref {
 
-// Geometry with `global` resolved against the input shape.
-PoolGeom pool_resolve(const Nchw& x, const PoolGeom& g);
-// Output shape (N, C, Ho, Wo) with Caffe's CEIL rule.
-Nchw pool_out_shape(const Nchw& x, const PoolGeom& g);
+// Geometry and output shape: pool_resolve / pool_out_shape in kernels/shapes.h.
 
 // y = pool(x). For MAX, mask (may be null) receives the argmax of each output.
 template <typename T>

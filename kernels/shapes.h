@@ -57,6 +57,25 @@ constexpr int pool_out_dim(int in, int kernel, int stride, int pad) {
   return out;
 }
 
+// Pooling geometry with `global` resolved against the input (kernel = H x W, stride 1, pad 0).
+constexpr PoolGeom pool_resolve(const Nchw& x, const PoolGeom& g) {
+  if (!g.global) return g;
+  PoolGeom r = g;
+  r.kernel_h = x.h;
+  r.kernel_w = x.w;
+  r.stride_h = r.stride_w = 1;
+  r.pad_h = r.pad_w = 0;
+  r.global = false;
+  return r;
+}
+
+// Pooling output shape (N, C, Ho, Wo), dense, with Caffe's CEIL rule.
+constexpr Nchw pool_out_shape(const Nchw& x, const PoolGeom& g0) {
+  const PoolGeom g = pool_resolve(x, g0);
+  return Nchw{x.n, x.c, pool_out_dim(x.h, g.kernel_h, g.stride_h, g.pad_h),
+              pool_out_dim(x.w, g.kernel_w, g.stride_w, g.pad_w)};
+}
+
 // LRN across channels (Caffe): scale = k + alpha/local_size * sum_{window} x^2,
 // y = x * scale^-beta. local_size must be odd.
 struct LrnGeom {

@@ -154,8 +154,8 @@ TEST(GpuKernels, LrnGoogLeNetShapes) {
 template <typename T>
 void check_pool(const char* label, int n, int c, int h, int w, PoolGeom g, bool strided) {
   const Nchw xs0{n, c, h, w};
-  const Nchw yd = kernels::pool_output_shape(xs0, g);
-  ASSERT_EQ(yd.h, ref::pool_out_shape(xs0, g).h);
+  const Nchw yd = pool_out_shape(xs0, g);
+  ASSERT_EQ(yd.h, pool_out_shape(xs0, g).h);
   const Slice xs = strided ? channel_slice(n, c + 24, 8, c, h, w) : dense(xs0);
   const Slice ys = strided ? channel_slice(n, c + 16, 16, c, yd.h, yd.w) : dense(yd);
   const auto x = rounded<T>(random_floats(xs.total, fresh_seed("pool x")));

@@ -34,7 +34,7 @@ TEST(PoolValues, AveDivisorCountsPaddingButNotOverhang) {
   const Nchw xs{1, 1, 4, 4};
   std::vector<double> x(16, 1.0);
   PoolGeom g{PoolMethod::kAve, 3, 3, 2, 2, 1, 1, false};
-  const Nchw ys = ref::pool_out_shape(xs, g);
+  const Nchw ys = pool_out_shape(xs, g);
   ASSERT_EQ(ys.h, 3);
   std::vector<double> y(9);
   ref::pool_fwd(xs, x.data(), g, ys, y.data());
@@ -47,7 +47,7 @@ TEST(PoolValues, MaxFirstMaximumWinsAndMaskMatches) {
   const Nchw xs{1, 1, 2, 3};
   std::vector<float> x{1, 5, 5, 2, 0, 5};
   PoolGeom g{PoolMethod::kMax, 2, 2, 1, 1, 0, 0, false};
-  const Nchw ys = ref::pool_out_shape(xs, g);
+  const Nchw ys = pool_out_shape(xs, g);
   std::vector<float> y(ys.count());
   std::vector<std::int32_t> mask(ys.count());
   ref::pool_fwd(xs, x.data(), g, ys, y.data(), mask.data());
