@@ -1,9 +1,11 @@
 // Helpers for the GPU-vs-CPU tests (test_gpu_*.cpp): fresh printed seeds, host<->device
-// transfers in fp32 or bf16, poisoned outputs, and channel-slice views of a bigger tensor.
+// transfers in fp32 or bf16, poisoned outputs, and channel-slice views of a bigger tensor
+// (NCHW, and channels-last: the same views addressed as in kernels/layout.h).
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +15,7 @@
 
 #include "engine/owners.h"
 #include "kernels/dtype_gpu.h"
+#include "kernels/layout.h"
 #include "kernels/shapes.h"
 #include "testing/test_util.h"
 
@@ -121,6 +124,62 @@ inline std::size_t written_outside(const Slice& s, const std::vector<float>& ful
   std::size_t bad = 0;
   for (std::size_t i = 0; i < full.size(); ++i)
     if (!inside[i] && full[i] == full[i]) ++bad;
+  return bad;
+}
+
+// ---- channels-last views (kernels/layout.h) -------------------------------------------------
+// A Slice whose offset is channels-last: channels [c0, c0 + c) of an NHWC [n, h, w, c_total]
+// tensor (pixel stride c_total); its pointer starts at channel c0 of the first pixel.
+inline Slice channel_slice_nhwc(int n, int c_total, int c0, int c, int h, int w) {
+  Slice s = channel_slice(n, c_total, c0, c, h, w);
+  s.offset = channel_slice_offset(c0, h, w, true);
+  return s;
+}
+// The same view `elems` elements further into a longer parent (a base pointer that is not
+// 16-byte aligned while the pixel stride still is a multiple of 8 elements).
+inline Slice shifted(Slice s, int elems) {
+  s.offset += elems;
+  s.total += elems;
+  return s;
+}
+
+// Calls f(parent index, dense NCHW index) for every element of a channels-last view.
+template <typename F>
+void for_each_nhwc(const Slice& s, F&& f) {
+  const Nchw& v = s.view;
+  std::int64_t i = 0;
+  for (int n = 0; n < v.n; ++n)
+    for (int c = 0; c < v.c; ++c)
+      for (int h = 0; h < v.h; ++h)
+        for (int w = 0; w < v.w; ++w) f(s.offset + nhwc_offset(v, n, c, h, w), i++);
+}
+
+// The elements of a channels-last view in dense NCHW order (what the CPU reference reads).
+inline std::vector<float> gather_nhwc(const Slice& s, const std::vector<float>& full) {
+  std::vector<float> out(s.view.count());
+  for_each_nhwc(s, [&](std::int64_t p, std::int64_t i) { out[i] = full[p]; });
+  return out;
+}
+// Dense NCHW values written into the view's channels-last places of `full`.
+inline void scatter_nhwc(const Slice& s, const std::vector<float>& nchw, std::vector<float>& full) {
+  for_each_nhwc(s, [&](std::int64_t p, std::int64_t i) { full[p] = nchw[i]; });
+}
+// A parent of NaN holding full's values inside the view only (a kernel reading outside its
+// view then gets NaN).
+inline std::vector<float> inside_only_nhwc(const Slice& s, const std::vector<float>& full) {
+  std::vector<float> out(full.size(), NAN);
+  for_each_nhwc(s, [&](std::int64_t p, std::int64_t) { out[p] = full[p]; });
+  return out;
+}
+// Number of parent elements outside the view that differ from `before` (NaN equals NaN):
+// with `before` all NaN (poisoned), the elements a launcher wrote outside its view.
+inline std::size_t changed_outside_nhwc(const Slice& s, const std::vector<float>& before,
+                                        const std::vector<float>& after) {
+  std::vector<char> inside(after.size(), 0);
+  for_each_nhwc(s, [&](std::int64_t p, std::int64_t) { inside[p] = 1; });
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < after.size(); ++i)
+    if (!inside[i] && !(before[i] == after[i] || (before[i] != before[i] && after[i] != after[i]))) ++bad;
   return bad;
 }
 

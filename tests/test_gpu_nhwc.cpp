@@ -1,0 +1,465 @@
+// Channels-last (NHWC) GPU kernels against the NCHW CPU references (kernels/*_ref.h): inputs
+// are drawn in NHWC with fresh printed seeds, gathered to NCHW for the reference, and the
+// GPU's results (and its MAX-pool mask and LRN scale, stored NHWC) transposed back with
+// kernels/layout.h to compare. Views are dense tensors, channel slices of a concat output
+// (pixel stride C_total, pointer at +c0) and slices whose base is not 16-byte aligned; channel
+// counts cover the 16-byte vector paths (GoogLeNet's multiples of 8) and the scalar ones (3,
+// 13, pixel strides that are not a multiple of 8). Outputs are poisoned (0xFF = NaN) so
+// unwritten elements fail, inputs are NaN outside their view so stray reads fail, and the
+// parent outside each written view must come back unchanged. Tolerances: rel error 1e-6
+// (fp32 elementwise), 1e-5 (fp32 reductions), 1e-2 (bf16); masks exact.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "gpu_test_data.h"
+#include "kernels/bias_relu_gpu.h"
+#include "kernels/input_transform_gpu.h"
+#include "kernels/layout.h"
+#include "kernels/lrn_gpu.h"
+#include "kernels/lrn_ref.h"
+#include "kernels/pool_gpu.h"
+#include "kernels/pool_ref.h"
+#include "kernels/relu_ref.h"
+#include "kernels/transform_ref.h"
+
+namespace incept {
+namespace {
+
+using namespace gputest;
+using testing::random_floats;
+using testing::rel_error;
+using bf16 = __nv_bfloat16;
+
+// Channels [c0, c0 + c) of a channels-last parent with `total` channels, its base pointer
+// `shift` elements further on (shift 1 in bf16: 2-byte aligned).
+struct Chans {
+  int c = 0, total = 0, c0 = 0, shift = 0;
+};
+Chans all(int c) {
+  return Chans{c, c, 0, 0};
+}
+Slice nhwc_view(int n, const Chans& ch, int h, int w) {
+  return shifted(channel_slice_nhwc(n, ch.total, ch.c0, ch.c, h, w), ch.shift);
+}
+std::string describe(const Chans& ch) {
+  std::string s = std::to_string(ch.c);
+  if (ch.total != ch.c) s += "(@" + std::to_string(ch.c0) + " of " + std::to_string(ch.total) + ")";
+  if (ch.shift) s += "(base +" + std::to_string(ch.shift) + ")";
+  return s;
+}
+
+// Values in [-1, 1) with the negative half clamped to 0, as a ReLU output holds (exact zeros).
+std::vector<float> relu_output(std::size_t n, std::uint64_t seed) {
+  auto v = random_floats(n, seed);
+  for (auto& x : v) x = std::max(x, 0.f);
+  return v;
+}
+
+// Number of differing entries, printing the first one.
+std::size_t mismatches(const std::vector<std::int32_t>& got, const std::vector<std::int32_t>& want,
+                       const char* what) {
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i)
+    if (got[i] != want[i] && bad++ == 0)
+      std::printf("  %s: first difference at %zu: gpu %d, reference %d\n", what, i, got[i], want[i]);
+  return bad + std::max(got.size(), want.size()) - std::min(got.size(), want.size());
+}
+
+// ---- bias + ReLU: in place, fused concat copy, backward with the bias gradient --------------
+
+template <typename T>
+void check_bias_relu_fwd(int n, const Chans& ch, int h, int w, bool relu, bool bias) {
+  const Slice ys = nhwc_view(n, ch, h, w);
+  const Nchw d{n, ch.c, h, w};
+  const auto y0 = inside_only_nhwc(ys, rounded<T>(random_floats(ys.total, fresh_seed("bias_relu_nhwc y"))));
+  const auto b = rounded<T>(random_floats(ch.c, fresh_seed("bias_relu_nhwc b")));
+  DeviceBuffer d_y = upload<T>(y0), d_b = upload<T>(b);
+  kernels::bias_relu_fwd_nhwc(ys.view, bias ? d_b.as<T>() : nullptr, relu, d_y.as<T>() + ys.offset, nullptr);
+  const auto got = download<T>(d_y, ys.total);
+  auto ref = gather_nhwc(ys, y0);
+  if (bias) ref::bias_add(d, b.data(), ref.data());
+  if (relu) ref::relu_fwd(d, ref.data(), ref.data());
+  char what[200];
+  std::snprintf(what, sizeof what, "bias_relu_fwd_nhwc %s %dx%sx%dx%d%s%s", name_of<T>(), n,
+                describe(ch).c_str(), h, w, relu ? "" : " no relu", bias ? "" : " no bias");
+  report(what, rel_error(gather_nhwc(ys, got), ref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(ys, y0, got), 0u) << what;
+}
+
+// Dense z (a convolution's own output) -> y in its slice of the concat output, then in place.
+template <typename T>
+void check_bias_relu_copy(int n, const Chans& ch, int h, int w, bool relu) {
+  const Slice zs = nhwc_view(n, all(ch.c), h, w), ys = nhwc_view(n, ch, h, w);
+  const Nchw d{n, ch.c, h, w};
+  const auto z = rounded<T>(random_floats(zs.total, fresh_seed("bias_relu_copy z")));
+  const auto b = rounded<T>(random_floats(ch.c, fresh_seed("bias_relu_copy b")));
+  DeviceBuffer d_z = upload<T>(z), d_b = upload<T>(b), d_y = poisoned<T>(ys.total);
+  kernels::bias_relu_copy_nhwc(zs.view, d_z.as<T>() + zs.offset, d_b.as<T>(), relu, ys.view,
+                               d_y.as<T>() + ys.offset, nullptr);
+  const auto got = download<T>(d_y, ys.total);
+  auto ref = gather_nhwc(zs, z);
+  ref::bias_add(d, b.data(), ref.data());
+  if (relu) ref::relu_fwd(d, ref.data(), ref.data());
+  char what[200];
+  std::snprintf(what, sizeof what, "bias_relu_copy_nhwc %s %dx%sx%dx%d%s", name_of<T>(), n,
+                describe(ch).c_str(), h, w, relu ? "" : " no relu");
+  report(what, rel_error(gather_nhwc(ys, got), ref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(ys, std::vector<float>(ys.total, NAN), got), 0u) << what;
+  EXPECT_EQ(download<T>(d_z, zs.total), z) << what << ": the input z was modified";
+
+  // zs == ys, y == z: in place on the slice
+  const auto y0 = inside_only_nhwc(ys, rounded<T>(random_floats(ys.total, fresh_seed("bias_relu_copy y"))));
+  DeviceBuffer d_yz = upload<T>(y0);
+  kernels::bias_relu_copy_nhwc(ys.view, d_yz.as<T>() + ys.offset, d_b.as<T>(), relu, ys.view,
+                               d_yz.as<T>() + ys.offset, nullptr);
+  const auto got2 = download<T>(d_yz, ys.total);
+  auto ref2 = gather_nhwc(ys, y0);
+  ref::bias_add(d, b.data(), ref2.data());
+  if (relu) ref::relu_fwd(d, ref2.data(), ref2.data());
+  std::snprintf(what, sizeof what, "bias_relu_copy_nhwc in place %s %dx%sx%dx%d", name_of<T>(), n,
+                describe(ch).c_str(), h, w);
+  report(what, rel_error(gather_nhwc(ys, got2), ref2), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(ys, y0, got2), 0u) << what;
+}
+
+// y, dy in the concat slice ys; dz into a dense zs; db += onto old values. Then db == nullptr,
+// and in place (zs == ys, dz aliasing dy).
+template <typename T>
+void check_relu_bias_bwd(int n, const Chans& ch, int h, int w, bool relu) {
+  const Slice ys = nhwc_view(n, ch, h, w), zs = nhwc_view(n, all(ch.c), h, w);
+  const Nchw d{n, ch.c, h, w};
+  const auto y = inside_only_nhwc(ys, rounded<T>(relu_output(ys.total, fresh_seed("relu_bias_bwd y"))));
+  const auto dy = inside_only_nhwc(ys, rounded<T>(random_floats(ys.total, fresh_seed("relu_bias_bwd dy"))));
+  const auto db_old = rounded<T>(random_floats(ch.c, fresh_seed("relu_bias_bwd db")));
+  DeviceBuffer d_y = upload<T>(y), d_dy = upload<T>(dy), d_dz = poisoned<T>(zs.total),
+               d_db = upload<T>(db_old), d_dz2 = poisoned<T>(zs.total), d_dyz = upload<T>(dy),
+               d_db3 = upload<T>(db_old);
+  DeviceBuffer d_part(std::max<std::size_t>(kernels::relu_bias_bwd_nhwc_scratch(ys.view), 1) * 4);
+  kernels::relu_bias_bwd_nhwc(ys.view, d_y.as<T>() + ys.offset, d_dy.as<T>() + ys.offset, relu, zs.view,
+                              d_dz.as<T>() + zs.offset, d_db.as<T>(), d_part.as<float>(), nullptr);
+  kernels::relu_bias_bwd_nhwc(ys.view, d_y.as<T>() + ys.offset, d_dy.as<T>() + ys.offset, relu, zs.view,
+                              d_dz2.as<T>() + zs.offset, static_cast<T*>(nullptr), d_part.as<float>(),
+                              nullptr);
+  kernels::relu_bias_bwd_nhwc(ys.view, d_y.as<T>() + ys.offset, d_dyz.as<T>() + ys.offset, relu, ys.view,
+                              d_dyz.as<T>() + ys.offset, d_db3.as<T>(), d_part.as<float>(), nullptr);
+  const auto dz = download<T>(d_dz, zs.total), dz2 = download<T>(d_dz2, zs.total);
+  const auto dyz = download<T>(d_dyz, ys.total);
+  const auto db = download<T>(d_db, ch.c), db3 = download<T>(d_db3, ch.c);
+  const auto y_n = gather_nhwc(ys, y), dy_n = gather_nhwc(ys, dy);
+  std::vector<float> dz_ref = dy_n, db_ref = db_old;
+  if (relu) ref::relu_bwd(d, y_n.data(), dy_n.data(), dz_ref.data());
+  ref::bias_grad(d, dz_ref.data(), db_ref.data());
+
+  char what[200];
+  const std::string shape = std::to_string(n) + "x" + describe(ch) + "x" + std::to_string(h) + "x" +
+                            std::to_string(w) + (relu ? "" : " no relu");
+  const std::vector<float> poison(zs.total, NAN);
+  std::snprintf(what, sizeof what, "relu_bias_bwd_nhwc dz %s %s", name_of<T>(), shape.c_str());
+  report(what, rel_error(gather_nhwc(zs, dz), dz_ref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(zs, poison, dz), 0u) << what;
+  std::snprintf(what, sizeof what, "relu_bias_bwd_nhwc db (+=) %s", name_of<T>());
+  report(what, rel_error(db, db_ref), tol<T>(1e-5));
+  std::snprintf(what, sizeof what, "relu_bias_bwd_nhwc dz, db null %s", name_of<T>());
+  report(what, rel_error(gather_nhwc(zs, dz2), dz_ref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(zs, poison, dz2), 0u) << what;
+  std::snprintf(what, sizeof what, "relu_bias_bwd_nhwc in place dz %s", name_of<T>());
+  report(what, rel_error(gather_nhwc(ys, dyz), dz_ref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(ys, dy, dyz), 0u) << what;
+  std::snprintf(what, sizeof what, "relu_bias_bwd_nhwc in place db (+=) %s", name_of<T>());
+  report(what, rel_error(db3, db_ref), tol<T>(1e-5));
+}
+
+template <typename T>
+void check_bias_relu(int n, const Chans& ch, int h, int w) {
+  check_bias_relu_fwd<T>(n, ch, h, w, true, true);
+  check_bias_relu_copy<T>(n, ch, h, w, true);
+  check_relu_bias_bwd<T>(n, ch, h, w, true);
+}
+
+template <typename T>
+void bias_relu_suite() {
+  check_bias_relu<T>(8, Chans{128, 256, 64}, 28, 28);  // inception_3a/3x3 in its concat slice
+  check_bias_relu<T>(8, Chans{32, 256, 224}, 28, 28);  // inception_3a/pool_proj: the last slice
+  check_bias_relu<T>(8, Chans{320, 832, 256}, 7, 7);   // inception_5a/3x3
+  check_bias_relu<T>(8, all(192), 56, 56);             // conv2/3x3
+  check_bias_relu<T>(16, all(64), 112, 112);           // conv1's plane: many pixels, few channels
+  check_bias_relu<T>(40, Chans{64, 96, 16}, 20, 20);   // several pixel chunks, a short last one
+  check_bias_relu<T>(4, all(1000), 1, 1);              // FC output (H = W = 1)
+  // scalar paths: odd channel counts and offsets, a pixel stride that is not a multiple of 8
+  check_bias_relu<T>(2, all(3), 5, 7);
+  check_bias_relu<T>(3, Chans{13, 21, 5}, 9, 11);
+  check_bias_relu<T>(4, Chans{64, 68, 0}, 14, 14);
+  check_bias_relu<T>(4, Chans{64, 68, 4}, 14, 14);
+  // multiples of 8 on a base that is not 16-byte aligned (in bf16; fp32 +1 is 4 bytes off)
+  check_bias_relu<T>(4, Chans{64, 64, 0, 1}, 14, 14);
+  check_bias_relu<T>(4, Chans{64, 72, 4}, 14, 14);
+  // flags: ReLU off, bias off
+  check_bias_relu_fwd<T>(4, Chans{128, 256, 64}, 14, 14, false, true);
+  check_bias_relu_fwd<T>(4, Chans{128, 256, 64}, 14, 14, true, false);
+  check_bias_relu_fwd<T>(3, Chans{13, 21, 5}, 9, 11, false, false);
+  check_bias_relu_copy<T>(4, Chans{128, 256, 64}, 14, 14, false);
+  check_bias_relu_copy<T>(3, Chans{13, 21, 5}, 9, 11, false);
+  check_relu_bias_bwd<T>(4, Chans{128, 256, 64}, 14, 14, false);
+  check_relu_bias_bwd<T>(3, Chans{13, 21, 5}, 9, 11, false);
+}
+
+TEST(GpuNhwc, BiasReluFp32) {
+  INCEPT_REQUIRE_GPU();
+  bias_relu_suite<float>();
+}
+TEST(GpuNhwc, BiasReluBf16) {
+  INCEPT_REQUIRE_GPU();
+  bias_relu_suite<bf16>();
+}
+
+// ---- pooling -------------------------------------------------------------------------------
+
+template <typename T>
+void check_pool(const char* label, int n, const Chans& xc, const Chans& yc, int h, int w, const PoolGeom& g) {
+  ASSERT_EQ(xc.c, yc.c);
+  const int c = xc.c;
+  const Nchw xd{n, c, h, w};
+  const Nchw yd = pool_out_shape(xd, g);
+  const Slice xs = nhwc_view(n, xc, h, w), ys = nhwc_view(n, yc, yd.h, yd.w);
+  const bool is_max = g.method == PoolMethod::kMax;
+  const auto x = inside_only_nhwc(xs, rounded<T>(random_floats(xs.total, fresh_seed("pool_nhwc x"))));
+  DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(ys.total), d_mask(yd.count() * 4);
+  d_mask.fill_bytes(0xFF);
+  kernels::pool_fwd_nhwc(xs.view, d_x.as<T>() + xs.offset, g, ys.view, d_y.as<T>() + ys.offset,
+                         is_max ? d_mask.as<std::int32_t>() : nullptr, nullptr);
+  const auto y = download<T>(d_y, ys.total);
+  const auto x_n = gather_nhwc(xs, x);
+  std::vector<float> yref(yd.count());
+  std::vector<std::int32_t> mref(yd.count(), -7), mask(yd.count());
+  ref::pool_fwd(xd, x_n.data(), g, yd, yref.data(), is_max ? mref.data() : nullptr);
+  char what[240];
+  std::snprintf(what, sizeof what, "pool_fwd_nhwc %s %s %dx%sx%dx%d -> %sx%dx%d", label, name_of<T>(), n,
+                describe(xc).c_str(), h, w, describe(yc).c_str(), yd.h, yd.w);
+  report(what, rel_error(gather_nhwc(ys, y), yref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(ys, std::vector<float>(ys.total, NAN), y), 0u) << what;
+  if (is_max) {
+    d_mask.download(mask.data(), mask.size() * 4);
+    EXPECT_EQ(mismatches(mask, nchw_to_nhwc(mref, n, c, yd.h, yd.w), "mask (NHWC order)"), 0u)
+        << what << ": max-pool argmax differs from the reference (first maximum wins)";
+  }
+
+  // backward, overwriting a poisoned dx and accumulating onto a random one (fan-out case)
+  const auto dy = inside_only_nhwc(ys, rounded<T>(random_floats(ys.total, fresh_seed("pool_nhwc dy"))));
+  const auto dx0 = rounded<T>(random_floats(xs.total, fresh_seed("pool_nhwc dx0")));
+  DeviceBuffer d_dy = upload<T>(dy), d_dx = poisoned<T>(xs.total), d_dxa = upload<T>(dx0);
+  const std::int32_t* m = is_max ? d_mask.as<std::int32_t>() : nullptr;
+  kernels::pool_bwd_nhwc(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, m, d_dx.as<T>() + xs.offset, false,
+                         nullptr);
+  kernels::pool_bwd_nhwc(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, m, d_dxa.as<T>() + xs.offset, true,
+                         nullptr);
+  const auto dx = download<T>(d_dx, xs.total), dxa = download<T>(d_dxa, xs.total);
+  const auto dy_n = gather_nhwc(ys, dy);
+  std::vector<float> dxref(xd.count()), dxaref = gather_nhwc(xs, dx0);
+  ref::pool_bwd(xd, x_n.data(), g, yd, dy_n.data(), is_max ? mref.data() : nullptr, dxref.data());
+  ref::pool_bwd(xd, x_n.data(), g, yd, dy_n.data(), is_max ? mref.data() : nullptr, dxaref.data(), true);
+  std::snprintf(what, sizeof what, "pool_bwd_nhwc %s %s %sx%dx%d", label, name_of<T>(), describe(xc).c_str(),
+                h, w);
+  report(what, rel_error(gather_nhwc(xs, dx), dxref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(xs, std::vector<float>(xs.total, NAN), dx), 0u) << what;
+  std::snprintf(what, sizeof what, "pool_bwd_nhwc (+=) %s %s", label, name_of<T>());
+  report(what, rel_error(gather_nhwc(xs, dxa), dxaref), tol<T>(1e-6));
+  EXPECT_EQ(changed_outside_nhwc(xs, dx0, dxa), 0u) << what;
+}
+
+PoolGeom pool(PoolMethod m, int k, int s, int p = 0, bool global = false) {
+  PoolGeom g;
+  g.method = m;
+  g.kernel_h = g.kernel_w = k;
+  g.stride_h = g.stride_w = s;
+  g.pad_h = g.pad_w = p;
+  g.global = global;
+  return g;
+}
+
+template <typename T>
+void pool_suite() {
+  const PoolGeom max3s2 = pool(PoolMethod::kMax, 3, 2), max3s1p1 = pool(PoolMethod::kMax, 3, 1, 1);
+  check_pool<T>("max 3x3 s2 CEIL", 8, all(64), all(64), 112, 112, max3s2);             // pool1 112->56
+  check_pool<T>("max 3x3 s2 CEIL", 8, all(192), all(192), 56, 56, max3s2);             // pool2 56->28
+  check_pool<T>("max 3x3 s2 CEIL", 8, all(480), all(480), 28, 28, max3s2);             // pool3 28->14
+  check_pool<T>("max 3x3 s2 CEIL", 4, all(832), all(832), 14, 14, max3s2);             // pool4 14->7
+  check_pool<T>("max 3x3 s1 p1", 8, all(192), Chans{192, 256, 64}, 28, 28, max3s1p1);  // 3a/pool
+  check_pool<T>("max 3x3 s1 p1", 4, Chans{256, 480, 224}, Chans{256, 512, 0}, 14, 14, max3s1p1);
+  check_pool<T>("ave 5x5 s3", 8, all(528), all(528), 14, 14, pool(PoolMethod::kAve, 5, 3));  // aux 14->4
+  check_pool<T>("ave 7x7 s1", 8, all(1024), Chans{1024, 1040, 8}, 7, 7, pool(PoolMethod::kAve, 7, 1));
+  check_pool<T>("ave global", 4, all(1024), all(1024), 7, 7, pool(PoolMethod::kAve, 1, 1, 0, true));
+  // CEIL edge windows with padding (the AVE divisor, padding never wins a MAX)
+  check_pool<T>("ave 3x3 s2 p1 CEIL edge", 2, all(16), all(16), 10, 13, pool(PoolMethod::kAve, 3, 2, 1));
+  check_pool<T>("max 3x3 s2 p1 CEIL edge", 2, Chans{16, 40, 8}, Chans{16, 24, 8}, 10, 13,
+                pool(PoolMethod::kMax, 3, 2, 1));
+  // scalar paths: odd channel counts and offsets, pixel strides not a multiple of 8
+  check_pool<T>("max 3x3 s2 p1 CEIL edge", 2, all(3), all(3), 10, 13, pool(PoolMethod::kMax, 3, 2, 1));
+  check_pool<T>("ave 3x3 s2 p1 CEIL edge", 2, all(3), all(3), 10, 13, pool(PoolMethod::kAve, 3, 2, 1));
+  check_pool<T>("max 3x3 s1 p1", 3, Chans{13, 21, 5}, Chans{13, 16, 3}, 9, 11, max3s1p1);
+  check_pool<T>("ave 5x5 s3", 3, Chans{13, 21, 5}, all(13), 14, 14, pool(PoolMethod::kAve, 5, 3));
+  check_pool<T>("max 3x3 s2 CEIL", 4, Chans{64, 68, 4}, Chans{64, 66, 2}, 28, 28, max3s2);
+  // multiples of 8 on bases that are not 16-byte aligned (bf16)
+  check_pool<T>("max 3x3 s2 CEIL", 4, Chans{64, 64, 0, 1}, Chans{64, 72, 4}, 28, 28, max3s2);
+  check_pool<T>("ave 3x3 s2 p1 CEIL edge", 2, Chans{64, 72, 4}, Chans{64, 64, 0, 3}, 10, 13,
+                pool(PoolMethod::kAve, 3, 2, 1));
+}
+
+TEST(GpuNhwc, PoolingFp32) {
+  INCEPT_REQUIRE_GPU();
+  pool_suite<float>();
+}
+TEST(GpuNhwc, PoolingBf16) {
+  INCEPT_REQUIRE_GPU();
+  pool_suite<bf16>();
+}
+
+// ---- LRN -----------------------------------------------------------------------------------
+
+template <typename T>
+void check_lrn(int n, const Chans& xc, const Chans& yc, int h, int w, bool store_scale) {
+  ASSERT_EQ(xc.c, yc.c);
+  const LrnGeom g;  // 5, 1e-4, 0.75, 1
+  const int c = xc.c;
+  const Nchw d{n, c, h, w};
+  const Slice xs = nhwc_view(n, xc, h, w), ys = nhwc_view(n, yc, h, w);
+  // Inputs of conv-output magnitude so the scale term matters (alpha/size * sum x^2 ~ 0.1).
+  const auto x =
+      inside_only_nhwc(xs, rounded<T>(random_floats(xs.total, fresh_seed("lrn_nhwc x"), -40.f, 40.f)));
+  DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(ys.total), d_scale(d.count() * 4);
+  d_scale.fill_bytes(0xFF);
+  kernels::lrn_fwd_nhwc(xs.view, d_x.as<T>() + xs.offset, g, ys.view, d_y.as<T>() + ys.offset,
+                        store_scale ? d_scale.as<float>() : nullptr, nullptr);
+  const auto y = download<T>(d_y, ys.total);
+  const auto x_n = gather_nhwc(xs, x);
+  std::vector<float> yref(d.count()), sref(d.count());
+  ref::lrn_fwd(d, x_n.data(), g, d, yref.data(), sref.data());
+  char what[240];
+  const std::string shape = std::to_string(n) + "x" + describe(xc) + "x" + std::to_string(h) + "x" +
+                            std::to_string(w) + " -> " + describe(yc);
+  std::snprintf(what, sizeof what, "lrn_fwd_nhwc %s %s", name_of<T>(), shape.c_str());
+  report(what, rel_error(gather_nhwc(ys, y), yref), tol<T>(1e-5));
+  EXPECT_EQ(changed_outside_nhwc(ys, std::vector<float>(ys.total, NAN), y), 0u) << what;
+  if (store_scale) {
+    std::vector<float> s(d.count());
+    d_scale.download(s.data(), s.size() * 4);
+    report("lrn_fwd_nhwc scale (fp32, NHWC order)", rel_error(s, nchw_to_nhwc(sref, n, c, h, w)), 1e-5);
+  }
+
+  // backward (reference fed the reference y and scale, the GPU its own scale), overwriting a
+  // poisoned dx and accumulating onto a random one
+  const auto yr = rounded<T>(yref);
+  std::vector<float> y_in(ys.total, NAN);
+  scatter_nhwc(ys, yr, y_in);
+  const auto dy = inside_only_nhwc(ys, rounded<T>(random_floats(ys.total, fresh_seed("lrn_nhwc dy"))));
+  const auto dx0 = rounded<T>(random_floats(xs.total, fresh_seed("lrn_nhwc dx0")));
+  DeviceBuffer d_yr = upload<T>(y_in), d_dy = upload<T>(dy), d_dx = poisoned<T>(xs.total),
+               d_dxa = upload<T>(dx0);
+  const float* s = store_scale ? d_scale.as<float>() : nullptr;
+  kernels::lrn_bwd_nhwc(xs.view, d_x.as<T>() + xs.offset, ys.view, d_yr.as<T>() + ys.offset,
+                        d_dy.as<T>() + ys.offset, s, g, d_dx.as<T>() + xs.offset, false, nullptr);
+  kernels::lrn_bwd_nhwc(xs.view, d_x.as<T>() + xs.offset, ys.view, d_yr.as<T>() + ys.offset,
+                        d_dy.as<T>() + ys.offset, s, g, d_dxa.as<T>() + xs.offset, true, nullptr);
+  const auto dx = download<T>(d_dx, xs.total), dxa = download<T>(d_dxa, xs.total);
+  const auto dy_n = gather_nhwc(ys, dy);
+  std::vector<float> dxref(d.count()), dxaref = gather_nhwc(xs, dx0);
+  ref::lrn_bwd(d, x_n.data(), d, yr.data(), dy_n.data(), sref.data(), g, dxref.data());
+  ref::lrn_bwd(d, x_n.data(), d, yr.data(), dy_n.data(), sref.data(), g, dxaref.data(), true);
+  std::snprintf(what, sizeof what, "lrn_bwd_nhwc %s %s scale %s", name_of<T>(), shape.c_str(),
+                store_scale ? "stored" : "recomputed");
+  report(what, rel_error(gather_nhwc(xs, dx), dxref), tol<T>(1e-5));
+  EXPECT_EQ(changed_outside_nhwc(xs, std::vector<float>(xs.total, NAN), dx), 0u) << what;
+  std::snprintf(what, sizeof what, "lrn_bwd_nhwc (+=) %s", name_of<T>());
+  report(what, rel_error(gather_nhwc(xs, dxa), dxaref), tol<T>(1e-5));
+  EXPECT_EQ(changed_outside_nhwc(xs, dx0, dxa), 0u) << what;
+}
+
+template <typename T>
+void lrn_suite() {
+  check_lrn<T>(8, all(64), all(64), 56, 56, true);                // pool1/norm1
+  check_lrn<T>(8, all(64), all(64), 56, 56, false);               //   scale recomputed
+  check_lrn<T>(4, all(192), Chans{192, 256, 64}, 56, 56, false);  // conv2/norm2, y in a slice
+  check_lrn<T>(4, Chans{192, 256, 32}, all(192), 56, 56, true);   //   x in a slice
+  // scalar paths and fewer channels than the window or a chunk
+  check_lrn<T>(3, all(7), all(7), 5, 9, false);
+  check_lrn<T>(3, all(3), all(3), 6, 5, true);
+  check_lrn<T>(3, Chans{13, 21, 5}, Chans{13, 16, 3}, 9, 11, true);
+  check_lrn<T>(3, Chans{13, 21, 5}, Chans{13, 16, 3}, 9, 11, false);
+  // multiples of 8 on bases that are not 16-byte aligned (bf16)
+  check_lrn<T>(2, Chans{64, 64, 0, 1}, Chans{64, 72, 4}, 14, 14, true);
+  check_lrn<T>(2, Chans{64, 72, 4}, Chans{64, 64, 0, 1}, 14, 14, false);
+}
+
+TEST(GpuNhwc, LrnFp32) {
+  INCEPT_REQUIRE_GPU();
+  lrn_suite<float>();
+}
+TEST(GpuNhwc, LrnBf16) {
+  INCEPT_REQUIRE_GPU();
+  lrn_suite<bf16>();
+}
+
+// ---- input transform, channels-last (kernels/transform_ref.h on HWC BGR bytes) -------------
+
+template <typename T>
+void check_input_transform(bool mean_image, int pixel_stride) {
+  const int n = 8, sh = 256, sw = 256, crop = 224;
+  std::mt19937 rng(static_cast<unsigned>(fresh_seed("input bytes")));
+  std::vector<std::uint8_t> src(std::size_t(n) * sh * sw * 3);
+  for (auto& b : src) b = static_cast<std::uint8_t>(rng() & 0xFF);
+  std::vector<kernels::CropParams> params(n);
+  for (auto& p : params) p = {int(rng() % (sh - crop + 1)), int(rng() % (sw - crop + 1)), int(rng() & 1)};
+  const auto mean = random_floats(std::size_t(3) * sh * sw, fresh_seed("mean"), 90.f, 130.f);
+  kernels::InputTransform t;
+  t.src_h = sh;
+  t.src_w = sw;
+  t.crop = crop;
+  t.scale = 0.5f;
+  t.mean_values[0] = 104.f, t.mean_values[1] = 117.f, t.mean_values[2] = 123.f;
+  t.channels_last = true;
+  DeviceBuffer d_src(src.size()), d_p(n * sizeof(kernels::CropParams)), d_mean(mean.size() * 4);
+  d_src.upload(src.data(), src.size());
+  d_p.upload(params.data(), d_p.bytes());
+  d_mean.upload(mean.data(), d_mean.bytes());
+  if (mean_image) t.mean_image = d_mean.as<float>();
+  // pixel stride 3: dense NHWC; 4: channels 0..2 of a 4-channel tensor (channel 3 untouched)
+  const Slice ys = channel_slice_nhwc(n, pixel_stride, 0, 3, crop, crop);
+  DeviceBuffer d_y = poisoned<T>(ys.total);
+  kernels::input_transform_fwd(t, d_src.as<std::uint8_t>(), d_p.as<kernels::CropParams>(), ys.view,
+                               d_y.as<T>() + ys.offset, nullptr);
+  const auto y = download<T>(d_y, ys.total);
+  std::vector<float> yref(std::size_t(n) * 3 * crop * crop);
+  for (int i = 0; i < n; ++i) {
+    ref::TransformParams rp;
+    rp.crop_h = rp.crop_w = crop;
+    rp.y0 = params[i].y0;
+    rp.x0 = params[i].x0;
+    rp.mirror = params[i].mirror != 0;
+    rp.scale = t.scale;
+    rp.mean_image = mean_image ? mean.data() : nullptr;
+    rp.mean_values = t.mean_values;
+    ref::transform_image(src.data() + std::size_t(i) * sh * sw * 3, ref::PixelLayout::kHwc, 3, sh, sw, rp,
+                         yref.data() + std::size_t(i) * 3 * crop * crop);
+  }
+  char what[160];
+  std::snprintf(what, sizeof what,
+                "input_transform channels_last %s crop 224 mirror, mean %s, pixel stride %d", name_of<T>(),
+                mean_image ? "image" : "values", pixel_stride);
+  report(what, rel_error(gather_nhwc(ys, y), yref), tol<T>(1e-7));
+  EXPECT_EQ(changed_outside_nhwc(ys, std::vector<float>(ys.total, NAN), y), 0u) << what;
+}
+
+TEST(GpuNhwc, InputTransform) {
+  INCEPT_REQUIRE_GPU();
+  check_input_transform<float>(true, 3);
+  check_input_transform<float>(false, 3);
+  check_input_transform<bf16>(true, 3);
+  check_input_transform<float>(false, 4);
+  check_input_transform<bf16>(true, 4);
+}
+
+}  // namespace
+}  // namespace incept
