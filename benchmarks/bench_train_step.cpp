@@ -26,9 +26,19 @@ struct Result {
   double ms = 0, img_s = 0, mib = 0;
 };
 
-Result run(const std::string& dtype_name, bool graph, int batch, int classes, int warmup, int steps,
-           bool tf32, bool layers, std::vector<LayerTime>* layer_times, bool algos = false,
-           bool winograd = false) {
+// One measured configuration.
+struct Mode {
+  std::string dtype;  // fp32 | bf16
+  bool graph = true;
+  bool tf32 = false;
+  bool winograd = false;
+  bool nhwc = false;
+};
+
+Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool layers,
+           std::vector<LayerTime>* layer_times, bool algos = false) {
+  const std::string& dtype_name = m.dtype;
+  const bool graph = m.graph, tf32 = m.tf32, winograd = m.winograd;
   PlanOptions po;
   po.stage = Stage::kTrain;
   po.batch = batch;
@@ -38,6 +48,7 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
   opt.dtype = dtype_name == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
   opt.allow_tf32 = tf32;
   opt.allow_winograd = winograd;
+  opt.channels_last = m.nhwc;
   std::size_t free0 = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   GpuNet net(plan, opt);
@@ -54,13 +65,7 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
       s = s * 6364136223846793005ULL + 1442695040888963407ULL;
       v = float((s >> 40) & 0xFFFF) / 65535.f * 2.f - 1.f;
     }
-    if (opt.dtype == kernels::DType::kF32) {
-      CUDA_CHECK(cudaMemcpy(net.data(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
-    } else {
-      std::vector<std::uint16_t> b(x.size());
-      for (std::size_t i = 0; i < x.size(); ++i) b[i] = kernels::f32_to_bf16_bits(x[i]);
-      CUDA_CHECK(cudaMemcpy(net.data(), b.data(), b.size() * 2, cudaMemcpyHostToDevice));
-    }
+    net.set_input(x);
     std::vector<std::int32_t> labels(batch);
     for (int i = 0; i < batch; ++i) labels[i] = (i * 37) % classes;
     CUDA_CHECK(cudaMemcpy(net.labels(), labels.data(), labels.size() * 4, cudaMemcpyHostToDevice));
@@ -87,8 +92,8 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
   CUDA_CHECK(cudaMemGetInfo(&free1, &total));
   std::sort(times.begin(), times.end());
   Result r;
-  r.mode = fmt::format("{} {}{}{}", dtype_name, graph ? "graph" : "eager", tf32 ? " tf32" : "",
-                       winograd ? " winograd" : "");
+  r.mode = fmt::format("{} {} {}{}{}", dtype_name, m.nhwc ? "NHWC" : "NCHW", graph ? "graph" : "eager",
+                       tf32 ? " tf32" : "", winograd ? " winograd" : "");
   r.ms = times[times.size() / 2];
   r.img_s = batch / r.ms * 1000.0;
   r.mib = double(free0 - free1) / (1 << 20);
@@ -105,7 +110,7 @@ Result run(const std::string& dtype_name, bool graph, int batch, int classes, in
 int main(int argc, char** argv) {
   CLI::App app{"GoogLeNet (DIGITS) training-step benchmark on one GPU"};
   int batch = 128, classes = 1000, warmup = 10, steps = 30, device = 0;
-  std::vector<std::string> dtypes{"fp32", "bf16"};
+  std::vector<std::string> dtypes{"fp32", "bf16"}, layouts{"auto"};
   bool eager = false, tf32 = false, layers = false, algos = false, winograd = false;
   std::string json_out;
   app.add_option("--batch", batch, "images per step")->capture_default_str();
@@ -114,6 +119,8 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "timed steps (median reported)")->capture_default_str();
   app.add_option("--dtype", dtypes, "fp32 and/or bf16")->capture_default_str();
   app.add_option("--device", device, "GPU index")->capture_default_str();
+  app.add_option("--layout", layouts, "nchw, nhwc and/or auto (bf16: nhwc, fp32: nchw)")
+      ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
   app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
@@ -131,29 +138,44 @@ int main(int argc, char** argv) {
     j["gpu"] = describe_gpu(device);
     j["commit"] = INCEPT_GIT_COMMIT;
     j["batch"] = batch;
-    for (const std::string& d : dtypes) {
-      if (d != "fp32" && d != "bf16") throw Error("--dtype must be fp32 or bf16, got " + d);
-      std::vector<LayerTime> lt;
-      results.push_back(run(d, true, batch, classes, warmup, steps, tf32 && d == "fp32", layers, &lt, algos));
-      if (eager)
-        results.push_back(run(d, false, batch, classes, warmup, steps, tf32 && d == "fp32", false, nullptr));
-      if (winograd && d == "fp32")
-        results.push_back(run(d, true, batch, classes, warmup, steps, tf32, false, nullptr, false, true));
-      if (layers) {
-        std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", d.c_str(), batch);
-        std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
-        double tf = 0, tb = 0;
-        for (const LayerTime& t : lt) {
-          std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms,
-                      t.backward_ms);
-          tf += t.forward_ms;
-          tb += t.backward_ms;
-          j["layers"][d].push_back(
-              {{"name", t.name}, {"type", t.type}, {"fwd_ms", t.forward_ms}, {"bwd_ms", t.backward_ms}});
+    for (const std::string& d : dtypes)
+      for (const std::string& lay : layouts) {
+        if (d != "fp32" && d != "bf16") throw Error("--dtype must be fp32 or bf16, got " + d);
+        if (lay != "auto" && lay != "nchw" && lay != "nhwc")
+          throw Error("--layout must be nchw, nhwc or auto, got " + lay);
+        Mode m{.dtype = d,
+               .graph = true,
+               .tf32 = tf32 && d == "fp32",
+               .winograd = false,
+               .nhwc = lay == "nhwc" || (lay == "auto" && d == "bf16")};
+        const std::string key = fmt::format("{} {}", d, m.nhwc ? "NHWC" : "NCHW");
+        std::vector<LayerTime> lt;
+        results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos));
+        if (eager) {
+          Mode e = m;
+          e.graph = false;
+          results.push_back(run(e, batch, classes, warmup, steps, false, nullptr));
         }
-        std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
+        if (winograd && d == "fp32") {
+          Mode w = m;
+          w.winograd = true;
+          results.push_back(run(w, batch, classes, warmup, steps, false, nullptr));
+        }
+        if (layers) {
+          std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", key.c_str(), batch);
+          std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
+          double tf = 0, tb = 0;
+          for (const LayerTime& t : lt) {
+            std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms,
+                        t.backward_ms);
+            tf += t.forward_ms;
+            tb += t.backward_ms;
+            j["layers"][key].push_back(
+                {{"name", t.name}, {"type", t.type}, {"fwd_ms", t.forward_ms}, {"bwd_ms", t.backward_ms}});
+          }
+          std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
+        }
       }
-    }
     std::printf("\n%-26s %10s %10s %10s\n", "mode", "ms/step", "img/s", "MiB");
     for (const Result& r : results) {
       std::printf("%-26s %10.2f %10.0f %10.0f\n", r.mode.c_str(), r.ms, r.img_s, r.mib);

@@ -25,8 +25,10 @@ void GpuFc::gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, i
 void GpuFc::forward(cublasHandle_t h, const void* x, const void* w, const void* bias, bool relu,
                     void* y) const {
   // column-major: y'[M, N] = (W'[K, M])^T x'[K, N]
-  gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, s_.m, s_.n, s_.k, w, s_.k, x, s_.k, 0.f, y, s_.m);
+  gemm(h, CUBLAS_OP_T, CUBLAS_OP_N, s_.m, s_.n, s_.k, w, s_.k, x, s_.lx(), 0.f, y, s_.ly());
   if (bias == nullptr && !relu) return;
+  if (s_.ly() != s_.m)
+    throw Error("GpuFc::forward: bias/ReLU on a strided output (use the channels-last kernels)");
   cudaStream_t st = nullptr;
   CUBLAS_CHECK(cublasGetStream(h, &st));
   const Nchw ys{s_.n, s_.m, 1, 1};
@@ -39,13 +41,15 @@ void GpuFc::forward(cublasHandle_t h, const void* x, const void* w, const void* 
 
 void GpuFc::backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx, bool accumulate) const {
   // column-major: dx'[K, N] = W'[K, M] dy'[M, N]
-  gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, s_.k, s_.n, s_.m, w, s_.k, dy, s_.m, accumulate ? 1.f : 0.f, dx, s_.k);
+  gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, s_.k, s_.n, s_.m, w, s_.k, dy, s_.ly(), accumulate ? 1.f : 0.f, dx,
+       s_.lx());
 }
 
 void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db) const {
   // column-major: dW'[K, M] += x'[K, N] (dy'[M, N])^T
-  gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, s_.n, x, s_.k, dy, s_.m, 1.f, dw, s_.k);
+  gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, s_.n, x, s_.lx(), dy, s_.ly(), 1.f, dw, s_.k);
   if (db == nullptr) return;
+  if (s_.ly() != s_.m) throw Error("GpuFc::backward_filter: bias gradient of a strided dy");
   cudaStream_t st = nullptr;
   CUBLAS_CHECK(cublasGetStream(h, &st));
   const Nchw ys{s_.n, s_.m, 1, 1};

@@ -7,6 +7,10 @@
 // bias, db [M] of the dtype. The caller sets the handle's stream and workspace
 // (cublasSetWorkspace), so nothing here allocates or synchronizes.
 // Gradient contract: dW and db accumulate; dx is overwritten unless accumulate.
+//
+// Row strides (FcShape::ldx, ldy) let the same class run a 1x1 stride-1 convolution on
+// channels-last activations: rows are the N*H*W pixels, x's row stride is its pixel stride and
+// y's may be the pixel stride of a concat output (the branch writes its channel slice directly).
 #pragma once
 
 #include <cublas_v2.h>
@@ -16,9 +20,13 @@
 namespace incept {
 
 struct FcShape {
-  int n = 0;  // batch
-  int k = 0;  // input features (C*H*W of the input)
-  int m = 0;  // num_output
+  int n = 0;    // batch
+  int k = 0;    // input features (C*H*W of the input)
+  int m = 0;    // num_output
+  int ldx = 0;  // elements between rows of x and dx (0: k, dense)
+  int ldy = 0;  // elements between rows of y and dy (0: m, dense)
+  int lx() const { return ldx ? ldx : k; }
+  int ly() const { return ldy ? ldy : m; }
 };
 
 class GpuFc {
@@ -30,7 +38,7 @@ class GpuFc {
   // dx (= or +=) dy W
   void backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx,
                      bool accumulate = false) const;
-  // dW += dy^T x ; db += sum_n dy (db may be null)
+  // dW += dy^T x ; db += sum_n dy (db may be null; needs dense dy)
   void backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db) const;
 
   const FcShape& shape() const { return s_; }

@@ -13,6 +13,7 @@
 #include "engine/log.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
+#include "kernels/layout.h"
 #include "kernels/lrn_gpu.h"
 #include "kernels/pool_gpu.h"
 #include "kernels/softmax_loss_gpu.h"
@@ -57,9 +58,10 @@ struct GpuNet::Layer {
   float* scratch = nullptr;   // fp32 [N] for loss/accuracy
   float* output = nullptr;    // fp32 scalar output
   std::unique_ptr<CudnnConv> conv;
-  std::unique_ptr<GpuFc> fc;
-  bool fused_relu = false;  // conv: the next (in-place ReLU) layer is folded in
-  bool skip = false;        // a ReLU folded into the previous convolution
+  std::unique_ptr<GpuFc> fc;  // InnerProduct, or (channels_last) a 1x1 stride-1 convolution as a GEMM
+  bool fused_relu = false;    // conv: the next (in-place ReLU) layer is folded in
+  bool staged = false;        // conv, channels_last: output is a slice; cuDNN writes staging_ (dense)
+  bool skip = false;          // a ReLU folded into the previous convolution
 };
 
 GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
@@ -114,15 +116,53 @@ void* GpuNet::data() const {
   return acts_.as<char>() + plan_.blobs[plan_.data_blob].offset * esize_;
 }
 
+void GpuNet::set_input(std::span<const float> nchw) {
+  const Nchw& s = plan_.blobs[plan_.data_blob].shape;
+  if (std::int64_t(nchw.size()) != s.count())
+    throw Error(fmt::format("set_input: {} values for an input of {}", nchw.size(), s.count()));
+  std::vector<float> v(nchw.begin(), nchw.end());
+  if (opt_.channels_last) v = nchw_to_nhwc(v, s.n, s.c, s.h, s.w);
+  if (opt_.dtype == DType::kF32) {
+    CUDA_CHECK(cudaMemcpyAsync(data(), v.data(), v.size() * 4, cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  } else {
+    std::vector<std::uint16_t> b(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) b[i] = kernels::f32_to_bf16_bits(v[i]);
+    CUDA_CHECK(cudaMemcpyAsync(data(), b.data(), b.size() * 2, cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+}
+
+namespace {
+// Channels-last 1x1 stride-1 unpadded convolutions are plain GEMMs over the N*H*W pixels:
+// cuBLAS runs them (cuDNN 9.19's legacy API measured 0.15-0.3 ms for any NHWC 1x1 layer of
+// GoogLeNet on H100, 2-5x its NCHW time) and writes concat slices directly (row stride).
+bool conv_as_gemm(const LayerPlan& lp) {
+  if (lp.kind() != LayerKind::kConvolution) return false;
+  const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
+         g.pad_w == 0;
+}
+}  // namespace
+
+std::int64_t GpuNet::act_offset(int blob, std::int64_t nchw_offset) const {
+  const BlobPlan& b = plan_.blobs[blob];
+  if (!opt_.channels_last || b.root == blob) return nchw_offset;
+  // The plan placed the slice at root + c0 * H * W (NCHW); channels-last it starts at root + c0.
+  return nchw_offset - channel_slice_offset(b.root_channel, b.shape.h, b.shape.w, false) +
+         channel_slice_offset(b.root_channel, b.shape.h, b.shape.w, true);
+}
+
 void GpuNet::build_layers() {
   char* acts = acts_.as<char>();
+  const bool nhwc = opt_.channels_last;
   auto value_ptr = [&](int blob) -> void* {
     const BlobPlan& b = plan_.blobs[blob];
-    return b.is_label ? nullptr : acts + b.offset * esize_;
+    return b.is_label ? nullptr : acts + act_offset(blob, b.offset) * esize_;
   };
   auto diff_ptr = [&](int blob) -> void* {
     const BlobPlan& b = plan_.blobs[blob];
-    return b.diff_offset < 0 ? nullptr : acts + b.diff_offset * esize_;
+    return b.diff_offset < 0 ? nullptr : acts + act_offset(blob, b.diff_offset) * esize_;
   };
   void* compute_weights = opt_.dtype == DType::kBF16 ? weights_lp_.data() : master_.data();
 
@@ -151,11 +191,18 @@ void GpuNet::build_layers() {
   saved_ = DeviceBuffer(std::max<std::size_t>(saved_bytes, 256));
   // Bias-gradient partial sums: layers run one after another on one stream, so one buffer
   // sized for the largest convolution output serves them all.
-  std::size_t partial_elems = 1;
-  for (const LayerPlan& lp : plan_.layers)
-    if (lp.kind() == LayerKind::kConvolution && plan_.options.training)
-      partial_elems = std::max(partial_elems, kernels::relu_bias_bwd_scratch(plan_.blobs[lp.tops[0]].shape));
+  std::size_t partial_elems = 1, staging_elems = 0;
+  for (const LayerPlan& lp : plan_.layers) {
+    if (lp.kind() != LayerKind::kConvolution) continue;
+    const Nchw& y = plan_.blobs[lp.tops[0]].shape;
+    if (plan_.options.training)
+      partial_elems = std::max(
+          partial_elems, nhwc ? kernels::relu_bias_bwd_nhwc_scratch(y) : kernels::relu_bias_bwd_scratch(y));
+    if (nhwc && !y.dense() && !conv_as_gemm(lp))
+      staging_elems = std::max(staging_elems, std::size_t(y.count()));
+  }
   bias_partial_ = DeviceBuffer(partial_elems * 4);
+  if (staging_elems) staging_ = DeviceBuffer(staging_elems * esize_);
   scratch_ = DeviceBuffer(std::max<std::size_t>(scratch_elems, 1) * 4);
   outputs_ = DeviceBuffer(std::size_t(std::max(n_outputs, 1)) * 4);
   outputs_.fill_bytes(0, stream_);
@@ -201,7 +248,19 @@ void GpuNet::build_layers() {
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = *layers_[l];
     const LayerPlan& lp = *L.plan;
-    if (lp.kind() == LayerKind::kConvolution) {
+    if (lp.kind() == LayerKind::kConvolution && nhwc && conv_as_gemm(lp)) {
+      const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
+      FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
+      L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32);
+      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+      if (opt_.fuse_conv_relu && g.bias && l + 1 < layers_.size()) {
+        const LayerPlan& next = *layers_[l + 1]->plan;
+        if (next.kind() == LayerKind::kReLU && next.bottoms[0] == lp.tops[0] && next.tops[0] == lp.tops[0]) {
+          L.fused_relu = true;
+          layers_[l + 1]->skip = true;
+        }
+      }
+    } else if (lp.kind() == LayerKind::kConvolution) {
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
       ConvPlanOptions co;
       co.dtype = opt_.dtype;
@@ -214,11 +273,14 @@ void GpuNet::build_layers() {
       co.deterministic = opt_.deterministic;
       co.try_fused_bias_relu = opt_.fuse_conv_relu;
       co.dgrad_accumulates = L.in_diff[0] != nullptr && L.accumulate[0];
-      L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.out_shape[0], co);
+      co.nhwc = nhwc;
+      const Nchw& y = L.out_shape[0];
+      L.staged = nhwc && !y.dense();
+      L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.staged ? Nchw{y.n, y.c, y.h, y.w} : y, co);
       // Scratch for the search: this layer's own buffers (contents are not yet meaningful)
       // and the gradient arena for the weights, so the parameters are never touched.
-      L.conv->choose_algorithms(cudnn_, L.in[0], L.w_diff[0], L.out[0], g.bias ? L.w_diff[1] : nullptr,
-                                probe_ws.data(), probe_ws_bytes);
+      L.conv->choose_algorithms(cudnn_, L.in[0], L.w_diff[0], L.staged ? staging_.data() : L.out[0],
+                                g.bias ? L.w_diff[1] : nullptr, probe_ws.data(), probe_ws_bytes);
       ws_need = std::max(ws_need, L.conv->workspace_bytes());
       if (opt_.fuse_conv_relu && g.bias && l + 1 < layers_.size()) {
         const LayerPlan& next = *layers_[l + 1]->plan;
@@ -236,17 +298,62 @@ void GpuNet::build_layers() {
       (void)g;
     }
   }
+  // Elementwise kernels address NCHW planes: fine for a dense tensor in either layout, not
+  // for an NHWC channel slice (a ReLU folded into its convolution never runs on its own).
+  if (nhwc)
+    for (const auto& L : layers_) {
+      const LayerKind k = L->plan->kind();
+      const Nchw& x = L->in_shape.empty() ? Nchw{} : L->in_shape[0];
+      if (!L->skip && (k == LayerKind::kReLU || k == LayerKind::kDropout) && !x.dense() && x.h * x.w > 1)
+        throw Error(fmt::format("layer {}: {} of a channel slice is not supported channels-last",
+                                L->plan->name, kind_name(k)));
+    }
   probe_ws = DeviceBuffer();
   workspace_ = DeviceBuffer(std::max<std::size_t>(ws_need, 256));
+
+  // Device parameter layout: channels-last filters are KRSC, and an inner product reading an
+  // NHWC input with H * W > 1 sees its weights [M, C, H, W] as [M, H, W, C].
+  permutes_.clear();
+  if (nhwc)
+    for (const LayerPlan& lp : plan_.layers) {
+      if (lp.param_ids.empty()) continue;
+      const ParamPlan& w = plan_.params[lp.param_ids[0]];
+      if (lp.kind() == LayerKind::kConvolution && w.shape.size() == 4 && w.shape[2] * w.shape[3] > 1)
+        permutes_.push_back({w.offset, w.shape[0], w.shape[1], w.shape[2] * w.shape[3]});
+      const Nchw& x = plan_.blobs[lp.bottoms[0]].shape;
+      if (lp.kind() == LayerKind::kInnerProduct && x.h * x.w > 1)
+        permutes_.push_back({w.offset, int(w.count / x.image()), x.c, x.h * x.w});
+    }
   grads_.fill_bytes(0, stream_);
   acts_.fill_bytes(0, stream_);
 }
 
 // ---- parameters -------------------------------------------------------------------------
 
-void GpuNet::set_params(std::span<const float> host) {
-  if (std::int64_t(host.size()) != plan_.param_elems)
-    throw Error(fmt::format("set_params: {} values for {} parameters", host.size(), plan_.param_elems));
+void GpuNet::params_to_device_layout(std::span<float> v) const {
+  std::vector<float> tmp;
+  for (const ParamPermute& p : permutes_) {
+    float* at = v.data() + p.offset;
+    tmp.assign(at, at + std::size_t(p.a) * p.b * p.r);
+    permute_abr_to_arb(tmp.data(), p.a, p.b, p.r, at);
+  }
+}
+
+void GpuNet::params_to_host_layout(std::span<float> v) const {
+  std::vector<float> tmp;
+  for (const ParamPermute& p : permutes_) {
+    float* at = v.data() + p.offset;
+    tmp.assign(at, at + std::size_t(p.a) * p.b * p.r);
+    permute_arb_to_abr(tmp.data(), p.a, p.b, p.r, at);
+  }
+}
+
+void GpuNet::set_params(std::span<const float> host_in) {
+  if (std::int64_t(host_in.size()) != plan_.param_elems)
+    throw Error(fmt::format("set_params: {} values for {} parameters", host_in.size(), plan_.param_elems));
+  std::vector<float> dev(host_in.begin(), host_in.end());
+  params_to_device_layout(dev);
+  const std::span<const float> host(dev);
   master_.upload(host.data(), host.size() * 4, stream_);
   if (opt_.dtype == DType::kBF16) {
     std::vector<std::uint16_t> lp(host.size());
@@ -258,8 +365,11 @@ void GpuNet::set_params(std::span<const float> host) {
 }
 
 void GpuNet::get_params(std::span<float> host) const {
-  master_.download(host.data(), std::min<std::size_t>(host.size(), plan_.param_elems) * 4, stream_);
+  std::vector<float> all(plan_.param_elems);
+  master_.download(all.data(), all.size() * 4, stream_);
   CUDA_CHECK(cudaStreamSynchronize(stream_));
+  params_to_host_layout(all);
+  std::copy_n(all.begin(), std::min(all.size(), host.size()), host.begin());
 }
 
 namespace {
@@ -281,12 +391,16 @@ std::vector<float> download_as_f32(const void* p, std::size_t n, DType t, cudaSt
 
 void GpuNet::get_grads(std::span<float> host) const {
   auto g = download_as_f32(grads_.data(), std::size_t(plan_.param_elems), opt_.dtype, stream_);
+  params_to_host_layout(g);
   std::copy_n(g.begin(), std::min(g.size(), host.size()), host.begin());
 }
 
 void GpuNet::get_momentum(std::span<float> host) const {
-  history_.download(host.data(), std::min<std::size_t>(host.size(), plan_.param_elems) * 4, stream_);
+  std::vector<float> all(plan_.param_elems);
+  history_.download(all.data(), all.size() * 4, stream_);
   CUDA_CHECK(cudaStreamSynchronize(stream_));
+  params_to_host_layout(all);
+  std::copy_n(all.begin(), std::min(all.size(), host.size()), host.begin());
 }
 
 void GpuNet::init_params(std::uint64_t seed) {
@@ -396,12 +510,23 @@ void GpuNet::forward_layer(int l) {
     switch (lp.kind()) {
       case LayerKind::kConvolution: {
         const bool bias = std::get<ConvParams>(lp.params).geom.bias;
-        if (L.fused_relu) {
+        const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
+        if (L.fc) {  // channels-last 1x1: GEMM straight into the (slice) output, then bias+ReLU there
+          L.fc->forward(cublas_, L.in[0], L.w[0], nullptr, false, L.out[0]);
+          if (bias || L.fused_relu)
+            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+        } else if (L.staged) {  // dense conv output, then bias (+ReLU) into the concat slice
+          L.conv->forward(cudnn_, L.in[0], L.w[0], staging_.data(), ws, wsb);
+          kernels::bias_relu_copy_nhwc<T>(L.conv->y_shape(), staging_.as<T>(), b, L.fused_relu,
+                                          L.out_shape[0], out(0), stream_);
+        } else if (L.fused_relu) {
           L.conv->forward_bias_relu(cudnn_, L.in[0], L.w[0], L.w[1], L.out[0], ws, wsb);
         } else {
           L.conv->forward(cudnn_, L.in[0], L.w[0], L.out[0], ws, wsb);
-          if (bias)
-            kernels::bias_relu_fwd<T>(L.out_shape[0], static_cast<const T*>(L.w[1]), false, out(0), stream_);
+          if (bias && opt_.channels_last)
+            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, false, out(0), stream_);
+          else if (bias)
+            kernels::bias_relu_fwd<T>(L.out_shape[0], b, false, out(0), stream_);
         }
         break;
       }
@@ -409,12 +534,16 @@ void GpuNet::forward_layer(int l) {
         kernels::relu_fwd<T>(L.out_shape[0], in(0), out(0), stream_);
         break;
       case LayerKind::kPooling:
-        kernels::pool_fwd<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom, L.out_shape[0],
-                             out(0), static_cast<std::int32_t*>(L.saved), stream_);
+        (opt_.channels_last ? kernels::pool_fwd_nhwc<T>
+                            : kernels::pool_fwd<T>)(L.in_shape[0], in(0),
+                                                    std::get<PoolParams>(lp.params).geom, L.out_shape[0],
+                                                    out(0), static_cast<std::int32_t*>(L.saved), stream_);
         break;
       case LayerKind::kLRN:
-        kernels::lrn_fwd<T>(L.in_shape[0], in(0), std::get<LrnParams>(lp.params).geom, L.out_shape[0], out(0),
-                            static_cast<float*>(L.saved), stream_);
+        (opt_.channels_last ? kernels::lrn_fwd_nhwc<T>
+                            : kernels::lrn_fwd<T>)(L.in_shape[0], in(0), std::get<LrnParams>(lp.params).geom,
+                                                   L.out_shape[0], out(0), static_cast<float*>(L.saved),
+                                                   stream_);
         break;
       case LayerKind::kConcat:
         break;  // bottoms are channel slices of the top: nothing to do
@@ -473,12 +602,27 @@ void GpuNet::backward_layer(int l) {
     switch (lp.kind()) {
       case LayerKind::kConvolution: {
         const bool bias = std::get<ConvParams>(lp.params).geom.bias;
-        // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass.
-        T* dz = static_cast<T*>(L.out_diff[0]);
-        if (bias || L.fused_relu)
-          kernels::relu_bias_bwd<T>(L.out_shape[0], static_cast<const T*>(L.out[0]), dout(0), L.fused_relu,
-                                    dz, bias ? static_cast<T*>(L.w_diff[1]) : nullptr,
+        // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass; staged
+        // (channels-last slice output): dz is written densely into the staging buffer.
+        T* dz = L.staged ? staging_.as<T>() : static_cast<T*>(L.out_diff[0]);
+        T* db = bias ? static_cast<T*>(L.w_diff[1]) : nullptr;
+        const T* y = static_cast<const T*>(L.out[0]);
+        if (L.fc) {  // channels-last 1x1 GEMM: mask and bias gradient in place in the slice
+          if (bias || L.fused_relu)
+            kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,
+                                           bias_partial_.as<float>(), stream_);
+          L.fc->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], nullptr);
+          if (L.in_diff[0]) L.fc->backward_data(cublas_, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
+          break;
+        }
+        if (opt_.channels_last) {
+          if (bias || L.fused_relu || L.staged)
+            kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.conv->y_shape(), dz,
+                                           db, bias_partial_.as<float>(), stream_);
+        } else if (bias || L.fused_relu) {
+          kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), L.fused_relu, dz, db,
                                     bias_partial_.as<float>(), stream_);
+        }
         L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
         if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
         break;
@@ -490,14 +634,19 @@ void GpuNet::backward_layer(int l) {
         break;
       case LayerKind::kPooling:
         if (L.in_diff[0])
-          kernels::pool_bwd<T>(L.in_shape[0], std::get<PoolParams>(lp.params).geom, L.out_shape[0], dout(0),
-                               static_cast<const std::int32_t*>(L.saved), din(0), L.accumulate[0], stream_);
+          (opt_.channels_last ? kernels::pool_bwd_nhwc<T>
+                              : kernels::pool_bwd<T>)(L.in_shape[0], std::get<PoolParams>(lp.params).geom,
+                                                      L.out_shape[0], dout(0),
+                                                      static_cast<const std::int32_t*>(L.saved), din(0),
+                                                      L.accumulate[0], stream_);
         break;
       case LayerKind::kLRN:
         if (L.in_diff[0])
-          kernels::lrn_bwd<T>(L.in_shape[0], in(0), L.out_shape[0], static_cast<const T*>(L.out[0]), dout(0),
-                              static_cast<const float*>(L.saved), std::get<LrnParams>(lp.params).geom, din(0),
-                              L.accumulate[0], stream_);
+          (opt_.channels_last
+               ? kernels::lrn_bwd_nhwc<T>
+               : kernels::lrn_bwd<T>)(L.in_shape[0], in(0), L.out_shape[0], static_cast<const T*>(L.out[0]),
+                                      dout(0), static_cast<const float*>(L.saved),
+                                      std::get<LrnParams>(lp.params).geom, din(0), L.accumulate[0], stream_);
         break;
       case LayerKind::kConcat:
         break;  // bottoms' gradients are slices of the top's gradient
@@ -552,13 +701,19 @@ std::vector<std::pair<std::string, float>> GpuNet::scalar_outputs() const {
 }
 
 namespace {
-// Gathers a strided NCHW view into a dense fp32 vector.
-std::vector<float> gather_view(const char* base, const Nchw& s, DType t, cudaStream_t st) {
-  const std::int64_t span = (s.n - 1) * s.nstride() + s.image();
-  auto all = download_as_f32(base, std::size_t(span), t, st);
+// Gathers a strided NCHW or NHWC view into a dense NCHW fp32 vector.
+std::vector<float> gather_view(const char* base, const Nchw& s, bool nhwc, DType t, cudaStream_t st) {
+  if (s.count() == 0) return {};
+  const std::int64_t last = nhwc ? nhwc_offset(s, s.n - 1, s.c - 1, s.h - 1, s.w - 1)
+                                 : nchw_offset(s, s.n - 1, s.c - 1, s.h - 1, s.w - 1);
+  auto all = download_as_f32(base, std::size_t(last + 1), t, st);
   std::vector<float> out(std::size_t(s.count()));
+  std::size_t i = 0;
   for (int n = 0; n < s.n; ++n)
-    std::copy_n(all.begin() + n * s.nstride(), s.image(), out.begin() + n * s.image());
+    for (int c = 0; c < s.c; ++c)
+      for (int h = 0; h < s.h; ++h)
+        for (int w = 0; w < s.w; ++w)
+          out[i++] = all[nhwc ? nhwc_offset(s, n, c, h, w) : nchw_offset(s, n, c, h, w)];
   return out;
 }
 }  // namespace
@@ -566,13 +721,15 @@ std::vector<float> gather_view(const char* base, const Nchw& s, DType t, cudaStr
 std::vector<float> GpuNet::blob_data(int blob) const {
   const BlobPlan& b = plan_.blobs[blob];
   if (b.is_label) throw Error("blob_data: labels are int32");
-  return gather_view(acts_.as<char>() + b.offset * esize_, b.shape, opt_.dtype, stream_);
+  return gather_view(acts_.as<char>() + act_offset(blob, b.offset) * esize_, b.shape, opt_.channels_last,
+                     opt_.dtype, stream_);
 }
 
 std::vector<float> GpuNet::blob_diff(int blob) const {
   const BlobPlan& b = plan_.blobs[blob];
   if (b.diff_offset < 0) return {};
-  return gather_view(acts_.as<char>() + b.diff_offset * esize_, b.shape, opt_.dtype, stream_);
+  return gather_view(acts_.as<char>() + act_offset(blob, b.diff_offset) * esize_, b.shape, opt_.channels_last,
+                     opt_.dtype, stream_);
 }
 
 // ---- reports ------------------------------------------------------------------------------------
@@ -618,18 +775,22 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
 std::size_t GpuNet::device_bytes() const {
   return acts_.bytes() + master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() +
          saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes() +
-         bias_partial_.bytes();
+         bias_partial_.bytes() + staging_.bytes();
 }
 
 std::string GpuNet::memory_report() const {
   auto mib = [](std::size_t b) { return double(b) / (1 << 20); };
   return fmt::format(
       "activations {:.1f} MiB ({}), params {:.1f} MiB fp32 master{}, grads {:.1f} MiB, momentum {:.1f} MiB, "
-      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB; total {:.1f} MiB",
-      mib(acts_.bytes()), kernels::dtype_name(opt_.dtype), mib(master_.bytes()),
+      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}; total {:.1f} MiB",
+      mib(acts_.bytes()),
+      fmt::format("{} {}", kernels::dtype_name(opt_.dtype), opt_.channels_last ? "NHWC" : "NCHW"),
+      mib(master_.bytes()),
       weights_lp_.bytes() ? fmt::format(" + {:.1f} MiB bf16 copy", mib(weights_lp_.bytes())) : std::string(),
       mib(grads_.bytes()), mib(history_.bytes()), mib(saved_.bytes()), mib(workspace_.bytes()),
-      mib(cublas_ws_.bytes()), mib(device_bytes()));
+      mib(cublas_ws_.bytes()),
+      staging_.bytes() ? fmt::format(", branch staging {:.1f} MiB", mib(staging_.bytes())) : std::string(),
+      mib(device_bytes()));
 }
 
 std::vector<std::string> GpuNet::algorithm_report() const {

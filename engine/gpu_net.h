@@ -13,6 +13,14 @@
 // Fusions: a Convolution followed by its in-place ReLU runs as one cuDNN bias+ReLU forward
 // (or conv + one bias_relu kernel) and one relu_bias backward pass; the ReLU layer itself is
 // then skipped. Concat costs nothing: branches write into channel slices (NetPlan).
+//
+// Layout: NCHW by default; channels_last keeps every activation NHWC (same arena offsets,
+// slices start at channel c0 of the first pixel, see kernels/layout.h) and convolution
+// filters KRSC on the device. cuDNN cannot write an NHWC channel slice, so a branch
+// convolution writes a dense staging buffer and its bias+ReLU pass writes the slice (the
+// concat copy rides on a pass that runs anyway); backward reads the slice and writes the
+// masked gradient densely there. Every host API (parameters, gradients, blob read-back,
+// set_input) stays NCHW / KCRS: the permutations happen at the boundary.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +46,7 @@ struct GpuNetOptions {
   bool deterministic = false;  // deterministic cuDNN algorithms, chosen by heuristics (not timing)
   bool fuse_conv_relu = true;
   bool save_lrn_scale = true;  // keep LRN's scale from forward (else recompute in backward)
+  bool channels_last = false;  // NHWC activations and KRSC filters on the device (see above)
   // Largest cuDNN workspace one algorithm may use; 0: by dtype, 512 MiB in bf16 (conv1's
   // tensor-op wgrad needs 300 MiB: 2.9 -> 0.95 ms on H100) and 256 MiB in fp32 (unchanged;
   // 512 MiB was not shown to help fp32).
@@ -74,8 +83,11 @@ class GpuNet {
   const GpuNetOptions& options() const { return opt_; }
   cudaStream_t stream() const { return stream_; }
 
-  // Network input: device NCHW dense [batch, C, H, W] of the activation dtype.
+  // Network input: device dense [batch, C, H, W] of the activation dtype, NCHW, or NHWC
+  // when options().channels_last (the input transform writes either).
   void* data() const;
+  // Uploads a dense NCHW fp32 host batch into data() (converting layout and dtype); synchronizes.
+  void set_input(std::span<const float> nchw);
   // Labels: device int32[batch].
   std::int32_t* labels() const { return labels_.as<std::int32_t>(); }
 
@@ -120,6 +132,11 @@ class GpuNet {
   void forward_layer(int l);
   void backward_layer(int l);
   void enqueue_step(bool update);
+  std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
+  // Host parameter values between the plan's layout (KCRS) and the device's (KRSC filters
+  // when channels_last), in place.
+  void params_to_device_layout(std::span<float> v) const;
+  void params_to_host_layout(std::span<float> v) const;
 
   NetPlan plan_;
   GpuNetOptions opt_;
@@ -137,7 +154,13 @@ class GpuNet {
   DeviceBuffer cublas_ws_;
   DeviceBuffer scratch_;       // per-row scratch of loss/accuracy layers (fp32)
   DeviceBuffer bias_partial_;  // fp32 partial sums of the split bias-gradient reduction
-  DeviceBuffer outputs_;       // fp32 scalar outputs (losses, accuracies), one per output layer
+  DeviceBuffer staging_;       // channels_last: dense output / gradient of a branch convolution
+  struct ParamPermute {
+    std::int64_t offset;
+    int a, b, r;  // host [a][b][r] <-> device [a][r][b]
+  };
+  std::vector<ParamPermute> permutes_;
+  DeviceBuffer outputs_;  // fp32 scalar outputs (losses, accuracies), one per output layer
   DeviceBuffer labels_;
   DeviceBuffer segments_;  // SGD segment table
   DeviceBuffer step_dev_;  // StepDevice (iteration + SgdStepParams)

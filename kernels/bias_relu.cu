@@ -5,6 +5,7 @@
 
 #include "engine/check.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/nhwc_view.h"
 
 namespace incept::kernels {
 namespace {
@@ -34,21 +35,6 @@ __global__ void bias_relu_fwd_kernel(int c_dim, int hw, long long nstride, const
     float v = to_f32(p[i]) + b;
     if (relu) v = v > 0.f ? v : 0.f;
     p[i] = from_f32<T>(v);
-  }
-}
-
-// Channels-last: one thread per element, the channel fastest (coalesced, bias from cache).
-template <typename T>
-__global__ void bias_relu_fwd_nhwc_kernel(unsigned total, int c_dim, int hw, int pix, long long nstride,
-                                          const T* __restrict__ bias, bool relu, T* __restrict__ y) {
-  for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < total; j += gridDim.x * blockDim.x) {
-    const unsigned r = j / c_dim;
-    const int c = static_cast<int>(j - r * c_dim);
-    const unsigned n = r / hw, p = r - n * hw;
-    T* q = y + n * nstride + static_cast<long long>(p) * pix + c;
-    float v = to_f32(*q) + (bias ? to_f32(bias[c]) : 0.f);
-    if (relu) v = v > 0.f ? v : 0.f;
-    *q = from_f32<T>(v);
   }
 }
 
@@ -182,6 +168,93 @@ __global__ void bias_grad_finish_kernel(int c_dim, int chunks, const float* __re
   db[c] = from_f32<T>(to_f32(db[c]) + sum);
 }
 
+// ---- channels-last --------------------------------------------------------------------------
+// One thread per V consecutive channels of one pixel (groups = C / V per pixel), channel
+// groups fastest: neighbouring threads touch neighbouring 16-byte chunks.
+template <typename T, int V>
+__global__ void bias_relu_copy_nhwc_kernel(unsigned total, int groups, int hw, NhwcArgs za,
+                                           const T* __restrict__ z, const T* __restrict__ bias, bool relu,
+                                           NhwcArgs ya, T* y) {
+  for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < total; j += gridDim.x * blockDim.x) {
+    const unsigned r = j / groups;
+    const int c = static_cast<int>(j - r * groups) * V;
+    const unsigned n = r / hw, p = r - n * hw;
+    Pack<T, V> v =
+        *reinterpret_cast<const Pack<T, V>*>(z + n * za.ns + static_cast<long long>(p) * za.pix + c);
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      float f = to_f32(v.v[e]) + (bias ? to_f32(bias[c + e]) : 0.f);
+      if (relu) f = f > 0.f ? f : 0.f;
+      v.v[e] = from_f32<T>(f);
+    }
+    *reinterpret_cast<Pack<T, V>*>(y + n * ya.ns + static_cast<long long>(p) * ya.pix + c) = v;
+  }
+}
+
+// Backward pass 1: block (chunk, tile) handles pixels [chunk * per, ...) of channel groups
+// [tile * bx, tile * bx + bx); thread (tx, ty) walks pixels ty, ty + by, ... of group
+// tile * bx + tx, writes dz and (kSum) keeps V fp32 sums, which the block then adds over ty
+// in a fixed order into partial[c * chunks + chunk].
+template <typename T, int V, bool kSum>
+__global__ void relu_bias_bwd_nhwc_kernel(int pixels, int hw, int groups, int per, NhwcArgs ya,
+                                          const T* __restrict__ y, const T* dy, bool relu, NhwcArgs za, T* dz,
+                                          float* __restrict__ partial) {
+  extern __shared__ float red[];  // [blockDim.y][blockDim.x * V]
+  const int chunk = blockIdx.x;
+  const int g = blockIdx.y * blockDim.x + threadIdx.x;
+  const int p0 = chunk * per, p1 = min(pixels, p0 + per);
+  float sum[V];
+#pragma unroll
+  for (int e = 0; e < V; ++e) sum[e] = 0.f;
+  if (g < groups) {
+    const int c = g * V;
+    for (int p = p0 + threadIdx.y; p < p1; p += blockDim.y) {
+      const int n = p / hw, i = p - n * hw;
+      const long long yo = n * ya.ns + static_cast<long long>(i) * ya.pix + c;
+      Pack<T, V> d = *reinterpret_cast<const Pack<T, V>*>(dy + yo);
+      if (relu) {
+        const Pack<T, V> yv = *reinterpret_cast<const Pack<T, V>*>(y + yo);
+#pragma unroll
+        for (int e = 0; e < V; ++e)
+          if (!(to_f32(yv.v[e]) > 0.f)) d.v[e] = from_f32<T>(0.f);
+      }
+      if (relu || dz != dy)
+        *reinterpret_cast<Pack<T, V>*>(dz + n * za.ns + static_cast<long long>(i) * za.pix + c) = d;
+      if (kSum) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) sum[e] += to_f32(d.v[e]);
+      }
+    }
+  }
+  if (!kSum) return;
+  const int row = blockDim.x * V;
+#pragma unroll
+  for (int e = 0; e < V; ++e) red[threadIdx.y * row + threadIdx.x * V + e] = sum[e];
+  __syncthreads();
+  // Threads of row 0 add the rows in order, one channel each (V per thread).
+  if (threadIdx.y == 0 && g < groups) {
+    for (int e = 0; e < V; ++e) {
+      float t = 0.f;
+      for (int r = 0; r < static_cast<int>(blockDim.y); ++r) t += red[r * row + threadIdx.x * V + e];
+      partial[static_cast<long long>(g * V + e) * gridDim.x + chunk] = t;
+    }
+  }
+}
+
+// Pass 2 for many chunks (the channels-last tiling makes up to ~1000 per channel): one warp
+// per channel, lane l adds chunks l, l + 32, ... and a fixed shuffle tree adds the lanes:
+// the same order every run (deterministic), 32x less serial latency than a thread per channel.
+template <typename T>
+__global__ void bias_grad_finish_warp_kernel(int c_dim, int chunks, const float* __restrict__ partial,
+                                             T* db) {
+  const int c = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (c >= c_dim) return;
+  float sum = 0.f;
+  for (int k = lane; k < chunks; k += 32) sum += partial[static_cast<long long>(c) * chunks + k];
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) db[c] = from_f32<T>(to_f32(db[c]) + sum);
+}
+
 // Images per chunk of the split reduction: about kTargetBlocks blocks in all.
 constexpr int kTargetBlocks = 1056;  // 8 per SM on a 132-SM H100
 inline int images_per_chunk(const Nchw& s) {
@@ -203,18 +276,6 @@ void bias_relu_fwd(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t s
   bias_relu_fwd_kernel<T>
       <<<plane_grid(s), plane_threads(s), 0, stream>>>(s.c, s.h * s.w, s.nstride(), bias, relu, y);
   KERNEL_CHECK("bias_relu_fwd_kernel");
-}
-
-template <typename T>
-void bias_relu_fwd_nhwc(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream) {
-  if (s.count() == 0) return;
-  if (s.count() >= (std::int64_t(1) << 32))
-    throw Error("bias_relu_fwd_nhwc: tensor too large for 32-bit indexing");
-  const int hw = s.h * s.w;
-  bias_relu_fwd_nhwc_kernel<T><<<grid_for(s.count(), kThreads), kThreads, 0, stream>>>(
-      static_cast<unsigned>(s.count()), s.c, hw, static_cast<int>(s.nstride() / hw), s.nstride(), bias, relu,
-      y);
-  KERNEL_CHECK("bias_relu_fwd_nhwc_kernel");
 }
 
 template <typename T>
@@ -267,12 +328,120 @@ void relu_bias_bwd(const Nchw& s, const T* y, const T* dy, bool relu, T* dz, T* 
   KERNEL_CHECK("bias_grad_finish_kernel");
 }
 
-#define INCEPT_INSTANTIATE(T)                                                         \
-  template void bias_relu_fwd<T>(const Nchw&, const T*, bool, T*, cudaStream_t);      \
-  template void relu_fwd<T>(const Nchw&, const T*, T*, cudaStream_t);                 \
-  template void bias_relu_fwd_nhwc<T>(const Nchw&, const T*, bool, T*, cudaStream_t); \
-  template void relu_bwd<T>(const Nchw&, const T*, const T*, T*, bool, cudaStream_t); \
-  template void relu_bias_bwd<T>(const Nchw&, const T*, const T*, bool, T*, T*, float*, cudaStream_t);
+// ---- channels-last launchers -------------------------------------------------------------------
+
+namespace {
+
+// Vector width for views whose channel count, pixel strides and pointers allow 16-byte access.
+template <typename T>
+bool nhwc_vector_ok(const Nchw& a, const void* pa, const Nchw& b, const void* pb) {
+  constexpr int v = kVec16<T>;
+  return a.c % v == 0 && nhwc_args(a).pix % v == 0 && nhwc_args(b).pix % v == 0 && a.nstride() % v == 0 &&
+         b.nstride() % v == 0 && aligned16(pa) && aligned16(pb);
+}
+
+struct RbTiling {
+  int groups, bx, by, tiles, per, chunks;
+};
+template <int V>
+RbTiling rb_tiling(const Nchw& s) {
+  RbTiling t;
+  t.groups = s.c / V;
+  t.bx = std::min(t.groups, 32);
+  t.by = std::max(1, 256 / t.bx);
+  t.tiles = (t.groups + t.bx - 1) / t.bx;
+  const int pixels = s.n * s.h * s.w;
+  const int max_chunks = std::max(1, (pixels + t.by - 1) / t.by);
+  t.chunks = std::max(1, std::min(max_chunks, kTargetBlocks / t.tiles));
+  t.per = (pixels + t.chunks - 1) / t.chunks;
+  t.chunks = (pixels + t.per - 1) / t.per;
+  return t;
+}
+
+template <typename T, int V>
+void launch_relu_bias_bwd_nhwc(const Nchw& ys, const T* y, const T* dy, bool relu, const Nchw& zs, T* dz,
+                               T* db, float* partial, cudaStream_t stream) {
+  const RbTiling t = rb_tiling<V>(ys);
+  const dim3 grid(t.chunks, t.tiles), block(t.bx, t.by);
+  const int pixels = ys.n * ys.h * ys.w;
+  if (db) {
+    const std::size_t smem = std::size_t(t.bx) * t.by * V * sizeof(float);
+    relu_bias_bwd_nhwc_kernel<T, V, true><<<grid, block, smem, stream>>>(
+        pixels, ys.h * ys.w, t.groups, t.per, nhwc_args(ys), y, dy, relu, nhwc_args(zs), dz, partial);
+    KERNEL_CHECK("relu_bias_bwd_nhwc_kernel");
+    bias_grad_finish_warp_kernel<T><<<(ys.c + 7) / 8, 256, 0, stream>>>(ys.c, t.chunks, partial, db);
+    KERNEL_CHECK("bias_grad_finish_warp_kernel");
+  } else {
+    relu_bias_bwd_nhwc_kernel<T, V, false><<<grid, block, 0, stream>>>(
+        pixels, ys.h * ys.w, t.groups, t.per, nhwc_args(ys), y, dy, relu, nhwc_args(zs), dz, nullptr);
+    KERNEL_CHECK("relu_bias_bwd_nhwc_kernel");
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void bias_relu_copy_nhwc(const Nchw& zs, const T* z, const T* bias, bool relu, const Nchw& ys, T* y,
+                         cudaStream_t stream) {
+  if (zs.n != ys.n || zs.c != ys.c || zs.h != ys.h || zs.w != ys.w)
+    throw Error("bias_relu_copy_nhwc: the two views differ in shape");
+  check_nhwc_view(zs, "bias_relu_copy_nhwc");
+  check_nhwc_view(ys, "bias_relu_copy_nhwc");
+  if (ys.count() == 0) return;
+  const int hw = ys.h * ys.w;
+  if (nhwc_vector_ok<T>(zs, z, ys, y)) {
+    constexpr int V = kVec16<T>;
+    const unsigned total = static_cast<unsigned>(ys.count() / V);
+    bias_relu_copy_nhwc_kernel<T, V><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+        total, ys.c / V, hw, nhwc_args(zs), z, bias, relu, nhwc_args(ys), y);
+  } else {
+    const unsigned total = static_cast<unsigned>(ys.count());
+    bias_relu_copy_nhwc_kernel<T, 1><<<grid_for(total, kThreads), kThreads, 0, stream>>>(
+        total, ys.c, hw, nhwc_args(zs), z, bias, relu, nhwc_args(ys), y);
+  }
+  KERNEL_CHECK("bias_relu_copy_nhwc_kernel");
+}
+
+template <typename T>
+void bias_relu_fwd_nhwc(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream) {
+  bias_relu_copy_nhwc<T>(s, y, bias, relu, s, y, stream);
+}
+
+std::size_t relu_bias_bwd_nhwc_scratch(const Nchw& s) {
+  if (s.count() == 0) return 0;
+  // The larger of the two tilings (vector or scalar), so either launch fits.
+  const RbTiling a = rb_tiling<1>(s);
+  std::size_t need = std::size_t(s.c) * a.chunks;
+  if (s.c % 4 == 0) need = std::max(need, std::size_t(s.c) * rb_tiling<4>(s).chunks);
+  if (s.c % 8 == 0) need = std::max(need, std::size_t(s.c) * rb_tiling<8>(s).chunks);
+  return need;
+}
+
+template <typename T>
+void relu_bias_bwd_nhwc(const Nchw& ys, const T* y, const T* dy, bool relu, const Nchw& zs, T* dz, T* db,
+                        float* partial, cudaStream_t stream) {
+  if (zs.n != ys.n || zs.c != ys.c || zs.h != ys.h || zs.w != ys.w)
+    throw Error("relu_bias_bwd_nhwc: the two views differ in shape");
+  check_nhwc_view(zs, "relu_bias_bwd_nhwc");
+  check_nhwc_view(ys, "relu_bias_bwd_nhwc");
+  if (ys.count() == 0) return;
+  if (db && !partial) throw Error("relu_bias_bwd_nhwc: the bias gradient needs the partial-sum scratch");
+  if (nhwc_vector_ok<T>(ys, dy, zs, dz) && aligned16(y))
+    launch_relu_bias_bwd_nhwc<T, kVec16<T>>(ys, y, dy, relu, zs, dz, db, partial, stream);
+  else
+    launch_relu_bias_bwd_nhwc<T, 1>(ys, y, dy, relu, zs, dz, db, partial, stream);
+}
+
+#define INCEPT_INSTANTIATE(T)                                                                             \
+  template void bias_relu_fwd<T>(const Nchw&, const T*, bool, T*, cudaStream_t);                          \
+  template void relu_fwd<T>(const Nchw&, const T*, T*, cudaStream_t);                                     \
+  template void relu_bwd<T>(const Nchw&, const T*, const T*, T*, bool, cudaStream_t);                     \
+  template void relu_bias_bwd<T>(const Nchw&, const T*, const T*, bool, T*, T*, float*, cudaStream_t);    \
+  template void bias_relu_fwd_nhwc<T>(const Nchw&, const T*, bool, T*, cudaStream_t);                     \
+  template void bias_relu_copy_nhwc<T>(const Nchw&, const T*, const T*, bool, const Nchw&, T*,            \
+                                       cudaStream_t);                                                     \
+  template void relu_bias_bwd_nhwc<T>(const Nchw&, const T*, const T*, bool, const Nchw&, T*, T*, float*, \
+                                      cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)
 #undef INCEPT_INSTANTIATE

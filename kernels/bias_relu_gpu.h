@@ -21,10 +21,32 @@ namespace incept::kernels {
 template <typename T>
 void bias_relu_fwd(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream);
 
-// The same on a channels-last view: element (n, c, h, w) at n * nstride() + (h * W + w) * P + c
-// with pixel stride P = nstride() / (H * W) (P > C for a channel slice of a concat output).
+// ---- channels-last (NHWC) views -----------------------------------------------------------
+// An Nchw shape read channels-last: element (n, c, h, w) at n * nstride() + (h * W + w) * P + c
+// with pixel stride P = nstride() / (H * W) (P > C for a channel slice of a concat output,
+// whose pointer then starts at channel c0 of the first pixel). See kernels/layout.h.
+
+// y = relu(y + bias[c]) in place on a channels-last view (bias may be null; relu false: bias only).
 template <typename T>
 void bias_relu_fwd_nhwc(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t stream);
+
+// y = relu(z + bias[c]) from view zs (usually dense: a convolution's own output, since cuDNN
+// cannot write NHWC channel slices) into view ys of the same logical shape (usually the
+// branch's channel slice of the concat output). This is the concat copy, fused into the bias
+// and ReLU pass the layer runs anyway. y may equal z only when zs == ys.
+template <typename T>
+void bias_relu_copy_nhwc(const Nchw& zs, const T* z, const T* bias, bool relu, const Nchw& ys, T* y,
+                         cudaStream_t stream);
+
+// Backward of the above, channels-last: dz = relu ? dy * (y > 0) : dy written into view zs,
+// where y and dy share view ys; db[c] += sum over n, h, w of dz (db may be null). dz may
+// alias dy when zs == ys (in place). Split deterministic reduction as relu_bias_bwd: blocks
+// of (pixel chunk, channel tile) write fp32 partials, then one thread per channel adds them
+// in chunk order. `partial` holds relu_bias_bwd_nhwc_scratch(ys) floats.
+std::size_t relu_bias_bwd_nhwc_scratch(const Nchw& s);
+template <typename T>
+void relu_bias_bwd_nhwc(const Nchw& ys, const T* y, const T* dy, bool relu, const Nchw& zs, T* dz, T* db,
+                        float* partial, cudaStream_t stream);
 
 // y = max(x, 0); y may alias x.
 template <typename T>

@@ -65,6 +65,19 @@ inline float bf16_bits_to_f32(std::uint16_t b) {
   return f;
 }
 
+// V consecutive elements of T moved as one access (16 bytes on the vector paths of the
+// channels-last kernels, or a single element). Arithmetic stays fp32.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+// Elements of T per 16-byte access.
+template <typename T>
+constexpr int kVec16 = int(16 / sizeof(T));
+inline bool aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
+
 // Grid size for a grid-stride loop over n items with `threads` per block.
 inline unsigned grid_for(std::size_t n, int threads, unsigned cap = 65535u * 8) {
   std::size_t b = (n + threads - 1) / threads;

@@ -1,5 +1,5 @@
 // Input transform kernel (input_transform_gpu.h): one thread per output pixel reads the
-// three bytes of its source pixel and writes the three channel planes.
+// three bytes of its source pixel and writes its three channels (planes NCHW, neighbours NHWC).
 #include "engine/check.h"
 #include "kernels/input_transform_gpu.h"
 
@@ -13,7 +13,7 @@ __global__ void input_transform_fwd_kernel(int n_dim, int src_h, int src_w, int 
                                            const float* __restrict__ mean, float m0, float m1, float m2,
                                            const std::uint8_t* __restrict__ src,
                                            const CropParams* __restrict__ params, long long y_ns,
-                                           T* __restrict__ y) {
+                                           bool channels_last, int y_pix, T* __restrict__ y) {
   const long long plane = static_cast<long long>(crop) * crop;
   const long long total = n_dim * plane;
   for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
@@ -33,10 +33,12 @@ __global__ void input_transform_fwd_kernel(int n_dim, int src_h, int src_w, int 
       mg = mean[mp + mo];
       mr = mean[2 * mp + mo];
     }
-    T* out = y + n * y_ns + r;
+    // NCHW: the three channel planes; NHWC: three neighbours at pixel r.
+    T* out = y + n * y_ns + (channels_last ? static_cast<long long>(r) * y_pix : r);
+    const long long step = channels_last ? 1 : plane;
     out[0] = from_f32<T>((static_cast<float>(px[0]) - mb) * scale);
-    out[plane] = from_f32<T>((static_cast<float>(px[1]) - mg) * scale);
-    out[2 * plane] = from_f32<T>((static_cast<float>(px[2]) - mr) * scale);
+    out[step] = from_f32<T>((static_cast<float>(px[1]) - mg) * scale);
+    out[2 * step] = from_f32<T>((static_cast<float>(px[2]) - mr) * scale);
   }
 }
 
@@ -53,7 +55,8 @@ void input_transform_fwd(const InputTransform& t, const std::uint8_t* src, const
   const std::size_t pixels = static_cast<std::size_t>(ys.n) * t.crop * t.crop;
   input_transform_fwd_kernel<T><<<grid_for(pixels, kThreads), kThreads, 0, stream>>>(
       ys.n, t.src_h, t.src_w, t.crop, t.scale, t.mean_image, t.mean_values[0], t.mean_values[1],
-      t.mean_values[2], src, params, ys.nstride(), y);
+      t.mean_values[2], src, params, ys.nstride(), t.channels_last,
+      static_cast<int>(ys.nstride() / (std::int64_t(t.crop) * t.crop)), y);
   KERNEL_CHECK("input_transform_fwd_kernel");
 }
 

@@ -29,9 +29,11 @@ struct InputTransform {
   float scale = 1.f;
   const float* mean_image = nullptr;       // device fp32 CHW [3, src_h, src_w], or null
   float mean_values[3] = {0.f, 0.f, 0.f};  // used when mean_image is null (B, G, R)
+  bool channels_last = false;  // write y NHWC (pixel stride nstride() / (crop * crop)) instead of NCHW
 };
 
-// src: device uint8 [N, src_h, src_w, 3]; params: device [N]; ys: NCHW view [N, 3, crop, crop].
+// src: device uint8 [N, src_h, src_w, 3]; params: device [N]; ys: view [N, 3, crop, crop], NCHW
+// or (t.channels_last) NHWC.
 template <typename T>
 void input_transform_fwd(const InputTransform& t, const std::uint8_t* src, const CropParams* params,
                          const Nchw& ys, T* y, cudaStream_t stream);

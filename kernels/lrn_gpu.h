@@ -26,4 +26,14 @@ template <typename T>
 void lrn_bwd(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const float* scale,
              const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream);
 
+// Channels-last variants (views as in bias_relu_gpu.h: pixel stride P = nstride() / (H * W)),
+// with the same formulas; scale: dense fp32 in NHWC order with x's logical shape, or null.
+template <typename T>
+void lrn_fwd_nhwc(const Nchw& xs, const T* x, const LrnGeom& g, const Nchw& ys, T* y, float* scale,
+                  cudaStream_t stream);
+
+template <typename T>
+void lrn_bwd_nhwc(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const float* scale,
+                  const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream);
+
 }  // namespace incept::kernels

@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "engine/check.h"
+#include "kernels/nhwc_view.h"
 #include "kernels/pool_gpu.h"
 
 namespace incept::kernels {
@@ -130,6 +131,118 @@ __global__ void pool_bwd_kernel(PoolArgs a, const T* __restrict__ dy, const std:
   }
 }
 
+// ---- channels-last ------------------------------------------------------------------------
+// One thread per (n, oy, ox, group of V channels) forward, per (n, iy, ix, group) backward:
+// neighbouring threads read neighbouring 16-byte chunks of one pixel's channels.
+struct PoolNhwcArgs {
+  PoolArgs a;
+  NhwcArgs x, y;
+  int groups;  // C / V
+};
+
+template <typename T, int V, bool kMax>
+__global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T* __restrict__ y,
+                                     std::int32_t* __restrict__ mask) {
+  const PoolArgs& a = b.a;
+  const unsigned total = static_cast<unsigned>(a.n) * a.ho * a.wo * b.groups;
+  for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < total; j += gridDim.x * blockDim.x) {
+    const unsigned q = j / b.groups;
+    const int c = static_cast<int>(j - q * b.groups) * V;
+    const unsigned r = q / a.wo;
+    const int ox = static_cast<int>(q - r * a.wo);
+    const int n = static_cast<int>(r / a.ho), oy = static_cast<int>(r - static_cast<unsigned>(n) * a.ho);
+    int h0 = oy * a.sh - a.ph, w0 = ox * a.sw - a.pw;
+    int h1 = min(h0 + a.kh, a.h + a.ph), w1 = min(w0 + a.kw, a.w + a.pw);
+    const int pool_size = (h1 - h0) * (w1 - w0);
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    h1 = min(h1, a.h);
+    w1 = min(w1, a.w);
+    const T* xp = x + n * b.x.ns + c;
+    float acc[V];
+    int idx[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      acc[e] = kMax ? -FLT_MAX : 0.f;
+      idx[e] = -1;
+    }
+    for (int iy = h0; iy < h1; ++iy)
+      for (int ix = w0; ix < w1; ++ix) {
+        const int at = iy * a.w + ix;
+        const Pack<T, V> v = *reinterpret_cast<const Pack<T, V>*>(xp + static_cast<long long>(at) * b.x.pix);
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          const float f = to_f32(v.v[e]);
+          if (kMax) {
+            if (f > acc[e]) {
+              acc[e] = f;
+              idx[e] = at;
+            }
+          } else {
+            acc[e] += f;
+          }
+        }
+      }
+    Pack<T, V> out;
+#pragma unroll
+    for (int e = 0; e < V; ++e)
+      out.v[e] = from_f32<T>(kMax ? acc[e] : acc[e] / static_cast<float>(pool_size));
+    *reinterpret_cast<Pack<T, V>*>(y + n * b.y.ns + static_cast<long long>(oy * a.wo + ox) * b.y.pix + c) =
+        out;
+    if (kMax && mask) {
+      std::int32_t* mp = mask + static_cast<long long>(q) * a.c + c;
+#pragma unroll
+      for (int e = 0; e < V; ++e) mp[e] = idx[e];
+    }
+  }
+}
+
+template <typename T, int V, bool kMax>
+__global__ void pool_bwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ dy,
+                                     const std::int32_t* __restrict__ mask, T* dx, bool accumulate) {
+  const PoolArgs& a = b.a;
+  const unsigned total = static_cast<unsigned>(a.n) * a.h * a.w * b.groups;
+  for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < total; j += gridDim.x * blockDim.x) {
+    const unsigned q = j / b.groups;
+    const int c = static_cast<int>(j - q * b.groups) * V;
+    const unsigned r = q / a.w;
+    const int ix = static_cast<int>(q - r * a.w);
+    const int n = static_cast<int>(r / a.h), iy = static_cast<int>(r - static_cast<unsigned>(n) * a.h);
+    const int oy0 = (iy + a.ph < a.kh) ? 0 : (iy + a.ph - a.kh) / a.sh + 1;
+    const int oy1 = min((iy + a.ph) / a.sh + 1, a.ho);
+    const int ox0 = (ix + a.pw < a.kw) ? 0 : (ix + a.pw - a.kw) / a.sw + 1;
+    const int ox1 = min((ix + a.pw) / a.sw + 1, a.wo);
+    const T* dyp = dy + n * b.y.ns + c;
+    float g[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) g[e] = 0.f;
+    const int me = iy * a.w + ix;
+    for (int oy = oy0; oy < oy1; ++oy)
+      for (int ox = ox0; ox < ox1; ++ox) {
+        const int o = oy * a.wo + ox;
+        const Pack<T, V> d = *reinterpret_cast<const Pack<T, V>*>(dyp + static_cast<long long>(o) * b.y.pix);
+        if (kMax) {
+          const std::int32_t* mp = mask + (static_cast<long long>(n) * a.ho * a.wo + o) * a.c + c;
+#pragma unroll
+          for (int e = 0; e < V; ++e)
+            if (mp[e] == me) g[e] += to_f32(d.v[e]);
+        } else {
+          const int h0 = oy * a.sh - a.ph, h1 = min(h0 + a.kh, a.h + a.ph);
+          const int w0 = ox * a.sw - a.pw, w1 = min(w0 + a.kw, a.w + a.pw);
+          const float inv = 1.f / static_cast<float>((h1 - h0) * (w1 - w0));
+#pragma unroll
+          for (int e = 0; e < V; ++e) g[e] += to_f32(d.v[e]) * inv;
+        }
+      }
+    T* d = dx + n * b.x.ns + static_cast<long long>(me) * b.x.pix + c;
+    Pack<T, V> out;
+    if (accumulate) out = *reinterpret_cast<const Pack<T, V>*>(d);
+#pragma unroll
+    for (int e = 0; e < V; ++e) out.v[e] = from_f32<T>(accumulate ? g[e] + to_f32(out.v[e]) : g[e]);
+    *reinterpret_cast<Pack<T, V>*>(d) = out;
+  }
+}
+
 PoolArgs make_args(const Nchw& xs, const PoolGeom& g, const Nchw& ys) {
   return PoolArgs{xs.n,         xs.c,       xs.h,       xs.w,       ys.h,       ys.w,    xs.nstride(),
                   ys.nstride(), g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w};
@@ -191,11 +304,80 @@ void pool_bwd(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy, c
   KERNEL_CHECK("pool_bwd_kernel");
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                             \
-  template void pool_fwd<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::int32_t*,       \
-                            cudaStream_t);                                                                \
-  template void pool_bwd<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::int32_t*, T*, \
-                            bool, cudaStream_t);
+namespace {
+
+template <typename T>
+bool pool_vector_ok(const Nchw& xs, const void* x, const Nchw& ys, const void* y) {
+  constexpr int v = kVec16<T>;
+  return xs.c % v == 0 && nhwc_args(xs).pix % v == 0 && nhwc_args(ys).pix % v == 0 && xs.nstride() % v == 0 &&
+         ys.nstride() % v == 0 && aligned16(x) && aligned16(y);
+}
+
+template <typename T, int V>
+void launch_pool_nhwc(bool fwd, const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, const T* dy,
+                      T* y_or_dx, std::int32_t* mask, bool accumulate, cudaStream_t stream) {
+  const PoolNhwcArgs b{make_args(xs, g, ys), nhwc_args(xs), nhwc_args(ys), xs.c / V};
+  const bool mx = g.method == PoolMethod::kMax;
+  if (fwd) {
+    const unsigned blocks = grid_for(static_cast<std::size_t>(ys.count() / V), kThreads);
+    if (mx)
+      pool_fwd_nhwc_kernel<T, V, true><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, mask);
+    else
+      pool_fwd_nhwc_kernel<T, V, false><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, nullptr);
+    KERNEL_CHECK("pool_fwd_nhwc_kernel");
+  } else {
+    const unsigned blocks = grid_for(static_cast<std::size_t>(xs.count() / V), kThreads);
+    if (mx)
+      pool_bwd_nhwc_kernel<T, V, true><<<blocks, kThreads, 0, stream>>>(b, dy, mask, y_or_dx, accumulate);
+    else
+      pool_bwd_nhwc_kernel<T, V, false><<<blocks, kThreads, 0, stream>>>(b, dy, nullptr, y_or_dx, accumulate);
+    KERNEL_CHECK("pool_bwd_nhwc_kernel");
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y, std::int32_t* mask,
+                   cudaStream_t stream) {
+  check_shapes(xs, g0, ys);
+  check_nhwc_view(xs, "pool_fwd_nhwc");
+  check_nhwc_view(ys, "pool_fwd_nhwc");
+  if (ys.count() == 0) return;
+  const PoolGeom g = pool_resolve(xs, g0);
+  if (pool_vector_ok<T>(xs, x, ys, y))
+    launch_pool_nhwc<T, kVec16<T>>(true, xs, x, g, ys, nullptr, y, mask, false, stream);
+  else
+    launch_pool_nhwc<T, 1>(true, xs, x, g, ys, nullptr, y, mask, false, stream);
+}
+
+template <typename T>
+void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy, const std::int32_t* mask,
+                   T* dx, bool accumulate, cudaStream_t stream) {
+  check_shapes(xs, g0, ys);
+  check_nhwc_view(xs, "pool_bwd_nhwc");
+  check_nhwc_view(ys, "pool_bwd_nhwc");
+  if (xs.count() == 0) return;
+  const PoolGeom g = pool_resolve(xs, g0);
+  if (g.method == PoolMethod::kMax && mask == nullptr)
+    throw Error("pool_bwd_nhwc: MAX pooling backward needs the forward mask");
+  if (pool_vector_ok<T>(xs, dx, ys, dy))
+    launch_pool_nhwc<T, kVec16<T>>(false, xs, nullptr, g, ys, dy, dx, const_cast<std::int32_t*>(mask),
+                                   accumulate, stream);
+  else
+    launch_pool_nhwc<T, 1>(false, xs, nullptr, g, ys, dy, dx, const_cast<std::int32_t*>(mask), accumulate,
+                           stream);
+}
+
+#define INCEPT_INSTANTIATE(T)                                                                              \
+  template void pool_fwd<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::int32_t*,        \
+                            cudaStream_t);                                                                 \
+  template void pool_bwd<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::int32_t*, T*,  \
+                            bool, cudaStream_t);                                                           \
+  template void pool_fwd_nhwc<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::int32_t*,   \
+                                 cudaStream_t);                                                            \
+  template void pool_bwd_nhwc<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::int32_t*, \
+                                 T*, bool, cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)
 #undef INCEPT_INSTANTIATE

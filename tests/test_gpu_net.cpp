@@ -38,17 +38,6 @@ float round_bf16(float v) {
   return kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(v));
 }
 
-// Uploads dense fp32 values as the net's activation dtype.
-void upload_input(const GpuNet& g, const std::vector<float>& x) {
-  if (g.options().dtype == DType::kF32) {
-    CUDA_CHECK(cudaMemcpy(g.data(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
-  } else {
-    std::vector<std::uint16_t> b(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) b[i] = kernels::f32_to_bf16_bits(x[i]);
-    CUDA_CHECK(cudaMemcpy(g.data(), b.data(), b.size() * 2, cudaMemcpyHostToDevice));
-  }
-}
-
 struct Comparison {
   double worst_grad = 0;
   std::string worst_param;
@@ -83,7 +72,11 @@ double median_of(std::vector<double> v) {
 }
 
 // One forward+backward on both backends from identical weights/inputs/labels/dropout keys.
-Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType dtype, std::uint64_t seed) {
+// channels_last: the GPU keeps activations NHWC and filters KRSC; every host API stays NCHW, so
+// the comparison is the same.
+Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType dtype, std::uint64_t seed,
+                            bool channels_last = false) {
+  std::printf("  layout %s\n", channels_last ? "NHWC" : "NCHW");
   NetPlan plan = make_plan(spec, batch, classes);
   CpuNet<double> cpu(plan);
   cpu.init_params(seed);
@@ -107,9 +100,11 @@ Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType d
   GpuNetOptions opt;
   opt.dtype = dtype;
   opt.dropout_seed = seed + 1;
+  opt.channels_last = channels_last;
   GpuNet gpu(plan, opt);
+  std::printf("  %s\n", gpu.memory_report().c_str());
   gpu.set_params(w);
-  upload_input(gpu, x);
+  gpu.set_input(x);
   CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), labels.size() * 4, cudaMemcpyHostToDevice));
   const std::uint64_t step = 3;
   gpu.train_step(StepValues{.iteration = step}, /*graph=*/false, /*update=*/false);
@@ -199,19 +194,36 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuBf16) {
   expect_bf16_closeness(compare_with_cpu(models::googlenet(), 4, 1000, DType::kBF16, 22), 8e-2);
 }
 
+TEST(GpuNet, LeNetMatchesCpuChannelsLast) {  // C = 1 and 20: scalar paths; FC over 50x4x4 NHWC
+  INCEPT_REQUIRE_GPU();
+  expect_fp32_parity(compare_with_cpu(models::lenet(), 16, 10, DType::kF32, 13, true));
+  expect_bf16_closeness(compare_with_cpu(models::lenet(), 16, 10, DType::kBF16, 14, true), 5e-2);
+}
+
+TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32) {
+  INCEPT_REQUIRE_GPU();
+  expect_fp32_parity(compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 23, true));
+}
+
+TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16) {
+  INCEPT_REQUIRE_GPU();
+  expect_bf16_closeness(compare_with_cpu(models::googlenet(), 4, 1000, DType::kBF16, 24, true), 8e-2);
+}
+
 // Runs `steps` SGD steps from a fixed init on a fixed batch; returns the final parameters
 // and the loss after each step.
 std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec, DType dtype, bool graph,
-                                                            int steps) {
+                                                            int steps, bool channels_last = false) {
   NetPlan plan = make_plan(spec, 16, 10);
   GpuNetOptions opt;
   opt.dtype = dtype;
   opt.deterministic = true;
   opt.dropout_seed = 5;
+  opt.channels_last = channels_last;
   GpuNet gpu(plan, opt);
   gpu.init_params(42);
   const Nchw in = plan.blobs[plan.data_blob].shape;
-  upload_input(gpu, testing::random_floats(std::size_t(in.count()), 43, 0.f, 1.f));
+  gpu.set_input(testing::random_floats(std::size_t(in.count()), 43, 0.f, 1.f));
   std::vector<std::int32_t> labels(16);
   for (int i = 0; i < 16; ++i) labels[i] = i % 10;
   CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), 64, cudaMemcpyHostToDevice));
@@ -235,6 +247,16 @@ TEST(GpuNet, GraphReplayIsBitwiseEager) {
     EXPECT_EQ(0, std::memcmp(w_eager.data(), w_graph.data(), w_eager.size() * 4)) << kernels::dtype_name(t);
     EXPECT_EQ(l_eager, l_graph) << kernels::dtype_name(t);
   }
+}
+
+TEST(GpuNet, GraphReplayIsBitwiseEagerChannelsLast) {
+  INCEPT_REQUIRE_GPU();
+  auto [w_eager, l_eager] = run_steps(models::lenet(), DType::kBF16, false, 5, true);
+  auto [w_graph, l_graph] = run_steps(models::lenet(), DType::kBF16, true, 5, true);
+  EXPECT_EQ(0, std::memcmp(w_eager.data(), w_graph.data(), w_eager.size() * 4));
+  EXPECT_EQ(l_eager, l_graph);
+  auto [w_again, l_again] = run_steps(models::lenet(), DType::kBF16, true, 5, true);
+  EXPECT_EQ(0, std::memcmp(w_graph.data(), w_again.data(), w_graph.size() * 4));
 }
 
 TEST(GpuNet, SameSeedSameBits) {
