@@ -174,7 +174,7 @@ void GpuNet::build_layers() {
     const LayerPlan& lp = plan_.layers[l];
     const Nchw& in0 = plan_.blobs[lp.bottoms.empty() ? 0 : lp.bottoms[0]].shape;
     std::size_t bytes = 0;
-    if (lp.kind() == LayerKind::kLRN && opt_.save_lrn_scale && plan_.options.training)
+    if (lp.kind() == LayerKind::kLRN && opt_.save_lrn_scale && !opt_.channels_last && plan_.options.training)
       bytes = std::size_t(in0.count()) * 4;
     if (lp.kind() == LayerKind::kPooling && std::get<PoolParams>(lp.params).geom.method == PoolMethod::kMax &&
         plan_.options.training)

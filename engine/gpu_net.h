@@ -45,7 +45,10 @@ struct GpuNetOptions {
   bool measure_algorithms = true;               // time cuDNN algorithms when the net is built
   bool deterministic = false;  // deterministic cuDNN algorithms, chosen by heuristics (not timing)
   bool fuse_conv_relu = true;
-  bool save_lrn_scale = true;  // keep LRN's scale from forward (else recompute in backward)
+  // NCHW: keep LRN's scale (fp32) from forward, else recompute it in backward. Channels-last
+  // always recomputes: the window is a few registers there, and storing the scale costs more
+  // memory traffic (4 bytes per element written and read) than the whole bf16 layer.
+  bool save_lrn_scale = true;
   bool channels_last = false;  // NHWC activations and KRSC filters on the device (see above)
   // Largest cuDNN workspace one algorithm may use; 0: by dtype, 512 MiB in bf16 (conv1's
   // tensor-op wgrad needs 300 MiB: 2.9 -> 0.95 ms on H100) and 256 MiB in fp32 (unchanged;

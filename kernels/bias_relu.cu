@@ -64,6 +64,26 @@ __global__ void relu_fwd_kernel(int c_dim, int hw, long long nstride, const T* _
   }
 }
 
+// Flat variants of relu fwd/bwd for tiny planes (an FC output is N x M x 1 x 1: one plane per
+// element would launch N*M blocks of one busy thread).
+template <typename T>
+__global__ void relu_flat_kernel(long long total, long long image, long long nstride, const T* __restrict__ y,
+                                 const T* dy, T* dx, bool backward, bool accumulate) {
+  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long n = j / image, o = n * nstride + (j - n * image);
+    float v;
+    if (backward) {
+      v = to_f32(y[o]) > 0.f ? to_f32(dy[o]) : 0.f;
+      if (accumulate) v += to_f32(dx[o]);
+    } else {  // forward: y is x, dx is y
+      const float x = to_f32(y[o]);
+      v = x > 0.f ? x : 0.f;
+    }
+    dx[o] = from_f32<T>(v);
+  }
+}
+
 template <typename T>
 __global__ void relu_bwd_kernel(int c_dim, int hw, long long nstride, const T* __restrict__ y, const T* dy,
                                 T* dx, bool accumulate) {
@@ -281,6 +301,12 @@ void bias_relu_fwd(const Nchw& s, const T* bias, bool relu, T* y, cudaStream_t s
 template <typename T>
 void relu_fwd(const Nchw& s, const T* x, T* y, cudaStream_t stream) {
   if (s.count() == 0) return;
+  if (s.h * s.w < 64) {
+    relu_flat_kernel<T><<<grid_for(s.count(), kThreads), kThreads, 0, stream>>>(
+        s.count(), s.image(), s.nstride(), x, nullptr, y, false, false);
+    KERNEL_CHECK("relu_flat_kernel");
+    return;
+  }
   relu_fwd_kernel<T><<<plane_grid(s), plane_threads(s), 0, stream>>>(s.c, s.h * s.w, s.nstride(), x, y);
   KERNEL_CHECK("relu_fwd_kernel");
 }
@@ -288,6 +314,12 @@ void relu_fwd(const Nchw& s, const T* x, T* y, cudaStream_t stream) {
 template <typename T>
 void relu_bwd(const Nchw& s, const T* y, const T* dy, T* dx, bool accumulate, cudaStream_t stream) {
   if (s.count() == 0) return;
+  if (s.h * s.w < 64) {
+    relu_flat_kernel<T><<<grid_for(s.count(), kThreads), kThreads, 0, stream>>>(
+        s.count(), s.image(), s.nstride(), y, dy, dx, true, accumulate);
+    KERNEL_CHECK("relu_flat_kernel");
+    return;
+  }
   relu_bwd_kernel<T>
       <<<plane_grid(s), plane_threads(s), 0, stream>>>(s.c, s.h * s.w, s.nstride(), y, dy, dx, accumulate);
   KERNEL_CHECK("relu_bwd_kernel");
