@@ -75,6 +75,18 @@ std::string make_datum(const Image& img, int label, Encoding encoding, int jpeg_
   return d.SerializeAsString();
 }
 
+void make_encoded_datum(const std::string& file, int channels, int width, int height, int label,
+                        std::string* out) {
+  caffe::Datum d;
+  d.set_channels(channels);
+  d.set_height(height);
+  d.set_width(width);
+  d.set_label(label);
+  d.set_data(file);
+  d.set_encoded(true);
+  d.SerializeToString(out);
+}
+
 DatumImage decode_datum(const std::string& bytes) {
   caffe::Datum d;
   if (!d.ParseFromString(bytes)) throw ImageError("record is not a caffe.Datum");

@@ -23,6 +23,10 @@ bool parse_datum_key(const std::string& key, std::int64_t* index, int* label);
 
 // Serialized caffe.Datum for an RGB/gray HWC image.
 std::string make_datum(const Image& img, int label, Encoding encoding, int jpeg_quality = 90);
+// Serialized encoded caffe.Datum around an image file already encoded (JPEG/PNG of an RGB or
+// gray width x height image), written to *out.
+void make_encoded_datum(const std::string& file, int channels, int width, int height, int label,
+                        std::string* out);
 
 // A parsed record: pixels HWC BGR (or gray) uint8, the label, and whether it was encoded.
 struct DatumImage {

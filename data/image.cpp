@@ -12,12 +12,16 @@ namespace incept::data {
 namespace {
 
 // One decompressor and one compressor per thread: tjInit* costs more than a small decode.
+// The compressor writes into a worst-case buffer kept for the thread (no allocation per file).
 struct TjHandles {
   tjhandle dec = nullptr;
   tjhandle enc = nullptr;
+  unsigned char* jpeg_buf = nullptr;
+  unsigned long jpeg_buf_size = 0;
   ~TjHandles() {
     if (dec) tjDestroy(dec);
     if (enc) tjDestroy(enc);
+    if (jpeg_buf) tjFree(jpeg_buf);
   }
 };
 thread_local TjHandles t_tj;
@@ -37,6 +41,22 @@ tjhandle tj_compressor() {
   if (!t_tj.enc) t_tj.enc = tjInitCompress();
   if (!t_tj.enc) throw ImageError("libjpeg-turbo: cannot create a compressor");
   return t_tj.enc;
+}
+
+// The thread's output buffer, grown to tjBufSize(w, h, subsamp) (the worst case).
+unsigned char* tj_jpeg_buffer(int w, int h, int subsamp, unsigned long* size) {
+  const unsigned long need = tjBufSize(w, h, subsamp);
+  if (need == static_cast<unsigned long>(-1))
+    throw ImageError(fmt::format("cannot encode {}x{} as JPEG", w, h));
+  if (need > t_tj.jpeg_buf_size) {
+    if (t_tj.jpeg_buf) tjFree(t_tj.jpeg_buf);
+    t_tj.jpeg_buf_size = 0;
+    t_tj.jpeg_buf = tjAlloc(int(need));
+    if (!t_tj.jpeg_buf) throw ImageError("JPEG encode: out of memory");
+    t_tj.jpeg_buf_size = need;
+  }
+  *size = t_tj.jpeg_buf_size;
+  return t_tj.jpeg_buf;
 }
 
 void check_dims(const ImageInfo& info, std::int64_t max_pixels) {
@@ -79,7 +99,8 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const ImageInfo& i
   return img;
 }
 
-YuvPlanes decode_jpeg_planes_impl(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt) {
+void decode_jpeg_planes_impl(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt,
+                             YuvPlanes* p) {
   int w0 = 0, h0 = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(tj_decompressor(), data, static_cast<unsigned long>(size), &w0, &h0, &subsamp,
                           &colorspace) != 0) {
@@ -91,20 +112,24 @@ YuvPlanes decode_jpeg_planes_impl(const std::uint8_t* data, std::size_t size, co
   check_dims(info, opt.max_pixels);
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) throw ImageError("CMYK JPEG: no YCbCr planes");
   const int den = jpeg_scale_denominator(w0, h0, opt);
-  YuvPlanes p;
-  p.width = TJSCALED(w0, (tjscalingfactor{1, den}));
-  p.height = TJSCALED(h0, (tjscalingfactor{1, den}));
+  p->width = TJSCALED(w0, (tjscalingfactor{1, den}));
+  p->height = TJSCALED(h0, (tjscalingfactor{1, den}));
   const int ncomp = subsamp == TJSAMP_GRAY ? 1 : 3;
-  Image* planes[3] = {&p.y, &p.cb, &p.cr};
+  Image* planes[3] = {&p->y, &p->cb, &p->cr};
   unsigned char* dst[3] = {};
   int strides[3] = {};
-  for (int c = 0; c < ncomp; ++c) {
-    *planes[c] = Image(tjPlaneWidth(c, p.width, subsamp), tjPlaneHeight(c, p.height, subsamp), 1);
+  for (int c = 0; c < 3; ++c) {
+    if (c >= ncomp) {
+      planes[c]->reset(0, 0, 1);
+      continue;
+    }
+    planes[c]->reset(tjPlaneWidth(c, p->width, subsamp), tjPlaneHeight(c, p->height, subsamp), 1);
     dst[c] = planes[c]->pixels.data();
     strides[c] = planes[c]->width;
   }
+  // FASTDCT only at full scale: libjpeg-turbo 2.1's scaled raw decode with it gives garbage chroma.
   const int rc = tjDecompressToYUVPlanes(tj_decompressor(), data, static_cast<unsigned long>(size), dst,
-                                         p.width, strides, p.height, TJFLAG_FASTDCT);
+                                         p->width, strides, p->height, den == 1 ? TJFLAG_FASTDCT : 0);
   if (rc != 0) {
     const std::string msg = tjGetErrorStr2(t_tj.dec);
     const bool warning = tjGetErrorCode(t_tj.dec) == TJERR_WARNING;
@@ -112,7 +137,13 @@ YuvPlanes decode_jpeg_planes_impl(const std::uint8_t* data, std::size_t size, co
     if (!warning || msg.find("Premature end") != std::string::npos)
       throw ImageError(fmt::format("corrupt or truncated JPEG: {}", msg));
   }
-  return p;
+  // libjpeg-turbo pads Y to whole chroma samples (500x375 4:2:0 gives 500x376): crop it to the
+  // image, or resizing would stretch the padding into the picture.
+  Image& y = p->y;
+  if (y.width != p->width)
+    for (int r = 1; r < p->height; ++r)
+      std::memmove(y.pixels.data() + std::size_t(r) * p->width, y.row(r), std::size_t(p->width));
+  y.reset(p->width, p->height, 1);
 }
 
 // ---- PNG -----------------------------------------------------------------------
@@ -238,9 +269,16 @@ int jpeg_scale_denominator(int w, int h, const DecodeOptions& opt) {
   return 1;
 }
 
-YuvPlanes decode_jpeg_planes(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt) {
+void decode_jpeg_planes(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt,
+                        YuvPlanes* out) {
   if (size == 0) throw ImageError("empty file (0 bytes)");
-  return decode_jpeg_planes_impl(data, size, opt);
+  decode_jpeg_planes_impl(data, size, opt, out);
+}
+
+YuvPlanes decode_jpeg_planes(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt) {
+  YuvPlanes p;
+  decode_jpeg_planes(data, size, opt, &p);
+  return p;
 }
 
 Image ycbcr_to_rgb(const Image& y, const Image& cb, const Image& cr) {
@@ -284,7 +322,7 @@ ImageInfo read_image_info(const std::uint8_t* d, std::size_t size) {
       reset_decompressor();
       throw ImageError(fmt::format("corrupt JPEG header: {}", msg));
     }
-    info = {ImageFormat::kJpeg, w, h};
+    info = {ImageFormat::kJpeg, w, h, subsamp == TJSAMP_420 && colorspace == TJCS_YCbCr};
   } else if (size >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
     if (size < 24) throw ImageError("truncated PNG header");
     auto be32 = [](const std::uint8_t* p) {
@@ -338,17 +376,94 @@ Image to_channels(Image img, int channels) {
 }
 
 std::string encode_jpeg(const Image& img, int quality) {
-  unsigned char* buf = nullptr;
-  unsigned long len = 0;
   const bool gray = img.channels == 1;
+  const int subsamp = gray ? TJSAMP_GRAY : TJSAMP_420;
+  unsigned long len = 0;
+  unsigned char* buf = tj_jpeg_buffer(img.width, img.height, subsamp, &len);
   if (tjCompress2(tj_compressor(), img.pixels.data(), img.width, 0, img.height, gray ? TJPF_GRAY : TJPF_RGB,
-                  &buf, &len, gray ? TJSAMP_GRAY : TJSAMP_420, quality, 0) != 0) {
-    if (buf) tjFree(buf);
+                  &buf, &len, subsamp, quality, TJFLAG_NOREALLOC) != 0)
     throw ImageError(fmt::format("JPEG encode failed: {}", tjGetErrorStr2(t_tj.enc)));
+  return std::string(reinterpret_cast<const char*>(buf), len);
+}
+
+namespace {
+void check_420(const Image& y, const Image& cb, const Image& cr) {
+  // Odd sizes would need Y padded to whole chroma samples (libjpeg-turbo reads it so).
+  if (y.width % 2 || y.height % 2)
+    throw ImageError(fmt::format("4:2:0 planes: {}x{} is not even in both directions", y.width, y.height));
+  const int cw = y.width / 2, ch = y.height / 2;
+  if (cb.width != cw || cb.height != ch || cr.width != cw || cr.height != ch || y.channels != 1)
+    throw ImageError(fmt::format("4:2:0 planes: Y {}x{} needs chroma {}x{}, got {}x{} and {}x{}", y.width,
+                                 y.height, cw, ch, cb.width, cb.height, cr.width, cr.height));
+}
+}  // namespace
+
+void encode_jpeg_420(const Image& y, const Image& cb, const Image& cr, int quality, std::string* out) {
+  check_420(y, cb, cr);
+  const unsigned char* planes[3] = {y.pixels.data(), cb.pixels.data(), cr.pixels.data()};
+  const int strides[3] = {y.width, cb.width, cr.width};
+  unsigned long len = 0;
+  unsigned char* buf = tj_jpeg_buffer(y.width, y.height, TJSAMP_420, &len);
+  if (tjCompressFromYUVPlanes(tj_compressor(), planes, y.width, strides, y.height, TJSAMP_420, &buf, &len,
+                              quality, TJFLAG_NOREALLOC) != 0)
+    throw ImageError(fmt::format("JPEG encode failed: {}", tjGetErrorStr2(t_tj.enc)));
+  out->assign(reinterpret_cast<const char*>(buf), len);
+}
+
+namespace {
+// libjpeg's h2v2 "fancy" upsampling (jdsample.c, the default of every libjpeg decoder, OpenCV's
+// included): each output is 9/16, 3/16, 3/16, 1/16 of its four nearest chroma samples, edges
+// replicated, with libjpeg's alternating rounding bias, so the result is bit-exact with it.
+// src: cw x ch; dst: (2 cw) x (2 ch).
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void h2v2_fancy_row(const std::uint8_t* __restrict cur, const std::uint8_t* __restrict near, int cw,
+                    std::int16_t* __restrict colsum, std::uint8_t* __restrict out) {
+  for (int i = 0; i < cw; ++i) colsum[i] = std::int16_t(3 * cur[i] + near[i]);
+  if (cw == 1) {
+    out[0] = out[1] = std::uint8_t((4 * colsum[0] + 8) >> 4);
+    return;
   }
-  std::string out(reinterpret_cast<const char*>(buf), len);
-  tjFree(buf);
-  return out;
+  out[0] = std::uint8_t((4 * colsum[0] + 8) >> 4);
+  out[1] = std::uint8_t((3 * colsum[0] + colsum[1] + 7) >> 4);
+  for (int i = 1; i < cw - 1; ++i) {
+    out[2 * i] = std::uint8_t((3 * colsum[i] + colsum[i - 1] + 8) >> 4);
+    out[2 * i + 1] = std::uint8_t((3 * colsum[i] + colsum[i + 1] + 7) >> 4);
+  }
+  out[2 * cw - 2] = std::uint8_t((3 * colsum[cw - 1] + colsum[cw - 2] + 8) >> 4);
+  out[2 * cw - 1] = std::uint8_t((4 * colsum[cw - 1] + 7) >> 4);
+}
+
+void h2v2_fancy_upsample(const Image& src, Image* dst) {
+  const int cw = src.width, ch = src.height;
+  dst->reset(2 * cw, 2 * ch, 1);
+  thread_local std::vector<std::int16_t> colsum_buf;
+  colsum_buf.resize(std::size_t(cw));
+  std::int16_t* colsum = colsum_buf.data();
+  for (int r = 0; r < ch; ++r) {
+    h2v2_fancy_row(src.row(r), src.row(std::max(r - 1, 0)), cw, colsum, dst->row(2 * r));
+    h2v2_fancy_row(src.row(r), src.row(std::min(r + 1, ch - 1)), cw, colsum, dst->row(2 * r + 1));
+  }
+}
+}  // namespace
+
+void ycbcr420_to_rgb(const Image& y, const Image& cb, const Image& cr, Image* rgb) {
+  check_420(y, cb, cr);
+  // Chroma upsampled as a decoder does it, then libjpeg-turbo's (SIMD) colour conversion of
+  // 4:4:4 planes: exactly what libjpeg would decode from these planes stored without loss.
+  thread_local Image cb_full, cr_full;
+  h2v2_fancy_upsample(cb, &cb_full);
+  h2v2_fancy_upsample(cr, &cr_full);
+  const unsigned char* planes[3] = {y.pixels.data(), cb_full.pixels.data(), cr_full.pixels.data()};
+  const int strides[3] = {y.width, cb_full.width, cr_full.width};
+  rgb->reset(y.width, y.height, 3);
+  if (tjDecodeYUVPlanes(tj_decompressor(), planes, strides, TJSAMP_444, rgb->pixels.data(), y.width, 0,
+                        y.height, TJPF_RGB, 0) != 0) {
+    const std::string msg = tjGetErrorStr2(t_tj.dec);
+    reset_decompressor();
+    throw ImageError(fmt::format("YCbCr 4:2:0 -> RGB failed: {}", msg));
+  }
 }
 
 namespace {

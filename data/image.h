@@ -25,6 +25,12 @@ struct Image {
   std::uint8_t* row(int y) { return pixels.data() + std::size_t(y) * width * channels; }
   const std::uint8_t* row(int y) const { return pixels.data() + std::size_t(y) * width * channels; }
   std::size_t size() const { return pixels.size(); }
+  // Re-dimensions in place, keeping the allocation when it is large enough (scratch images
+  // reused from one file to the next). Pixel values are left unspecified.
+  void reset(int w, int h, int c) {
+    width = w, height = h, channels = c;
+    pixels.resize(std::size_t(w) * h * c);
+  }
 };
 
 // A file that is not a usable image (corrupt, truncated, unsupported, too large). The
@@ -41,6 +47,7 @@ struct ImageInfo {
   ImageFormat format = ImageFormat::kUnknown;
   int width = 0;
   int height = 0;
+  bool ycc_420 = false;  // a YCbCr JPEG with 4:2:0 chroma (most photographs)
 };
 
 // Sniffs the magic bytes and reads only the header. Throws ImageError for an empty,
@@ -74,9 +81,19 @@ struct YuvPlanes {
   Image y, cb, cr;
   int width = 0, height = 0;  // of the (scaled) image
 };
+// Decodes into *out, reusing its buffers.
+void decode_jpeg_planes(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt, YuvPlanes* out);
 YuvPlanes decode_jpeg_planes(const std::uint8_t* data, std::size_t size, const DecodeOptions& opt = {});
 // JFIF YCbCr -> RGB of three same-size planes.
 Image ycbcr_to_rgb(const Image& y, const Image& cb, const Image& cr);
+
+// 4:2:0 planes (y: W x H, both even; cb, cr: W/2 x H/2), as a JPEG stores them. Encoding from them skips the
+// RGB -> YCbCr conversion and the chroma downsampling; the file is the same kind encode_jpeg writes
+// (baseline, 4:2:0).
+void encode_jpeg_420(const Image& y, const Image& cb, const Image& cr, int quality, std::string* out);
+// 4:2:0 planes -> HWC RGB, reusing *rgb: bit-exact with what libjpeg's default decode (fancy
+// chroma upsampling, then its colour conversion) gives for a JPEG holding these planes.
+void ycbcr420_to_rgb(const Image& y, const Image& cb, const Image& cr, Image* rgb);
 
 // Baseline JPEG, 4:2:0 chroma for color (as PIL writes at quality 90), from RGB or gray.
 std::string encode_jpeg(const Image& img, int quality = 90);

@@ -21,6 +21,7 @@
 #include "data/bounded_queue.h"
 #include "data/ingest_state.h"
 #include "data/lmdb_writer.h"
+#include "data/record.h"
 #include "engine/check.h"
 #include "engine/log.h"
 
@@ -74,22 +75,12 @@ void process(const IngestOptions& opt, WorkItem& w, WriteItem& out) {
   try {
     if (w.fetched && !w.error.empty()) throw Error(w.error);
     const std::string bytes = w.fetched ? std::move(w.body) : read_file(w.location, opt.http.max_bytes);
-    const auto* p = reinterpret_cast<const std::uint8_t*>(bytes.data());
-    const ImageInfo info = read_image_info(p, bytes.size());
-    const Extent e = info.width > 0 && info.height > 0
-                         ? resize_extent(info.width, info.height, opt.width, opt.height, opt.resize)
-                         : Extent{opt.width, opt.height};
-    DecodeOptions d{opt.channels, opt.max_pixels, e.width, e.height};
-    Image img;
-    if (info.format == ImageFormat::kJpeg && opt.channels == 3)
-      img = decode_jpeg_resized(p, bytes.size(), e.width, e.height, d);  // resized in YCbCr: faster
-    else
-      img = decode_image(p, bytes.size(), d);
     const std::uint64_t seed =
         opt.plan.seed ^ (std::uint64_t(w.db) << 60) ^ std::uint64_t(w.index) * 0x2545F4914F6CDD1Dull;
-    Image fitted = fit_image(img, opt.width, opt.height, opt.resize, seed);
-    out.value = make_datum(fitted, w.label, opt.encoding, opt.jpeg_quality);
-    if (w.db == 0) out.image = std::move(fitted);
+    const RecordOptions ro{opt.width,    opt.height,       opt.channels,  opt.resize,
+                           opt.encoding, opt.jpeg_quality, opt.max_pixels};
+    make_record(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), w.label, seed, ro,
+                &out.value, w.db == 0 ? &out.image : nullptr);
   } catch (const std::exception& e) {
     out.failed = true;
     out.failure = {w.location, e.what(), w.fetched && !w.error.empty() ? "download" : "decode"};

@@ -71,6 +71,26 @@ Taps make_taps(int in, int out) {
   return t;
 }
 
+// The last few filters built on this thread: ingest resizes every file of a folder between
+// the same few sizes, and building taps costs as much as a small resize.
+const Taps& cached_taps(int in, int out) {
+  struct Entry {
+    int in = -1, out = -1;
+    Taps taps;
+  };
+  constexpr int kEntries = 8;
+  thread_local Entry cache[kEntries];
+  thread_local int next = 0;
+  for (Entry& e : cache)
+    if (e.in == in && e.out == out) return e.taps;
+  Entry& e = cache[next];
+  next = (next + 1) % kEntries;
+  e.in = -1;  // stays invalid if make_taps throws
+  e.taps = make_taps(in, out);
+  e.in = in, e.out = out;
+  return e.taps;
+}
+
 inline std::uint8_t clamp_round(std::int32_t acc) {
   acc = (acc + (1 << (kPrecisionBits - 1))) >> kPrecisionBits;
   return std::uint8_t(acc < 0 ? 0 : acc > 255 ? 255 : acc);
@@ -238,27 +258,42 @@ Extent resize_extent(int src_w, int src_h, int w, int h, ResizeMode mode) {
   return e;
 }
 
-Image resize_bilinear(const Image& src, int width, int height) {
-  if (src.width == width && src.height == height) return src;
+void resize_bilinear(const Image& src, int width, int height, Image* dst) {
+  if (dst == &src) throw Error("resize_bilinear: source and destination are the same image");
+  if (src.width == width && src.height == height) {
+    *dst = src;
+    return;
+  }
   if (src.width == width || src.height == height || height < src.height) {
     // Vertical first: it vectorizes over whole rows, and a vertical reduction leaves fewer
     // rows for the (scalar) horizontal pass.
     if (src.height == height) {
-      Image out(width, height, src.channels);
-      resize_rows(src, out, make_taps(src.width, width));
-      return out;
+      dst->reset(width, height, src.channels);
+      resize_rows(src, *dst, cached_taps(src.width, width));
+      return;
     }
-    Image tmp(src.width, height, src.channels);
-    resize_cols(src, tmp, make_taps(src.height, height));
-    if (src.width == width) return tmp;
-    Image out(width, height, src.channels);
-    resize_rows(tmp, out, make_taps(src.width, width));
-    return out;
+    if (src.width == width) {
+      dst->reset(width, height, src.channels);
+      resize_cols(src, *dst, cached_taps(src.height, height));
+      return;
+    }
+    thread_local Image tmp;
+    tmp.reset(src.width, height, src.channels);
+    resize_cols(src, tmp, cached_taps(src.height, height));
+    dst->reset(width, height, src.channels);
+    resize_rows(tmp, *dst, cached_taps(src.width, width));
+    return;
   }
-  Image tmp(width, src.height, src.channels);
-  resize_rows(src, tmp, make_taps(src.width, width));
-  Image out(width, height, src.channels);
-  resize_cols(tmp, out, make_taps(src.height, height));
+  thread_local Image tmp;
+  tmp.reset(width, src.height, src.channels);
+  resize_rows(src, tmp, cached_taps(src.width, width));
+  dst->reset(width, height, src.channels);
+  resize_cols(tmp, *dst, cached_taps(src.height, height));
+}
+
+Image resize_bilinear(const Image& src, int width, int height) {
+  Image out;
+  resize_bilinear(src, width, height, &out);
   return out;
 }
 
@@ -269,9 +304,9 @@ Image decode_jpeg_resized(const std::uint8_t* data, std::size_t size, int width,
   const ImageInfo info = read_image_info(data, size);
   if (info.format != ImageFormat::kJpeg || jpeg_scale_denominator(info.width, info.height, opt) > 1)
     return resize_bilinear(decode_image(data, size, opt), width, height);
-  YuvPlanes p;
+  thread_local YuvPlanes p;
   try {
-    p = decode_jpeg_planes(data, size, opt);
+    decode_jpeg_planes(data, size, opt, &p);
   } catch (const ImageError& e) {
     if (std::string(e.what()).find("CMYK") == std::string::npos) throw;
     return resize_bilinear(decode_image(data, size, opt), width, height);

@@ -28,6 +28,8 @@ Extent resize_extent(int src_w, int src_h, int w, int h, ResizeMode mode);
 
 // Bilinear resize of any HWC uint8 image (pixel centres aligned, edges clamped).
 Image resize_bilinear(const Image& src, int width, int height);
+// Same into *dst (not src), reusing its allocation.
+void resize_bilinear(const Image& src, int width, int height, Image* dst);
 
 // Decodes a JPEG and resizes it to width x height (RGB) through its YCbCr planes: the same
 // picture as decode_image + resize_bilinear within about one level, and faster (no

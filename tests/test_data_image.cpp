@@ -1,7 +1,9 @@
 // Image codecs, resize/fit modes, Datum records, the mean blob and the IDX reader, checked
 // against OpenCV (an independent decoder/resizer) and against hand-computed values.
 #include <gtest/gtest.h>
+#include <turbojpeg.h>
 
+#include <array>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -11,6 +13,7 @@
 #include "data/datum.h"
 #include "data/idx.h"
 #include "data/image.h"
+#include "data/record.h"
 #include "data/resize.h"
 #include "testing/test_util.h"
 
@@ -167,6 +170,147 @@ TEST(DataImage, JpegResizedThroughYCbCrPlanesMatchesDecodeThenResize) {
       decode_jpeg_resized(reinterpret_cast<const std::uint8_t*>(gjpg.data()), gjpg.size(), 64, 64, {});
   EXPECT_EQ(g.channels, 3);
   EXPECT_LT(mean_abs_diff(to_bgr_mat(g), to_bgr_mat(resize_bilinear(decode_image(gjpg), 64, 64))), 1.0);
+}
+
+// A JPEG with any chroma subsampling, straight from libjpeg-turbo (encode_jpeg writes 4:2:0).
+std::string encode_jpeg_sampled(const Image& rgb, int subsamp) {
+  tjhandle tj = tjInitCompress();
+  unsigned char* buf = nullptr;
+  unsigned long len = 0;
+  EXPECT_EQ(
+      tjCompress2(tj, rgb.pixels.data(), rgb.width, 0, rgb.height, TJPF_RGB, &buf, &len, subsamp, 90, 0), 0);
+  std::string out(reinterpret_cast<const char*>(buf), len);
+  tjFree(buf);
+  tjDestroy(tj);
+  return out;
+}
+
+struct Record {
+  caffe::Datum datum;
+  Image mean_pixels;  // RGB
+};
+Record record_of(const std::string& file, const RecordOptions& o, int label = 3) {
+  Record r;
+  std::string value;
+  make_record(reinterpret_cast<const std::uint8_t*>(file.data()), file.size(), label, 11, o, &value,
+              &r.mean_pixels);
+  EXPECT_TRUE(r.datum.ParseFromString(value));
+  EXPECT_EQ(r.datum.label(), label);
+  EXPECT_EQ(r.datum.width(), o.width);
+  EXPECT_EQ(r.datum.height(), o.height);
+  EXPECT_EQ(r.datum.channels(), o.channels);
+  return r;
+}
+
+TEST(DataImage, Jpeg420RecordsAreEncodedFromResizedPlanes) {
+  const Image src = test_image(500, 375, 3);
+  const std::string jpg = encode_jpeg(src, 90);
+  const auto* data = reinterpret_cast<const std::uint8_t*>(jpg.data());
+  ASSERT_TRUE(read_image_info(data, jpg.size()).ycc_420);
+  const RecordOptions o;  // DIGITS defaults: 256x256 squash, RGB, JPEG q90
+  const Record r = record_of(jpg, o);
+  ASSERT_TRUE(r.datum.encoded());
+  const cv::Mat rec = decode_cv(r.datum.data());  // what Caffe sees: BGR
+  ASSERT_EQ(rec.type(), CV_8UC3);
+  ASSERT_EQ(rec.cols, 256);
+  ASSERT_EQ(rec.rows, 256);
+  // The general path: decode to RGB, resize, encode from RGB. Same picture within a level,
+  // and as close to the resized original.
+  const Image general = resize_bilinear(decode_image(jpg), 256, 256);
+  const cv::Mat general_rec = decode_cv(encode_jpeg(general, 90));
+  EXPECT_LT(mean_abs_diff(rec, general_rec), 1.5);
+  const cv::Mat truth = to_bgr_mat(resize_bilinear(src, 256, 256));
+  EXPECT_LT(mean_abs_diff(rec, truth), mean_abs_diff(general_rec, truth) + 0.5);
+  // The mean's pixels are the record's before compression: the decoded record within the
+  // JPEG loss, and without bias (the per-channel averages agree).
+  ASSERT_EQ(r.mean_pixels.width, 256);
+  ASSERT_EQ(r.mean_pixels.height, 256);
+  ASSERT_EQ(r.mean_pixels.channels, 3);
+  const cv::Mat mean_bgr = to_bgr_mat(r.mean_pixels);
+  EXPECT_LT(mean_abs_diff(mean_bgr, rec), 2.5);
+  EXPECT_LT(mean_abs_diff(mean_bgr, to_bgr_mat(general)), 2.0);
+  const cv::Scalar a = cv::mean(mean_bgr), b = cv::mean(rec);
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(a[c], b[c], 0.25) << "channel " << c;
+  // Validation records (no mean pixels wanted) are the same bytes.
+  std::string value, val_value;
+  make_record(data, jpg.size(), 3, 11, o, &value, nullptr);
+  r.datum.SerializeToString(&val_value);
+  EXPECT_EQ(value, val_value);
+}
+
+TEST(DataImage, Ycbcr420ToRgbIsBitExactWithLibjpegDecode) {
+  for (auto [w, h] : {std::pair{256, 256}, std::pair{254, 130}, std::pair{2, 2}, std::pair{500, 376}}) {
+    const std::string jpg = encode_jpeg(test_image(w, h, 4), 90);
+    tjhandle tj = tjInitDecompress();
+    Image y(w, h, 1), cb((w + 1) / 2, (h + 1) / 2, 1), cr((w + 1) / 2, (h + 1) / 2, 1), rgb(w, h, 3);
+    unsigned char* planes[3] = {y.pixels.data(), cb.pixels.data(), cr.pixels.data()};
+    const auto* data = reinterpret_cast<const unsigned char*>(jpg.data());
+    ASSERT_EQ(tjDecompressToYUVPlanes(tj, data, jpg.size(), planes, w, nullptr, h, 0), 0);
+    ASSERT_EQ(tjDecompress2(tj, data, jpg.size(), rgb.pixels.data(), w, 0, h, TJPF_RGB, 0), 0);
+    tjDestroy(tj);
+    Image ours;
+    ycbcr420_to_rgb(y, cb, cr, &ours);
+    ASSERT_EQ(ours.width, w);
+    ASSERT_EQ(ours.channels, 3);
+    EXPECT_EQ(ours.pixels, rgb.pixels) << w << "x" << h;
+  }
+}
+
+TEST(DataImage, Jpeg420RecordsOfOddSizesAndScaledDecodes) {
+  // Odd record sizes (the general path), odd source sizes (Y cropped from libjpeg-turbo's
+  // padded plane), a source large enough for a 1/2-scale DCT decode, and an enlargement.
+  for (auto [sw, sh, w, h] : {std::array{500, 375, 255, 129}, std::array{1024, 768, 256, 256},
+                              std::array{333, 500, 227, 227}, std::array{100, 80, 256, 256}}) {
+    const Image src = test_image(sw, sh, 5);
+    RecordOptions o;
+    o.width = w, o.height = h;
+    const Record r = record_of(encode_jpeg(src, 90), o);
+    const cv::Mat rec = decode_cv(r.datum.data());
+    ASSERT_EQ(rec.cols, w);
+    ASSERT_EQ(rec.rows, h);
+    EXPECT_LT(mean_abs_diff(rec, to_bgr_mat(resize_bilinear(src, w, h))), 3.0) << sw << "x" << sh;
+    // The mean's pixels are the record before compression: as close as JPEG q90 keeps any image.
+    const Image general = resize_bilinear(src, w, h);
+    const double q90_loss = mean_abs_diff(decode_cv(encode_jpeg(general, 90)), to_bgr_mat(general));
+    EXPECT_LT(mean_abs_diff(to_bgr_mat(r.mean_pixels), rec), q90_loss + 0.5) << sw << "x" << sh;
+  }
+}
+
+TEST(DataImage, RecordsOfOtherSourcesAndOptionsMatchDecodeThenFit) {
+  const Image src = test_image(500, 375, 8);
+  const std::string png = encode_png(src);
+  struct Case {
+    std::string what, file;
+    int channels;
+    ResizeMode mode;
+    Encoding encoding;
+  };
+  const std::vector<Case> cases = {
+      {"4:4:4 JPEG", encode_jpeg_sampled(src, TJSAMP_444), 3, ResizeMode::kSquash, Encoding::kJpeg},
+      {"4:2:2 JPEG", encode_jpeg_sampled(src, TJSAMP_422), 3, ResizeMode::kSquash, Encoding::kJpeg},
+      {"gray JPEG", encode_jpeg(to_channels(src, 1)), 3, ResizeMode::kSquash, Encoding::kJpeg},
+      {"4:2:0 JPEG, crop", encode_jpeg(src), 3, ResizeMode::kCrop, Encoding::kJpeg},
+      {"4:2:0 JPEG, fill", encode_jpeg(src), 3, ResizeMode::kFill, Encoding::kPng},
+      {"4:2:0 JPEG, half_crop", encode_jpeg(src), 3, ResizeMode::kHalfCrop, Encoding::kNone},
+      {"4:2:0 JPEG, PNG records", encode_jpeg(src), 3, ResizeMode::kSquash, Encoding::kPng},
+      {"4:2:0 JPEG, raw records", encode_jpeg(src), 3, ResizeMode::kSquash, Encoding::kNone},
+      {"4:2:0 JPEG, gray records", encode_jpeg(src), 1, ResizeMode::kSquash, Encoding::kJpeg},
+      {"PNG", png, 3, ResizeMode::kSquash, Encoding::kJpeg},
+  };
+  for (const Case& c : cases) {
+    RecordOptions o;
+    o.channels = c.channels, o.resize = c.mode, o.encoding = c.encoding;
+    const Record r = record_of(c.file, o);
+    const Image expected =
+        fit_image(decode_image(c.file, DecodeOptions{c.channels}), 256, 256, c.mode, 11);  // RGB or gray
+    Image got = decode_datum(r.datum.SerializeAsString()).bgr;
+    ASSERT_EQ(got.channels, c.channels) << c.what;
+    if (got.channels == 3)  // back to RGB, as to_bgr_mat expects
+      for (std::size_t i = 0; i < got.pixels.size(); i += 3) std::swap(got.pixels[i], got.pixels[i + 2]);
+    EXPECT_LT(mean_abs_diff(to_bgr_mat(got), to_bgr_mat(expected)), c.encoding == Encoding::kJpeg ? 2.5 : 2.0)
+        << c.what;
+    EXPECT_LT(mean_abs_diff(to_bgr_mat(r.mean_pixels), to_bgr_mat(expected)), 2.0) << c.what;
+  }
 }
 
 TEST(DataImage, FitModesFollowDigits) {
