@@ -13,6 +13,7 @@
 #include "engine/log.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
+#include "kernels/im2col_gpu.h"
 #include "kernels/layout.h"
 #include "kernels/lrn_gpu.h"
 #include "kernels/pool_gpu.h"
@@ -61,7 +62,11 @@ struct GpuNet::Layer {
   std::unique_ptr<GpuFc> fc;  // InnerProduct, or (channels_last) a 1x1 stride-1 convolution as a GEMM
   bool fused_relu = false;    // conv: the next (in-place ReLU) layer is folded in
   bool staged = false;        // conv, channels_last: output is a slice; cuDNN writes staging_ (dense)
-  bool skip = false;          // a ReLU folded into the previous convolution
+  // Channels-last first convolution with few input channels: im2col rows of im2col_ld taps
+  // (cols, kept for wgrad), filters padded to rows of im2col_ld (wpad, dwpad), one GEMM (fc).
+  int im2col_ld = 0;
+  DeviceBuffer cols, wpad, dwpad;
+  bool skip = false;  // a ReLU folded into the previous convolution
 };
 
 GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
@@ -242,6 +247,16 @@ void GpuNet::build_layers() {
   }
 
   // Library plans: cuDNN convolutions (algorithms measured now) and cuBLAS inner products.
+  // A convolution followed by its in-place ReLU runs the ReLU in its own bias pass.
+  auto fold_relu = [&](std::size_t l) {
+    const LayerPlan& lp = *layers_[l]->plan;
+    if (!opt_.fuse_conv_relu || !std::get<ConvParams>(lp.params).geom.bias || l + 1 >= layers_.size()) return;
+    const LayerPlan& next = *layers_[l + 1]->plan;
+    if (next.kind() == LayerKind::kReLU && next.bottoms[0] == lp.tops[0] && next.tops[0] == lp.tops[0]) {
+      layers_[l]->fused_relu = true;
+      layers_[l + 1]->skip = true;
+    }
+  };
   std::size_t ws_need = 0;
   const std::size_t probe_ws_bytes = opt_.workspace_limit;
   DeviceBuffer probe_ws(probe_ws_bytes);
@@ -253,13 +268,21 @@ void GpuNet::build_layers() {
       FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
       L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32);
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-      if (opt_.fuse_conv_relu && g.bias && l + 1 < layers_.size()) {
-        const LayerPlan& next = *layers_[l + 1]->plan;
-        if (next.kind() == LayerKind::kReLU && next.bottoms[0] == lp.tops[0] && next.tops[0] == lp.tops[0]) {
-          L.fused_relu = true;
-          layers_[l + 1]->skip = true;
-        }
-      }
+      fold_relu(l);
+    } else if (lp.kind() == LayerKind::kConvolution && nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0]) {
+      // conv1 (C = 3): cuDNN's channels-last kernels run it at ~12 TFLOP/s; im2col + GEMM is
+      // bandwidth-bound instead. Only where no input gradient is needed (no col2im).
+      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+      const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
+      const int kc = g.kernel_h * g.kernel_w * x.c;
+      L.im2col_ld = (kc + 7) / 8 * 8;
+      const int rows = y.n * y.h * y.w;
+      L.fc = std::make_unique<GpuFc>(FcShape{rows, L.im2col_ld, y.c, L.im2col_ld, int(nhwc_pixel_stride(y))},
+                                     opt_.dtype, opt_.allow_tf32);
+      L.cols = DeviceBuffer(std::size_t(rows) * L.im2col_ld * esize_);
+      L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+      L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+      fold_relu(l);
     } else if (lp.kind() == LayerKind::kConvolution) {
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
       ConvPlanOptions co;
@@ -282,13 +305,7 @@ void GpuNet::build_layers() {
       L.conv->choose_algorithms(cudnn_, L.in[0], L.w_diff[0], L.staged ? staging_.data() : L.out[0],
                                 g.bias ? L.w_diff[1] : nullptr, probe_ws.data(), probe_ws_bytes);
       ws_need = std::max(ws_need, L.conv->workspace_bytes());
-      if (opt_.fuse_conv_relu && g.bias && l + 1 < layers_.size()) {
-        const LayerPlan& next = *layers_[l + 1]->plan;
-        if (next.kind() == LayerKind::kReLU && next.bottoms[0] == lp.tops[0] && next.tops[0] == lp.tops[0]) {
-          L.fused_relu = true;
-          layers_[l + 1]->skip = true;
-        }
-      }
+      fold_relu(l);
     } else if (lp.kind() == LayerKind::kInnerProduct) {
       const Nchw& x = L.in_shape[0];
       if (!x.dense()) throw Error(fmt::format("layer {}: InnerProduct needs a dense input", lp.name));
@@ -511,7 +528,16 @@ void GpuNet::forward_layer(int l) {
       case LayerKind::kConvolution: {
         const bool bias = std::get<ConvParams>(lp.params).geom.bias;
         const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
-        if (L.fc) {  // channels-last 1x1: GEMM straight into the (slice) output, then bias+ReLU there
+        if (L.im2col_ld) {  // channels-last conv1: im2col rows, padded filters, one GEMM
+          const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+          const int kc = g.kernel_h * g.kernel_w * L.in_shape[0].c;
+          kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
+          kernels::pad_rows<T>(g.num_output, kc, L.im2col_ld, static_cast<const T*>(L.w[0]), L.wpad.as<T>(),
+                               stream_);
+          L.fc->forward(cublas_, L.cols.data(), L.wpad.data(), nullptr, false, L.out[0]);
+          if (bias || L.fused_relu)
+            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+        } else if (L.fc) {  // channels-last 1x1: GEMM straight into the (slice) output, then bias+ReLU there
           L.fc->forward(cublas_, L.in[0], L.w[0], nullptr, false, L.out[0]);
           if (bias || L.fused_relu)
             kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
@@ -611,6 +637,14 @@ void GpuNet::backward_layer(int l) {
           if (bias || L.fused_relu)
             kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,
                                            bias_partial_.as<float>(), stream_);
+          if (L.im2col_ld) {  // wgrad into the padded rows, then added to the gradient (+=)
+            const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+            L.dwpad.fill_bytes(0, stream_);
+            L.fc->backward_filter(cublas_, L.cols.data(), dz, L.dwpad.data(), nullptr);
+            kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * L.in_shape[0].c,
+                                       L.dwpad.as<T>(), static_cast<T*>(L.w_diff[0]), stream_);
+            break;
+          }
           L.fc->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], nullptr);
           if (L.in_diff[0]) L.fc->backward_data(cublas_, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
           break;
@@ -775,14 +809,20 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
 std::size_t GpuNet::device_bytes() const {
   return acts_.bytes() + master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() +
          saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes() +
-         bias_partial_.bytes() + staging_.bytes();
+         bias_partial_.bytes() + staging_.bytes() + im2col_bytes();
+}
+
+std::size_t GpuNet::im2col_bytes() const {
+  std::size_t b = 0;
+  for (const auto& L : layers_) b += L->cols.bytes() + L->wpad.bytes() + L->dwpad.bytes();
+  return b;
 }
 
 std::string GpuNet::memory_report() const {
   auto mib = [](std::size_t b) { return double(b) / (1 << 20); };
   return fmt::format(
       "activations {:.1f} MiB ({}), params {:.1f} MiB fp32 master{}, grads {:.1f} MiB, momentum {:.1f} MiB, "
-      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}; total {:.1f} MiB",
+      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}{}; total {:.1f} MiB",
       mib(acts_.bytes()),
       fmt::format("{} {}", kernels::dtype_name(opt_.dtype), opt_.channels_last ? "NHWC" : "NCHW"),
       mib(master_.bytes()),
@@ -790,6 +830,7 @@ std::string GpuNet::memory_report() const {
       mib(grads_.bytes()), mib(history_.bytes()), mib(saved_.bytes()), mib(workspace_.bytes()),
       mib(cublas_ws_.bytes()),
       staging_.bytes() ? fmt::format(", branch staging {:.1f} MiB", mib(staging_.bytes())) : std::string(),
+      im2col_bytes() ? fmt::format(", im2col {:.1f} MiB", mib(im2col_bytes())) : std::string(),
       mib(device_bytes()));
 }
 

@@ -136,6 +136,7 @@ class GpuNet {
   void backward_layer(int l);
   void enqueue_step(bool update);
   std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
+  std::size_t im2col_bytes() const;
   // Host parameter values between the plan's layout (KCRS) and the device's (KRSC filters
   // when channels_last), in place.
   void params_to_device_layout(std::span<float> v) const;

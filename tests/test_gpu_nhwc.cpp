@@ -17,6 +17,8 @@
 
 #include "gpu_test_data.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/im2col_gpu.h"
+#include "kernels/im2col_ref.h"
 #include "kernels/input_transform_gpu.h"
 #include "kernels/layout.h"
 #include "kernels/lrn_gpu.h"
@@ -459,6 +461,53 @@ TEST(GpuNhwc, InputTransform) {
   check_input_transform<bf16>(true, 3);
   check_input_transform<float>(false, 4);
   check_input_transform<bf16>(true, 4);
+}
+
+// ---- im2col (conv1 as a GEMM) --------------------------------------------------------------
+
+template <typename T>
+void check_im2col(int n, const Chans& xc, int h, int w, int r, int stride, int pad) {
+  ConvGeom g;
+  g.num_output = 6, g.kernel_h = g.kernel_w = r, g.stride_h = g.stride_w = stride, g.pad_h = g.pad_w = pad;
+  const Slice xsl = nhwc_view(n, xc, h, w);
+  const Nchw& xs = xsl.view;
+  const auto x = rounded<T>(testing::random_floats(std::size_t(xsl.total), fresh_seed("im2col x")));
+  const int ho = conv_out_dim(h, r, stride, pad), wo = conv_out_dim(w, r, stride, pad);
+  const int kc = r * r * xc.c, ld = (kc + 7) / 8 * 8, rows = n * ho * wo;
+  DeviceBuffer dx = upload<T>(x), dcols = poisoned<T>(std::size_t(rows) * ld);
+  kernels::im2col_nhwc<T>(xs, dx.as<T>() + xsl.offset, g, ld, dcols.as<T>(), nullptr);
+  const auto got = download<T>(dcols, std::size_t(rows) * ld);
+  std::vector<float> want(got.size());
+  ref::im2col_nhwc(xs, x.data() + xsl.offset, g, ld, want.data());
+  char what[160];
+  std::snprintf(what, sizeof what, "im2col_nhwc %s %dx%sx%dx%d k%d s%d p%d", name_of<T>(), n,
+                describe(xc).c_str(), h, w, r, stride, pad);
+  report(what, rel_error(got, want), tol<T>(1e-7, 1e-7));  // a copy: exact
+
+  // filters padded to ld, and the padded gradient added back
+  const auto wt = rounded<T>(testing::random_floats(std::size_t(g.num_output) * kc, fresh_seed("im2col w")));
+  DeviceBuffer dw = upload<T>(wt), dwp = poisoned<T>(std::size_t(g.num_output) * ld);
+  kernels::pad_rows<T>(g.num_output, kc, ld, dw.as<T>(), dwp.as<T>(), nullptr);
+  const auto wp = download<T>(dwp, std::size_t(g.num_output) * ld);
+  std::vector<float> wp_ref(wp.size());
+  ref::pad_rows(g.num_output, kc, ld, wt.data(), wp_ref.data());
+  report(std::string("pad_rows ") + name_of<T>(), rel_error(wp, wp_ref), tol<T>(1e-7, 1e-7));
+  const auto g0 = rounded<T>(testing::random_floats(wt.size(), fresh_seed("im2col dw")));
+  DeviceBuffer dg = upload<T>(g0);
+  kernels::unpad_add_rows<T>(g.num_output, ld, kc, dwp.as<T>(), dg.as<T>(), nullptr);
+  const auto gg = download<T>(dg, wt.size());
+  std::vector<float> gg_ref = g0;
+  ref::unpad_add_rows(g.num_output, ld, kc, wp_ref.data(), gg_ref.data());
+  report(std::string("unpad_add_rows ") + name_of<T>(), rel_error(gg, gg_ref), tol<T>(1e-6));
+}
+
+TEST(GpuNhwc, Im2col) {
+  INCEPT_REQUIRE_GPU();
+  check_im2col<float>(2, all(3), 224, 224, 7, 2, 3);  // conv1
+  check_im2col<bf16>(2, all(3), 224, 224, 7, 2, 3);
+  check_im2col<float>(3, all(1), 28, 28, 5, 1, 0);              // LeNet conv1
+  check_im2col<float>(2, Chans{5, 13, 4, 0}, 17, 19, 3, 2, 1);  // a channel slice, odd sizes
+  check_im2col<bf16>(2, Chans{5, 13, 4, 0}, 17, 19, 3, 2, 1);
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 
 #include "kernels/conv_ref.h"
 #include "kernels/dropout_ref.h"
+#include "kernels/im2col_ref.h"
+#include "kernels/layout.h"
 #include "kernels/lrn_ref.h"
 #include "kernels/pool_ref.h"
 #include "kernels/sgd_ref.h"
@@ -172,6 +174,48 @@ TEST(ConvValues, Im2colGemmMatchesDirectLoop) {
           direct[((n * 4 + k) * ys.h + oy) * ys.w + ox] = float(s);
         }
   EXPECT_LT(testing::rel_error(y, direct), 1e-6);
+}
+
+// Channels-last im2col rows times KRSC filters (padded rows) is the convolution: conv1's shape
+// class (C = 3, 7x7, stride 2, pad 3) and a padded 3x3, against the NCHW reference conv_fwd.
+TEST(Im2colValues, RowsTimesKrscFiltersIsTheConvolution) {
+  struct Case {
+    int n, c, h, w, k, r, stride, pad;
+  };
+  for (const Case cs : {Case{2, 3, 23, 19, 5, 7, 2, 3}, Case{1, 5, 9, 11, 4, 3, 1, 1}}) {
+    ConvGeom g;
+    g.num_output = cs.k, g.kernel_h = g.kernel_w = cs.r, g.stride_h = g.stride_w = cs.stride;
+    g.pad_h = g.pad_w = cs.pad, g.bias = false;
+    const Nchw xs{cs.n, cs.c, cs.h, cs.w};
+    const Nchw ys = ref::conv_out_shape(xs, g);
+    const auto x = testing::random_floats(std::size_t(xs.count()), 71);
+    const auto w = testing::random_floats(std::size_t(cs.k) * cs.c * cs.r * cs.r, 72);
+    std::vector<float> y(ys.count()), col(std::max<std::int64_t>(ref::conv_col_elems(xs, g), 1));
+    ref::conv_fwd(xs, x.data(), g, w.data(), static_cast<const float*>(nullptr), ys, y.data(), col.data());
+
+    const int kc = cs.r * cs.r * cs.c, ld = (kc + 7) / 8 * 8, rows = ys.n * ys.h * ys.w;
+    const auto xh = nchw_to_nhwc(x, cs.n, cs.c, cs.h, cs.w);
+    std::vector<float> cols(std::size_t(rows) * ld, -1.f), wk(w.size()), wp(std::size_t(cs.k) * ld, -1.f);
+    ref::im2col_nhwc(xs, xh.data(), g, ld, cols.data());
+    permute_abr_to_arb(w.data(), cs.k, cs.c, cs.r * cs.r, wk.data());  // KCRS -> KRSC
+    ref::pad_rows(cs.k, kc, ld, wk.data(), wp.data());
+    for (int p = 0; p < rows; ++p)
+      for (int j = kc; j < ld; ++j) ASSERT_EQ(cols[std::size_t(p) * ld + j], 0.f);
+    std::vector<float> yh(std::size_t(rows) * cs.k);  // NHWC
+    for (int p = 0; p < rows; ++p)
+      for (int k = 0; k < cs.k; ++k) {
+        double acc = 0;
+        for (int j = 0; j < ld; ++j)
+          acc += double(cols[std::size_t(p) * ld + j]) * wp[std::size_t(k) * ld + j];
+        yh[std::size_t(p) * cs.k + k] = float(acc);
+      }
+    EXPECT_LT(testing::rel_error(nhwc_to_nchw(yh, ys.n, ys.c, ys.h, ys.w), y), 1e-5);
+
+    // unpad_add_rows adds the first kc columns back onto a gradient (+=)
+    std::vector<float> acc(wk.size(), 1.f);
+    ref::unpad_add_rows(cs.k, ld, kc, wp.data(), acc.data());
+    for (std::size_t i = 0; i < acc.size(); ++i) ASSERT_FLOAT_EQ(acc[i], 1.f + wk[i]);
+  }
 }
 
 }  // namespace
