@@ -18,6 +18,8 @@
 #include "engine/gpu_fc.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
+#include "kernels/im2col_gpu.h"
+#include "kernels/im2col_gpu.h"
 #include "kernels/input_transform_gpu.h"
 #include "kernels/lrn_gpu.h"
 #include "kernels/pool_gpu.h"
@@ -357,6 +359,45 @@ void bench_convs(cudaStream_t s, int nb, DType t, bool nhwc, const Ceilings& c) 
       100 * tot_flops / (tot_ms * 1e9) / c.gemm_tflops, ws_max / 1048576.0);
 }
 
+// conv1 channels-last as the net runs it in bf16 NHWC: im2col, filter padding, one cuBLAS
+// GEMM, bias+ReLU, and backward (ReLU/bias gradient, wgrad GEMM), each timed alone.
+template <typename T>
+void bench_conv1_im2col(cudaStream_t s, int nb) {
+  ConvGeom g;
+  g.num_output = 64, g.kernel_h = g.kernel_w = 7, g.stride_h = g.stride_w = 2, g.pad_h = g.pad_w = 3;
+  const Nchw xs{nb, 3, 224, 224}, ys{nb, 64, 112, 112};
+  const int kc = 147, ld = 152, rows = nb * 112 * 112;
+  DeviceBuffer x(xs.count() * sizeof(T)), cols(std::size_t(rows) * ld * sizeof(T)), y(ys.count() * sizeof(T)),
+      w(64 * kc * sizeof(T)), wp(64 * ld * sizeof(T)), b(64 * sizeof(T)),
+      part(std::max<std::size_t>(kernels::relu_bias_bwd_nhwc_scratch(ys), 1) * 4);
+  const DType t = kernels::DTypeOf<T>::value;
+  fill_random(x, t, 21);
+  fill_random(w, t, 22);
+  fill_random(b, t, 23);
+  fill_random(y, t, 24);
+  CublasHandle cb = make_cublas();
+  CUBLAS_CHECK(cublasSetStream(cb, s));
+  DeviceBuffer cws(std::size_t(32) << 20);
+  CUBLAS_CHECK(cublasSetWorkspace(cb, cws.data(), cws.bytes()));
+  GpuFc fc(FcShape{rows, ld, 64, ld, 64}, t);
+  const double gb = 1e-6;
+  const float t_im2col = time_ms(s, [&] { kernels::im2col_nhwc<T>(xs, x.as<T>(), g, ld, cols.as<T>(), s); });
+  const float t_pad = time_ms(s, [&] { kernels::pad_rows<T>(64, kc, ld, w.as<T>(), wp.as<T>(), s); });
+  const float t_gemm = time_ms(s, [&] { fc.forward(cb, cols.data(), wp.data(), nullptr, false, y.data()); });
+  const float t_bias = time_ms(s, [&] { kernels::bias_relu_fwd_nhwc<T>(ys, b.as<T>(), true, y.as<T>(), s); });
+  const float t_rb = time_ms(s, [&] {
+    kernels::relu_bias_bwd_nhwc<T>(ys, y.as<T>(), y.as<T>(), false, ys, y.as<T>(), b.as<T>(),
+                                   part.as<float>(), s);
+  });
+  const float t_wgrad =
+      time_ms(s, [&] { fc.backward_filter(cb, cols.data(), y.data(), wp.data(), nullptr); });
+  const double cols_mb = double(rows) * ld * sizeof(T) * gb, y_mb = double(ys.count()) * sizeof(T) * gb;
+  std::printf(
+      "conv1 im2col path %s: im2col %.3f ms (%.0f GB/s written), pad %.4f, GEMM fwd %.3f ms (%.0f GB/s), "
+      "bias+relu %.3f, relu/bias bwd %.3f, wgrad GEMM %.3f ms (%.0f GB/s)\n",
+      kernels::dtype_name(t), t_im2col, cols_mb / t_im2col, t_pad, t_gemm, (cols_mb + y_mb) / t_gemm, t_bias,
+      t_rb, t_wgrad, (cols_mb + y_mb) / t_wgrad);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -385,7 +426,7 @@ int main(int argc, char** argv) {
     if (t == DType::kF32)
       bench_hand_written<float>(s, batch, c), bench_sgd(s, c);
     else
-      bench_hand_written<bf16>(s, batch, c);
+      bench_hand_written<bf16>(s, batch, c), bench_conv1_im2col<bf16>(s, batch);
     if (!skip_conv) {
       bench_convs(s, batch, t, false, c);
       bench_convs(s, batch, t, true, c);

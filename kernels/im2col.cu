@@ -19,9 +19,10 @@ struct Im2colArgs {
 // 8-aligned), each tap's (r, s, c) from the column index; the input re-reads hit the caches.
 constexpr int kCols = 8;
 
+// Any filter and channel count (the fallback of im2col_rows_kernel below).
 template <typename T>
 __global__ void im2col_nhwc_kernel(Im2colArgs a, const T* __restrict__ x, T* __restrict__ cols) {
-  const int groups = a.ld / kCols, sc = a.kw * a.c, kc = a.kh * sc;
+  const int cc = a.c, groups = a.ld / kCols, sc = a.kw * cc, kc = a.kh * sc;
   const long long total = static_cast<long long>(a.n) * a.ho * a.wo * groups;
   for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
        j += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -38,7 +39,7 @@ __global__ void im2col_nhwc_kernel(Im2colArgs a, const T* __restrict__ x, T* __r
       float v = 0.f;
       if (t < kc) {
         const int r = t / sc, rem = t - r * sc;
-        const int s = rem / a.c, c = rem - s * a.c;
+        const int s = rem / cc, c = rem - s * cc;
         const int iy = oy * a.sh - a.ph + r, ix = ox * a.sw - a.pw + s;
         if (iy >= 0 && iy < a.h && ix >= 0 && ix < a.w)
           v = to_f32(xn[(static_cast<long long>(iy) * a.w + ix) * a.x.pix + c]);
@@ -46,6 +47,46 @@ __global__ void im2col_nhwc_kernel(Im2colArgs a, const T* __restrict__ x, T* __r
       out.v[e] = from_f32<T>(v);
     }
     *reinterpret_cast<Pack<T, kCols>*>(cols + p * a.ld + j0) = out;
+  }
+}
+
+// The same for a fixed filter and channel count (conv1: 7x7, C = 3): one block per output row
+// (n, oy) stages the kKH input rows it reads, zero-padded, in shared memory, then writes the
+// Wo column rows with coalesced 8-element stores; every input element is read from global
+// memory about kKH / stride times instead of once per tap.
+template <typename T, int kKH, int kKW, int kC>
+__global__ void im2col_rows_kernel(Im2colArgs a, const T* __restrict__ x, T* __restrict__ cols) {
+  extern __shared__ unsigned char smem_raw[];
+  T* rows = reinterpret_cast<T*>(smem_raw);  // [kKH][W + 2 pw][kC]
+  constexpr int kSC = kKW * kC, kKc = kKH * kSC, kGroups = (kKc + kCols - 1) / kCols;
+  const int wp = a.w + 2 * a.pw;
+  const int n = blockIdx.x / a.ho, oy = blockIdx.x - n * a.ho;
+  const T* xn = x + n * a.x.ns;
+  for (int i = threadIdx.x; i < kKH * wp * kC; i += blockDim.x) {
+    const int r = i / (wp * kC), rem = i - r * wp * kC;
+    const int px = rem / kC, c = rem - px * kC;
+    const int iy = oy * a.sh - a.ph + r, ix = px - a.pw;
+    rows[i] = (iy >= 0 && iy < a.h && ix >= 0 && ix < a.w)
+                  ? xn[(static_cast<long long>(iy) * a.w + ix) * a.x.pix + c]
+                  : from_f32<T>(0.f);
+  }
+  __syncthreads();
+  T* out = cols + static_cast<long long>(blockIdx.x) * a.wo * a.ld;
+  for (int i = threadIdx.x; i < a.wo * kGroups; i += blockDim.x) {
+    const int ox = i / kGroups, j0 = (i - ox * kGroups) * kCols;
+    Pack<T, kCols> v;
+#pragma unroll
+    for (int e = 0; e < kCols; ++e) {
+      const int t = j0 + e;
+      if (t < kKc) {
+        const int r = t / kSC, rem = t - r * kSC;
+        const int s = rem / kC, c = rem - s * kC;
+        v.v[e] = rows[(r * wp + ox * a.sw + s) * kC + c];
+      } else {
+        v.v[e] = from_f32<T>(0.f);
+      }
+    }
+    *reinterpret_cast<Pack<T, kCols>*>(out + static_cast<long long>(ox) * a.ld + j0) = v;
   }
 }
 
@@ -98,7 +139,11 @@ void im2col_nhwc(const Nchw& xs, const T* x, const ConvGeom& g, int ld, T* cols,
                      ld};
   const std::size_t total = std::size_t(a.n) * a.ho * a.wo * (ld / kCols);
   if (total == 0) return;
-  im2col_nhwc_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(a, x, cols);
+  const std::size_t smem = std::size_t(7) * (xs.w + 2 * g.pad_w) * 3 * sizeof(T);
+  if (g.kernel_h == 7 && g.kernel_w == 7 && xs.c == 3 && ld == 152 && smem <= 48 * 1024)
+    im2col_rows_kernel<T, 7, 7, 3><<<a.n * a.ho, kThreads, smem, stream>>>(a, x, cols);
+  else
+    im2col_nhwc_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(a, x, cols);
   KERNEL_CHECK("im2col_nhwc_kernel");
 }
 
