@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "engine/check.h"
+#include "engine/conv1x1_gemm.h"
 #include "engine/fillers.h"
 #include "engine/layers.h"
 #include "engine/log.h"
@@ -66,7 +67,8 @@ struct GpuNet::Layer {
   // (cols, kept for wgrad), filters padded to rows of im2col_ld (wpad, dwpad), one GEMM (fc).
   int im2col_ld = 0;
   DeviceBuffer cols, wpad, dwpad;
-  bool skip = false;  // a ReLU folded into the previous convolution
+  std::unique_ptr<Conv1x1Gemm> gemm1x1;  // NCHW fp32 1x1 convolution on cuBLAS
+  bool skip = false;                     // a ReLU folded into the previous convolution
 };
 
 GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
@@ -257,7 +259,7 @@ void GpuNet::build_layers() {
       layers_[l + 1]->skip = true;
     }
   };
-  std::size_t ws_need = 0;
+  std::size_t ws_need = 0, gemm_partial_elems = 0;
   const std::size_t probe_ws_bytes = opt_.workspace_limit;
   DeviceBuffer probe_ws(probe_ws_bytes);
   for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -268,6 +270,12 @@ void GpuNet::build_layers() {
       FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
       L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32);
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+      fold_relu(l);
+    } else if (lp.kind() == LayerKind::kConvolution && !nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 &&
+               conv_as_gemm(lp)) {
+      L.gemm1x1 = std::make_unique<Conv1x1Gemm>(L.in_shape[0], L.out_shape[0], opt_.dtype, opt_.allow_tf32);
+      if (plan_.options.training)
+        gemm_partial_elems = std::max(gemm_partial_elems, L.gemm1x1->partial_elems());
       fold_relu(l);
     } else if (lp.kind() == LayerKind::kConvolution && nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0]) {
       // conv1 (C = 3): cuDNN's channels-last kernels run it at ~12 TFLOP/s; im2col + GEMM is
@@ -327,6 +335,7 @@ void GpuNet::build_layers() {
     }
   probe_ws = DeviceBuffer();
   workspace_ = DeviceBuffer(std::max<std::size_t>(ws_need, 256));
+  if (gemm_partial_elems) gemm_partial_ = DeviceBuffer(gemm_partial_elems * esize_);
 
   // Device parameter layout: channels-last filters are KRSC, and an inner product reading an
   // NHWC input with H * W > 1 sees its weights [M, C, H, W] as [M, H, W, C].
@@ -528,7 +537,11 @@ void GpuNet::forward_layer(int l) {
       case LayerKind::kConvolution: {
         const bool bias = std::get<ConvParams>(lp.params).geom.bias;
         const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
-        if (L.im2col_ld) {  // channels-last conv1: im2col rows, padded filters, one GEMM
+        if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
+          L.gemm1x1->forward(cublas_, L.in[0], L.w[0], L.out[0]);
+          if (bias || L.fused_relu)
+            kernels::bias_relu_fwd<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+        } else if (L.im2col_ld) {  // channels-last conv1: im2col rows, padded filters, one GEMM
           const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
           const int kc = g.kernel_h * g.kernel_w * L.in_shape[0].c;
           kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
@@ -656,6 +669,11 @@ void GpuNet::backward_layer(int l) {
         } else if (bias || L.fused_relu) {
           kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), L.fused_relu, dz, db,
                                     bias_partial_.as<float>(), stream_);
+        }
+        if (L.gemm1x1) {
+          L.gemm1x1->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], gemm_partial_.data());
+          if (L.in_diff[0]) L.gemm1x1->backward_data(cublas_, L.w[0], dz, L.in_diff[0], L.accumulate[0]);
+          break;
         }
         L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
         if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
@@ -809,7 +827,7 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
 std::size_t GpuNet::device_bytes() const {
   return acts_.bytes() + master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() +
          saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes() +
-         bias_partial_.bytes() + staging_.bytes() + im2col_bytes();
+         bias_partial_.bytes() + staging_.bytes() + im2col_bytes() + gemm_partial_.bytes();
 }
 
 std::size_t GpuNet::im2col_bytes() const {
@@ -822,7 +840,8 @@ std::string GpuNet::memory_report() const {
   auto mib = [](std::size_t b) { return double(b) / (1 << 20); };
   return fmt::format(
       "activations {:.1f} MiB ({}), params {:.1f} MiB fp32 master{}, grads {:.1f} MiB, momentum {:.1f} MiB, "
-      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}{}; total {:.1f} MiB",
+      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}{}{}; total {:.1f} "
+      "MiB",
       mib(acts_.bytes()),
       fmt::format("{} {}", kernels::dtype_name(opt_.dtype), opt_.channels_last ? "NHWC" : "NCHW"),
       mib(master_.bytes()),
@@ -831,6 +850,8 @@ std::string GpuNet::memory_report() const {
       mib(cublas_ws_.bytes()),
       staging_.bytes() ? fmt::format(", branch staging {:.1f} MiB", mib(staging_.bytes())) : std::string(),
       im2col_bytes() ? fmt::format(", im2col {:.1f} MiB", mib(im2col_bytes())) : std::string(),
+      gemm_partial_.bytes() ? fmt::format(", 1x1 wgrad partials {:.1f} MiB", mib(gemm_partial_.bytes()))
+                            : std::string(),
       mib(device_bytes()));
 }
 

@@ -45,6 +45,9 @@ struct GpuNetOptions {
   bool measure_algorithms = true;               // time cuDNN algorithms when the net is built
   bool deterministic = false;  // deterministic cuDNN algorithms, chosen by heuristics (not timing)
   bool fuse_conv_relu = true;
+  // NCHW fp32: 1x1 stride-1 convolutions as strided-batched cuBLAS GEMMs (engine/conv1x1_gemm.h)
+  // instead of cuDNN.
+  bool gemm_1x1 = true;
   // NCHW: keep LRN's scale (fp32) from forward, else recompute it in backward. Channels-last
   // always recomputes: the window is a few registers there, and storing the scale costs more
   // memory traffic (4 bytes per element written and read) than the whole bf16 layer.
@@ -159,6 +162,7 @@ class GpuNet {
   DeviceBuffer scratch_;       // per-row scratch of loss/accuracy layers (fp32)
   DeviceBuffer bias_partial_;  // fp32 partial sums of the split bias-gradient reduction
   DeviceBuffer staging_;       // channels_last: dense output / gradient of a branch convolution
+  DeviceBuffer gemm_partial_;  // NCHW fp32 1x1 convolutions: per-image weight-gradient products
   struct ParamPermute {
     std::int64_t offset;
     int a, b, r;  // host [a][b][r] <-> device [a][r][b]

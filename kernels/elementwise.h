@@ -6,10 +6,18 @@
 
 #include <cstddef>
 
+#include "kernels/dtype_gpu.h"
+
 namespace incept::kernels {
 
 // y[i] = a * x[i] + b * y[i], fp32, n elements (any layout).
 void axpby_fwd(std::size_t n, float a, const float* x, float b, float* y, cudaStream_t stream);
 void axpby_ref(std::size_t n, float a, const float* x, float b, float* y);
+
+// dst[i] += sum over r < rows of src[r * cols + i] for i < cols, added in row order with an
+// fp32 accumulator (deterministic). T = float or __nv_bfloat16 (src and dst).
+template <typename T>
+void sum_rows_add(int rows, long long cols, const T* src, T* dst, cudaStream_t stream);
+void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst);
 
 }  // namespace incept::kernels

@@ -37,6 +37,22 @@ TEST(GpuSmoke, HandWrittenKernelMatchesCpu) {
   EXPECT_LT(rel_error(got, y), 1e-6);
 }
 
+// The fixed-order row sum behind the NCHW 1x1 weight gradient (engine/conv1x1_gemm.h).
+TEST(GpuSmoke, SumRowsAddMatchesCpu) {
+  INCEPT_REQUIRE_GPU();
+  const int rows = 128;
+  const long long cols = 832 * 384 + 5;
+  auto src = random_floats(std::size_t(rows) * cols, 5), dst = random_floats(std::size_t(cols), 6);
+  DeviceBuffer ds(src.size() * 4), dd(dst.size() * 4);
+  ds.upload(src.data(), src.size() * 4);
+  dd.upload(dst.data(), dst.size() * 4);
+  kernels::sum_rows_add(rows, cols, ds.as<float>(), dd.as<float>(), nullptr);
+  std::vector<float> got(dst.size());
+  dd.download(got.data(), got.size() * 4);
+  kernels::sum_rows_add_ref(rows, cols, src.data(), dst.data());
+  EXPECT_LT(rel_error(got, dst), 1e-6);
+}
+
 TEST(GpuSmoke, CublasGemmMatchesCpu) {
   INCEPT_REQUIRE_GPU();
   // C[M,N] = A[M,K] * B[K,N], row-major on the host; cuBLAS sees column-major, so we ask it
