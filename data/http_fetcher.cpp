@@ -39,6 +39,12 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     t->too_large = true;
     return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
   }
+  if (t->body.empty()) {  // one allocation for the whole body instead of a doubling string
+    curl_off_t expected = -1;
+    if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &expected) == CURLE_OK &&
+        expected > 0 && expected <= t->max_bytes)
+      t->body.reserve(std::size_t(expected));
+  }
   t->body.append(data, len);
   t->last_data = std::chrono::steady_clock::now();
   t->bytes->fetch_add(std::int64_t(len), std::memory_order_relaxed);
