@@ -18,6 +18,7 @@
 
 #include "data/ingest.h"
 #include "engine/log.h"
+#include "incept_commit.h"
 
 namespace fs = std::filesystem;
 
@@ -153,13 +154,7 @@ int main(int argc, char** argv) {
   const Run& m = results[results.size() / 2];
   const unsigned cores = std::thread::hardware_concurrency();
   const double ips = m.images / m.wall;
-  std::string commit = "unknown";
-  if (FILE* p = popen("git -C " INCEPT_SOURCE_DIR " rev-parse --short HEAD 2>/dev/null", "r")) {
-    char buf[64] = {};
-    if (fgets(buf, sizeof buf, p)) commit = std::string(buf, strcspn(buf, "\n"));
-    pclose(p);
-  }
-  fmt::print("\nmachine: {} x {} cores; commit {}\n", cpu_model(), cores, commit);
+  fmt::print("\nmachine: {} x {} cores; commit {} (build)\n", cpu_model(), cores, INCEPT_GIT_COMMIT);
   fmt::print("median of {}: {} images ({:.1f} KB avg) in {:.2f} s end to end (crawl included)\n",
              results.size(), m.images, m.bytes / 1e3 / double(std::max<std::int64_t>(1, m.images)), m.wall);
   fmt::print("  {:.0f} images/s, {:.0f} images/s per core ({} cores, nginx on the same cores)\n", ips,

@@ -33,6 +33,7 @@ struct Mode {
   bool tf32 = false;
   bool winograd = false;
   bool nhwc = false;
+  SpatialConv spatial = SpatialConv::kAuto;
 };
 
 Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool layers,
@@ -49,6 +50,7 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
   opt.allow_tf32 = tf32;
   opt.allow_winograd = winograd;
   opt.channels_last = m.nhwc;
+  opt.spatial_conv = m.spatial;
   std::size_t free0 = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   GpuNet net(plan, opt);
@@ -92,8 +94,11 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
   CUDA_CHECK(cudaMemGetInfo(&free1, &total));
   std::sort(times.begin(), times.end());
   Result r;
-  r.mode = fmt::format("{} {} {}{}{}", dtype_name, m.nhwc ? "NHWC" : "NCHW", graph ? "graph" : "eager",
-                       tf32 ? " tf32" : "", winograd ? " winograd" : "");
+  r.mode = fmt::format("{} {} {}{}{}{}", dtype_name, m.nhwc ? "NHWC" : "NCHW", graph ? "graph" : "eager",
+                       tf32 ? " tf32" : "", winograd ? " winograd" : "",
+                       m.spatial == SpatialConv::kGemm    ? " gemm"
+                       : m.spatial == SpatialConv::kCudnn ? " cudnn"
+                                                          : "");
   r.ms = times[times.size() / 2];
   r.img_s = batch / r.ms * 1000.0;
   r.mib = double(free0 - free1) / (1 << 20);
@@ -111,6 +116,7 @@ int main(int argc, char** argv) {
   CLI::App app{"GoogLeNet (DIGITS) training-step benchmark on one GPU"};
   int batch = 128, classes = 1000, warmup = 10, steps = 30, device = 0;
   std::vector<std::string> dtypes{"fp32", "bf16"}, layouts{"auto"};
+  std::string spatial = "auto";
   bool eager = false, tf32 = false, layers = false, algos = false, winograd = false;
   std::string json_out;
   app.add_option("--batch", batch, "images per step")->capture_default_str();
@@ -119,7 +125,12 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "timed steps (median reported)")->capture_default_str();
   app.add_option("--dtype", dtypes, "fp32 and/or bf16")->capture_default_str();
   app.add_option("--device", device, "GPU index")->capture_default_str();
-  app.add_option("--layout", layouts, "nchw, nhwc and/or auto (bf16: nhwc, fp32: nchw)")
+  app.add_option(
+         "--spatial", spatial,
+         "channels-last RxS convolutions: auto (fp32 gemm, bf16 cudnn), cudnn or gemm (im2col + cuBLAS)")
+      ->capture_default_str();
+  app.add_option("--layout", layouts,
+                 "nchw, nhwc and/or auto (nhwc: the faster layout of both dtypes on H100)")
       ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
@@ -143,11 +154,13 @@ int main(int argc, char** argv) {
         if (d != "fp32" && d != "bf16") throw Error("--dtype must be fp32 or bf16, got " + d);
         if (lay != "auto" && lay != "nchw" && lay != "nhwc")
           throw Error("--layout must be nchw, nhwc or auto, got " + lay);
-        Mode m{.dtype = d,
-               .graph = true,
-               .tf32 = tf32 && d == "fp32",
-               .winograd = false,
-               .nhwc = lay == "nhwc" || (lay == "auto" && d == "bf16")};
+        Mode m{
+            .dtype = d, .graph = true, .tf32 = tf32 && d == "fp32", .winograd = false, .nhwc = lay != "nchw"};
+        if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm")
+          throw Error("--spatial must be auto, cudnn or gemm, got " + spatial);
+        m.spatial = spatial == "gemm"    ? SpatialConv::kGemm
+                    : spatial == "cudnn" ? SpatialConv::kCudnn
+                                         : SpatialConv::kAuto;
         const std::string key = fmt::format("{} {}", d, m.nhwc ? "NHWC" : "NCHW");
         std::vector<LayerTime> lt;
         results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos));

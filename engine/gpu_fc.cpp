@@ -1,15 +1,23 @@
 // Inner product on cuBLAS (gpu_fc.h).
 #include "engine/gpu_fc.h"
 
+#include <algorithm>
+
 #include "engine/check.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/elementwise.h"
 
 namespace incept {
 
 using kernels::DType;
 
-GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32)
-    : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {}
+GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32) : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {
+  // Enough weight-gradient GEMMs for ~2 waves of 128x128 output tiles on a 132-SM GPU, each
+  // over at least 512 rows, with a chunk count that divides the rows.
+  const long long tiles = ((s_.k + 127) / 128) * ((s_.m + 127) / 128);
+  const long long target = std::max(1LL, 264 / tiles);
+  while (chunks_ * 2 <= target && s_.n % (chunks_ * 2) == 0 && s_.n / (chunks_ * 2) >= 512) chunks_ *= 2;
+}
 
 void GpuFc::gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                  const void* a, int lda, const void* b, int ldb, float beta, void* c, int ldc) const {
@@ -45,9 +53,31 @@ void GpuFc::backward_data(cublasHandle_t h, const void* dy, const void* w, void*
        s_.lx());
 }
 
-void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db) const {
-  // column-major: dW'[K, M] += x'[K, N] (dy'[M, N])^T
-  gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, s_.n, x, s_.lx(), dy, s_.ly(), 1.f, dw, s_.k);
+void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db,
+                            float* partial) const {
+  if (chunks_ > 1 && partial) {
+    // partial_j'[K, M] = x_j'[K, rows_j] (dy_j'[M, rows_j])^T per slice j, fp32, then summed.
+    const int rows = s_.n / chunks_;
+    const float alpha = 1.f, beta = 0.f;
+    const cudaDataType_t t = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+    const cublasComputeType_t ct =
+        dtype_ == DType::kF32 ? (allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC)
+                              : CUBLAS_COMPUTE_32F;
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, rows, &alpha, x, t, s_.lx(),
+        static_cast<long long>(rows) * s_.lx(), dy, t, s_.ly(), static_cast<long long>(rows) * s_.ly(), &beta,
+        partial, CUDA_R_32F, s_.k, static_cast<long long>(s_.k) * s_.m, chunks_, ct, CUBLAS_GEMM_DEFAULT));
+    cudaStream_t st = nullptr;
+    CUBLAS_CHECK(cublasGetStream(h, &st));
+    const long long cols = static_cast<long long>(s_.k) * s_.m;
+    if (dtype_ == DType::kF32)
+      kernels::sum_rows_add(chunks_, cols, partial, static_cast<float*>(dw), st);
+    else
+      kernels::sum_rows_add(chunks_, cols, partial, static_cast<__nv_bfloat16*>(dw), st);
+  } else {
+    // column-major: dW'[K, M] += x'[K, N] (dy'[M, N])^T
+    gemm(h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, s_.n, x, s_.lx(), dy, s_.ly(), 1.f, dw, s_.k);
+  }
   if (db == nullptr) return;
   if (s_.ly() != s_.m) throw Error("GpuFc::backward_filter: bias gradient of a strided dy");
   cudaStream_t st = nullptr;

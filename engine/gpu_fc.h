@@ -15,6 +15,8 @@
 
 #include <cublas_v2.h>
 
+#include <cstddef>
+
 #include "kernels/dtype_gpu.h"
 
 namespace incept {
@@ -38,8 +40,15 @@ class GpuFc {
   // dx (= or +=) dy W
   void backward_data(cublasHandle_t h, const void* dy, const void* w, void* dx,
                      bool accumulate = false) const;
-  // dW += dy^T x ; db += sum_n dy (db may be null; needs dense dy)
-  void backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db) const;
+  // dW += dy^T x ; db += sum_n dy (db may be null; needs dense dy). With many rows and a small
+  // dW (a convolution's weight gradient over all N*H*W pixels) one GEMM has too few output
+  // tiles to fill the GPU: given `partial` (wgrad_partial_elems() fp32), the rows are split
+  // into wgrad_chunks() slices, one strided-batched GEMM writes a product per slice, and a
+  // fixed-order sum adds them to dW (deterministic). Without it: one GEMM.
+  void backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db,
+                       float* partial = nullptr) const;
+  int wgrad_chunks() const { return chunks_; }
+  std::size_t wgrad_partial_elems() const { return chunks_ > 1 ? std::size_t(chunks_) * s_.m * s_.k : 0; }
 
   const FcShape& shape() const { return s_; }
 
@@ -50,6 +59,7 @@ class GpuFc {
   FcShape s_;
   kernels::DType dtype_;
   bool allow_tf32_;
+  int chunks_ = 1;
 };
 
 }  // namespace incept

@@ -68,6 +68,7 @@ struct GpuNet::Layer {
   int im2col_ld = 0;
   DeviceBuffer cols, wpad, dwpad;
   std::unique_ptr<Conv1x1Gemm> gemm1x1;  // NCHW fp32 1x1 convolution on cuBLAS
+  bool spatial_gemm = false;             // channels-last RxS convolution as im2col (cols_) + GEMM (fc)
   bool skip = false;                     // a ReLU folded into the previous convolution
 };
 
@@ -259,7 +260,9 @@ void GpuNet::build_layers() {
       layers_[l + 1]->skip = true;
     }
   };
-  std::size_t ws_need = 0, gemm_partial_elems = 0;
+  std::size_t ws_need = 0, gemm_partial_elems = 0, cols_elems = 0, dcols_elems = 0;
+  const bool spatial_gemm = opt_.spatial_conv == SpatialConv::kGemm ||
+                            (opt_.spatial_conv == SpatialConv::kAuto && opt_.dtype == DType::kF32);
   const std::size_t probe_ws_bytes = opt_.workspace_limit;
   DeviceBuffer probe_ws(probe_ws_bytes);
   for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -269,7 +272,6 @@ void GpuNet::build_layers() {
       const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
       FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
       L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32);
-      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
       fold_relu(l);
     } else if (lp.kind() == LayerKind::kConvolution && !nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 &&
                conv_as_gemm(lp)) {
@@ -290,6 +292,25 @@ void GpuNet::build_layers() {
       L.cols = DeviceBuffer(std::size_t(rows) * L.im2col_ld * esize_);
       L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
       L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+      fold_relu(l);
+    } else if (lp.kind() == LayerKind::kConvolution && nhwc && spatial_gemm &&
+               std::get<ConvParams>(lp.params).geom.kernel_h * std::get<ConvParams>(lp.params).geom.kernel_w *
+                       L.in_shape[0].c % 8 ==
+                   0) {
+      // Channels-last spatial convolution as im2col + GEMM. The rows stay in the layer's own
+      // buffer until backward (keep_im2col; else in the shared cols_, rebuilt in backward); the
+      // data gradient goes through dcols_ and col2im.
+      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+      const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
+      const int kc = g.kernel_h * g.kernel_w * x.c, rows = y.n * y.h * y.w;
+      L.spatial_gemm = true;
+      L.fc = std::make_unique<GpuFc>(FcShape{rows, kc, y.c, kc, int(nhwc_pixel_stride(y))}, opt_.dtype,
+                                     opt_.allow_tf32);
+      if (opt_.keep_im2col && plan_.options.training)
+        L.cols = DeviceBuffer(std::size_t(rows) * kc * esize_);
+      else
+        cols_elems = std::max(cols_elems, std::size_t(rows) * kc);
+      dcols_elems = std::max(dcols_elems, std::size_t(rows) * kc);
       fold_relu(l);
     } else if (lp.kind() == LayerKind::kConvolution) {
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
@@ -336,6 +357,13 @@ void GpuNet::build_layers() {
   probe_ws = DeviceBuffer();
   workspace_ = DeviceBuffer(std::max<std::size_t>(ws_need, 256));
   if (gemm_partial_elems) gemm_partial_ = DeviceBuffer(gemm_partial_elems * esize_);
+  std::size_t fc_partial_elems = 0;
+  for (const auto& L : layers_)
+    if (L->fc && plan_.options.training)
+      fc_partial_elems = std::max(fc_partial_elems, L->fc->wgrad_partial_elems());
+  if (fc_partial_elems) fc_partial_ = DeviceBuffer(fc_partial_elems * 4);
+  if (cols_elems) cols_ = DeviceBuffer(cols_elems * esize_);
+  if (dcols_elems && plan_.options.training) dcols_ = DeviceBuffer(dcols_elems * esize_);
 
   // Device parameter layout: channels-last filters are KRSC, and an inner product reading an
   // NHWC input with H * W > 1 sees its weights [M, C, H, W] as [M, H, W, C].
@@ -537,7 +565,14 @@ void GpuNet::forward_layer(int l) {
       case LayerKind::kConvolution: {
         const bool bias = std::get<ConvParams>(lp.params).geom.bias;
         const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
-        if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
+        if (L.spatial_gemm) {  // channels-last: im2col, one GEMM into the (slice) output, bias+ReLU there
+          T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
+          kernels::im2col_nhwc<T>(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
+                                  int(L.fc->shape().k), cols, stream_);
+          L.fc->forward(cublas_, cols, L.w[0], nullptr, false, L.out[0]);
+          if (bias || L.fused_relu)
+            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+        } else if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
           L.gemm1x1->forward(cublas_, L.in[0], L.w[0], L.out[0]);
           if (bias || L.fused_relu)
             kernels::bias_relu_fwd<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
@@ -650,15 +685,28 @@ void GpuNet::backward_layer(int l) {
           if (bias || L.fused_relu)
             kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,
                                            bias_partial_.as<float>(), stream_);
+          if (L.spatial_gemm) {  // wgrad from the rows (kept, or rebuilt), then dgrad via dcols_ + col2im
+            const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+            const int ld = L.fc->shape().k;
+            T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
+            if (!L.cols.bytes()) kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, ld, cols, stream_);
+            L.fc->backward_filter(cublas_, cols, dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
+            if (L.in_diff[0]) {
+              L.fc->backward_data(cublas_, dz, L.w[0], dcols_.data(), false);
+              kernels::col2im_nhwc<T>(L.in_shape[0], dcols_.as<T>(), g, ld, din(0), L.accumulate[0], stream_);
+            }
+            break;
+          }
           if (L.im2col_ld) {  // wgrad into the padded rows, then added to the gradient (+=)
             const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
             L.dwpad.fill_bytes(0, stream_);
-            L.fc->backward_filter(cublas_, L.cols.data(), dz, L.dwpad.data(), nullptr);
+            L.fc->backward_filter(cublas_, L.cols.data(), dz, L.dwpad.data(), nullptr,
+                                  fc_partial_.as<float>());
             kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * L.in_shape[0].c,
                                        L.dwpad.as<T>(), static_cast<T*>(L.w_diff[0]), stream_);
             break;
           }
-          L.fc->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], nullptr);
+          L.fc->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
           if (L.in_diff[0]) L.fc->backward_data(cublas_, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
           break;
         }
@@ -827,13 +875,14 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
 std::size_t GpuNet::device_bytes() const {
   return acts_.bytes() + master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() +
          saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes() +
-         bias_partial_.bytes() + staging_.bytes() + im2col_bytes() + gemm_partial_.bytes();
+         bias_partial_.bytes() + staging_.bytes() + im2col_bytes() + gemm_partial_.bytes() +
+         fc_partial_.bytes();
 }
 
 std::size_t GpuNet::im2col_bytes() const {
   std::size_t b = 0;
   for (const auto& L : layers_) b += L->cols.bytes() + L->wpad.bytes() + L->dwpad.bytes();
-  return b;
+  return b + cols_.bytes() + dcols_.bytes();
 }
 
 std::string GpuNet::memory_report() const {

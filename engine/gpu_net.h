@@ -38,6 +38,12 @@
 
 namespace incept {
 
+// How a channels-last net runs its RxS > 1 convolutions: cuDNN, or im2col + one cuBLAS GEMM
+// over all pixels (col2im for the data gradient). Auto: GEMM in fp32 (cuDNN 9.19's NHWC FMA
+// kernels are ~5x slower than NCHW, and their timing-chosen algorithms were seen at a 6e-4
+// median gradient error on GoogLeNet), cuDNN in bf16 (faster there: 11.7 vs 13.9 ms/step).
+enum class SpatialConv { kAuto, kCudnn, kGemm };
+
 struct GpuNetOptions {
   kernels::DType dtype = kernels::DType::kF32;  // activations, gradients, compute weights
   bool allow_tf32 = false;                      // fp32 mode: let cuDNN/cuBLAS use TF32 tensor cores
@@ -48,6 +54,10 @@ struct GpuNetOptions {
   // NCHW fp32: 1x1 stride-1 convolutions as strided-batched cuBLAS GEMMs (engine/conv1x1_gemm.h)
   // instead of cuDNN.
   bool gemm_1x1 = true;
+  SpatialConv spatial_conv = SpatialConv::kAuto;
+  // Training, GEMM convolutions: each layer keeps its im2col rows from forward for its weight
+  // gradient instead of rebuilding them (GoogLeNet fp32 batch 128: ~3.3 GiB more, ~1.3 ms less).
+  bool keep_im2col = true;
   // NCHW: keep LRN's scale (fp32) from forward, else recompute it in backward. Channels-last
   // always recomputes: the window is a few registers there, and storing the scale costs more
   // memory traffic (4 bytes per element written and read) than the whole bf16 layer.
@@ -163,6 +173,8 @@ class GpuNet {
   DeviceBuffer bias_partial_;  // fp32 partial sums of the split bias-gradient reduction
   DeviceBuffer staging_;       // channels_last: dense output / gradient of a branch convolution
   DeviceBuffer gemm_partial_;  // NCHW fp32 1x1 convolutions: per-image weight-gradient products
+  DeviceBuffer fc_partial_;    // fp32 per-slice weight-gradient products of the GEMM convolutions
+  DeviceBuffer cols_, dcols_;  // channels-last spatial convolutions as GEMMs: im2col rows, their gradient
   struct ParamPermute {
     std::int64_t offset;
     int a, b, r;  // host [a][b][r] <-> device [a][r][b]

@@ -24,8 +24,8 @@ void axpby_ref(std::size_t n, float a, const float* x, float b, float* y) {
   for (std::size_t i = 0; i < n; ++i) y[i] = a * x[i] + b * y[i];
 }
 
-template <typename T>
-__global__ void sum_rows_add_kernel(int rows, long long cols, const T* __restrict__ src,
+template <typename S, typename T>
+__global__ void sum_rows_add_kernel(int rows, long long cols, const S* __restrict__ src,
                                     T* __restrict__ dst) {
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < cols;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -35,14 +35,16 @@ __global__ void sum_rows_add_kernel(int rows, long long cols, const T* __restric
   }
 }
 
-template <typename T>
-void sum_rows_add(int rows, long long cols, const T* src, T* dst, cudaStream_t stream) {
+template <typename S, typename T>
+void sum_rows_add(int rows, long long cols, const S* src, T* dst, cudaStream_t stream) {
   if (cols <= 0) return;
-  sum_rows_add_kernel<T><<<grid_for(std::size_t(cols), 256), 256, 0, stream>>>(rows, cols, src, dst);
+  sum_rows_add_kernel<S, T><<<grid_for(std::size_t(cols), 256), 256, 0, stream>>>(rows, cols, src, dst);
   KERNEL_CHECK("sum_rows_add_kernel");
 }
-template void sum_rows_add<float>(int, long long, const float*, float*, cudaStream_t);
-template void sum_rows_add<__nv_bfloat16>(int, long long, const __nv_bfloat16*, __nv_bfloat16*, cudaStream_t);
+template void sum_rows_add<float, float>(int, long long, const float*, float*, cudaStream_t);
+template void sum_rows_add<__nv_bfloat16, __nv_bfloat16>(int, long long, const __nv_bfloat16*, __nv_bfloat16*,
+                                                         cudaStream_t);
+template void sum_rows_add<float, __nv_bfloat16>(int, long long, const float*, __nv_bfloat16*, cudaStream_t);
 
 void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst) {
   for (long long i = 0; i < cols; ++i) {

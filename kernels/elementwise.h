@@ -15,9 +15,9 @@ void axpby_fwd(std::size_t n, float a, const float* x, float b, float* y, cudaSt
 void axpby_ref(std::size_t n, float a, const float* x, float b, float* y);
 
 // dst[i] += sum over r < rows of src[r * cols + i] for i < cols, added in row order with an
-// fp32 accumulator (deterministic). T = float or __nv_bfloat16 (src and dst).
-template <typename T>
-void sum_rows_add(int rows, long long cols, const T* src, T* dst, cudaStream_t stream);
+// fp32 accumulator (deterministic). S, T = float or __nv_bfloat16 (src, dst).
+template <typename S, typename T>
+void sum_rows_add(int rows, long long cols, const S* src, T* dst, cudaStream_t stream);
 void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst);
 
 }  // namespace incept::kernels

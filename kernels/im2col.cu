@@ -50,6 +50,74 @@ __global__ void im2col_nhwc_kernel(Im2colArgs a, const T* __restrict__ x, T* __r
   }
 }
 
+// C a multiple of 8 (every GoogLeNet layer but conv1) and ld = R * S * C: each group of 8
+// columns is 8 channels of one tap, one vector load and one vector store.
+template <typename T>
+__global__ void im2col_nhwc_vec_kernel(Im2colArgs a, const T* __restrict__ x, T* __restrict__ cols) {
+  const int groups = a.ld / kCols, cg = a.c / kCols;
+  const long long total = static_cast<long long>(a.n) * a.ho * a.wo * groups;
+  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long p = j / groups;
+    const int g = static_cast<int>(j - p * groups);
+    const int tap = g / cg, c = (g - tap * cg) * kCols;
+    const int r = tap / a.kw, s = tap - r * a.kw;
+    const int ox = static_cast<int>(p % a.wo);
+    const long long q = p / a.wo;
+    const int oy = static_cast<int>(q % a.ho), n = static_cast<int>(q / a.ho);
+    const int iy = oy * a.sh - a.ph + r, ix = ox * a.sw - a.pw + s;
+    Pack<T, kCols> v;
+    if (iy >= 0 && iy < a.h && ix >= 0 && ix < a.w) {
+      v = *reinterpret_cast<const Pack<T, kCols>*>(x + n * a.x.ns +
+                                                   (static_cast<long long>(iy) * a.w + ix) * a.x.pix + c);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kCols; ++e) v.v[e] = from_f32<T>(0.f);
+    }
+    *reinterpret_cast<Pack<T, kCols>*>(cols + p * a.ld + g * kCols) = v;
+  }
+}
+
+// col2im, gather form: one thread per (n, iy, ix, V channels) adds the column entries of every
+// (output pixel, tap) that read it, in tap order (deterministic, no atomics).
+template <typename T, int V>
+__global__ void col2im_nhwc_kernel(Im2colArgs a, const T* __restrict__ cols, T* dx, bool accumulate) {
+  const int cg = a.c / V;
+  const long long total = static_cast<long long>(a.n) * a.h * a.w * cg;
+  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < total;
+       j += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long pix = j / cg;
+    const int c = static_cast<int>(j - pix * cg) * V;
+    const int ix = static_cast<int>(pix % a.w);
+    const long long q = pix / a.w;
+    const int iy = static_cast<int>(q % a.h), n = static_cast<int>(q / a.h);
+    float acc[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) acc[e] = 0.f;
+    for (int r = 0; r < a.kh; ++r) {
+      const int ty = iy + a.ph - r;
+      if (ty < 0 || ty % a.sh != 0 || ty / a.sh >= a.ho) continue;
+      const int oy = ty / a.sh;
+      for (int s = 0; s < a.kw; ++s) {
+        const int tx = ix + a.pw - s;
+        if (tx < 0 || tx % a.sw != 0 || tx / a.sw >= a.wo) continue;
+        const int ox = tx / a.sw;
+        const long long row = (static_cast<long long>(n) * a.ho + oy) * a.wo + ox;
+        const Pack<T, V> v =
+            *reinterpret_cast<const Pack<T, V>*>(cols + row * a.ld + (r * a.kw + s) * a.c + c);
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[e] += to_f32(v.v[e]);
+      }
+    }
+    T* d = dx + n * a.x.ns + (static_cast<long long>(iy) * a.w + ix) * a.x.pix + c;
+    Pack<T, V> out;
+    if (accumulate) out = *reinterpret_cast<const Pack<T, V>*>(d);
+#pragma unroll
+    for (int e = 0; e < V; ++e) out.v[e] = from_f32<T>(accumulate ? acc[e] + to_f32(out.v[e]) : acc[e]);
+    *reinterpret_cast<Pack<T, V>*>(d) = out;
+  }
+}
+
 // The same for a fixed filter and channel count (conv1: 7x7, C = 3): one block per output row
 // (n, oy) stages the kKH input rows it reads, zero-padded, in shared memory, then writes the
 // Wo column rows with coalesced 8-element stores; every input element is read from global
@@ -116,6 +184,47 @@ __global__ void unpad_add_rows_kernel(int rows, int src_cols, int dst_cols, cons
 
 }  // namespace
 
+namespace {
+Im2colArgs im2col_args(const Nchw& xs, const ConvGeom& g, int ld) {
+  return Im2colArgs{xs.n,
+                    xs.c,
+                    xs.h,
+                    xs.w,
+                    conv_out_dim(xs.h, g.kernel_h, g.stride_h, g.pad_h),
+                    conv_out_dim(xs.w, g.kernel_w, g.stride_w, g.pad_w),
+                    nhwc_args(xs),
+                    g.kernel_h,
+                    g.kernel_w,
+                    g.stride_h,
+                    g.stride_w,
+                    g.pad_h,
+                    g.pad_w,
+                    ld};
+}
+bool aligned_to(const void* p, std::size_t bytes) {
+  return reinterpret_cast<std::uintptr_t>(p) % bytes == 0;
+}
+}  // namespace
+
+template <typename T>
+void col2im_nhwc(const Nchw& xs, const T* cols, const ConvGeom& g, int ld, T* dx, bool accumulate,
+                 cudaStream_t stream) {
+  check_nhwc_view(xs, "col2im_nhwc");
+  if (ld < g.kernel_h * g.kernel_w * xs.c) throw Error("col2im_nhwc: ld is shorter than R * S * C");
+  const Im2colArgs a = im2col_args(xs, g, ld);
+  if (xs.count() == 0) return;
+  const bool vec = xs.c % kCols == 0 && ld % kCols == 0 && a.x.pix % kCols == 0 && a.x.ns % kCols == 0 &&
+                   aligned_to(cols, sizeof(T) * kCols) && aligned_to(dx, sizeof(T) * kCols);
+  if (vec)
+    col2im_nhwc_kernel<T, kCols>
+        <<<grid_for(std::size_t(xs.count() / kCols), kThreads), kThreads, 0, stream>>>(a, cols, dx,
+                                                                                       accumulate);
+  else
+    col2im_nhwc_kernel<T, 1>
+        <<<grid_for(std::size_t(xs.count()), kThreads), kThreads, 0, stream>>>(a, cols, dx, accumulate);
+  KERNEL_CHECK("col2im_nhwc_kernel");
+}
+
 template <typename T>
 void im2col_nhwc(const Nchw& xs, const T* x, const ConvGeom& g, int ld, T* cols, cudaStream_t stream) {
   check_nhwc_view(xs, "im2col_nhwc");
@@ -123,24 +232,14 @@ void im2col_nhwc(const Nchw& xs, const T* x, const ConvGeom& g, int ld, T* cols,
     throw Error("im2col_nhwc: ld must be a multiple of 8 and at least R * S * C");
   if (reinterpret_cast<std::uintptr_t>(cols) % (sizeof(T) * kCols) != 0)
     throw Error("im2col_nhwc: cols must be aligned to 8 elements");
-  const Im2colArgs a{xs.n,
-                     xs.c,
-                     xs.h,
-                     xs.w,
-                     conv_out_dim(xs.h, g.kernel_h, g.stride_h, g.pad_h),
-                     conv_out_dim(xs.w, g.kernel_w, g.stride_w, g.pad_w),
-                     nhwc_args(xs),
-                     g.kernel_h,
-                     g.kernel_w,
-                     g.stride_h,
-                     g.stride_w,
-                     g.pad_h,
-                     g.pad_w,
-                     ld};
+  const Im2colArgs a = im2col_args(xs, g, ld);
   const std::size_t total = std::size_t(a.n) * a.ho * a.wo * (ld / kCols);
   if (total == 0) return;
   const std::size_t smem = std::size_t(7) * (xs.w + 2 * g.pad_w) * 3 * sizeof(T);
-  if (g.kernel_h == 7 && g.kernel_w == 7 && xs.c == 3 && ld == 152 && smem <= 48 * 1024)
+  if (xs.c % kCols == 0 && ld == g.kernel_h * g.kernel_w * xs.c && a.x.pix % kCols == 0 &&
+      a.x.ns % kCols == 0 && aligned_to(x, sizeof(T) * kCols))
+    im2col_nhwc_vec_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(a, x, cols);
+  else if (g.kernel_h == 7 && g.kernel_w == 7 && xs.c == 3 && ld == 152 && smem <= 48 * 1024)
     im2col_rows_kernel<T, 7, 7, 3><<<a.n * a.ho, kThreads, smem, stream>>>(a, x, cols);
   else
     im2col_nhwc_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream>>>(a, x, cols);
@@ -165,9 +264,10 @@ void unpad_add_rows(int rows, int src_cols, int dst_cols, const T* src, T* dst, 
   KERNEL_CHECK("unpad_add_rows_kernel");
 }
 
-#define INCEPT_INSTANTIATE(T)                                                                  \
-  template void im2col_nhwc<T>(const Nchw&, const T*, const ConvGeom&, int, T*, cudaStream_t); \
-  template void pad_rows<T>(int, int, int, const T*, T*, cudaStream_t);                        \
+#define INCEPT_INSTANTIATE(T)                                                                        \
+  template void im2col_nhwc<T>(const Nchw&, const T*, const ConvGeom&, int, T*, cudaStream_t);       \
+  template void col2im_nhwc<T>(const Nchw&, const T*, const ConvGeom&, int, T*, bool, cudaStream_t); \
+  template void pad_rows<T>(int, int, int, const T*, T*, cudaStream_t);                              \
   template void unpad_add_rows<T>(int, int, int, const T*, T*, cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)

@@ -18,6 +18,12 @@ namespace incept::kernels {
 template <typename T>
 void im2col_nhwc(const Nchw& xs, const T* x, const ConvGeom& g, int ld, T* cols, cudaStream_t stream);
 
+// dx (= or +=) col2im(cols): the adjoint of im2col_nhwc (every column entry added back to the
+// input element it was copied from). dx: channels-last view, cols: dense [N*Ho*Wo, ld].
+template <typename T>
+void col2im_nhwc(const Nchw& xs, const T* cols, const ConvGeom& g, int ld, T* dx, bool accumulate,
+                 cudaStream_t stream);
+
 template <typename T>
 void pad_rows(int rows, int src_cols, int dst_cols, const T* src, T* dst, cudaStream_t stream);
 template <typename T>

@@ -16,6 +16,10 @@ namespace incept::ref {
 template <typename T>
 void im2col_nhwc(const Nchw& xs, const T* x, const ConvGeom& g, int ld, T* cols);
 
+// dx (= or +=) the adjoint of im2col_nhwc: each cols entry added to the x element it came from.
+template <typename T>
+void col2im_nhwc(const Nchw& xs, const T* cols, const ConvGeom& g, int ld, T* dx, bool accumulate);
+
 // dst[r, j] = j < src_cols ? src[r * src_cols + j] : 0 for j < dst_cols (dst_cols >= src_cols).
 template <typename T>
 void pad_rows(int rows, int src_cols, int dst_cols, const T* src, T* dst);

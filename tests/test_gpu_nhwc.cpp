@@ -467,6 +467,7 @@ TEST(GpuNhwc, InputTransform) {
 
 template <typename T>
 void check_im2col(int n, const Chans& xc, int h, int w, int r, int stride, int pad) {
+  std::vector<float> dx_prev;
   ConvGeom g;
   g.num_output = 6, g.kernel_h = g.kernel_w = r, g.stride_h = g.stride_w = stride, g.pad_h = g.pad_w = pad;
   const Slice xsl = nhwc_view(n, xc, h, w);
@@ -499,6 +500,21 @@ void check_im2col(int n, const Chans& xc, int h, int w, int r, int stride, int p
   std::vector<float> gg_ref = g0;
   ref::unpad_add_rows(g.num_output, ld, kc, wp_ref.data(), gg_ref.data());
   report(std::string("unpad_add_rows ") + name_of<T>(), rel_error(gg, gg_ref), tol<T>(1e-6));
+
+  // col2im (the data gradient of the GEMM path): overwrite into poison, then accumulate
+  if (ld != kc) return;  // the GEMM path uses col2im only with unpadded rows
+  const auto dc = rounded<T>(testing::random_floats(std::size_t(rows) * ld, fresh_seed("col2im cols")));
+  DeviceBuffer d_dc = upload<T>(dc), d_dx = poisoned<T>(std::size_t(xsl.total));
+  for (bool acc : {false, true}) {
+    kernels::col2im_nhwc<T>(xs, d_dc.as<T>(), g, ld, d_dx.as<T>() + xsl.offset, acc, nullptr);
+    const auto dxg = download<T>(d_dx, std::size_t(xsl.total));
+    std::vector<float> dx_ref = acc ? dx_prev : std::vector<float>(std::size_t(xsl.total), NAN);
+    ref::col2im_nhwc(xs, dc.data(), g, ld, dx_ref.data() + xsl.offset, acc);
+    std::snprintf(what, sizeof what, "col2im_nhwc%s %s %dx%sx%dx%d k%d s%d p%d", acc ? " (+=)" : "",
+                  name_of<T>(), n, describe(xc).c_str(), h, w, r, stride, pad);
+    report(what, rel_error(gather_nhwc(xsl, dxg), gather_nhwc(xsl, dx_ref)), tol<T>(1e-6));
+    dx_prev = rounded<T>(dxg);
+  }
 }
 
 TEST(GpuNhwc, Im2col) {
@@ -508,6 +524,9 @@ TEST(GpuNhwc, Im2col) {
   check_im2col<float>(3, all(1), 28, 28, 5, 1, 0);              // LeNet conv1
   check_im2col<float>(2, Chans{5, 13, 4, 0}, 17, 19, 3, 2, 1);  // a channel slice, odd sizes
   check_im2col<bf16>(2, Chans{5, 13, 4, 0}, 17, 19, 3, 2, 1);
+  check_im2col<float>(2, all(16), 14, 14, 3, 1, 1);  // inception 3x3 / 5x5 shapes, vector paths
+  check_im2col<bf16>(2, Chans{32, 96, 64, 0}, 14, 14, 5, 1, 2);
+  check_im2col<float>(2, all(8), 9, 11, 3, 2, 1);  // stride 2: taps that no output reads
 }
 
 }  // namespace

@@ -182,7 +182,8 @@ TEST(Im2colValues, RowsTimesKrscFiltersIsTheConvolution) {
   struct Case {
     int n, c, h, w, k, r, stride, pad;
   };
-  for (const Case cs : {Case{2, 3, 23, 19, 5, 7, 2, 3}, Case{1, 5, 9, 11, 4, 3, 1, 1}}) {
+  for (const Case cs :
+       {Case{2, 3, 23, 19, 5, 7, 2, 3}, Case{1, 5, 9, 11, 4, 3, 1, 1}, Case{2, 8, 9, 7, 3, 3, 2, 1}}) {
     ConvGeom g;
     g.num_output = cs.k, g.kernel_h = g.kernel_w = cs.r, g.stride_h = g.stride_w = cs.stride;
     g.pad_h = g.pad_w = cs.pad, g.bias = false;
@@ -210,6 +211,17 @@ TEST(Im2colValues, RowsTimesKrscFiltersIsTheConvolution) {
         yh[std::size_t(p) * cs.k + k] = float(acc);
       }
     EXPECT_LT(testing::rel_error(nhwc_to_nchw(yh, ys.n, ys.c, ys.h, ys.w), y), 1e-5);
+
+    // col2im is im2col's adjoint: <im2col(x), c> == <x, col2im(c)>
+    if (ld == kc) {
+      const auto c = testing::random_floats(cols.size(), 73);
+      std::vector<float> back(xh.size(), 5.f);
+      ref::col2im_nhwc(xs, c.data(), g, ld, back.data(), false);
+      double lhs = 0, rhs = 0;
+      for (std::size_t i = 0; i < cols.size(); ++i) lhs += double(cols[i]) * c[i];
+      for (std::size_t i = 0; i < xh.size(); ++i) rhs += double(xh[i]) * back[i];
+      EXPECT_NEAR(lhs, rhs, 1e-3 * std::fabs(lhs) + 1e-3);
+    }
 
     // unpad_add_rows adds the first kc columns back onto a gradient (+=)
     std::vector<float> acc(wk.size(), 1.f);
