@@ -19,7 +19,6 @@
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
 #include "kernels/im2col_gpu.h"
-#include "kernels/im2col_gpu.h"
 #include "kernels/input_transform_gpu.h"
 #include "kernels/lrn_gpu.h"
 #include "kernels/pool_gpu.h"
