@@ -11,6 +11,59 @@ namespace incept {
 
 using kernels::DType;
 
+CublasLtHandle make_cublas_lt() {
+  cublasLtHandle_t h = nullptr;
+  CUBLAS_CHECK(cublasLtCreate(&h));
+  return CublasLtHandle(h);
+}
+
+bool GpuFc::prepare_fused_forward(cublasLtHandle_t lt, bool relu, std::size_t workspace_bytes) {
+  lt_ready_ = false;
+  const cudaDataType_t t = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  const cublasComputeType_t ct =
+      dtype_ == DType::kF32 ? (allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC)
+                            : CUBLAS_COMPUTE_32F;
+  cublasLtMatmulDesc_t d = nullptr;
+  if (cublasLtMatmulDescCreate(&d, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return false;
+  lt_desc_ = LtMatmulDesc(d);
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  const cublasLtEpilogue_t epi = relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof t));
+  // column-major: y'[M, N] = (W'[K, M])^T x'[K, N] (+ bias[M])
+  cublasLtMatrixLayout_t lw = nullptr, lx = nullptr, ly = nullptr;
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lw, t, s_.k, s_.m, s_.k));
+  lt_w_ = LtLayout(lw);
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lx, t, s_.k, s_.n, s_.lx()));
+  lt_x_ = LtLayout(lx);
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ly, t, s_.m, s_.n, s_.ly()));
+  lt_y_ = LtLayout(ly);
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &workspace_bytes, sizeof workspace_bytes));
+  cublasLtMatmulHeuristicResult_t res{};
+  int found = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, d, lw, lx, ly, ly, pref, 1, &res, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) return false;
+  lt_algo_ = res.algo;
+  lt_ready_ = true;
+  return true;
+}
+
+void GpuFc::forward_fused(cublasLtHandle_t lt, const void* x, const void* w, const void* bias, void* y,
+                          void* workspace, std::size_t workspace_bytes, cudaStream_t stream) const {
+  if (!lt_ready_) throw Error("GpuFc::forward_fused: not prepared");
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(lt_desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  const float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(cublasLtMatmul(lt, lt_desc_, &alpha, w, lt_w_, x, lt_x_, &beta, y, lt_y_, y, lt_y_, &lt_algo_,
+                              workspace, workspace_bytes, stream));
+}
+
 GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32) : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {
   // Enough weight-gradient GEMMs for ~2 waves of 128x128 output tiles on a 132-SM GPU, each
   // over at least 512 rows, with a chunk count that divides the rows.

@@ -13,13 +13,20 @@
 // y's may be the pixel stride of a concat output (the branch writes its channel slice directly).
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <cstddef>
 
+#include "engine/owners.h"
 #include "kernels/dtype_gpu.h"
 
 namespace incept {
+
+using CublasLtHandle = UniqueHandle<cublasLtHandle_t, cublasLtDestroy>;
+using LtMatmulDesc = UniqueHandle<cublasLtMatmulDesc_t, cublasLtMatmulDescDestroy>;
+using LtLayout = UniqueHandle<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy>;
+CublasLtHandle make_cublas_lt();
 
 struct FcShape {
   int n = 0;    // batch
@@ -48,6 +55,15 @@ class GpuFc {
   void backward_filter(cublasHandle_t h, const void* x, const void* dy, void* dw, void* db,
                        float* partial = nullptr) const;
   int wgrad_chunks() const { return chunks_; }
+
+  // y = act(x W^T + bias) in one cuBLASLt call with the bias (and ReLU) in the GEMM's epilogue,
+  // saving the separate pass over y. prepare_fused_forward picks the algorithm (cuBLASLt's
+  // heuristic within workspace_bytes) and returns false where cuBLASLt has none for this shape
+  // and precision (then use forward + the bias/ReLU kernel). y may be strided (ldy).
+  bool prepare_fused_forward(cublasLtHandle_t lt, bool relu, std::size_t workspace_bytes);
+  void forward_fused(cublasLtHandle_t lt, const void* x, const void* w, const void* bias, void* y,
+                     void* workspace, std::size_t workspace_bytes, cudaStream_t stream) const;
+  bool fused_forward_ready() const { return lt_ready_; }
   std::size_t wgrad_partial_elems() const { return chunks_ > 1 ? std::size_t(chunks_) * s_.m * s_.k : 0; }
 
   const FcShape& shape() const { return s_; }
@@ -60,6 +76,10 @@ class GpuFc {
   kernels::DType dtype_;
   bool allow_tf32_;
   int chunks_ = 1;
+  LtMatmulDesc lt_desc_;
+  LtLayout lt_w_, lt_x_, lt_y_;
+  cublasLtMatmulAlgo_t lt_algo_{};
+  bool lt_ready_ = false;
 };
 
 }  // namespace incept

@@ -56,7 +56,7 @@ struct GpuNet::Layer {
   std::vector<char> accumulate;
   std::vector<void*> w;       // compute weights (fp32 master or bf16 copy)
   std::vector<void*> w_diff;  // gradients (dtype)
-  void* saved = nullptr;      // LRN scale (fp32) or MAX pool argmax (int32)
+  void* saved = nullptr;      // LRN scale (fp32) or MAX pool argmax (int32 NCHW, uint8 NHWC)
   float* scratch = nullptr;   // fp32 [N] for loss/accuracy
   float* output = nullptr;    // fp32 scalar output
   std::unique_ptr<CudnnConv> conv;
@@ -79,6 +79,7 @@ GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
   stream_ = make_stream();
   cudnn_ = make_cudnn();
   cublas_ = make_cublas();
+  cublas_lt_ = make_cublas_lt();
   CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   cublas_ws_ = DeviceBuffer(std::size_t(32) << 20);
@@ -185,8 +186,8 @@ void GpuNet::build_layers() {
     if (lp.kind() == LayerKind::kLRN && opt_.save_lrn_scale && !opt_.channels_last && plan_.options.training)
       bytes = std::size_t(in0.count()) * 4;
     if (lp.kind() == LayerKind::kPooling && std::get<PoolParams>(lp.params).geom.method == PoolMethod::kMax &&
-        plan_.options.training)
-      bytes = std::size_t(plan_.blobs[lp.tops[0]].shape.count()) * 4;
+        plan_.options.training)  // argmax: int32 NCHW, uint8 in-window position channels-last
+      bytes = std::size_t(plan_.blobs[lp.tops[0]].shape.count()) * (opt_.channels_last ? 1 : 4);
     if (bytes) {
       saved_at[l] = saved_bytes;
       saved_bytes += (bytes + 255) / 256 * 256;
@@ -364,6 +365,13 @@ void GpuNet::build_layers() {
   if (fc_partial_elems) fc_partial_ = DeviceBuffer(fc_partial_elems * 4);
   if (cols_elems) cols_ = DeviceBuffer(cols_elems * esize_);
   if (dcols_elems && plan_.options.training) dcols_ = DeviceBuffer(dcols_elems * esize_);
+
+  // Fused epilogues for the GEMM convolutions (bias + the folded ReLU).
+  if (opt_.gemm_epilogue)
+    for (const auto& L : layers_)
+      if (L->fc && L->plan->kind() == LayerKind::kConvolution &&
+          std::get<ConvParams>(L->plan->params).geom.bias)
+        L->fc->prepare_fused_forward(cublas_lt_, L->fused_relu, cublas_ws_.bytes());
 
   // Device parameter layout: channels-last filters are KRSC, and an inner product reading an
   // NHWC input with H * W > 1 sees its weights [M, C, H, W] as [M, H, W, C].
@@ -569,9 +577,14 @@ void GpuNet::forward_layer(int l) {
           T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
           kernels::im2col_nhwc<T>(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
                                   int(L.fc->shape().k), cols, stream_);
-          L.fc->forward(cublas_, cols, L.w[0], nullptr, false, L.out[0]);
-          if (bias || L.fused_relu)
-            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+          if (bias && L.fc->fused_forward_ready()) {
+            L.fc->forward_fused(cublas_lt_, cols, L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
+                                stream_);
+          } else {
+            L.fc->forward(cublas_, cols, L.w[0], nullptr, false, L.out[0]);
+            if (bias || L.fused_relu)
+              kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+          }
         } else if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
           L.gemm1x1->forward(cublas_, L.in[0], L.w[0], L.out[0]);
           if (bias || L.fused_relu)
@@ -582,9 +595,17 @@ void GpuNet::forward_layer(int l) {
           kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
           kernels::pad_rows<T>(g.num_output, kc, L.im2col_ld, static_cast<const T*>(L.w[0]), L.wpad.as<T>(),
                                stream_);
-          L.fc->forward(cublas_, L.cols.data(), L.wpad.data(), nullptr, false, L.out[0]);
-          if (bias || L.fused_relu)
-            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+          if (bias && L.fc->fused_forward_ready()) {
+            L.fc->forward_fused(cublas_lt_, L.cols.data(), L.wpad.data(), b, L.out[0], cublas_ws_.data(),
+                                cublas_ws_.bytes(), stream_);
+          } else {
+            L.fc->forward(cublas_, L.cols.data(), L.wpad.data(), nullptr, false, L.out[0]);
+            if (bias || L.fused_relu)
+              kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+          }
+        } else if (L.fc && bias && L.fc->fused_forward_ready()) {  // channels-last 1x1, epilogue bias+ReLU
+          L.fc->forward_fused(cublas_lt_, L.in[0], L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
+                              stream_);
         } else if (L.fc) {  // channels-last 1x1: GEMM straight into the (slice) output, then bias+ReLU there
           L.fc->forward(cublas_, L.in[0], L.w[0], nullptr, false, L.out[0]);
           if (bias || L.fused_relu)
@@ -608,10 +629,12 @@ void GpuNet::forward_layer(int l) {
         kernels::relu_fwd<T>(L.out_shape[0], in(0), out(0), stream_);
         break;
       case LayerKind::kPooling:
-        (opt_.channels_last ? kernels::pool_fwd_nhwc<T>
-                            : kernels::pool_fwd<T>)(L.in_shape[0], in(0),
-                                                    std::get<PoolParams>(lp.params).geom, L.out_shape[0],
-                                                    out(0), static_cast<std::int32_t*>(L.saved), stream_);
+        if (opt_.channels_last)
+          kernels::pool_fwd_nhwc<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom,
+                                    L.out_shape[0], out(0), static_cast<std::uint8_t*>(L.saved), stream_);
+        else
+          kernels::pool_fwd<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom, L.out_shape[0],
+                               out(0), static_cast<std::int32_t*>(L.saved), stream_);
         break;
       case LayerKind::kLRN:
         (opt_.channels_last ? kernels::lrn_fwd_nhwc<T>
@@ -733,12 +756,13 @@ void GpuNet::backward_layer(int l) {
                                L.accumulate[0], stream_);
         break;
       case LayerKind::kPooling:
-        if (L.in_diff[0])
-          (opt_.channels_last ? kernels::pool_bwd_nhwc<T>
-                              : kernels::pool_bwd<T>)(L.in_shape[0], std::get<PoolParams>(lp.params).geom,
-                                                      L.out_shape[0], dout(0),
-                                                      static_cast<const std::int32_t*>(L.saved), din(0),
-                                                      L.accumulate[0], stream_);
+        if (L.in_diff[0] && opt_.channels_last)
+          kernels::pool_bwd_nhwc<T>(L.in_shape[0], std::get<PoolParams>(lp.params).geom, L.out_shape[0],
+                                    dout(0), static_cast<const std::uint8_t*>(L.saved), din(0),
+                                    L.accumulate[0], stream_);
+        else if (L.in_diff[0])
+          kernels::pool_bwd<T>(L.in_shape[0], std::get<PoolParams>(lp.params).geom, L.out_shape[0], dout(0),
+                               static_cast<const std::int32_t*>(L.saved), din(0), L.accumulate[0], stream_);
         break;
       case LayerKind::kLRN:
         if (L.in_diff[0])

@@ -58,6 +58,9 @@ struct GpuNetOptions {
   // Training, GEMM convolutions: each layer keeps its im2col rows from forward for its weight
   // gradient instead of rebuilding them (GoogLeNet fp32 batch 128: ~3.3 GiB more, ~1.3 ms less).
   bool keep_im2col = true;
+  // GEMM convolutions (channels-last): bias and ReLU in cuBLASLt's epilogue where it has an
+  // algorithm for the shape, instead of a separate pass over the output.
+  bool gemm_epilogue = true;
   // NCHW: keep LRN's scale (fp32) from forward, else recompute it in backward. Channels-last
   // always recomputes: the window is a few registers there, and storing the scale costs more
   // memory traffic (4 bytes per element written and read) than the whole bf16 layer.
@@ -161,13 +164,14 @@ class GpuNet {
   Stream stream_;
   CudnnHandle cudnn_;
   CublasHandle cublas_;
-  DeviceBuffer acts_;        // activation arena (values + gradients), dtype
-  DeviceBuffer master_;      // fp32 parameters
-  DeviceBuffer weights_lp_;  // bf16 copy of the parameters (bf16 mode only)
-  DeviceBuffer grads_;       // parameter gradients, dtype
-  DeviceBuffer history_;     // fp32 momentum
-  DeviceBuffer saved_;       // per-layer state kept from forward to backward (LRN scale, pool argmax)
-  DeviceBuffer workspace_;   // shared cuDNN workspace
+  CublasLtHandle cublas_lt_;  // GEMM convolutions with bias (+ReLU) in the epilogue
+  DeviceBuffer acts_;         // activation arena (values + gradients), dtype
+  DeviceBuffer master_;       // fp32 parameters
+  DeviceBuffer weights_lp_;   // bf16 copy of the parameters (bf16 mode only)
+  DeviceBuffer grads_;        // parameter gradients, dtype
+  DeviceBuffer history_;      // fp32 momentum
+  DeviceBuffer saved_;        // per-layer state kept from forward to backward (LRN scale, pool argmax)
+  DeviceBuffer workspace_;    // shared cuDNN workspace
   DeviceBuffer cublas_ws_;
   DeviceBuffer scratch_;       // per-row scratch of loss/accuracy layers (fp32)
   DeviceBuffer bias_partial_;  // fp32 partial sums of the split bias-gradient reduction

@@ -142,7 +142,7 @@ struct PoolNhwcArgs {
 
 template <typename T, int V, bool kMax>
 __global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T* __restrict__ y,
-                                     std::int32_t* __restrict__ mask) {
+                                     std::uint8_t* __restrict__ mask) {
   const PoolArgs& a = b.a;
   const unsigned total = static_cast<unsigned>(a.n) * a.ho * a.wo * b.groups;
   for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < total; j += gridDim.x * blockDim.x) {
@@ -152,6 +152,7 @@ __global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T*
     const int ox = static_cast<int>(q - r * a.wo);
     const int n = static_cast<int>(r / a.ho), oy = static_cast<int>(r - static_cast<unsigned>(n) * a.ho);
     int h0 = oy * a.sh - a.ph, w0 = ox * a.sw - a.pw;
+    const int hs = h0, ws = w0;  // window origin (for the mask's in-window positions)
     int h1 = min(h0 + a.kh, a.h + a.ph), w1 = min(w0 + a.kw, a.w + a.pw);
     const int pool_size = (h1 - h0) * (w1 - w0);
     h0 = max(h0, 0);
@@ -168,7 +169,7 @@ __global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T*
     }
     for (int iy = h0; iy < h1; ++iy)
       for (int ix = w0; ix < w1; ++ix) {
-        const int at = iy * a.w + ix;
+        const int at = iy * a.w + ix, rel = (iy - hs) * a.kw + (ix - ws);
         const Pack<T, V> v = *reinterpret_cast<const Pack<T, V>*>(xp + static_cast<long long>(at) * b.x.pix);
 #pragma unroll
         for (int e = 0; e < V; ++e) {
@@ -176,7 +177,7 @@ __global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T*
           if (kMax) {
             if (f > acc[e]) {
               acc[e] = f;
-              idx[e] = at;
+              idx[e] = rel;
             }
           } else {
             acc[e] += f;
@@ -190,16 +191,17 @@ __global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T*
     *reinterpret_cast<Pack<T, V>*>(y + n * b.y.ns + static_cast<long long>(oy * a.wo + ox) * b.y.pix + c) =
         out;
     if (kMax && mask) {
-      std::int32_t* mp = mask + static_cast<long long>(q) * a.c + c;
+      Pack<std::uint8_t, V> m;
 #pragma unroll
-      for (int e = 0; e < V; ++e) mp[e] = idx[e];
+      for (int e = 0; e < V; ++e) m.v[e] = static_cast<std::uint8_t>(idx[e] < 0 ? 255 : idx[e]);
+      *reinterpret_cast<Pack<std::uint8_t, V>*>(mask + static_cast<long long>(q) * a.c + c) = m;
     }
   }
 }
 
 template <typename T, int V, bool kMax>
 __global__ void pool_bwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ dy,
-                                     const std::int32_t* __restrict__ mask, T* dx, bool accumulate) {
+                                     const std::uint8_t* __restrict__ mask, T* dx, bool accumulate) {
   const PoolArgs& a = b.a;
   const unsigned total = static_cast<unsigned>(a.n) * a.h * a.w * b.groups;
   for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < total; j += gridDim.x * blockDim.x) {
@@ -222,10 +224,12 @@ __global__ void pool_bwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ dy,
         const int o = oy * a.wo + ox;
         const Pack<T, V> d = *reinterpret_cast<const Pack<T, V>*>(dyp + static_cast<long long>(o) * b.y.pix);
         if (kMax) {
-          const std::int32_t* mp = mask + (static_cast<long long>(n) * a.ho * a.wo + o) * a.c + c;
+          const Pack<std::uint8_t, V> m = *reinterpret_cast<const Pack<std::uint8_t, V>*>(
+              mask + (static_cast<long long>(n) * a.ho * a.wo + o) * a.c + c);
+          const int rel = (iy - (oy * a.sh - a.ph)) * a.kw + (ix - (ox * a.sw - a.pw));
 #pragma unroll
           for (int e = 0; e < V; ++e)
-            if (mp[e] == me) g[e] += to_f32(d.v[e]);
+            if (m.v[e] == rel) g[e] += to_f32(d.v[e]);
         } else {
           const int h0 = oy * a.sh - a.ph, h1 = min(h0 + a.kh, a.h + a.ph);
           const int w0 = ox * a.sw - a.pw, w1 = min(w0 + a.kw, a.w + a.pw);
@@ -315,7 +319,7 @@ bool pool_vector_ok(const Nchw& xs, const void* x, const Nchw& ys, const void* y
 
 template <typename T, int V>
 void launch_pool_nhwc(bool fwd, const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, const T* dy,
-                      T* y_or_dx, std::int32_t* mask, bool accumulate, cudaStream_t stream) {
+                      T* y_or_dx, std::uint8_t* mask, bool accumulate, cudaStream_t stream) {
   const PoolNhwcArgs b{make_args(xs, g, ys), nhwc_args(xs), nhwc_args(ys), xs.c / V};
   const bool mx = g.method == PoolMethod::kMax;
   if (fwd) {
@@ -338,13 +342,15 @@ void launch_pool_nhwc(bool fwd, const Nchw& xs, const T* x, const PoolGeom& g, c
 }  // namespace
 
 template <typename T>
-void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y, std::int32_t* mask,
+void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y, std::uint8_t* mask,
                    cudaStream_t stream) {
   check_shapes(xs, g0, ys);
   check_nhwc_view(xs, "pool_fwd_nhwc");
   check_nhwc_view(ys, "pool_fwd_nhwc");
   if (ys.count() == 0) return;
   const PoolGeom g = pool_resolve(xs, g0);
+  if (g.method == PoolMethod::kMax && g.kernel_h * g.kernel_w > 255)
+    throw Error("pool_fwd_nhwc: MAX windows of more than 255 taps do not fit the uint8 mask");
   if (pool_vector_ok<T>(xs, x, ys, y))
     launch_pool_nhwc<T, kVec16<T>>(true, xs, x, g, ys, nullptr, y, mask, false, stream);
   else
@@ -352,7 +358,7 @@ void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& y
 }
 
 template <typename T>
-void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy, const std::int32_t* mask,
+void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* dy, const std::uint8_t* mask,
                    T* dx, bool accumulate, cudaStream_t stream) {
   check_shapes(xs, g0, ys);
   check_nhwc_view(xs, "pool_bwd_nhwc");
@@ -362,10 +368,10 @@ void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* 
   if (g.method == PoolMethod::kMax && mask == nullptr)
     throw Error("pool_bwd_nhwc: MAX pooling backward needs the forward mask");
   if (pool_vector_ok<T>(xs, dx, ys, dy))
-    launch_pool_nhwc<T, kVec16<T>>(false, xs, nullptr, g, ys, dy, dx, const_cast<std::int32_t*>(mask),
+    launch_pool_nhwc<T, kVec16<T>>(false, xs, nullptr, g, ys, dy, dx, const_cast<std::uint8_t*>(mask),
                                    accumulate, stream);
   else
-    launch_pool_nhwc<T, 1>(false, xs, nullptr, g, ys, dy, dx, const_cast<std::int32_t*>(mask), accumulate,
+    launch_pool_nhwc<T, 1>(false, xs, nullptr, g, ys, dy, dx, const_cast<std::uint8_t*>(mask), accumulate,
                            stream);
 }
 
@@ -374,9 +380,9 @@ void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* 
                             cudaStream_t);                                                                 \
   template void pool_bwd<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::int32_t*, T*,  \
                             bool, cudaStream_t);                                                           \
-  template void pool_fwd_nhwc<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::int32_t*,   \
+  template void pool_fwd_nhwc<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::uint8_t*,   \
                                  cudaStream_t);                                                            \
-  template void pool_bwd_nhwc<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::int32_t*, \
+  template void pool_bwd_nhwc<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::uint8_t*, \
                                  T*, bool, cudaStream_t);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)

@@ -30,15 +30,16 @@ void pool_bwd(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy, co
               bool accumulate, cudaStream_t stream);
 
 // Channels-last variants (views as in bias_relu_gpu.h: pixel stride P = nstride() / (H * W)).
-// mask: dense int32 in NHWC order with y's logical shape,
-// mask[((n * Ho + oy) * Wo + ox) * C + c] = the argmax iy * W + ix of that window (the same
-// values as the NCHW mask, stored channel-fastest). Same rules, same results as pool_fwd/bwd.
+// mask: dense uint8 in NHWC order with y's logical shape, the argmax as its position in the
+// window: mask[((n * Ho + oy) * Wo + ox) * C + c] = (iy - (oy * sh - ph)) * kw + (ix - (ox * sw - pw))
+// (a quarter of the int32 mask's traffic; windows of at most 255 taps). Same rules and same
+// results as pool_fwd/bwd.
 template <typename T>
-void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, T* y, std::int32_t* mask,
+void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, T* y, std::uint8_t* mask,
                    cudaStream_t stream);
 
 template <typename T>
-void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy, const std::int32_t* mask,
+void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy, const std::uint8_t* mask,
                    T* dx, bool accumulate, cudaStream_t stream);
 
 }  // namespace incept::kernels

@@ -229,14 +229,15 @@ void check_pool(const char* label, int n, const Chans& xc, const Chans& yc, int 
   const Slice xs = nhwc_view(n, xc, h, w), ys = nhwc_view(n, yc, yd.h, yd.w);
   const bool is_max = g.method == PoolMethod::kMax;
   const auto x = inside_only_nhwc(xs, rounded<T>(random_floats(xs.total, fresh_seed("pool_nhwc x"))));
-  DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(ys.total), d_mask(yd.count() * 4);
-  d_mask.fill_bytes(0xFF);
+  DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(ys.total), d_mask(yd.count());
+  d_mask.fill_bytes(0xEE);
   kernels::pool_fwd_nhwc(xs.view, d_x.as<T>() + xs.offset, g, ys.view, d_y.as<T>() + ys.offset,
-                         is_max ? d_mask.as<std::int32_t>() : nullptr, nullptr);
+                         is_max ? d_mask.as<std::uint8_t>() : nullptr, nullptr);
   const auto y = download<T>(d_y, ys.total);
   const auto x_n = gather_nhwc(xs, x);
   std::vector<float> yref(yd.count());
   std::vector<std::int32_t> mref(yd.count(), -7), mask(yd.count());
+  std::vector<std::uint8_t> mask8(yd.count());
   ref::pool_fwd(xd, x_n.data(), g, yd, yref.data(), is_max ? mref.data() : nullptr);
   char what[240];
   std::snprintf(what, sizeof what, "pool_fwd_nhwc %s %s %dx%sx%dx%d -> %sx%dx%d", label, name_of<T>(), n,
@@ -244,8 +245,20 @@ void check_pool(const char* label, int n, const Chans& xc, const Chans& yc, int 
   report(what, rel_error(gather_nhwc(ys, y), yref), tol<T>(1e-6));
   EXPECT_EQ(changed_outside_nhwc(ys, std::vector<float>(ys.total, NAN), y), 0u) << what;
   if (is_max) {
-    d_mask.download(mask.data(), mask.size() * 4);
-    EXPECT_EQ(mismatches(mask, nchw_to_nhwc(mref, n, c, yd.h, yd.w), "mask (NHWC order)"), 0u)
+    // The GPU stores the argmax as its position in the window; turn the reference's
+    // absolute iy * W + ix into that (window origin from the resolved geometry).
+    const PoolGeom rg = pool_resolve(xd, g);
+    std::vector<std::int32_t> mrel(mref.size());
+    for (int i = 0; i < n * c; ++i)
+      for (int oy = 0; oy < yd.h; ++oy)
+        for (int ox = 0; ox < yd.w; ++ox) {
+          const std::size_t o = (std::size_t(i) * yd.h + oy) * yd.w + ox;
+          const int iy = mref[o] / w, ix = mref[o] % w;
+          mrel[o] = (iy - (oy * rg.stride_h - rg.pad_h)) * rg.kernel_w + (ix - (ox * rg.stride_w - rg.pad_w));
+        }
+    d_mask.download(mask8.data(), mask8.size());
+    for (std::size_t i = 0; i < mask8.size(); ++i) mask[i] = mask8[i];
+    EXPECT_EQ(mismatches(mask, nchw_to_nhwc(mrel, n, c, yd.h, yd.w), "mask (NHWC order, in-window)"), 0u)
         << what << ": max-pool argmax differs from the reference (first maximum wins)";
   }
 
@@ -253,7 +266,7 @@ void check_pool(const char* label, int n, const Chans& xc, const Chans& yc, int 
   const auto dy = inside_only_nhwc(ys, rounded<T>(random_floats(ys.total, fresh_seed("pool_nhwc dy"))));
   const auto dx0 = rounded<T>(random_floats(xs.total, fresh_seed("pool_nhwc dx0")));
   DeviceBuffer d_dy = upload<T>(dy), d_dx = poisoned<T>(xs.total), d_dxa = upload<T>(dx0);
-  const std::int32_t* m = is_max ? d_mask.as<std::int32_t>() : nullptr;
+  const std::uint8_t* m = is_max ? d_mask.as<std::uint8_t>() : nullptr;
   kernels::pool_bwd_nhwc(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, m, d_dx.as<T>() + xs.offset, false,
                          nullptr);
   kernels::pool_bwd_nhwc(xs.view, g, ys.view, d_dy.as<T>() + ys.offset, m, d_dxa.as<T>() + xs.offset, true,
