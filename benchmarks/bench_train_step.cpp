@@ -123,14 +123,14 @@ int main(int argc, char** argv) {
   app.add_option("--classes", classes, "classifier outputs")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
   app.add_option("--steps", steps, "timed steps (median reported)")->capture_default_str();
-  app.add_option("--dtype", dtypes, "fp32 and/or bf16")->capture_default_str();
+  app.add_option("--dtype", dtypes, "fp32, bf16 and/or auto (recommended_options: bf16 from sm_80)")
+      ->capture_default_str();
   app.add_option("--device", device, "GPU index")->capture_default_str();
   app.add_option(
          "--spatial", spatial,
          "channels-last RxS convolutions: auto (fp32 gemm, bf16 cudnn), cudnn or gemm (im2col + cuBLAS)")
       ->capture_default_str();
-  app.add_option("--layout", layouts,
-                 "nchw, nhwc and/or auto (nhwc: the faster layout of both dtypes on H100)")
+  app.add_option("--layout", layouts, "nchw, nhwc and/or auto (recommended_options: nhwc from sm_70)")
       ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
@@ -149,13 +149,19 @@ int main(int argc, char** argv) {
     j["gpu"] = describe_gpu(device);
     j["commit"] = INCEPT_GIT_COMMIT;
     j["batch"] = batch;
-    for (const std::string& d : dtypes)
+    const GpuNetOptions rec = recommended_options(device);
+    for (const std::string& d0 : dtypes)
       for (const std::string& lay : layouts) {
-        if (d != "fp32" && d != "bf16") throw Error("--dtype must be fp32 or bf16, got " + d);
+        if (d0 != "fp32" && d0 != "bf16" && d0 != "auto")
+          throw Error("--dtype must be fp32, bf16 or auto, got " + d0);
+        const std::string d = d0 == "auto" ? kernels::dtype_name(rec.dtype) : d0;
         if (lay != "auto" && lay != "nchw" && lay != "nhwc")
           throw Error("--layout must be nchw, nhwc or auto, got " + lay);
-        Mode m{
-            .dtype = d, .graph = true, .tf32 = tf32 && d == "fp32", .winograd = false, .nhwc = lay != "nchw"};
+        Mode m{.dtype = d,
+               .graph = true,
+               .tf32 = tf32 && d == "fp32",
+               .winograd = false,
+               .nhwc = lay == "nhwc" || (lay == "auto" && rec.channels_last)};
         if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm")
           throw Error("--spatial must be auto, cudnn or gemm, got " + spatial);
         m.spatial = spatial == "gemm"    ? SpatialConv::kGemm

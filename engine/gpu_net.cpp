@@ -121,6 +121,15 @@ GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
 
 GpuNet::~GpuNet() = default;
 
+GpuNetOptions recommended_options(int device) {
+  int major = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  GpuNetOptions o;
+  o.dtype = major >= 8 ? DType::kBF16 : DType::kF32;
+  o.channels_last = major >= 7;
+  return o;
+}
+
 void* GpuNet::data() const {
   return acts_.as<char>() + plan_.blobs[plan_.data_blob].offset * esize_;
 }

@@ -73,6 +73,12 @@ struct GpuNetOptions {
   std::uint64_t dropout_seed = 0;
 };
 
+// The options a trainer should start from on GPU `device`: bf16 where the GPU has bf16 tensor
+// cores (compute capability 8.0 and up), else fp32 (a P100 is 6.0); channels-last from 7.0 up
+// (measured faster in both dtypes on H100), NCHW on older GPUs (cuDNN's mature path there;
+// not measured here).
+GpuNetOptions recommended_options(int device);
+
 // Solver values of one step, copied to the device before the step runs.
 struct StepValues {
   std::uint64_t iteration = 0;  // keys the dropout masks
