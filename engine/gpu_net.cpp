@@ -8,8 +8,8 @@
 #include <cstddef>
 
 #include "engine/check.h"
-#include "engine/conv1x1_gemm.h"
 #include "engine/fillers.h"
+#include "engine/gpu_net_layer.h"
 #include "engine/layers.h"
 #include "engine/log.h"
 #include "kernels/bias_relu_gpu.h"
@@ -47,30 +47,6 @@ struct NvtxRange {
 };
 
 }  // namespace
-
-// Device-side state of one layer: its pointers (into the arenas) and library plans.
-struct GpuNet::Layer {
-  const LayerPlan* plan = nullptr;
-  std::vector<Nchw> in_shape, out_shape;
-  std::vector<void*> in, out, in_diff, out_diff;  // activation dtype, null where none
-  std::vector<char> accumulate;
-  std::vector<void*> w;       // compute weights (fp32 master or bf16 copy)
-  std::vector<void*> w_diff;  // gradients (dtype)
-  void* saved = nullptr;      // LRN scale (fp32) or MAX pool argmax (int32 NCHW, uint8 NHWC)
-  float* scratch = nullptr;   // fp32 [N] for loss/accuracy
-  float* output = nullptr;    // fp32 scalar output
-  std::unique_ptr<CudnnConv> conv;
-  std::unique_ptr<GpuFc> fc;  // InnerProduct, or (channels_last) a 1x1 stride-1 convolution as a GEMM
-  bool fused_relu = false;    // conv: the next (in-place ReLU) layer is folded in
-  bool staged = false;        // conv, channels_last: output is a slice; cuDNN writes staging_ (dense)
-  // Channels-last first convolution with few input channels: im2col rows of im2col_ld taps
-  // (cols, kept for wgrad), filters padded to rows of im2col_ld (wpad, dwpad), one GEMM (fc).
-  int im2col_ld = 0;
-  DeviceBuffer cols, wpad, dwpad;
-  std::unique_ptr<Conv1x1Gemm> gemm1x1;  // NCHW fp32 1x1 convolution on cuBLAS
-  bool spatial_gemm = false;             // channels-last RxS convolution as im2col (cols_) + GEMM (fc)
-  bool skip = false;                     // a ReLU folded into the previous convolution
-};
 
 GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
     : plan_(std::move(plan)), opt_(options), esize_(kernels::dtype_size(options.dtype)) {
@@ -150,18 +126,6 @@ void GpuNet::set_input(std::span<const float> nchw) {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 }
-
-namespace {
-// Channels-last 1x1 stride-1 unpadded convolutions are plain GEMMs over the N*H*W pixels:
-// cuBLAS runs them (cuDNN 9.19's legacy API measured 0.15-0.3 ms for any NHWC 1x1 layer of
-// GoogLeNet on H100, 2-5x its NCHW time) and writes concat slices directly (row stride).
-bool conv_as_gemm(const LayerPlan& lp) {
-  if (lp.kind() != LayerKind::kConvolution) return false;
-  const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
-         g.pad_w == 0;
-}
-}  // namespace
 
 std::int64_t GpuNet::act_offset(int blob, std::int64_t nchw_offset) const {
   const BlobPlan& b = plan_.blobs[blob];
@@ -260,91 +224,14 @@ void GpuNet::build_layers() {
   }
 
   // Library plans: cuDNN convolutions (algorithms measured now) and cuBLAS inner products.
-  // A convolution followed by its in-place ReLU runs the ReLU in its own bias pass.
-  auto fold_relu = [&](std::size_t l) {
-    const LayerPlan& lp = *layers_[l]->plan;
-    if (!opt_.fuse_conv_relu || !std::get<ConvParams>(lp.params).geom.bias || l + 1 >= layers_.size()) return;
-    const LayerPlan& next = *layers_[l + 1]->plan;
-    if (next.kind() == LayerKind::kReLU && next.bottoms[0] == lp.tops[0] && next.tops[0] == lp.tops[0]) {
-      layers_[l]->fused_relu = true;
-      layers_[l + 1]->skip = true;
-    }
-  };
-  std::size_t ws_need = 0, gemm_partial_elems = 0, cols_elems = 0, dcols_elems = 0;
-  const bool spatial_gemm = opt_.spatial_conv == SpatialConv::kGemm ||
-                            (opt_.spatial_conv == SpatialConv::kAuto && opt_.dtype == DType::kF32);
+  ConvNeeds need;
   const std::size_t probe_ws_bytes = opt_.workspace_limit;
   DeviceBuffer probe_ws(probe_ws_bytes);
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = *layers_[l];
     const LayerPlan& lp = *L.plan;
-    if (lp.kind() == LayerKind::kConvolution && nhwc && conv_as_gemm(lp)) {
-      const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
-      FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
-      L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32);
-      fold_relu(l);
-    } else if (lp.kind() == LayerKind::kConvolution && !nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 &&
-               conv_as_gemm(lp)) {
-      L.gemm1x1 = std::make_unique<Conv1x1Gemm>(L.in_shape[0], L.out_shape[0], opt_.dtype, opt_.allow_tf32);
-      if (plan_.options.training)
-        gemm_partial_elems = std::max(gemm_partial_elems, L.gemm1x1->partial_elems());
-      fold_relu(l);
-    } else if (lp.kind() == LayerKind::kConvolution && nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0]) {
-      // conv1 (C = 3): cuDNN's channels-last kernels run it at ~12 TFLOP/s; im2col + GEMM is
-      // bandwidth-bound instead. Only where no input gradient is needed (no col2im).
-      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-      const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
-      const int kc = g.kernel_h * g.kernel_w * x.c;
-      L.im2col_ld = (kc + 7) / 8 * 8;
-      const int rows = y.n * y.h * y.w;
-      L.fc = std::make_unique<GpuFc>(FcShape{rows, L.im2col_ld, y.c, L.im2col_ld, int(nhwc_pixel_stride(y))},
-                                     opt_.dtype, opt_.allow_tf32);
-      L.cols = DeviceBuffer(std::size_t(rows) * L.im2col_ld * esize_);
-      L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
-      L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
-      fold_relu(l);
-    } else if (lp.kind() == LayerKind::kConvolution && nhwc && spatial_gemm &&
-               std::get<ConvParams>(lp.params).geom.kernel_h * std::get<ConvParams>(lp.params).geom.kernel_w *
-                       L.in_shape[0].c % 8 ==
-                   0) {
-      // Channels-last spatial convolution as im2col + GEMM. The rows stay in the layer's own
-      // buffer until backward (keep_im2col; else in the shared cols_, rebuilt in backward); the
-      // data gradient goes through dcols_ and col2im.
-      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-      const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
-      const int kc = g.kernel_h * g.kernel_w * x.c, rows = y.n * y.h * y.w;
-      L.spatial_gemm = true;
-      L.fc = std::make_unique<GpuFc>(FcShape{rows, kc, y.c, kc, int(nhwc_pixel_stride(y))}, opt_.dtype,
-                                     opt_.allow_tf32);
-      if (opt_.keep_im2col && plan_.options.training)
-        L.cols = DeviceBuffer(std::size_t(rows) * kc * esize_);
-      else
-        cols_elems = std::max(cols_elems, std::size_t(rows) * kc);
-      dcols_elems = std::max(dcols_elems, std::size_t(rows) * kc);
-      fold_relu(l);
-    } else if (lp.kind() == LayerKind::kConvolution) {
-      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-      ConvPlanOptions co;
-      co.dtype = opt_.dtype;
-      co.allow_tf32 = opt_.allow_tf32;
-      co.allow_winograd = opt_.allow_winograd;
-      // Deterministic mode also fixes the choice itself: timing-based choices (and the fused
-      // bias+ReLU path, chosen by timing) can differ between two runs and change the bits.
-      co.measure = opt_.measure_algorithms && !opt_.deterministic;
-      co.workspace_limit = opt_.workspace_limit;
-      co.deterministic = opt_.deterministic;
-      co.try_fused_bias_relu = opt_.fuse_conv_relu;
-      co.dgrad_accumulates = L.in_diff[0] != nullptr && L.accumulate[0];
-      co.nhwc = nhwc;
-      const Nchw& y = L.out_shape[0];
-      L.staged = nhwc && !y.dense();
-      L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.staged ? Nchw{y.n, y.c, y.h, y.w} : y, co);
-      // Scratch for the search: this layer's own buffers (contents are not yet meaningful)
-      // and the gradient arena for the weights, so the parameters are never touched.
-      L.conv->choose_algorithms(cudnn_, L.in[0], L.w_diff[0], L.staged ? staging_.data() : L.out[0],
-                                g.bias ? L.w_diff[1] : nullptr, probe_ws.data(), probe_ws_bytes);
-      ws_need = std::max(ws_need, L.conv->workspace_bytes());
-      fold_relu(l);
+    if (lp.kind() == LayerKind::kConvolution) {
+      plan_conv(l, need, probe_ws.data(), probe_ws_bytes);
     } else if (lp.kind() == LayerKind::kInnerProduct) {
       const Nchw& x = L.in_shape[0];
       if (!x.dense()) throw Error(fmt::format("layer {}: InnerProduct needs a dense input", lp.name));
@@ -365,15 +252,15 @@ void GpuNet::build_layers() {
                                 L->plan->name, kind_name(k)));
     }
   probe_ws = DeviceBuffer();
-  workspace_ = DeviceBuffer(std::max<std::size_t>(ws_need, 256));
-  if (gemm_partial_elems) gemm_partial_ = DeviceBuffer(gemm_partial_elems * esize_);
+  workspace_ = DeviceBuffer(std::max<std::size_t>(need.workspace, 256));
+  if (need.gemm_partial) gemm_partial_ = DeviceBuffer(need.gemm_partial * esize_);
   std::size_t fc_partial_elems = 0;
   for (const auto& L : layers_)
     if (L->fc && plan_.options.training)
       fc_partial_elems = std::max(fc_partial_elems, L->fc->wgrad_partial_elems());
   if (fc_partial_elems) fc_partial_ = DeviceBuffer(fc_partial_elems * 4);
-  if (cols_elems) cols_ = DeviceBuffer(cols_elems * esize_);
-  if (dcols_elems && plan_.options.training) dcols_ = DeviceBuffer(dcols_elems * esize_);
+  if (need.cols) cols_ = DeviceBuffer(need.cols * esize_);
+  if (need.dcols && plan_.options.training) dcols_ = DeviceBuffer(need.dcols * esize_);
 
   // Fused epilogues for the GEMM convolutions (bias + the folded ReLU).
   if (opt_.gemm_epilogue)
@@ -573,67 +460,13 @@ void GpuNet::forward_layer(int l) {
   const LayerPlan& lp = *L.plan;
   NvtxRange range(lp.name);
   const auto* step = reinterpret_cast<const std::uint64_t*>(step_dev_.data());
-  void* ws = workspace_.data();
-  const std::size_t wsb = workspace_.bytes();
   with_dtype(opt_.dtype, [&]<typename T>() {
     auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
     auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
     switch (lp.kind()) {
-      case LayerKind::kConvolution: {
-        const bool bias = std::get<ConvParams>(lp.params).geom.bias;
-        const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
-        if (L.spatial_gemm) {  // channels-last: im2col, one GEMM into the (slice) output, bias+ReLU there
-          T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
-          kernels::im2col_nhwc<T>(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
-                                  int(L.fc->shape().k), cols, stream_);
-          if (bias && L.fc->fused_forward_ready()) {
-            L.fc->forward_fused(cublas_lt_, cols, L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
-                                stream_);
-          } else {
-            L.fc->forward(cublas_, cols, L.w[0], nullptr, false, L.out[0]);
-            if (bias || L.fused_relu)
-              kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
-          }
-        } else if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
-          L.gemm1x1->forward(cublas_, L.in[0], L.w[0], L.out[0]);
-          if (bias || L.fused_relu)
-            kernels::bias_relu_fwd<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
-        } else if (L.im2col_ld) {  // channels-last conv1: im2col rows, padded filters, one GEMM
-          const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-          const int kc = g.kernel_h * g.kernel_w * L.in_shape[0].c;
-          kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
-          kernels::pad_rows<T>(g.num_output, kc, L.im2col_ld, static_cast<const T*>(L.w[0]), L.wpad.as<T>(),
-                               stream_);
-          if (bias && L.fc->fused_forward_ready()) {
-            L.fc->forward_fused(cublas_lt_, L.cols.data(), L.wpad.data(), b, L.out[0], cublas_ws_.data(),
-                                cublas_ws_.bytes(), stream_);
-          } else {
-            L.fc->forward(cublas_, L.cols.data(), L.wpad.data(), nullptr, false, L.out[0]);
-            if (bias || L.fused_relu)
-              kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
-          }
-        } else if (L.fc && bias && L.fc->fused_forward_ready()) {  // channels-last 1x1, epilogue bias+ReLU
-          L.fc->forward_fused(cublas_lt_, L.in[0], L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
-                              stream_);
-        } else if (L.fc) {  // channels-last 1x1: GEMM straight into the (slice) output, then bias+ReLU there
-          L.fc->forward(cublas_, L.in[0], L.w[0], nullptr, false, L.out[0]);
-          if (bias || L.fused_relu)
-            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
-        } else if (L.staged) {  // dense conv output, then bias (+ReLU) into the concat slice
-          L.conv->forward(cudnn_, L.in[0], L.w[0], staging_.data(), ws, wsb);
-          kernels::bias_relu_copy_nhwc<T>(L.conv->y_shape(), staging_.as<T>(), b, L.fused_relu,
-                                          L.out_shape[0], out(0), stream_);
-        } else if (L.fused_relu) {
-          L.conv->forward_bias_relu(cudnn_, L.in[0], L.w[0], L.w[1], L.out[0], ws, wsb);
-        } else {
-          L.conv->forward(cudnn_, L.in[0], L.w[0], L.out[0], ws, wsb);
-          if (bias && opt_.channels_last)
-            kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, false, out(0), stream_);
-          else if (bias)
-            kernels::bias_relu_fwd<T>(L.out_shape[0], b, false, out(0), stream_);
-        }
+      case LayerKind::kConvolution:
+        conv_forward<T>(L);
         break;
-      }
       case LayerKind::kReLU:
         kernels::relu_fwd<T>(L.out_shape[0], in(0), out(0), stream_);
         break;
@@ -699,66 +532,14 @@ void GpuNet::backward_layer(int l) {
   if (!lp.run_backward || L.skip) return;
   NvtxRange range(lp.name + " bwd");
   const auto* step = reinterpret_cast<const std::uint64_t*>(step_dev_.data());
-  void* ws = workspace_.data();
-  const std::size_t wsb = workspace_.bytes();
   with_dtype(opt_.dtype, [&]<typename T>() {
     auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
     auto dout = [&](int i) { return static_cast<const T*>(L.out_diff[i]); };
     auto din = [&](int i) { return static_cast<T*>(L.in_diff[i]); };
     switch (lp.kind()) {
-      case LayerKind::kConvolution: {
-        const bool bias = std::get<ConvParams>(lp.params).geom.bias;
-        // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass; staged
-        // (channels-last slice output): dz is written densely into the staging buffer.
-        T* dz = L.staged ? staging_.as<T>() : static_cast<T*>(L.out_diff[0]);
-        T* db = bias ? static_cast<T*>(L.w_diff[1]) : nullptr;
-        const T* y = static_cast<const T*>(L.out[0]);
-        if (L.fc) {  // channels-last 1x1 GEMM: mask and bias gradient in place in the slice
-          if (bias || L.fused_relu)
-            kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,
-                                           bias_partial_.as<float>(), stream_);
-          if (L.spatial_gemm) {  // wgrad from the rows (kept, or rebuilt), then dgrad via dcols_ + col2im
-            const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-            const int ld = L.fc->shape().k;
-            T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
-            if (!L.cols.bytes()) kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, ld, cols, stream_);
-            L.fc->backward_filter(cublas_, cols, dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
-            if (L.in_diff[0]) {
-              L.fc->backward_data(cublas_, dz, L.w[0], dcols_.data(), false);
-              kernels::col2im_nhwc<T>(L.in_shape[0], dcols_.as<T>(), g, ld, din(0), L.accumulate[0], stream_);
-            }
-            break;
-          }
-          if (L.im2col_ld) {  // wgrad into the padded rows, then added to the gradient (+=)
-            const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-            L.dwpad.fill_bytes(0, stream_);
-            L.fc->backward_filter(cublas_, L.cols.data(), dz, L.dwpad.data(), nullptr,
-                                  fc_partial_.as<float>());
-            kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * L.in_shape[0].c,
-                                       L.dwpad.as<T>(), static_cast<T*>(L.w_diff[0]), stream_);
-            break;
-          }
-          L.fc->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
-          if (L.in_diff[0]) L.fc->backward_data(cublas_, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
-          break;
-        }
-        if (opt_.channels_last) {
-          if (bias || L.fused_relu || L.staged)
-            kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.conv->y_shape(), dz,
-                                           db, bias_partial_.as<float>(), stream_);
-        } else if (bias || L.fused_relu) {
-          kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), L.fused_relu, dz, db,
-                                    bias_partial_.as<float>(), stream_);
-        }
-        if (L.gemm1x1) {
-          L.gemm1x1->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], gemm_partial_.data());
-          if (L.in_diff[0]) L.gemm1x1->backward_data(cublas_, L.w[0], dz, L.in_diff[0], L.accumulate[0]);
-          break;
-        }
-        L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
-        if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
+      case LayerKind::kConvolution:
+        conv_backward<T>(L);
         break;
-      }
       case LayerKind::kReLU:
         if (L.in_diff[0])
           kernels::relu_bwd<T>(L.in_shape[0], static_cast<const T*>(L.out[0]), dout(0), din(0),

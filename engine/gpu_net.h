@@ -152,7 +152,18 @@ class GpuNet {
   std::vector<std::string> algorithm_report() const;
 
  private:
-  struct Layer;  // per-layer device state (descriptors, pointers), gpu_net.cpp
+  struct Layer;  // per-layer device state (descriptors, pointers), gpu_net_layer.h
+  // Scratch the convolution plans need (elements of the dtype, workspace in bytes).
+  struct ConvNeeds {
+    std::size_t workspace = 0, gemm_partial = 0, cols = 0, dcols = 0;
+  };
+  // gpu_net_conv.cpp: one convolution's plan (algorithms, GEMM shapes, buffers) and its step.
+  void plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size_t probe_bytes);
+  void fold_relu(std::size_t l);  // runs the following in-place ReLU in the convolution's bias pass
+  template <typename T>
+  void conv_forward(Layer& L);
+  template <typename T>
+  void conv_backward(Layer& L);
   void build_layers();
   void forward_layer(int l);
   void backward_layer(int l);

@@ -1,0 +1,220 @@
+// How each convolution of a GpuNet is planned and run (gpu_net.h: "Layout", GpuNetOptions):
+// cuDNN (NCHW, and channels-last 3x3/5x5 in bf16, with a dense staging output where the
+// output is a concat slice), strided-batched cuBLAS GEMMs (NCHW fp32 1x1), one cuBLAS GEMM over
+// all pixels (channels-last 1x1), im2col + GEMM + col2im (channels-last RxS: fp32 by default),
+// and im2col into padded rows for a first layer with few channels (conv1).
+#include <algorithm>
+
+#include "engine/gpu_net_layer.h"
+#include "kernels/bias_relu_gpu.h"
+#include "kernels/im2col_gpu.h"
+#include "kernels/layout.h"
+
+namespace incept {
+
+using kernels::DType;
+
+void GpuNet::fold_relu(std::size_t l) {
+  const LayerPlan& lp = *layers_[l]->plan;
+  if (!opt_.fuse_conv_relu || !std::get<ConvParams>(lp.params).geom.bias || l + 1 >= layers_.size()) return;
+  const LayerPlan& next = *layers_[l + 1]->plan;
+  if (next.kind() == LayerKind::kReLU && next.bottoms[0] == lp.tops[0] && next.tops[0] == lp.tops[0]) {
+    layers_[l]->fused_relu = true;
+    layers_[l + 1]->skip = true;
+  }
+}
+
+void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size_t probe_bytes) {
+  Layer& L = *layers_[l];
+  const LayerPlan& lp = *L.plan;
+  const bool nhwc = opt_.channels_last;
+  const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+  const bool spatial_gemm = opt_.spatial_conv == SpatialConv::kGemm ||
+                            (opt_.spatial_conv == SpatialConv::kAuto && opt_.dtype == DType::kF32);
+  const int taps = g.kernel_h * g.kernel_w * L.in_shape[0].c;  // R * S * C
+  if (nhwc && conv_as_gemm(lp)) {
+    const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
+    FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
+    L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32);
+    fold_relu(l);
+  } else if (!nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 && conv_as_gemm(lp)) {
+    L.gemm1x1 = std::make_unique<Conv1x1Gemm>(L.in_shape[0], L.out_shape[0], opt_.dtype, opt_.allow_tf32);
+    if (plan_.options.training) need.gemm_partial = std::max(need.gemm_partial, L.gemm1x1->partial_elems());
+    fold_relu(l);
+  } else if (nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0]) {
+    // conv1 (C = 3): cuDNN's channels-last kernels run it at ~12 TFLOP/s; im2col + GEMM is
+    // bandwidth-bound instead. Only where no input gradient is needed (no col2im).
+    const Nchw& y = L.out_shape[0];
+    L.im2col_ld = (taps + 7) / 8 * 8;
+    const int rows = y.n * y.h * y.w;
+    L.fc = std::make_unique<GpuFc>(FcShape{rows, L.im2col_ld, y.c, L.im2col_ld, int(nhwc_pixel_stride(y))},
+                                   opt_.dtype, opt_.allow_tf32);
+    L.cols = DeviceBuffer(std::size_t(rows) * L.im2col_ld * esize_);
+    L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+    L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+    fold_relu(l);
+  } else if (nhwc && spatial_gemm && taps % 8 == 0) {
+    // Channels-last spatial convolution as im2col + GEMM. The rows stay in the layer's own
+    // buffer until backward (keep_im2col; else in the shared cols_, rebuilt in backward); the
+    // data gradient goes through dcols_ and col2im.
+    const Nchw& y = L.out_shape[0];
+    const int kc = taps, rows = y.n * y.h * y.w;
+    L.spatial_gemm = true;
+    L.fc = std::make_unique<GpuFc>(FcShape{rows, kc, y.c, kc, int(nhwc_pixel_stride(y))}, opt_.dtype,
+                                   opt_.allow_tf32);
+    if (opt_.keep_im2col && plan_.options.training)
+      L.cols = DeviceBuffer(std::size_t(rows) * kc * esize_);
+    else
+      need.cols = std::max(need.cols, std::size_t(rows) * kc);
+    need.dcols = std::max(need.dcols, std::size_t(rows) * kc);
+    fold_relu(l);
+  } else {
+    ConvPlanOptions co;
+    co.dtype = opt_.dtype;
+    co.allow_tf32 = opt_.allow_tf32;
+    co.allow_winograd = opt_.allow_winograd;
+    // Deterministic mode also fixes the choice itself: timing-based choices (and the fused
+    // bias+ReLU path, chosen by timing) can differ between two runs and change the bits.
+    co.measure = opt_.measure_algorithms && !opt_.deterministic;
+    co.workspace_limit = opt_.workspace_limit;
+    co.deterministic = opt_.deterministic;
+    co.try_fused_bias_relu = opt_.fuse_conv_relu;
+    co.dgrad_accumulates = L.in_diff[0] != nullptr && L.accumulate[0];
+    co.nhwc = nhwc;
+    const Nchw& y = L.out_shape[0];
+    L.staged = nhwc && !y.dense();
+    L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.staged ? Nchw{y.n, y.c, y.h, y.w} : y, co);
+    // Scratch for the search: this layer's own buffers (contents are not yet meaningful)
+    // and the gradient arena for the weights, so the parameters are never touched.
+    L.conv->choose_algorithms(cudnn_, L.in[0], L.w_diff[0], L.staged ? staging_.data() : L.out[0],
+                              g.bias ? L.w_diff[1] : nullptr, probe_ws, probe_bytes);
+    need.workspace = std::max(need.workspace, L.conv->workspace_bytes());
+    fold_relu(l);
+  }
+}
+
+template <typename T>
+void GpuNet::conv_forward(Layer& L) {
+  const LayerPlan& lp = *L.plan;
+  void* ws = workspace_.data();
+  const std::size_t wsb = workspace_.bytes();
+  auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
+  auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
+  const bool bias = std::get<ConvParams>(lp.params).geom.bias;
+  const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
+  if (L.spatial_gemm) {  // channels-last: im2col, one GEMM into the (slice) output, bias+ReLU there
+    T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
+    kernels::im2col_nhwc<T>(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom, int(L.fc->shape().k),
+                            cols, stream_);
+    if (bias && L.fc->fused_forward_ready()) {
+      L.fc->forward_fused(cublas_lt_, cols, L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
+                          stream_);
+    } else {
+      L.fc->forward(cublas_, cols, L.w[0], nullptr, false, L.out[0]);
+      if (bias || L.fused_relu)
+        kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+    }
+  } else if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
+    L.gemm1x1->forward(cublas_, L.in[0], L.w[0], L.out[0]);
+    if (bias || L.fused_relu) kernels::bias_relu_fwd<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+  } else if (L.im2col_ld) {  // channels-last conv1: im2col rows, padded filters, one GEMM
+    const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+    const int kc = g.kernel_h * g.kernel_w * L.in_shape[0].c;
+    kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
+    kernels::pad_rows<T>(g.num_output, kc, L.im2col_ld, static_cast<const T*>(L.w[0]), L.wpad.as<T>(),
+                         stream_);
+    if (bias && L.fc->fused_forward_ready()) {
+      L.fc->forward_fused(cublas_lt_, L.cols.data(), L.wpad.data(), b, L.out[0], cublas_ws_.data(),
+                          cublas_ws_.bytes(), stream_);
+    } else {
+      L.fc->forward(cublas_, L.cols.data(), L.wpad.data(), nullptr, false, L.out[0]);
+      if (bias || L.fused_relu)
+        kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+    }
+  } else if (L.fc && bias && L.fc->fused_forward_ready()) {  // channels-last 1x1, epilogue bias+ReLU
+    L.fc->forward_fused(cublas_lt_, L.in[0], L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
+                        stream_);
+  } else if (L.fc) {  // channels-last 1x1: GEMM straight into the (slice) output, then bias+ReLU there
+    L.fc->forward(cublas_, L.in[0], L.w[0], nullptr, false, L.out[0]);
+    if (bias || L.fused_relu)
+      kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+  } else if (L.staged) {  // dense conv output, then bias (+ReLU) into the concat slice
+    L.conv->forward(cudnn_, L.in[0], L.w[0], staging_.data(), ws, wsb);
+    kernels::bias_relu_copy_nhwc<T>(L.conv->y_shape(), staging_.as<T>(), b, L.fused_relu, L.out_shape[0],
+                                    out(0), stream_);
+  } else if (L.fused_relu) {
+    L.conv->forward_bias_relu(cudnn_, L.in[0], L.w[0], L.w[1], L.out[0], ws, wsb);
+  } else {
+    L.conv->forward(cudnn_, L.in[0], L.w[0], L.out[0], ws, wsb);
+    if (bias && opt_.channels_last)
+      kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, false, out(0), stream_);
+    else if (bias)
+      kernels::bias_relu_fwd<T>(L.out_shape[0], b, false, out(0), stream_);
+  }
+}
+
+template <typename T>
+void GpuNet::conv_backward(Layer& L) {
+  const LayerPlan& lp = *L.plan;
+  void* ws = workspace_.data();
+  const std::size_t wsb = workspace_.bytes();
+  auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
+  auto dout = [&](int i) { return static_cast<const T*>(L.out_diff[i]); };
+  auto din = [&](int i) { return static_cast<T*>(L.in_diff[i]); };
+  const bool bias = std::get<ConvParams>(lp.params).geom.bias;
+  // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass; staged
+  // (channels-last slice output): dz is written densely into the staging buffer.
+  T* dz = L.staged ? staging_.as<T>() : static_cast<T*>(L.out_diff[0]);
+  T* db = bias ? static_cast<T*>(L.w_diff[1]) : nullptr;
+  const T* y = static_cast<const T*>(L.out[0]);
+  if (L.fc) {  // channels-last 1x1 GEMM: mask and bias gradient in place in the slice
+    if (bias || L.fused_relu)
+      kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,
+                                     bias_partial_.as<float>(), stream_);
+    if (L.spatial_gemm) {  // wgrad from the rows (kept, or rebuilt), then dgrad via dcols_ + col2im
+      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+      const int ld = L.fc->shape().k;
+      T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
+      if (!L.cols.bytes()) kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, ld, cols, stream_);
+      L.fc->backward_filter(cublas_, cols, dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
+      if (L.in_diff[0]) {
+        L.fc->backward_data(cublas_, dz, L.w[0], dcols_.data(), false);
+        kernels::col2im_nhwc<T>(L.in_shape[0], dcols_.as<T>(), g, ld, din(0), L.accumulate[0], stream_);
+      }
+      return;
+    }
+    if (L.im2col_ld) {  // wgrad into the padded rows, then added to the gradient (+=)
+      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+      L.dwpad.fill_bytes(0, stream_);
+      L.fc->backward_filter(cublas_, L.cols.data(), dz, L.dwpad.data(), nullptr, fc_partial_.as<float>());
+      kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * L.in_shape[0].c,
+                                 L.dwpad.as<T>(), static_cast<T*>(L.w_diff[0]), stream_);
+      return;
+    }
+    L.fc->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
+    if (L.in_diff[0]) L.fc->backward_data(cublas_, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
+    return;
+  }
+  if (opt_.channels_last) {
+    if (bias || L.fused_relu || L.staged)
+      kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.conv->y_shape(), dz, db,
+                                     bias_partial_.as<float>(), stream_);
+  } else if (bias || L.fused_relu) {
+    kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), L.fused_relu, dz, db, bias_partial_.as<float>(),
+                              stream_);
+  }
+  if (L.gemm1x1) {
+    L.gemm1x1->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], gemm_partial_.data());
+    if (L.in_diff[0]) L.gemm1x1->backward_data(cublas_, L.w[0], dz, L.in_diff[0], L.accumulate[0]);
+    return;
+  }
+  L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
+  if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
+}
+
+template void GpuNet::conv_forward<float>(Layer&);
+template void GpuNet::conv_forward<__nv_bfloat16>(Layer&);
+template void GpuNet::conv_backward<float>(Layer&);
+template void GpuNet::conv_backward<__nv_bfloat16>(Layer&);
+
+}  // namespace incept
