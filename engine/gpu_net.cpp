@@ -288,21 +288,15 @@ void GpuNet::build_layers() {
 
 // ---- parameters -------------------------------------------------------------------------
 
-void GpuNet::params_to_device_layout(std::span<float> v) const {
+void GpuNet::permute_params(std::span<float> v, bool to_device) const {
   std::vector<float> tmp;
   for (const ParamPermute& p : permutes_) {
     float* at = v.data() + p.offset;
     tmp.assign(at, at + std::size_t(p.a) * p.b * p.r);
-    permute_abr_to_arb(tmp.data(), p.a, p.b, p.r, at);
-  }
-}
-
-void GpuNet::params_to_host_layout(std::span<float> v) const {
-  std::vector<float> tmp;
-  for (const ParamPermute& p : permutes_) {
-    float* at = v.data() + p.offset;
-    tmp.assign(at, at + std::size_t(p.a) * p.b * p.r);
-    permute_arb_to_abr(tmp.data(), p.a, p.b, p.r, at);
+    if (to_device)
+      permute_abr_to_arb(tmp.data(), p.a, p.b, p.r, at);
+    else
+      permute_arb_to_abr(tmp.data(), p.a, p.b, p.r, at);
   }
 }
 
@@ -310,7 +304,7 @@ void GpuNet::set_params(std::span<const float> host_in) {
   if (std::int64_t(host_in.size()) != plan_.param_elems)
     throw Error(fmt::format("set_params: {} values for {} parameters", host_in.size(), plan_.param_elems));
   std::vector<float> dev(host_in.begin(), host_in.end());
-  params_to_device_layout(dev);
+  permute_params(dev, true);
   const std::span<const float> host(dev);
   master_.upload(host.data(), host.size() * 4, stream_);
   if (opt_.dtype == DType::kBF16) {
@@ -326,7 +320,7 @@ void GpuNet::get_params(std::span<float> host) const {
   std::vector<float> all(plan_.param_elems);
   master_.download(all.data(), all.size() * 4, stream_);
   CUDA_CHECK(cudaStreamSynchronize(stream_));
-  params_to_host_layout(all);
+  permute_params(all, false);
   std::copy_n(all.begin(), std::min(all.size(), host.size()), host.begin());
 }
 
@@ -349,7 +343,7 @@ std::vector<float> download_as_f32(const void* p, std::size_t n, DType t, cudaSt
 
 void GpuNet::get_grads(std::span<float> host) const {
   auto g = download_as_f32(grads_.data(), std::size_t(plan_.param_elems), opt_.dtype, stream_);
-  params_to_host_layout(g);
+  permute_params(g, false);
   std::copy_n(g.begin(), std::min(g.size(), host.size()), host.begin());
 }
 
@@ -357,7 +351,7 @@ void GpuNet::get_momentum(std::span<float> host) const {
   std::vector<float> all(plan_.param_elems);
   history_.download(all.data(), all.size() * 4, stream_);
   CUDA_CHECK(cudaStreamSynchronize(stream_));
-  params_to_host_layout(all);
+  permute_params(all, false);
   std::copy_n(all.begin(), std::min(all.size(), host.size()), host.begin());
 }
 

@@ -170,10 +170,9 @@ class GpuNet {
   void enqueue_step(bool update);
   std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
   std::size_t im2col_bytes() const;
-  // Host parameter values between the plan's layout (KCRS) and the device's (KRSC filters
-  // when channels_last), in place.
-  void params_to_device_layout(std::span<float> v) const;
-  void params_to_host_layout(std::span<float> v) const;
+  // Host parameter values from the plan's layout (KCRS) to the device's (KRSC filters when
+  // channels_last), or back (to_device false), in place.
+  void permute_params(std::span<float> v, bool to_device) const;
 
   NetPlan plan_;
   GpuNetOptions opt_;
