@@ -2,7 +2,7 @@
 // arenas (activations + gradients in one lifetime-planned arena of the activation dtype;
 // fp32 master parameters, gradients of the activation dtype and fp32 momentum in three
 // buffers of identical layout; a bf16 copy of the weights in bf16 mode), one shared cuDNN
-// workspace, and forward/backward through cuDNN, cuBLAS and the kernels of kernels/*_gpu.h.
+// workspace, and forward/backward through cuDNN, cuBLAS/cuBLASLt and kernels/*_gpu.h.
 //
 // A training step (zero gradients, forward, backward, SGD update) is enqueued on one stream
 // and never waits for the host: per-step values (iteration for the dropout masks, learning
@@ -10,17 +10,20 @@
 // before the step, so the whole step can be captured once as a CUDA graph and replayed.
 // Eager mode (step(..., graph = false)) runs the same launches and gives identical results.
 //
-// Fusions: a Convolution followed by its in-place ReLU runs as one cuDNN bias+ReLU forward
-// (or conv + one bias_relu kernel) and one relu_bias backward pass; the ReLU layer itself is
-// then skipped. Concat costs nothing: branches write into channel slices (NetPlan).
+// Fusions: a Convolution followed by its in-place ReLU runs bias+ReLU in one pass (cuDNN's
+// fused call, cuBLASLt's GEMM epilogue, or one bias_relu kernel) and one relu_bias backward
+// pass; the ReLU layer itself is then skipped. Concat costs nothing: branches write into
+// channel slices (NetPlan).
 //
 // Layout: NCHW by default; channels_last keeps every activation NHWC (same arena offsets,
 // slices start at channel c0 of the first pixel, see kernels/layout.h) and convolution
-// filters KRSC on the device. cuDNN cannot write an NHWC channel slice, so a branch
-// convolution writes a dense staging buffer and its bias+ReLU pass writes the slice (the
-// concat copy rides on a pass that runs anyway); backward reads the slice and writes the
-// masked gradient densely there. Every host API (parameters, gradients, blob read-back,
-// set_input) stays NCHW / KCRS: the permutations happen at the boundary.
+// filters KRSC on the device. How each convolution runs (gpu_net_conv.cpp): GEMM
+// convolutions (1x1, conv1, and RxS in fp32 via im2col) write their slice directly through
+// the GEMM's row stride; cuDNN cannot write an NHWC channel slice, so a cuDNN branch writes a
+// dense staging buffer and its bias+ReLU pass writes the slice (the concat copy rides on a
+// pass that runs anyway); backward reads the slice and writes the masked gradient densely
+// there. Every host API (parameters, gradients, blob read-back, set_input) stays NCHW / KCRS:
+// the permutations happen at the boundary. recommended_options() picks dtype and layout.
 #pragma once
 
 #include <cstdint>
