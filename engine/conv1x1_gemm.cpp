@@ -2,6 +2,7 @@
 #include "engine/conv1x1_gemm.h"
 
 #include "engine/check.h"
+#include "engine/gpu_fc.h"
 #include "kernels/elementwise.h"
 
 namespace incept {
@@ -21,10 +22,7 @@ void Conv1x1Gemm::gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t
                        const void* a, int lda, long long stride_a, const void* b, int ldb, long long stride_b,
                        float beta, void* c, int ldc, long long stride_c) const {
   const float alpha = 1.f;
-  const cudaDataType_t t = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
-  const cublasComputeType_t ct =
-      dtype_ == DType::kF32 ? (allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC)
-                            : CUBLAS_COMPUTE_32F;
+  const auto [t, ct] = cublas_types(dtype_, allow_tf32_);
   CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, &alpha, a, t, lda, stride_a, b, t, ldb,
                                           stride_b, &beta, c, t, ldc, stride_c, x_.n, ct,
                                           CUBLAS_GEMM_DEFAULT));

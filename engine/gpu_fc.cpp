@@ -17,12 +17,15 @@ CublasLtHandle make_cublas_lt() {
   return CublasLtHandle(h);
 }
 
-bool GpuFc::prepare_fused_forward(cublasLtHandle_t lt, bool relu, std::size_t workspace_bytes) {
+CublasTypes cublas_types(DType dtype, bool allow_tf32) {
+  if (dtype == DType::kBF16) return {CUDA_R_16BF, CUBLAS_COMPUTE_32F};
+  return {CUDA_R_32F, allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC};
+}
+
+bool GpuFc::prepare_fused_forward(cublasLtHandle_t lt, const void* bias, bool relu,
+                                  std::size_t workspace_bytes) {
   lt_ready_ = false;
-  const cudaDataType_t t = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
-  const cublasComputeType_t ct =
-      dtype_ == DType::kF32 ? (allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC)
-                            : CUBLAS_COMPUTE_32F;
+  const auto [t, ct] = cublas_types(dtype_, allow_tf32_);
   cublasLtMatmulDesc_t d = nullptr;
   if (cublasLtMatmulDescCreate(&d, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return false;
   lt_desc_ = LtMatmulDesc(d);
@@ -32,6 +35,7 @@ bool GpuFc::prepare_fused_forward(cublasLtHandle_t lt, bool relu, std::size_t wo
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof t));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   // column-major: y'[M, N] = (W'[K, M])^T x'[K, N] (+ bias[M])
   cublasLtMatrixLayout_t lw = nullptr, lx = nullptr, ly = nullptr;
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lw, t, s_.k, s_.m, s_.k));
@@ -54,11 +58,10 @@ bool GpuFc::prepare_fused_forward(cublasLtHandle_t lt, bool relu, std::size_t wo
   return true;
 }
 
-void GpuFc::forward_fused(cublasLtHandle_t lt, const void* x, const void* w, const void* bias, void* y,
-                          void* workspace, std::size_t workspace_bytes, cudaStream_t stream) const {
+void GpuFc::forward_fused(cublasLtHandle_t lt, const void* x, const void* w, void* y, void* workspace,
+                          std::size_t workspace_bytes, cudaStream_t stream) const {
   if (!lt_ready_) throw Error("GpuFc::forward_fused: not prepared");
-  CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(lt_desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+
   const float alpha = 1.f, beta = 0.f;
   CUBLAS_CHECK(cublasLtMatmul(lt, lt_desc_, &alpha, w, lt_w_, x, lt_x_, &beta, y, lt_y_, y, lt_y_, &lt_algo_,
                               workspace, workspace_bytes, stream));
@@ -75,10 +78,7 @@ GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32) : s_(s), dtype_(dty
 void GpuFc::gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                  const void* a, int lda, const void* b, int ldb, float beta, void* c, int ldc) const {
   const float alpha = 1.f;
-  const cudaDataType_t t = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
-  const cublasComputeType_t ct =
-      dtype_ == DType::kF32 ? (allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC)
-                            : CUBLAS_COMPUTE_32F;
+  const auto [t, ct] = cublas_types(dtype_, allow_tf32_);
   CUBLAS_CHECK(cublasGemmEx(h, ta, tb, m, n, k, &alpha, a, t, lda, b, t, ldb, &beta, c, t, ldc, ct,
                             CUBLAS_GEMM_DEFAULT));
 }
@@ -112,10 +112,7 @@ void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, voi
     // partial_j'[K, M] = x_j'[K, rows_j] (dy_j'[M, rows_j])^T per slice j, fp32, then summed.
     const int rows = s_.n / chunks_;
     const float alpha = 1.f, beta = 0.f;
-    const cudaDataType_t t = dtype_ == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
-    const cublasComputeType_t ct =
-        dtype_ == DType::kF32 ? (allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC)
-                              : CUBLAS_COMPUTE_32F;
+    const auto [t, ct] = cublas_types(dtype_, allow_tf32_);
     CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, rows, &alpha, x, t, s_.lx(),
         static_cast<long long>(rows) * s_.lx(), dy, t, s_.ly(), static_cast<long long>(rows) * s_.ly(), &beta,

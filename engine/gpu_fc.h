@@ -28,6 +28,14 @@ using LtMatmulDesc = UniqueHandle<cublasLtMatmulDesc_t, cublasLtMatmulDescDestro
 using LtLayout = UniqueHandle<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy>;
 CublasLtHandle make_cublas_lt();
 
+// Operand type and compute type of every GEMM of a dtype: fp32 operands with pedantic fp32
+// compute (TF32 only when allowed), or bf16 operands with fp32 accumulation.
+struct CublasTypes {
+  cudaDataType_t data;
+  cublasComputeType_t compute;
+};
+CublasTypes cublas_types(kernels::DType dtype, bool allow_tf32);
+
 struct FcShape {
   int n = 0;    // batch
   int k = 0;    // input features (C*H*W of the input)
@@ -60,9 +68,10 @@ class GpuFc {
   // saving the separate pass over y. prepare_fused_forward picks the algorithm (cuBLASLt's
   // heuristic within workspace_bytes) and returns false where cuBLASLt has none for this shape
   // and precision (then use forward + the bias/ReLU kernel). y may be strided (ldy).
-  bool prepare_fused_forward(cublasLtHandle_t lt, bool relu, std::size_t workspace_bytes);
-  void forward_fused(cublasLtHandle_t lt, const void* x, const void* w, const void* bias, void* y,
-                     void* workspace, std::size_t workspace_bytes, cudaStream_t stream) const;
+  // `bias` (device, [M]) is fixed here: a net's parameters never move.
+  bool prepare_fused_forward(cublasLtHandle_t lt, const void* bias, bool relu, std::size_t workspace_bytes);
+  void forward_fused(cublasLtHandle_t lt, const void* x, const void* w, void* y, void* workspace,
+                     std::size_t workspace_bytes, cudaStream_t stream) const;
   bool fused_forward_ready() const { return lt_ready_; }
   std::size_t wgrad_partial_elems() const { return chunks_ > 1 ? std::size_t(chunks_) * s_.m * s_.k : 0; }
 

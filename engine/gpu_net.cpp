@@ -173,18 +173,14 @@ void GpuNet::build_layers() {
   saved_ = DeviceBuffer(std::max<std::size_t>(saved_bytes, 256));
   // Bias-gradient partial sums: layers run one after another on one stream, so one buffer
   // sized for the largest convolution output serves them all.
-  std::size_t partial_elems = 1, staging_elems = 0;
+  std::size_t partial_elems = 1;
   for (const LayerPlan& lp : plan_.layers) {
-    if (lp.kind() != LayerKind::kConvolution) continue;
+    if (lp.kind() != LayerKind::kConvolution || !plan_.options.training) continue;
     const Nchw& y = plan_.blobs[lp.tops[0]].shape;
-    if (plan_.options.training)
-      partial_elems = std::max(
-          partial_elems, nhwc ? kernels::relu_bias_bwd_nhwc_scratch(y) : kernels::relu_bias_bwd_scratch(y));
-    if (nhwc && !y.dense() && !conv_as_gemm(lp))
-      staging_elems = std::max(staging_elems, std::size_t(y.count()));
+    partial_elems = std::max(
+        partial_elems, nhwc ? kernels::relu_bias_bwd_nhwc_scratch(y) : kernels::relu_bias_bwd_scratch(y));
   }
   bias_partial_ = DeviceBuffer(partial_elems * 4);
-  if (staging_elems) staging_ = DeviceBuffer(staging_elems * esize_);
   scratch_ = DeviceBuffer(std::max<std::size_t>(scratch_elems, 1) * 4);
   outputs_ = DeviceBuffer(std::size_t(std::max(n_outputs, 1)) * 4);
   outputs_.fill_bytes(0, stream_);
@@ -267,7 +263,7 @@ void GpuNet::build_layers() {
     for (const auto& L : layers_)
       if (L->fc && L->plan->kind() == LayerKind::kConvolution &&
           std::get<ConvParams>(L->plan->params).geom.bias)
-        L->fc->prepare_fused_forward(cublas_lt_, L->fused_relu, cublas_ws_.bytes());
+        L->fc->prepare_fused_forward(cublas_lt_, L->w[1], L->fused_relu, cublas_ws_.bytes());
 
   // Device parameter layout: channels-last filters are KRSC, and an inner product reading an
   // NHWC input with H * W > 1 sees its weights [M, C, H, W] as [M, H, W, C].

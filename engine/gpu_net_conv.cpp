@@ -83,6 +83,10 @@ void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size
     co.nhwc = nhwc;
     const Nchw& y = L.out_shape[0];
     L.staged = nhwc && !y.dense();
+    // One dense staging buffer serves every staged layer (layers run one after another); it
+    // grows here, at plan time, to the largest of them.
+    if (L.staged && staging_.bytes() < std::size_t(y.count()) * esize_)
+      staging_ = DeviceBuffer(std::size_t(y.count()) * esize_);
     L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.staged ? Nchw{y.n, y.c, y.h, y.w} : y, co);
     // Scratch for the search: this layer's own buffers (contents are not yet meaningful)
     // and the gradient arena for the weights, so the parameters are never touched.
@@ -102,42 +106,31 @@ void GpuNet::conv_forward(Layer& L) {
   auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
   const bool bias = std::get<ConvParams>(lp.params).geom.bias;
   const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
-  if (L.spatial_gemm) {  // channels-last: im2col, one GEMM into the (slice) output, bias+ReLU there
-    T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
-    kernels::im2col_nhwc<T>(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom, int(L.fc->shape().k),
-                            cols, stream_);
-    if (bias && L.fc->fused_forward_ready()) {
-      L.fc->forward_fused(cublas_lt_, cols, L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
-                          stream_);
+  if (L.fc) {  // channels-last GEMM convolution: one GEMM straight into the (slice) output
+    const void* x = L.in[0];
+    const void* w = L.w[0];
+    const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+    if (L.spatial_gemm) {  // RxS: im2col rows first
+      T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
+      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, int(L.fc->shape().k), cols, stream_);
+      x = cols;
+    } else if (L.im2col_ld) {  // conv1: im2col rows and filters padded to im2col_ld
+      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
+      kernels::pad_rows<T>(g.num_output, g.kernel_h * g.kernel_w * L.in_shape[0].c, L.im2col_ld,
+                           static_cast<const T*>(L.w[0]), L.wpad.as<T>(), stream_);
+      x = L.cols.data();
+      w = L.wpad.data();
+    }
+    if (bias && L.fc->fused_forward_ready()) {  // bias (+ReLU) in cuBLASLt's epilogue
+      L.fc->forward_fused(cublas_lt_, x, w, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(), stream_);
     } else {
-      L.fc->forward(cublas_, cols, L.w[0], nullptr, false, L.out[0]);
+      L.fc->forward(cublas_, x, w, nullptr, false, L.out[0]);
       if (bias || L.fused_relu)
         kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
     }
   } else if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
     L.gemm1x1->forward(cublas_, L.in[0], L.w[0], L.out[0]);
     if (bias || L.fused_relu) kernels::bias_relu_fwd<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
-  } else if (L.im2col_ld) {  // channels-last conv1: im2col rows, padded filters, one GEMM
-    const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-    const int kc = g.kernel_h * g.kernel_w * L.in_shape[0].c;
-    kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
-    kernels::pad_rows<T>(g.num_output, kc, L.im2col_ld, static_cast<const T*>(L.w[0]), L.wpad.as<T>(),
-                         stream_);
-    if (bias && L.fc->fused_forward_ready()) {
-      L.fc->forward_fused(cublas_lt_, L.cols.data(), L.wpad.data(), b, L.out[0], cublas_ws_.data(),
-                          cublas_ws_.bytes(), stream_);
-    } else {
-      L.fc->forward(cublas_, L.cols.data(), L.wpad.data(), nullptr, false, L.out[0]);
-      if (bias || L.fused_relu)
-        kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
-    }
-  } else if (L.fc && bias && L.fc->fused_forward_ready()) {  // channels-last 1x1, epilogue bias+ReLU
-    L.fc->forward_fused(cublas_lt_, L.in[0], L.w[0], b, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(),
-                        stream_);
-  } else if (L.fc) {  // channels-last 1x1: GEMM straight into the (slice) output, then bias+ReLU there
-    L.fc->forward(cublas_, L.in[0], L.w[0], nullptr, false, L.out[0]);
-    if (bias || L.fused_relu)
-      kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
   } else if (L.staged) {  // dense conv output, then bias (+ReLU) into the concat slice
     L.conv->forward(cudnn_, L.in[0], L.w[0], staging_.data(), ws, wsb);
     kernels::bias_relu_copy_nhwc<T>(L.conv->y_shape(), staging_.as<T>(), b, L.fused_relu, L.out_shape[0],

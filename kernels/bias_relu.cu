@@ -112,6 +112,20 @@ __device__ float block_sum(float sum) {
   return sum;
 }
 
+// One element of ReLU backward: g = relu ? dy * (y > 0) : dy, written to dz (unless dz is dy
+// and nothing changes); returns g for the bias-gradient sum.
+template <typename T>
+__device__ inline float relu_grad_at(const T* __restrict__ y, const T* dy, bool relu, T* dz, long long o) {
+  float g = to_f32(dy[o]);
+  if (relu) {
+    g = to_f32(y[o]) > 0.f ? g : 0.f;
+    dz[o] = from_f32<T>(g);
+  } else if (dz != dy) {
+    dz[o] = dy[o];
+  }
+  return g;
+}
+
 template <typename T>
 __global__ void relu_bias_bwd_kernel(int n_dim, int c_dim, int hw, long long nstride, const T* __restrict__ y,
                                      const T* dy, bool relu, T* dz, T* db) {
@@ -121,14 +135,7 @@ __global__ void relu_bias_bwd_kernel(int n_dim, int c_dim, int hw, long long nst
   for (int j = threadIdx.x; j < total; j += blockDim.x) {
     const int n = j / hw, i = j - n * hw;
     const long long o = n * nstride + static_cast<long long>(c) * hw + i;
-    float g = to_f32(dy[o]);
-    if (relu) {
-      g = to_f32(y[o]) > 0.f ? g : 0.f;
-      dz[o] = from_f32<T>(g);
-    } else if (dz != dy) {
-      dz[o] = dy[o];
-    }
-    sum += g;
+    sum += relu_grad_at(y, dy, relu, dz, o);
   }
   sum = block_sum(sum);
   if (threadIdx.x == 0 && db) db[c] = from_f32<T>(to_f32(db[c]) + sum);
@@ -149,14 +156,7 @@ __global__ void relu_bias_bwd_partial_kernel(int n_dim, int hw, long long nstrid
       const long long base = n * nstride + cbase;
       for (int i = threadIdx.x; i < hw; i += blockDim.x) {
         const long long o = base + i;
-        float g = to_f32(dy[o]);
-        if (relu) {
-          g = to_f32(y[o]) > 0.f ? g : 0.f;
-          dz[o] = from_f32<T>(g);
-        } else if (dz != dy) {
-          dz[o] = dy[o];
-        }
-        sum += g;
+        sum += relu_grad_at(y, dy, relu, dz, o);
       }
     }
   } else {
@@ -164,14 +164,7 @@ __global__ void relu_bias_bwd_partial_kernel(int n_dim, int hw, long long nstrid
     for (int j = threadIdx.x; j < total; j += blockDim.x) {
       const int q = j / hw, i = j - q * hw;
       const long long o = (n0 + q) * nstride + cbase + i;
-      float g = to_f32(dy[o]);
-      if (relu) {
-        g = to_f32(y[o]) > 0.f ? g : 0.f;
-        dz[o] = from_f32<T>(g);
-      } else if (dz != dy) {
-        dz[o] = dy[o];
-      }
-      sum += g;
+      sum += relu_grad_at(y, dy, relu, dz, o);
     }
   }
   sum = block_sum(sum);

@@ -15,8 +15,10 @@
 
 #include "engine/owners.h"
 #include "kernels/dtype_gpu.h"
+#include "kernels/input_transform_gpu.h"
 #include "kernels/layout.h"
 #include "kernels/shapes.h"
+#include "kernels/transform_ref.h"
 #include "testing/test_util.h"
 
 namespace incept::gputest {
@@ -181,6 +183,53 @@ inline std::size_t changed_outside_nhwc(const Slice& s, const std::vector<float>
   for (std::size_t i = 0; i < after.size(); ++i)
     if (!inside[i] && !(before[i] == after[i] || (before[i] != before[i] && after[i] != after[i]))) ++bad;
   return bad;
+}
+
+// Inputs of an input-transform check (8 random 256x256 HWC BGR images, random crops and
+// mirrors, a random mean image or Caffe's mean values, scale 0.5) on the host and the device,
+// and the CPU reference output, NCHW [8, 3, 224, 224].
+struct TransformCase {
+  static constexpr int kN = 8, kSrc = 256, kCrop = 224;
+  kernels::InputTransform t;
+  DeviceBuffer src, params, mean;
+  std::vector<float> ref;  // NCHW
+};
+inline TransformCase make_transform_case(bool mean_image) {
+  const int n = TransformCase::kN, sh = TransformCase::kSrc, sw = TransformCase::kSrc,
+            crop = TransformCase::kCrop;
+  std::mt19937 rng(static_cast<unsigned>(fresh_seed("input bytes")));
+  std::vector<std::uint8_t> src(std::size_t(n) * sh * sw * 3);
+  for (auto& b : src) b = static_cast<std::uint8_t>(rng() & 0xFF);
+  std::vector<kernels::CropParams> params(n);
+  for (auto& p : params) p = {int(rng() % (sh - crop + 1)), int(rng() % (sw - crop + 1)), int(rng() & 1)};
+  const auto mean = testing::random_floats(std::size_t(3) * sh * sw, fresh_seed("mean"), 90.f, 130.f);
+  TransformCase c;
+  c.t.src_h = sh;
+  c.t.src_w = sw;
+  c.t.crop = crop;
+  c.t.scale = 0.5f;
+  c.t.mean_values[0] = 104.f, c.t.mean_values[1] = 117.f, c.t.mean_values[2] = 123.f;
+  c.src = DeviceBuffer(src.size());
+  c.params = DeviceBuffer(n * sizeof(kernels::CropParams));
+  c.mean = DeviceBuffer(mean.size() * 4);
+  c.src.upload(src.data(), src.size());
+  c.params.upload(params.data(), c.params.bytes());
+  c.mean.upload(mean.data(), c.mean.bytes());
+  if (mean_image) c.t.mean_image = c.mean.as<float>();
+  c.ref.resize(std::size_t(n) * 3 * crop * crop);
+  for (int i = 0; i < n; ++i) {
+    ref::TransformParams rp;
+    rp.crop_h = rp.crop_w = crop;
+    rp.y0 = params[i].y0;
+    rp.x0 = params[i].x0;
+    rp.mirror = params[i].mirror != 0;
+    rp.scale = c.t.scale;
+    rp.mean_image = mean_image ? mean.data() : nullptr;
+    rp.mean_values = c.t.mean_values;
+    ref::transform_image(src.data() + std::size_t(i) * sh * sw * 3, ref::PixelLayout::kHwc, 3, sh, sw, rp,
+                         c.ref.data() + std::size_t(i) * 3 * crop * crop);
+  }
+  return c;
 }
 
 template <typename T>

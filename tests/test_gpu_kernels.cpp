@@ -390,46 +390,17 @@ TEST(GpuKernels, SgdUpdateAllParameters) {
 
 template <typename T>
 void check_input_transform(bool mean_image) {
-  const int n = 8, sh = 256, sw = 256, crop = 224;
-  std::mt19937 rng(static_cast<unsigned>(fresh_seed("input bytes")));
-  std::vector<std::uint8_t> src(std::size_t(n) * sh * sw * 3);
-  for (auto& b : src) b = static_cast<std::uint8_t>(rng() & 0xFF);
-  std::vector<kernels::CropParams> params(n);
-  for (auto& p : params) p = {int(rng() % (sh - crop + 1)), int(rng() % (sw - crop + 1)), int(rng() & 1)};
-  const auto mean = random_floats(std::size_t(3) * sh * sw, fresh_seed("mean"), 90.f, 130.f);
-  kernels::InputTransform t;
-  t.src_h = sh;
-  t.src_w = sw;
-  t.crop = crop;
-  t.scale = 0.5f;
-  t.mean_values[0] = 104.f, t.mean_values[1] = 117.f, t.mean_values[2] = 123.f;
-  DeviceBuffer d_src(src.size()), d_p(n * sizeof(kernels::CropParams)), d_mean(mean.size() * 4);
-  d_src.upload(src.data(), src.size());
-  d_p.upload(params.data(), d_p.bytes());
-  d_mean.upload(mean.data(), d_mean.bytes());
-  if (mean_image) t.mean_image = d_mean.as<float>();
-  const Slice ys = dense(Nchw{n, 3, crop, crop});
+  TransformCase c = make_transform_case(mean_image);
+  const int crop = TransformCase::kCrop;
+  const Slice ys = dense(Nchw{TransformCase::kN, 3, crop, crop});
   DeviceBuffer d_y = poisoned<T>(ys.total);
-  kernels::input_transform_fwd(t, d_src.as<std::uint8_t>(), d_p.as<kernels::CropParams>(), ys.view,
+  kernels::input_transform_fwd(c.t, c.src.as<std::uint8_t>(), c.params.as<kernels::CropParams>(), ys.view,
                                d_y.as<T>(), nullptr);
   const auto y = download<T>(d_y, ys.total);
-  std::vector<float> yref(ys.total);
-  for (int i = 0; i < n; ++i) {
-    ref::TransformParams rp;
-    rp.crop_h = rp.crop_w = crop;
-    rp.y0 = params[i].y0;
-    rp.x0 = params[i].x0;
-    rp.mirror = params[i].mirror != 0;
-    rp.scale = t.scale;
-    rp.mean_image = mean_image ? mean.data() : nullptr;
-    rp.mean_values = t.mean_values;
-    ref::transform_image(src.data() + std::size_t(i) * sh * sw * 3, ref::PixelLayout::kHwc, 3, sh, sw, rp,
-                         yref.data() + std::size_t(i) * 3 * crop * crop);
-  }
   char what[120];
   std::snprintf(what, sizeof what, "input_transform %s crop 224 mirror, mean %s", name_of<T>(),
                 mean_image ? "image" : "values");
-  report(what, rel_error(y, yref), tol<T>(1e-7));
+  report(what, rel_error(y, c.ref), tol<T>(1e-7));
 }
 
 TEST(GpuKernels, InputTransform) {
