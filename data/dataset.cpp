@@ -5,7 +5,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "data/caffe.pb.h"
 #include "data/lmdb_reader.h"
 #include "engine/check.h"
 
@@ -36,7 +38,45 @@ DatasetInfo open_dataset(const std::string& dir) {
   }
   if (fs::exists(fs::path(dir) / "mean.binaryproto"))
     info.mean = read_mean_blobproto((fs::path(dir) / "mean.binaryproto").string());
+  std::ifstream jf(fs::path(dir) / "dataset.json");
+  if (jf) {
+    try {
+      const nlohmann::json j = nlohmann::json::parse(jf);
+      if (j.contains("options") && j["options"].contains("resize_mode") &&
+          j["options"]["resize_mode"].is_string())
+        info.resize_mode = j["options"]["resize_mode"];
+    } catch (const std::exception&) {  // dataset.json is informative only
+    }
+  }
   return info;
+}
+
+LabelScan scan_labels(const std::string& db, std::int64_t max_values) {
+  LmdbReader r(db);
+  LabelScan s;
+  std::string_view key, value;
+  while (r.next(&key, &value)) {
+    std::int64_t index = 0;
+    int label = 0;
+    if (!parse_datum_key(std::string(key), &index, &label)) {
+      s.from_keys = false;
+      if (s.records >= max_values) break;
+      caffe::Datum d;
+      if (!d.ParseFromArray(value.data(), int(value.size()))) continue;  // the loader counts corrupt ones
+      label = d.label();
+    }
+    if (s.records == 0 || label < s.min_label) s.min_label = label;
+    if (s.records == 0 || label > s.max_label) s.max_label = label;
+    ++s.records;
+  }
+  return s;
+}
+
+RecordShape first_record_shape(const std::string& db) {
+  LmdbReader r(db);
+  DatumImage first;
+  if (!r.next(&first)) throw Error(fmt::format("{} holds no records", db));
+  return {first.bgr.height, first.bgr.width, first.bgr.channels, first.encoded};
 }
 
 }  // namespace incept::data

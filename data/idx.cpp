@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -59,11 +60,15 @@ const std::vector<std::string>& fashion_mnist_class_names() {
 }
 
 std::string fashion_mnist_dir() {
-  return "/usr/share/datasets/fashion-mnist";
+  const char* env = std::getenv("INCEPT_FASHION_MNIST_DIR");
+  return env && *env ? env : "/usr/share/datasets/fashion-mnist";
 }
 
 std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_class, const std::string& split,
                                         const std::string& data_dir) {
+  if (split == "all")  // all 70,000: train's 60,000 then t10k's 10,000 (file names prefixed "t10k_")
+    return write_fashion_mnist_folder(out_dir, per_class, "train", data_dir) +
+           write_fashion_mnist_folder(out_dir, per_class, "t10k", data_dir);
   const IdxArray images = read_idx(fmt::format("{}/{}-images-idx3-ubyte.gz", data_dir, split));
   const IdxArray labels = read_idx(fmt::format("{}/{}-labels-idx1-ubyte.gz", data_dir, split));
   if (images.dims.size() != 3 || labels.dims.size() != 1 || labels.dims[0] != images.dims[0])
@@ -75,7 +80,8 @@ std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_clas
   for (std::int64_t i = 0; i < images.dims[0]; ++i) {
     const int label = labels.values[std::size_t(i)];
     if (label >= int(names.size()) || written[label] >= per_class) continue;
-    const fs::path p = fs::path(out_dir) / names[label] / fmt::format("{}.png", i);
+    const fs::path p =
+        fs::path(out_dir) / names[label] / fmt::format("{}{}.png", split == "t10k" ? "t10k_" : "", i);
     std::ofstream(p, std::ios::binary) << encode_png(idx_image(images, i));
     ++written[label];
     ++total;

@@ -24,11 +24,12 @@ Image idx_image(const IdxArray& a, std::int64_t i);
 
 // Fashion-MNIST class folder names (label order), '_' for spaces: T-shirt_top ... Ankle_boot.
 const std::vector<std::string>& fashion_mnist_class_names();
-// The default data folder (/usr/share/datasets/fashion-mnist).
+// The data folder: $INCEPT_FASHION_MNIST_DIR, else Debian's /usr/share/datasets/fashion-mnist.
 std::string fashion_mnist_dir();
 
 // Writes OUT/<class_name>/<index>.png for the first `per_class` images of each class of the
-// Fashion-MNIST `split` ("train" or "t10k"). Returns the number of files written.
+// Fashion-MNIST `split`: "train", "t10k", or "all" (both, per_class each; t10k files are named
+// t10k_<index>.png). Returns the number of files written.
 std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_class,
                                         const std::string& split = "train",
                                         const std::string& data_dir = fashion_mnist_dir());

@@ -11,14 +11,21 @@
 namespace incept {
 
 template <typename T>
-CpuNet<T>::CpuNet(NetPlan plan)
+CpuNet<T>::CpuNet(NetPlan plan, std::shared_ptr<CpuParams<T>> shared)
     : plan_(std::move(plan)),
       acts_(plan_.activation_elems),
-      params_(plan_.param_elems),
-      grads_(plan_.param_elems),
-      momentum_(plan_.param_elems),
+      store_(std::move(shared)),
       work_(std::max<std::int64_t>(plan_.workspace_elems, 1)),
       labels_(plan_.options.batch) {
+  if (!store_) {
+    store_ = std::make_shared<CpuParams<T>>();
+    store_->params.resize(plan_.param_elems);
+    store_->grads.resize(plan_.param_elems);
+    store_->momentum.resize(plan_.param_elems);
+  } else if (std::int64_t(store_->params.size()) != plan_.param_elems) {
+    throw Error(fmt::format("net {}: {} parameters, the shared store holds {}", plan_.name, plan_.param_elems,
+                            store_->params.size()));
+  }
   build_args();
 }
 
@@ -61,8 +68,8 @@ void CpuNet<T>::build_args() {
 
 template <typename T>
 void CpuNet<T>::init_params(std::uint64_t seed) {
-  fill_params(plan_, seed, params_.data());
-  std::fill(momentum_.begin(), momentum_.end(), T(0));
+  fill_params(plan_, seed, store_->params.data());
+  std::fill(store_->momentum.begin(), store_->momentum.end(), T(0));
 }
 
 template <typename T>
@@ -91,7 +98,7 @@ void CpuNet<T>::backward() {
 
 template <typename T>
 void CpuNet<T>::zero_grads() {
-  std::fill(grads_.begin(), grads_.end(), T(0));
+  std::fill(store_->grads.begin(), store_->grads.end(), T(0));
 }
 
 template <typename T>

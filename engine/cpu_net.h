@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,10 +21,19 @@
 
 namespace incept {
 
+// Parameters, their gradients and the SGD history, one layout (NetPlan::params). Nets of one
+// replica (training and validation) share one store.
+template <typename T>
+struct CpuParams {
+  std::vector<T> params, grads, momentum;
+};
+
 template <typename T>
 class CpuNet {
  public:
-  explicit CpuNet(NetPlan plan);
+  // `shared`: the parameter store of another net with the same parameter layout (a validation
+  // net sharing the training net's weights); null: the net makes its own.
+  explicit CpuNet(NetPlan plan, std::shared_ptr<CpuParams<T>> shared = nullptr);
   CpuNet(const CpuNet&) = delete;
   CpuNet& operator=(const CpuNet&) = delete;
 
@@ -48,11 +58,12 @@ class CpuNet {
   void zero_grads();
 
   // Parameter arena and its twins (identical layout, ParamPlan offsets), dense T.
-  std::span<T> params() { return params_; }
-  std::span<T> grads() { return grads_; }
-  std::span<T> momentum() { return momentum_; }
-  T* param(int id) { return params_.data() + plan_.params[id].offset; }
-  T* grad(int id) { return grads_.data() + plan_.params[id].offset; }
+  std::span<T> params() { return store_->params; }
+  std::span<T> grads() { return store_->grads; }
+  std::span<T> momentum() { return store_->momentum; }
+  T* param(int id) { return store_->params.data() + plan_.params[id].offset; }
+  T* grad(int id) { return store_->grads.data() + plan_.params[id].offset; }
+  const std::shared_ptr<CpuParams<T>>& param_store() const { return store_; }
 
   // A blob's values / gradient (NCHW view plan().blobs[id].shape); gradient null if none.
   T* blob_data(int id) { return acts_.data() + plan_.blobs[id].offset; }
@@ -69,11 +80,9 @@ class CpuNet {
   void build_args();
 
   NetPlan plan_;
-  std::vector<T> acts_;      // activation arena (values, gradients, saved state), NCHW views
-  std::vector<T> params_;    // parameters, ParamPlan layout
-  std::vector<T> grads_;     // gradients, same layout
-  std::vector<T> momentum_;  // SGD history, same layout
-  std::vector<T> work_;      // shared scratch
+  std::vector<T> acts_;                  // activation arena (values, gradients, saved state), NCHW views
+  std::shared_ptr<CpuParams<T>> store_;  // parameters, gradients, SGD history (ParamPlan layout)
+  std::vector<T> work_;                  // shared scratch
   std::vector<std::int32_t> labels_;
   std::vector<LayerArgs<T>> args_;  // one per layer, built once
   std::uint64_t dropout_seed_ = 0;

@@ -48,10 +48,20 @@ struct NvtxRange {
 
 }  // namespace
 
-GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
+GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options, std::shared_ptr<GpuParams> params)
     : plan_(std::move(plan)), opt_(options), esize_(kernels::dtype_size(options.dtype)) {
   if (opt_.workspace_limit == 0)
     opt_.workspace_limit = std::size_t(opt_.dtype == DType::kBF16 ? 512 : 256) << 20;
+  if (params) {
+    params->check_layout(plan_);
+    if (params->dtype() != opt_.dtype || params->channels_last() != opt_.channels_last)
+      throw Error(fmt::format("net {}: the shared parameter store is {} {}, the net {} {}", plan_.name,
+                              kernels::dtype_name(params->dtype()), params->channels_last() ? "NHWC" : "NCHW",
+                              kernels::dtype_name(opt_.dtype), opt_.channels_last ? "NHWC" : "NCHW"));
+    params_ = std::move(params);
+  } else {
+    params_ = std::make_shared<GpuParams>(plan_, opt_.dtype, opt_.channels_last);
+  }
   stream_ = make_stream();
   cudnn_ = make_cudnn();
   cublas_ = make_cublas();
@@ -61,12 +71,7 @@ GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
   cublas_ws_ = DeviceBuffer(std::size_t(32) << 20);
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.data(), cublas_ws_.bytes()));
 
-  const std::size_t pe = std::size_t(std::max<std::int64_t>(plan_.param_elems, 1));
   acts_ = DeviceBuffer(std::size_t(std::max<std::int64_t>(plan_.activation_elems, 1)) * esize_);
-  master_ = DeviceBuffer(pe * 4);
-  grads_ = DeviceBuffer(pe * esize_);
-  history_ = DeviceBuffer(pe * 4);
-  if (opt_.dtype == DType::kBF16) weights_lp_ = DeviceBuffer(pe * 2);
   labels_ = DeviceBuffer(std::size_t(std::max(plan_.options.batch, 1)) * 4);
   step_dev_ = DeviceBuffer(sizeof(StepDevice));
   step_host_ = PinnedBuffer(kStepSlots * sizeof(StepDevice));
@@ -74,22 +79,8 @@ GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options)
     step_host_.as<StepDevice>()[i] = StepDevice{};
     step_events_.push_back(make_event(false));
   }
-  master_.fill_bytes(0, stream_);
-  grads_.fill_bytes(0, stream_);
-  history_.fill_bytes(0, stream_);
-  if (weights_lp_.bytes()) weights_lp_.fill_bytes(0, stream_);
   labels_.fill_bytes(0, stream_);
   step_dev_.upload(step_host_.data(), sizeof(StepDevice), stream_);
-
-  // SGD segment table: one segment per parameter blob.
-  std::vector<kernels::SgdSegment> segs;
-  for (const ParamPlan& p : plan_.params) segs.push_back({p.offset, p.count, p.lr_mult, p.decay_mult});
-  if (int(segs.size()) > kernels::kSgdMaxSegments)
-    throw Error(fmt::format("net {}: {} parameter blobs, the SGD kernel takes at most {}", plan_.name,
-                            segs.size(), kernels::kSgdMaxSegments));
-  n_segments_ = int(segs.size());
-  segments_ = DeviceBuffer(std::max<std::size_t>(segs.size(), 1) * sizeof(kernels::SgdSegment));
-  if (!segs.empty()) segments_.upload(segs.data(), segs.size() * sizeof(kernels::SgdSegment), stream_);
 
   build_layers();
   CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -146,7 +137,7 @@ void GpuNet::build_layers() {
     const BlobPlan& b = plan_.blobs[blob];
     return b.diff_offset < 0 ? nullptr : acts + act_offset(blob, b.diff_offset) * esize_;
   };
-  void* compute_weights = opt_.dtype == DType::kBF16 ? weights_lp_.data() : master_.data();
+  void* compute_weights = params_->weights();
 
   // Saved-state sizes (bytes) first, then one allocation.
   std::vector<std::size_t> saved_at(plan_.layers.size(), SIZE_MAX);
@@ -184,6 +175,9 @@ void GpuNet::build_layers() {
   scratch_ = DeviceBuffer(std::max<std::size_t>(scratch_elems, 1) * 4);
   outputs_ = DeviceBuffer(std::size_t(std::max(n_outputs, 1)) * 4);
   outputs_.fill_bytes(0, stream_);
+  output_sums_ = DeviceBuffer(std::size_t(std::max(n_outputs, 1)) * 8);
+  output_sums_.fill_bytes(0, stream_);
+  n_outputs_ = n_outputs;
 
   int output_at = 0;
   for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
@@ -204,7 +198,7 @@ void GpuNet::build_layers() {
     for (int p : lp.param_ids) {
       const std::int64_t off = plan_.params[p].offset;
       L->w.push_back(static_cast<char*>(compute_weights) + off * esize_);
-      L->w_diff.push_back(grads_.as<char>() + off * esize_);
+      L->w_diff.push_back(static_cast<char*>(params_->grads()) + off * esize_);
     }
     if (saved_at[l] != SIZE_MAX) L->saved = saved_.as<char>() + saved_at[l];
     if (lp.kind() == LayerKind::kSoftmaxWithLoss || lp.kind() == LayerKind::kAccuracy) {
@@ -265,90 +259,29 @@ void GpuNet::build_layers() {
           std::get<ConvParams>(L->plan->params).geom.bias)
         L->fc->prepare_fused_forward(cublas_lt_, L->w[1], L->fused_relu, cublas_ws_.bytes());
 
-  // Device parameter layout: channels-last filters are KRSC, and an inner product reading an
-  // NHWC input with H * W > 1 sees its weights [M, C, H, W] as [M, H, W, C].
-  permutes_.clear();
-  if (nhwc)
-    for (const LayerPlan& lp : plan_.layers) {
-      if (lp.param_ids.empty()) continue;
-      const ParamPlan& w = plan_.params[lp.param_ids[0]];
-      if (lp.kind() == LayerKind::kConvolution && w.shape.size() == 4 && w.shape[2] * w.shape[3] > 1)
-        permutes_.push_back({w.offset, w.shape[0], w.shape[1], w.shape[2] * w.shape[3]});
-      const Nchw& x = plan_.blobs[lp.bottoms[0]].shape;
-      if (lp.kind() == LayerKind::kInnerProduct && x.h * x.w > 1)
-        permutes_.push_back({w.offset, int(w.count / x.image()), x.c, x.h * x.w});
-    }
-  grads_.fill_bytes(0, stream_);
   acts_.fill_bytes(0, stream_);
 }
 
 // ---- parameters -------------------------------------------------------------------------
 
-void GpuNet::permute_params(std::span<float> v, bool to_device) const {
-  std::vector<float> tmp;
-  for (const ParamPermute& p : permutes_) {
-    float* at = v.data() + p.offset;
-    tmp.assign(at, at + std::size_t(p.a) * p.b * p.r);
-    if (to_device)
-      permute_abr_to_arb(tmp.data(), p.a, p.b, p.r, at);
-    else
-      permute_arb_to_abr(tmp.data(), p.a, p.b, p.r, at);
-  }
-}
-
-void GpuNet::set_params(std::span<const float> host_in) {
-  if (std::int64_t(host_in.size()) != plan_.param_elems)
-    throw Error(fmt::format("set_params: {} values for {} parameters", host_in.size(), plan_.param_elems));
-  std::vector<float> dev(host_in.begin(), host_in.end());
-  permute_params(dev, true);
-  const std::span<const float> host(dev);
-  master_.upload(host.data(), host.size() * 4, stream_);
-  if (opt_.dtype == DType::kBF16) {
-    std::vector<std::uint16_t> lp(host.size());
-    for (std::size_t i = 0; i < host.size(); ++i) lp[i] = kernels::f32_to_bf16_bits(host[i]);
-    weights_lp_.upload(lp.data(), lp.size() * 2, stream_);  // synchronous: lp goes out of scope
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+void GpuNet::set_params(std::span<const float> host) {
+  params_->set_params(host, stream_);
 }
 
 void GpuNet::get_params(std::span<float> host) const {
-  std::vector<float> all(plan_.param_elems);
-  master_.download(all.data(), all.size() * 4, stream_);
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  permute_params(all, false);
-  std::copy_n(all.begin(), std::min(all.size(), host.size()), host.begin());
+  params_->get_params(host, stream_);
 }
-
-namespace {
-// Downloads `n` elements of dtype t at device pointer p, as fp32.
-std::vector<float> download_as_f32(const void* p, std::size_t n, DType t, cudaStream_t s) {
-  std::vector<float> out(n);
-  if (t == DType::kF32) {
-    CUDA_CHECK(cudaMemcpyAsync(out.data(), p, n * 4, cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
-  } else {
-    std::vector<std::uint16_t> raw(n);
-    CUDA_CHECK(cudaMemcpyAsync(raw.data(), p, n * 2, cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
-    for (std::size_t i = 0; i < n; ++i) out[i] = kernels::bf16_bits_to_f32(raw[i]);
-  }
-  return out;
-}
-}  // namespace
 
 void GpuNet::get_grads(std::span<float> host) const {
-  auto g = download_as_f32(grads_.data(), std::size_t(plan_.param_elems), opt_.dtype, stream_);
-  permute_params(g, false);
-  std::copy_n(g.begin(), std::min(g.size(), host.size()), host.begin());
+  params_->get_grads(host, stream_);
 }
 
 void GpuNet::get_momentum(std::span<float> host) const {
-  std::vector<float> all(plan_.param_elems);
-  history_.download(all.data(), all.size() * 4, stream_);
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  permute_params(all, false);
-  std::copy_n(all.begin(), std::min(all.size(), host.size()), host.begin());
+  params_->get_momentum(host, stream_);
+}
+
+void GpuNet::set_momentum(std::span<const float> host) {
+  params_->set_momentum(host, stream_);
 }
 
 void GpuNet::init_params(std::uint64_t seed) {
@@ -359,8 +292,7 @@ void GpuNet::init_params(std::uint64_t seed) {
 }
 
 void GpuNet::zero_momentum() {
-  history_.fill_bytes(0, stream_);
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  params_->zero_momentum(stream_);
 }
 
 // ---- the step -----------------------------------------------------------------------------
@@ -382,7 +314,7 @@ void GpuNet::set_step_values(const StepValues& v) {
 }
 
 void GpuNet::zero_grads() {
-  grads_.fill_bytes(0, stream_);
+  params_->zero_grads(stream_);
 }
 
 void GpuNet::forward() {
@@ -395,13 +327,9 @@ void GpuNet::backward() {
 }
 
 void GpuNet::update() {
-  const auto* sgd =
-      reinterpret_cast<const kernels::SgdStepParams*>(step_dev_.as<char>() + offsetof(StepDevice, sgd));
-  bf16* lp = opt_.dtype == DType::kBF16 ? weights_lp_.as<bf16>() : nullptr;
-  with_dtype(opt_.dtype, [&]<typename T>() {
-    kernels::sgd_update<T>(n_segments_, segments_.as<kernels::SgdSegment>(), plan_.param_elems, sgd,
-                           grads_.as<T>(), master_.as<float>(), history_.as<float>(), lp, stream_);
-  });
+  params_->update(
+      reinterpret_cast<const kernels::SgdStepParams*>(step_dev_.as<char>() + offsetof(StepDevice, sgd)),
+      stream_);
 }
 
 void GpuNet::enqueue_step(bool do_update) {
@@ -409,6 +337,23 @@ void GpuNet::enqueue_step(bool do_update) {
   forward();
   backward();
   if (do_update) update();
+  accumulate_outputs(1.0);
+}
+
+void GpuNet::accumulate_outputs(double weight) {
+  kernels::accumulate(n_outputs_, outputs_.as<float>(), weight, output_sums_.as<double>(), stream_);
+}
+
+std::vector<std::pair<std::string, double>> GpuNet::take_output_sums() {
+  std::vector<double> host(std::size_t(std::max(n_outputs_, 1)));
+  output_sums_.download(host.data(), host.size() * 8, stream_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  output_sums_.fill_bytes(0, stream_);
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& L : layers_)
+    if (L->output)
+      out.emplace_back(plan_.blobs[L->plan->tops[0]].name, host[L->output - outputs_.as<float>()]);
+  return out;
 }
 
 void GpuNet::train_step(const StepValues& v, bool graph, bool do_update) {
@@ -605,6 +550,21 @@ std::vector<std::pair<std::string, float>> GpuNet::scalar_outputs() const {
 }
 
 namespace {
+// Downloads `n` elements of dtype t at device pointer p, as fp32.
+std::vector<float> download_as_f32(const void* p, std::size_t n, DType t, cudaStream_t s) {
+  std::vector<float> out(n);
+  if (t == DType::kF32) {
+    CUDA_CHECK(cudaMemcpyAsync(out.data(), p, n * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+  } else {
+    std::vector<std::uint16_t> raw(n);
+    CUDA_CHECK(cudaMemcpyAsync(raw.data(), p, n * 2, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    for (std::size_t i = 0; i < n; ++i) out[i] = kernels::bf16_bits_to_f32(raw[i]);
+  }
+  return out;
+}
+
 // Gathers a strided NCHW or NHWC view into a dense NCHW fp32 vector.
 std::vector<float> gather_view(const char* base, const Nchw& s, bool nhwc, DType t, cudaStream_t st) {
   if (s.count() == 0) return {};
@@ -677,10 +637,9 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
 }
 
 std::size_t GpuNet::device_bytes() const {
-  return acts_.bytes() + master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() +
-         saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() + scratch_.bytes() + outputs_.bytes() +
-         bias_partial_.bytes() + staging_.bytes() + im2col_bytes() + gemm_partial_.bytes() +
-         fc_partial_.bytes();
+  return acts_.bytes() + params_->device_bytes() + saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() +
+         scratch_.bytes() + outputs_.bytes() + bias_partial_.bytes() + staging_.bytes() + im2col_bytes() +
+         gemm_partial_.bytes() + fc_partial_.bytes();
 }
 
 std::size_t GpuNet::im2col_bytes() const {
@@ -691,15 +650,16 @@ std::size_t GpuNet::im2col_bytes() const {
 
 std::string GpuNet::memory_report() const {
   auto mib = [](std::size_t b) { return double(b) / (1 << 20); };
+  const std::size_t pe = std::size_t(plan_.param_elems);
   return fmt::format(
       "activations {:.1f} MiB ({}), params {:.1f} MiB fp32 master{}, grads {:.1f} MiB, momentum {:.1f} MiB, "
       "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}{}{}; total {:.1f} "
       "MiB",
       mib(acts_.bytes()),
       fmt::format("{} {}", kernels::dtype_name(opt_.dtype), opt_.channels_last ? "NHWC" : "NCHW"),
-      mib(master_.bytes()),
-      weights_lp_.bytes() ? fmt::format(" + {:.1f} MiB bf16 copy", mib(weights_lp_.bytes())) : std::string(),
-      mib(grads_.bytes()), mib(history_.bytes()), mib(saved_.bytes()), mib(workspace_.bytes()),
+      mib(pe * 4),
+      opt_.dtype == DType::kBF16 ? fmt::format(" + {:.1f} MiB bf16 copy", mib(pe * 2)) : std::string(),
+      mib(params_->grad_bytes()), mib(pe * 4), mib(saved_.bytes()), mib(workspace_.bytes()),
       mib(cublas_ws_.bytes()),
       staging_.bytes() ? fmt::format(", branch staging {:.1f} MiB", mib(staging_.bytes())) : std::string(),
       im2col_bytes() ? fmt::format(", im2col {:.1f} MiB", mib(im2col_bytes())) : std::string(),

@@ -34,6 +34,7 @@
 
 #include "engine/cudnn_conv.h"
 #include "engine/gpu_fc.h"
+#include "engine/gpu_params.h"
 #include "engine/net_plan.h"
 #include "engine/owners.h"
 #include "kernels/dtype_gpu.h"
@@ -102,7 +103,10 @@ struct LayerTime {
 class GpuNet {
  public:
   // Allocates everything and chooses the cuDNN algorithms (this synchronizes; a step never does).
-  GpuNet(NetPlan plan, const GpuNetOptions& options);
+  // `params`: the replica's parameter store to share (e.g. the training net's, for a
+  // validation net); null: the net makes its own. A shared store must match the plan's
+  // parameter layout and the options' dtype and layout.
+  GpuNet(NetPlan plan, const GpuNetOptions& options, std::shared_ptr<GpuParams> params = nullptr);
   ~GpuNet();
   GpuNet(const GpuNet&) = delete;
   GpuNet& operator=(const GpuNet&) = delete;
@@ -119,11 +123,14 @@ class GpuNet {
   // Labels: device int32[batch].
   std::int32_t* labels() const { return labels_.as<std::int32_t>(); }
 
+  // The parameter store (shared with other nets of this replica).
+  const std::shared_ptr<GpuParams>& params() const { return params_; }
   // Parameters as fp32 in the plan's layout (param_elems values, padding included).
   void set_params(std::span<const float> host);
   void get_params(std::span<float> host) const;
   void get_grads(std::span<float> host) const;  // converted to fp32
   void get_momentum(std::span<float> host) const;
+  void set_momentum(std::span<const float> host);
   void init_params(std::uint64_t seed);  // Caffe fillers (engine/fillers.h), then upload
   void zero_momentum();
 
@@ -138,6 +145,12 @@ class GpuNet {
   void train_step(const StepValues& v, bool graph, bool update = true);
   // Forward only (validation): training = false nets skip Dropout.
   void forward_step(const StepValues& v);
+
+  // Sums of the scalar outputs over steps: every train_step adds its outputs (inside the
+  // graph); accumulate_outputs(w) adds w x the current outputs (validation: w = the batch's
+  // valid examples). take_output_sums() synchronizes, returns (top name, sum) and zeroes them.
+  void accumulate_outputs(double weight);
+  std::vector<std::pair<std::string, double>> take_output_sums();
 
   // Reads a scalar output (loss, accuracy) by top name: synchronizes the stream.
   float output(const std::string& top) const;
@@ -173,9 +186,6 @@ class GpuNet {
   void enqueue_step(bool update);
   std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
   std::size_t im2col_bytes() const;
-  // Host parameter values from the plan's layout (KCRS) to the device's (KRSC filters when
-  // channels_last), or back (to_device false), in place.
-  void permute_params(std::span<float> v, bool to_device) const;
 
   NetPlan plan_;
   GpuNetOptions opt_;
@@ -185,12 +195,9 @@ class GpuNet {
   CublasHandle cublas_;
   CublasLtHandle cublas_lt_;  // GEMM convolutions with bias (+ReLU) in the epilogue
   DeviceBuffer acts_;         // activation arena (values + gradients), dtype
-  DeviceBuffer master_;       // fp32 parameters
-  DeviceBuffer weights_lp_;   // bf16 copy of the parameters (bf16 mode only)
-  DeviceBuffer grads_;        // parameter gradients, dtype
-  DeviceBuffer history_;      // fp32 momentum
-  DeviceBuffer saved_;        // per-layer state kept from forward to backward (LRN scale, pool argmax)
-  DeviceBuffer workspace_;    // shared cuDNN workspace
+  std::shared_ptr<GpuParams> params_;
+  DeviceBuffer saved_;      // per-layer state kept from forward to backward (LRN scale, pool argmax)
+  DeviceBuffer workspace_;  // shared cuDNN workspace
   DeviceBuffer cublas_ws_;
   DeviceBuffer scratch_;       // per-row scratch of loss/accuracy layers (fp32)
   DeviceBuffer bias_partial_;  // fp32 partial sums of the split bias-gradient reduction
@@ -198,21 +205,16 @@ class GpuNet {
   DeviceBuffer gemm_partial_;  // NCHW fp32 1x1 convolutions: per-image weight-gradient products
   DeviceBuffer fc_partial_;    // fp32 per-slice weight-gradient products of the GEMM convolutions
   DeviceBuffer cols_, dcols_;  // channels-last spatial convolutions as GEMMs: im2col rows, their gradient
-  struct ParamPermute {
-    std::int64_t offset;
-    int a, b, r;  // host [a][b][r] <-> device [a][r][b]
-  };
-  std::vector<ParamPermute> permutes_;
-  DeviceBuffer outputs_;  // fp32 scalar outputs (losses, accuracies), one per output layer
+  DeviceBuffer outputs_;       // fp32 scalar outputs (losses, accuracies), one per output layer
+  DeviceBuffer output_sums_;   // fp64 sums of outputs_ over steps (take_output_sums)
+  int n_outputs_ = 0;
   DeviceBuffer labels_;
-  DeviceBuffer segments_;  // SGD segment table
   DeviceBuffer step_dev_;  // StepDevice (iteration + SgdStepParams)
   static constexpr int kStepSlots = 4;
   PinnedBuffer step_host_;  // kStepSlots StepDevice slots
   std::vector<Event> step_events_;
   bool step_slot_used_[kStepSlots] = {};
   std::uint64_t step_counter_ = 0;
-  int n_segments_ = 0;
   std::vector<std::unique_ptr<Layer>> layers_;
   Graph graph_;
   GraphExec graph_exec_;

@@ -1,5 +1,5 @@
-// GPU launcher of Caffe's DataTransformer for a training batch: uint8 HWC BGR images (as the
-// loader decodes them into its pinned slot) to a crop of crop x crop pixels at a per-image
+// GPU launcher of Caffe's DataTransformer for a training batch: uint8 HWC BGR (or gray) images
+// (as the loader decodes them into its pinned slot) to a crop of crop x crop pixels at a per-image
 // offset, optionally mirrored, minus the mean (the mean image at the source pixel, as Caffe
 // indexes it, or per-channel mean values), times scale, written NCHW as fp32 or bf16.
 //   out[n, c, h, w] = (src[n, y0 + h, x0 + w', c] - mean[c, y0 + h, x0 + w']) * scale
@@ -24,15 +24,17 @@ struct CropParams {
 };
 
 struct InputTransform {
-  int src_h = 256, src_w = 256;  // every source image is src_h x src_w x 3 (dense HWC)
+  int src_h = 256, src_w = 256;  // every source image is src_h x src_w x channels (dense HWC)
+  int channels = 3;              // 3 (B, G, R) or 1 (gray)
   int crop = 224;
   float scale = 1.f;
-  const float* mean_image = nullptr;       // device fp32 CHW [3, src_h, src_w], or null
+  const float* mean_image = nullptr;       // device fp32 CHW [channels, src_h, src_w], or null
   float mean_values[3] = {0.f, 0.f, 0.f};  // used when mean_image is null (B, G, R)
   bool channels_last = false;  // write y NHWC (pixel stride nstride() / (crop * crop)) instead of NCHW
 };
 
-// src: device uint8 [N, src_h, src_w, 3]; params: device [N]; ys: view [N, 3, crop, crop], NCHW
+// src: device uint8 [N, src_h, src_w, channels]; params: device [N]; ys: view [N, channels, crop,
+// crop], NCHW
 // or (t.channels_last) NHWC.
 template <typename T>
 void input_transform_fwd(const InputTransform& t, const std::uint8_t* src, const CropParams* params,

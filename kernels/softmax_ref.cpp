@@ -17,6 +17,14 @@ void check_label(std::int32_t l, int classes) {
                             "than the dataset has classes");
 }
 
+// Examples with a negative label are ignored; Caffe's normalization VALID divides by the
+// others (never by less than one).
+std::int64_t valid_count(const std::int32_t* label, std::int64_t n) {
+  std::int64_t c = 0;
+  for (std::int64_t i = 0; i < n; ++i) c += label[i] >= 0;
+  return std::max<std::int64_t>(c, 1);
+}
+
 }  // namespace
 
 template <typename T>
@@ -63,24 +71,26 @@ T softmax_loss_fwd(const Nchw& xs, const T* x, const std::int32_t* label, T* pro
   for (int n = 0; n < xs.n; ++n)
     for (std::int64_t p = 0; p < plane; ++p) {
       const std::int32_t l = label[n * plane + p];
+      if (l < 0) continue;  // ignored
       check_label(l, xs.c);
       const T pr = prob[n * ps.image() + l * plane + p];
       loss -= std::log(std::max(pr, T(std::numeric_limits<float>::min())));
     }
-  return loss / T(xs.n * plane);
+  return loss / T(valid_count(label, xs.n * plane));
 }
 
 template <typename T>
 void softmax_loss_bwd(const Nchw& xs, const T* prob, const std::int32_t* label, T loss_weight, T* dx,
                       bool accumulate) {
   const std::int64_t plane = std::int64_t(xs.h) * xs.w;
-  const T scale = loss_weight / T(xs.n * plane);
+  const T scale = loss_weight / T(valid_count(label, xs.n * plane));
   for (int n = 0; n < xs.n; ++n)
     for (int c = 0; c < xs.c; ++c)
       for (std::int64_t p = 0; p < plane; ++p) {
         const std::int64_t pi = n * xs.image() + c * plane + p;
-        const T onehot = label[n * plane + p] == c ? T(1) : T(0);
-        const T v = scale * (prob[pi] - onehot);
+        const std::int32_t l = label[n * plane + p];
+        const T onehot = l == c ? T(1) : T(0);
+        const T v = l < 0 ? T(0) : scale * (prob[pi] - onehot);
         T& d = dx[n * xs.nstride() + c * plane + p];
         d = accumulate ? d + v : v;
       }
@@ -94,13 +104,14 @@ T accuracy(const Nchw& xs, const T* x, const std::int32_t* label, int top_k) {
     for (std::int64_t p = 0; p < plane; ++p) {
       const T* xi = x + n * xs.nstride() + p;
       const std::int32_t l = label[n * plane + p];
+      if (l < 0) continue;  // ignored
       check_label(l, xs.c);
       const T truth = xi[l * plane];
       int better = -1;  // the true class itself counts once
       for (int c = 0; c < xs.c && better < top_k; ++c) better += xi[c * plane] >= truth;
       if (better < top_k) ++correct;
     }
-  return T(correct) / T(xs.n * plane);
+  return T(correct) / T(valid_count(label, xs.n * plane));
 }
 
 #define INCEPT_INSTANTIATE(T)                                                                 \

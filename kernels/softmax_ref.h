@@ -2,8 +2,9 @@
 // classifiers H = W = 1). Labels are int32, one per (n, h, w), dense.
 //
 // SoftmaxWithLoss: prob = softmax(x); loss = -sum log(max(prob[label], FLT_MIN)) / count with
-// normalization VALID (count = N*H*W, no ignore_label). The returned loss is unweighted (it
-// is the top blob's value, what Caffe prints); backward multiplies by loss_weight, as Caffe
+// normalization VALID: samples with a negative label are ignored (the padding of a last
+// validation batch, like Caffe's ignore_label) and count = the others (at least 1). The returned loss is
+// unweighted (it is the top blob's value, what Caffe prints); backward multiplies by loss_weight, as Caffe
 // seeds the loss top's diff with loss_weight: dx = loss_weight * (prob - onehot) / count.
 // Accuracy top-k (Caffe's tie rule): a sample counts as correct when fewer than k classes
 // score >= the true class's score, the true class itself excluded; ties count against.
@@ -32,7 +33,7 @@ template <typename T>
 void softmax_loss_bwd(const Nchw& xs, const T* prob, const std::int32_t* label, T loss_weight, T* dx,
                       bool accumulate = false);
 
-// Fraction of the N*H*W samples whose label is within the top k of x.
+// Fraction of the N*H*W samples (negative labels ignored) whose label is within the top k of x.
 template <typename T>
 T accuracy(const Nchw& xs, const T* x, const std::int32_t* label, int top_k);
 

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   CLI::App app{"fashion_mnist_folder: Fashion-MNIST (Debian dataset-fashion-mnist) as an image folder"};
   app.add_option("OUT", out, "folder to write")->required();
   app.add_option("--per-class", per_class, "images per class")->capture_default_str();
-  app.add_option("--split", split, "train or t10k")->capture_default_str();
+  app.add_option("--split", split, "train, t10k or all (both: 70,000 images)")->capture_default_str();
   app.add_option("--data-dir", data_dir, "folder of the *-idx*-ubyte.gz files")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {

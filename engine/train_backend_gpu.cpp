@@ -1,0 +1,122 @@
+// The GPU backend of the trainer (train_backend.h): a training GpuNet (the step as one CUDA
+// graph) and a forward-only validation GpuNet sharing its GpuParams, each fed by a GpuInput
+// (async uint8 copy + transform kernel just before the graph). Training outputs are summed on
+// the device inside the graph; nothing here synchronizes except the calls that return numbers.
+#include <fmt/format.h>
+
+#include "engine/check.h"
+#include "engine/device.h"
+#include "engine/gpu_input.h"
+#include "engine/train_backend.h"
+
+namespace incept {
+namespace {
+
+// A CUDA out-of-memory while the nets are built becomes a message the user can act on.
+[[noreturn]] void rethrow_oom(const CudaError& e, const BackendConfig& c) {
+  const std::string what = e.what();
+  if (what.find("out of memory") != std::string::npos || what.find("ALLOC_FAILED") != std::string::npos)
+    throw Error(
+        fmt::format("batch {} (validation batch {}) does not fit in the memory of GPU {} ({}); "
+                    "use a smaller --batch-size",
+                    c.batch, c.val_batch, c.device, describe_gpu(c.device)));
+  throw e;
+}
+
+class GpuBackend final : public TrainBackend {
+ public:
+  explicit GpuBackend(const BackendConfig& c) : c_(c) {
+    CUDA_CHECK(cudaSetDevice(c.device));
+    GpuNetOptions o = c.gpu;
+    o.dropout_seed = c.dropout_seed;
+    GpuInputConfig in{c.channels, c.src_h, c.src_w, c.scale, c.mean_chw, c.mean_values};
+    try {
+      train_ = std::make_unique<GpuNet>(plan_train_net(c), o);
+      train_in_ = std::make_unique<GpuInput>(*train_, in);
+      if (c.val_batch > 0) {
+        val_ = std::make_unique<GpuNet>(plan_val_net(c), o, train_->params());
+        val_in_ = std::make_unique<GpuInput>(*val_, in);
+      }
+    } catch (const CudaError& e) {
+      rethrow_oom(e, c);
+    }
+    sync_ = make_event(false);
+  }
+
+  ~GpuBackend() override {
+    try {
+      drain();
+    } catch (...) {  // a destructor never throws; the error was reported where it happened
+    }
+  }
+
+  std::string describe() const override {
+    return fmt::format("GPU {}: {}, {} {}{}", c_.device, describe_gpu(c_.device),
+                       kernels::dtype_name(train_->options().dtype),
+                       train_->options().channels_last ? "channels-last" : "NCHW",
+                       train_->options().deterministic ? ", deterministic" : "");
+  }
+  std::string memory_report() const override {
+    std::string s = "training net: " + train_->memory_report();
+    if (val_) s += "\nvalidation net (shares the parameters): " + val_->memory_report();
+    return s;
+  }
+  const NetPlan& train_plan() const override { return train_->plan(); }
+
+  void init_params(std::uint64_t seed) override { train_->init_params(seed); }
+  void get_params(std::span<float> h) override { train_->get_params(h); }
+  void set_params(std::span<const float> h) override { train_->set_params(h); }
+  void get_momentum(std::span<float> h) override { train_->get_momentum(h); }
+  void set_momentum(std::span<const float> h) override { train_->set_momentum(h); }
+
+  void train_step(const data::Batch& b, const StepValues& v, Release release) override {
+    train_in_->enqueue(b, std::move(release));
+    train_->train_step(v, c_.graph);
+  }
+
+  OutputSums take_train_sums() override {
+    train_in_->poll(false);
+    return train_->take_output_sums();
+  }
+
+  void val_begin() override {
+    if (!val_) throw Error("no validation net (validation batch 0)");
+    val_->take_output_sums();  // zeroes the sums (and waits for the last pass)
+    // The validation net reads the weights the training stream last wrote.
+    CUDA_CHECK(cudaEventRecord(sync_, train_->stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(val_->stream(), sync_, 0));
+  }
+
+  void val_batch(const data::Batch& b, Release release) override {
+    val_in_->enqueue(b, std::move(release));
+    val_->forward_step(StepValues{});
+    val_->accumulate_outputs(double(b.n_valid));
+  }
+
+  OutputSums val_sums() override {
+    OutputSums s = val_->take_output_sums();  // synchronizes the validation stream
+    val_in_->poll(true);
+    return s;
+  }
+
+  void drain() override {
+    if (train_) CUDA_CHECK(cudaStreamSynchronize(train_->stream()));
+    if (val_) CUDA_CHECK(cudaStreamSynchronize(val_->stream()));
+    if (train_in_) train_in_->poll(true);
+    if (val_in_) val_in_->poll(true);
+  }
+
+ private:
+  BackendConfig c_;
+  std::unique_ptr<GpuNet> train_, val_;
+  std::unique_ptr<GpuInput> train_in_, val_in_;
+  Event sync_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainBackend> make_gpu_backend(const BackendConfig& config) {
+  return std::make_unique<GpuBackend>(config);
+}
+
+}  // namespace incept
