@@ -321,7 +321,8 @@ def ddp_rank(rank, world, cfg, port, result_path):
     try:
         result = measure(cfg, rank, world)
         if rank == 0:
-            result["nccl"] = ".".join(str(v) for v in torch.cuda.nccl.version())
+            v = torch.cuda.nccl.version()  # a tuple in recent PyTorch, an int in old ones
+            result["nccl"] = ".".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
             with open(result_path, "w") as f:
                 json.dump(result, f)
     finally:
