@@ -5,6 +5,7 @@
 
 #include "engine/check.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/device_facts.h"
 #include "kernels/elementwise.h"
 
 namespace incept {
@@ -68,10 +69,11 @@ void GpuFc::forward_fused(cublasLtHandle_t lt, const void* x, const void* w, voi
 }
 
 GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32) : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {
-  // Enough weight-gradient GEMMs for ~2 waves of 128x128 output tiles on a 132-SM GPU, each
-  // over at least 512 rows, with a chunk count that divides the rows.
+  // Enough weight-gradient GEMMs for ~2 waves of 128x128 output tiles on the current device
+  // (2 x 132 SMs on an H100), each over at least 512 rows, with a chunk count that divides
+  // the rows. The chunking fixes the order of the partial sums: deterministic per device.
   const long long tiles = ((s_.k + 127) / 128) * ((s_.m + 127) / 128);
-  const long long target = std::max(1LL, 264 / tiles);
+  const long long target = std::max(1LL, 2LL * kernels::sm_count() / tiles);
   while (chunks_ * 2 <= target && s_.n % (chunks_ * 2) == 0 && s_.n / (chunks_ * 2) >= 512) chunks_ *= 2;
 }
 

@@ -48,6 +48,8 @@ struct FcShape {
 
 class GpuFc {
  public:
+  // Reads the current device's SM count (the weight-gradient chunking below): construct it
+  // with the device that will run it current.
   GpuFc(const FcShape& s, kernels::DType dtype, bool allow_tf32 = false);
 
   // y = x W^T (+ bias) (then ReLU when relu).

@@ -5,6 +5,7 @@
 
 #include "engine/check.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/device_facts.h"
 #include "kernels/nhwc_view.h"
 
 namespace incept::kernels {
@@ -268,10 +269,18 @@ __global__ void bias_grad_finish_warp_kernel(int c_dim, int chunks, const float*
   if (lane == 0) db[c] = from_f32<T>(to_f32(db[c]) + sum);
 }
 
-// Images per chunk of the split reduction: about kTargetBlocks blocks in all.
-constexpr int kTargetBlocks = 1056;  // 8 per SM on a 132-SM H100
+// Blocks of the split bias reduction: 8 per SM of the current device (1056 on a 132-SM H100).
+// The chunking, and so the order of the partial sums, depends on it: fixed per device, so
+// the result is deterministic on a given GPU, and the scratch sizes below must be taken
+// with the device that runs the launch current.
+constexpr int kBlocksPerSm = 8;
+inline int target_blocks() {
+  return kBlocksPerSm * sm_count();
+}
+
+// Images per chunk of the split reduction: about target_blocks() blocks in all.
 inline int images_per_chunk(const Nchw& s) {
-  const int chunks = std::max(1, std::min(s.n, (kTargetBlocks + s.c - 1) / s.c));
+  const int chunks = std::max(1, std::min(s.n, (target_blocks() + s.c - 1) / s.c));
   return (s.n + chunks - 1) / chunks;
 }
 
@@ -377,7 +386,7 @@ RbTiling rb_tiling(const Nchw& s) {
   t.tiles = (t.groups + t.bx - 1) / t.bx;
   const int pixels = s.n * s.h * s.w;
   const int max_chunks = std::max(1, (pixels + t.by - 1) / t.by);
-  t.chunks = std::max(1, std::min(max_chunks, kTargetBlocks / t.tiles));
+  t.chunks = std::max(1, std::min(max_chunks, target_blocks() / t.tiles));
   t.per = (pixels + t.chunks - 1) / t.chunks;
   t.chunks = (pixels + t.per - 1) / t.per;
   return t;

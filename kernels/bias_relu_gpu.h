@@ -42,7 +42,9 @@ void bias_relu_copy_nhwc(const Nchw& zs, const T* z, const T* bias, bool relu, c
 // where y and dy share view ys; db[c] += sum over n, h, w of dz (db may be null). dz may
 // alias dy when zs == ys (in place). Split deterministic reduction as relu_bias_bwd: blocks
 // of (pixel chunk, channel tile) write fp32 partials, then one thread per channel adds them
-// in chunk order. `partial` holds relu_bias_bwd_nhwc_scratch(ys) floats.
+// in chunk order. `partial` holds relu_bias_bwd_nhwc_scratch(ys) floats. The chunk count
+// scales with the current device's SM count (kernels/device_facts.h): take the scratch size
+// with the device that runs the launch current (the same holds for relu_bias_bwd_scratch).
 std::size_t relu_bias_bwd_nhwc_scratch(const Nchw& s);
 template <typename T>
 void relu_bias_bwd_nhwc(const Nchw& ys, const T* y, const T* dy, bool relu, const Nchw& zs, T* dz, T* db,

@@ -4,12 +4,14 @@
 // search is warp-uniform almost everywhere). The update is memory-bound: ~20 bytes per
 // parameter, 13.4 M parameters for GoogLeNet, ~0.1 ms on an H100.
 #include "engine/check.h"
+#include "kernels/device_facts.h"
 #include "kernels/sgd_gpu.h"
 
 namespace incept::kernels {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kBlocksPerSm = 16;  // grid-stride: enough blocks to fill any SM, no more
 
 template <typename G>
 __global__ void sgd_update_kernel(int n_segments, const SgdSegment* __restrict__ segments,
@@ -52,8 +54,8 @@ void sgd_update(int n_segments, const SgdSegment* segments, std::int64_t n_total
   if (n_segments > kSgdMaxSegments) throw Error("sgd_update: more parameter segments than kSgdMaxSegments");
   const std::size_t smem = sizeof(SgdSegment) * static_cast<std::size_t>(n_segments);
   sgd_update_kernel<G>
-      <<<grid_for(static_cast<std::size_t>(n_total), kThreads, 132 * 16), kThreads, smem, stream>>>(
-          n_segments, segments, n_total, step, grad, master, history, weights_lp);
+      <<<grid_for(static_cast<std::size_t>(n_total), kThreads, unsigned(kBlocksPerSm * sm_count())), kThreads,
+         smem, stream>>>(n_segments, segments, n_total, step, grad, master, history, weights_lp);
   KERNEL_CHECK("sgd_update_kernel");
 }
 

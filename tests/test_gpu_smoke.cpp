@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <thread>
+#include <vector>
 
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/owners.h"
+#include "kernels/device_facts.h"
 #include "kernels/elementwise.h"
 #include "testing/test_util.h"
 
@@ -21,6 +24,29 @@ TEST(GpuSmoke, DeviceIsDescribed) {
   const std::string d = describe_gpu(0);
   std::printf("GPU 0: %s\n", d.c_str());
   EXPECT_FALSE(d.empty());
+}
+
+// Launchers size grids by the SM count read from the device (kernels/device_facts.h), never by
+// a number from the card a kernel was tuned on. Threads racing to fill the cache all get the
+// device's count.
+TEST(GpuSmoke, SmCountComesFromTheDevice) {
+  INCEPT_REQUIRE_GPU();
+  const std::vector<GpuInfo> gpus = list_gpus();
+  int current = -1;
+  CUDA_CHECK(cudaGetDevice(&current));
+  std::vector<int> seen(8, 0);
+  std::vector<std::thread> threads;
+  for (int& s : seen)
+    threads.emplace_back([&s, current] {  // no exception may leave a thread
+      try {
+        if (cudaSetDevice(current) == cudaSuccess) s = kernels::sm_count();
+      } catch (const std::exception&) {
+        s = -1;
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  for (int s : seen) EXPECT_EQ(s, gpus[std::size_t(current)].multiprocessors);
+  for (const GpuInfo& g : gpus) EXPECT_EQ(kernels::sm_count(g.index), g.multiprocessors) << g.name;
 }
 
 TEST(GpuSmoke, HandWrittenKernelMatchesCpu) {

@@ -5,9 +5,15 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 namespace incept::testing {
+
+bool gpu_required() {
+  const char* v = std::getenv("INCEPT_REQUIRE_GPU");
+  return v != nullptr && *v != '\0' && std::string(v) != "0";
+}
 
 std::vector<float> random_floats(std::size_t n, std::uint64_t seed, float lo, float hi) {
   std::mt19937_64 rng(seed);

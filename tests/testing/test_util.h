@@ -1,5 +1,5 @@
-// Shared test helpers: GPU skip with a printed reason, seeded random data, relative
-// error, scratch directories that clean up after themselves.
+// Shared test helpers: GPU skip with a reason (a failure under INCEPT_REQUIRE_GPU=1), seeded
+// random data, relative error, scratch directories that clean up after themselves.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,23 +12,38 @@
 
 #include "engine/device.h"
 
-// Skips the current test, printing why, when this machine has no CUDA GPU.
-#define INCEPT_REQUIRE_GPU()                                                      \
-  do {                                                                            \
-    if (::incept::gpu_count() == 0) {                                             \
-      std::string incept_reason_ = ::incept::no_gpu_reason();                     \
-      std::printf("[  SKIPPED ] GPU test skipped: %s\n", incept_reason_.c_str()); \
-      GTEST_SKIP() << incept_reason_;                                             \
-    }                                                                             \
+// Skips the current test with the reason when this machine has no CUDA GPU; with
+// INCEPT_REQUIRE_GPU=1 in the environment (every run on a GPU host) the test fails instead,
+// with the same reason. A program whose tests all skip exits 77 (tests/testing/gtest_main.cpp).
+#define INCEPT_REQUIRE_GPU()                                               \
+  do {                                                                     \
+    if (::incept::gpu_count() == 0) {                                      \
+      const std::string incept_reason_ = ::incept::no_gpu_reason();        \
+      if (::incept::testing::gpu_required())                               \
+        GTEST_FAIL() << ::incept::testing::kGpuRequired << incept_reason_; \
+      GTEST_SKIP() << "GPU test skipped: " << incept_reason_;              \
+    }                                                                      \
   } while (0)
 
-#define INCEPT_REQUIRE_GPUS(n)                                                           \
-  do {                                                                                   \
-    if (::incept::gpu_count() < (n)) {                                                   \
-      std::printf("[  SKIPPED ] needs %d GPUs, found %d\n", (n), ::incept::gpu_count()); \
-      GTEST_SKIP() << "needs " << (n) << " GPUs";                                        \
-    }                                                                                    \
+// The same for a test that needs at least n GPUs.
+#define INCEPT_REQUIRE_GPUS(n)                                                                    \
+  do {                                                                                            \
+    if (::incept::gpu_count() < (n)) {                                                            \
+      const std::string incept_reason_ =                                                          \
+          "needs " + std::to_string(n) + " GPUs, found " + std::to_string(::incept::gpu_count()); \
+      if (::incept::testing::gpu_required())                                                      \
+        GTEST_FAIL() << ::incept::testing::kGpuRequired << incept_reason_;                        \
+      GTEST_SKIP() << "GPU test skipped: " << incept_reason_;                                     \
+    }                                                                                             \
   } while (0)
+
+namespace incept::testing {
+
+// True when INCEPT_REQUIRE_GPU is set to anything but "" or "0": GPU skips become failures.
+bool gpu_required();
+inline constexpr const char* kGpuRequired = "INCEPT_REQUIRE_GPU is set, so a missing GPU is a failure: ";
+
+}  // namespace incept::testing
 
 namespace incept::testing {
 
