@@ -17,6 +17,7 @@ PACKAGES=(
   libopenblas-dev                         # CPU reference convolutions / inner products
   dataset-fashion-mnist                   # the embedded default dataset
   nginx-light                             # a real autoindex server for ingest tests
+  libcairo2-dev fonts-dejavu-core         # the training report's PNG graphs (and their font)
 )
 
 build=1

@@ -36,3 +36,8 @@ if(NOT CLI11_FOUND)
   add_library(CLI11::CLI11 INTERFACE IMPORTED)
   set_target_properties(CLI11::CLI11 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES ${CLI11_INC})
 endif()
+
+# cairo (Debian libcairo2-dev): draws the training report's PNG graphs.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(incept_cairo REQUIRED IMPORTED_TARGET cairo)
+add_library(incept::cairo ALIAS PkgConfig::incept_cairo)
