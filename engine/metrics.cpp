@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "engine/atomic_file.h"
 #include "engine/check.h"
 #include "engine/log.h"
 
@@ -52,35 +53,6 @@ void AppendFile::write(const std::string& text) {
     if (n <= 0) throw Error(fmt::format("cannot write {}: {} (disk full?)", path_, std::strerror(errno)));
     p += n;
     left -= static_cast<std::size_t>(n);
-  }
-}
-
-// ---- write_file_atomically -----------------------------------------------------------
-
-void write_file_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
-  const char* p = bytes.data();
-  std::size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error(fmt::format("cannot write {}: {} (disk full?)", tmp, std::strerror(err)));
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(fmt::format("cannot replace {}: {}", path, std::strerror(err)));
   }
 }
 
@@ -311,8 +283,8 @@ MetricsLog::MetricsLog(const std::string& job_dir, std::vector<std::string> colu
     csv += csv_row(p, columns_) + "\n";
     jsonl += json_line(p) + "\n";
   }
-  write_file_atomically(csv_path_, csv);
-  write_file_atomically(jsonl_path_, jsonl);
+  write_file_atomic(csv_path_, csv);
+  write_file_atomic(jsonl_path_, jsonl);
   csv_ = AppendFile(csv_path_);
   jsonl_ = AppendFile(jsonl_path_);
 }

@@ -25,10 +25,6 @@ struct MetricPoint {
   std::vector<std::pair<std::string, double>> values;
 };
 
-// Writes `bytes` to path.tmp, fsyncs it and renames it over `path`, so a reader sees the old
-// file or the new one, never a part. Throws Error.
-void write_file_atomically(const std::string& path, const std::string& bytes);
-
 // An append-only file descriptor (move-only owner).
 class AppendFile {
  public:

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 
+#include "engine/atomic_file.h"
 #include "engine/chart.h"
 #include "engine/check.h"
 #include "engine/log.h"
@@ -306,8 +307,8 @@ void write_report(const std::string& job_dir, const std::vector<MetricPoint>& po
   const auto head = headline(points, info);
   const std::string png = chart::render_png(kReportPngWidth, kReportPngHeight,
                                             [&](chart::Canvas& c) { draw_png_page(c, f, head); });
-  write_file_atomically((fs::path(job_dir) / "report.png").string(), png);
-  write_file_atomically((fs::path(job_dir) / "report.html").string(), html_page(points, info, f, head));
+  write_file_atomic(fs::path(job_dir) / "report.png", png);
+  write_file_atomic(fs::path(job_dir) / "report.html", html_page(points, info, f, head));
 }
 
 }  // namespace incept
