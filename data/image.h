@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/check.h"
+#include "engine/error.h"
 
 namespace incept::data {
 

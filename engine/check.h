@@ -13,14 +13,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace incept {
+#include "engine/error.h"
 
-// A user-facing error: bad flags, missing files, corrupt data. The message says what was
-// wrong and what to do; tools print it without a stack of library text.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace incept {
 
 // A failed GPU library call (a bug or a broken device, not bad user input).
 class CudaError : public Error {
