@@ -3,16 +3,23 @@
 // eager). Warm-up, then the median of timed steps with CUDA events; prints img/s, ms/step,
 // device memory, the card and the commit, and optionally a per-layer forward/backward table
 // like `caffe time`. benchmarks/peer_pytorch.py measures the PyTorch peer the same way.
+// With --dataset DIR the same step is also fed from a real LMDB dataset through the training
+// loader (decode threads, pinned batches, async uint8 copy + transform before the graph), as
+// train_googlenet runs it, and its wall-clock rate is printed beside the synthetic one.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "data/dataset.h"
+#include "data/loader.h"
 #include "engine/device.h"
 #include "engine/gpu_net.h"
+#include "engine/train_backend.h"
 #include "engine/log.h"
 #include "incept_commit.h"
 #include "models/models.h"
@@ -110,6 +117,63 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
   return r;
 }
 
+// The step fed by the loader from a real dataset: wall-clock img/s over `steps` steps (the GPU
+// never waits for data when this equals the synthetic rate).
+Result run_dataset(const Mode& m, const std::string& dir, int batch, int threads, int warmup, int steps) {
+  const data::DatasetInfo ds = data::open_dataset(dir);
+  BackendConfig bc;
+  bc.spec = models::googlenet();
+  bc.num_classes = int(ds.labels.size());
+  bc.batch = batch;
+  bc.channels = ds.channels;
+  bc.src_h = ds.height;
+  bc.src_w = ds.width;
+  bc.crop = 224;
+  bc.mean_chw = ds.mean.chw;
+  bc.gpu.dtype = m.dtype == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
+  bc.gpu.channels_last = m.nhwc;
+  bc.gpu.spatial_conv = m.spatial;
+  auto backend = make_gpu_backend(bc);
+  backend->init_params(1);
+  data::HostAllocator alloc{[](std::size_t n) {
+                              void* p = nullptr;
+                              CUDA_CHECK(cudaHostAlloc(&p, n, cudaHostAllocDefault));
+                              return p;
+                            },
+                            [](void* p) { cudaFreeHost(p); }};
+  data::LoaderOptions lo;
+  lo.db = ds.train_db;
+  lo.batch = batch;
+  lo.crop = 224;
+  lo.mirror = true;
+  lo.threads = threads;
+  data::BatchLoader loader(lo, alloc);
+  StepValues v{.iteration = 0, .lr = 0.005f, .momentum = 0.9f, .weight_decay = 5e-5f};
+  auto step = [&](int i) {
+    const data::Batch& b = loader.next();
+    v.iteration = std::uint64_t(i);
+    backend->train_step(b, v, [&loader, &b] { loader.release(b); });
+  };
+  for (int i = 0; i < warmup; ++i) step(i);
+  backend->take_train_sums();  // synchronizes
+  const auto st0 = loader.stats();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step(warmup + i);
+  const OutputSums sums = backend->take_train_sums();
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  backend->drain();
+  const auto st1 = loader.stats();
+  Result r;
+  r.mode = fmt::format("{} {} LMDB loader", m.dtype, m.nhwc ? "NHWC" : "NCHW");
+  r.ms = dt * 1000.0 / steps;
+  r.img_s = double(steps) * batch / dt;
+  log_info("{}: {:.2f} ms/step, {:.0f} img/s over {} steps from {} ({} records {}x{}x{}), {} decode threads, "
+           "trainer waited {:.2f} s for data, decode {:.1f} thread-s; loss {:.4f}",
+           r.mode, r.ms, r.img_s, steps, dir, ds.train_count, ds.height, ds.width, ds.channels, loader.threads(),
+           st1.wait_s - st0.wait_s, st1.decode_s - st0.decode_s, sums.empty() ? 0.0 : sums.back().second / steps);
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -118,7 +182,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> dtypes{"fp32", "bf16"}, layouts{"auto"};
   std::string spatial = "auto";
   bool eager = false, tf32 = false, layers = false, algos = false, winograd = false;
-  std::string json_out;
+  std::string json_out, dataset;
+  int loader_threads = 0;
   app.add_option("--batch", batch, "images per step")->capture_default_str();
   app.add_option("--classes", classes, "classifier outputs")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
@@ -138,6 +203,9 @@ int main(int argc, char** argv) {
   app.add_flag("--layers", layers, "print the per-layer forward/backward time table");
   app.add_flag("--algos", algos, "print the cuDNN algorithm chosen for each convolution");
   app.add_option("--json", json_out, "write results as JSON to this file");
+  app.add_option("--dataset", dataset,
+                 "also time the step fed from this dataset folder's train_db through the loader");
+  app.add_option("--loader-threads", loader_threads, "decode threads with --dataset (0: automatic)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (gpu_count() == 0) throw Error(no_gpu_reason());
@@ -170,6 +238,8 @@ int main(int argc, char** argv) {
         const std::string key = fmt::format("{} {}", d, m.nhwc ? "NHWC" : "NCHW");
         std::vector<LayerTime> lt;
         results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos));
+        if (!dataset.empty())
+          results.push_back(run_dataset(m, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
         if (eager) {
           Mode e = m;
           e.graph = false;
