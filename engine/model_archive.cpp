@@ -199,9 +199,11 @@ ModelFiles read_model_archive(const fs::path& path) {
   archive_read_support_filter_all(a.get());
   archive_read_support_format_tar(a.get());
   archive_read_support_format_zip(a.get());
+  if (!fs::is_regular_file(path))
+    throw Error(fmt::format("{}: no such model archive (export one with export_caffe)", path.string()));
   if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK)
-    throw Error(
-        fmt::format("cannot open model archive {}: {}", path.string(), archive_error_string(a.get())));
+    throw Error(fmt::format("{} is not a readable model archive (tar.gz, tar or zip): {}", path.string(),
+                            archive_error_string(a.get())));
   std::map<std::string, std::string> files;
   archive_entry* e = nullptr;
   int rc;

@@ -80,6 +80,7 @@ JobFixture::JobFixture(const std::string& net, const std::vector<std::int64_t>& 
   std::ofstream(dir / "mean.binaryproto", std::ios::binary) << data::mean_blobproto(mean.mean());
 
   const NetSpec spec = models::by_name(network);
+  const float kSharpen = google ? 5.f : 20.f;
   PlanOptions o;
   o.batch = 1;
   o.num_classes = 10;
@@ -89,11 +90,12 @@ JobFixture::JobFixture(const std::string& net, const std::vector<std::int64_t>& 
   params.assign(std::size_t(train_plan.param_elems), 0.f);
   for (std::int64_t iter : iters) {
     fill_params(train_plan, std::uint64_t(iter), params.data());
-    // A sharper classifier than the filler gives, so that predictions differ between images.
+    // A sharper classifier than the filler gives, so that predictions differ between images
+    // (not so sharp that the softmax saturates: the tests compare probabilities).
     const ParamPlan& cls =
         train_plan.params[train_plan.layers[train_plan.find_layer(google ? "loss3/classifier" : "ip2")]
                               .param_ids[0]];
-    for (std::int64_t i = 0; i < cls.count; ++i) params[std::size_t(cls.offset + i)] *= 40.f;
+    for (std::int64_t i = 0; i < cls.count; ++i) params[std::size_t(cls.offset + i)] *= kSharpen;
     std::ofstream(dir / fmt::format("snapshot_iter_{}.caffemodel", iter), std::ios::binary)
         << caffemodel_bytes(spec, train_plan, params, BlobFormat::kCompatible);
   }
