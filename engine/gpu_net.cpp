@@ -18,6 +18,7 @@
 #include "kernels/layout.h"
 #include "kernels/lrn_gpu.h"
 #include "kernels/pool_gpu.h"
+#include "kernels/softmax_gpu.h"
 #include "kernels/softmax_loss_gpu.h"
 
 namespace incept {
@@ -205,10 +206,11 @@ void GpuNet::build_layers() {
       L->scratch = scratch_.as<float>();
       L->output = outputs_.as<float>() + output_at++;
     }
-    if (lp.kind() == LayerKind::kSoftmax)
+    if (lp.kind() == LayerKind::kSoftmax &&
+        (plan_.options.training || L->in_shape[0].h * L->in_shape[0].w != 1 || !L->in_shape[0].dense()))
       throw Error(
-          fmt::format("layer {}: Softmax (deploy) is not implemented on the GPU yet; plan the "
-                      "train or val stage",
+          fmt::format("layer {}: Softmax runs on the GPU forward only, on dense classifier outputs "
+                      "(H = W = 1)",
                       lp.name));
     layers_.push_back(std::move(L));
   }
@@ -451,7 +453,8 @@ void GpuNet::forward_layer(int l) {
         break;
       }
       case LayerKind::kSoftmax:
-        throw Error("Softmax is not implemented on the GPU");
+        kernels::softmax_fwd<T>(L.in_shape[0].n, L.in_shape[0].c, in(0), out(0), stream_);
+        break;
     }
   });
 }

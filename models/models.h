@@ -4,6 +4,8 @@
 // dataset's class count, as DIGITS does.
 #pragma once
 
+#include <string>
+
 #include "engine/layer_spec.h"
 
 namespace incept::models {
@@ -14,5 +16,8 @@ NetSpec googlenet();
 
 // DIGITS' lenet.prototxt: 1x28x28 input scaled by 0.0125, batch 64 train / 32 val.
 NetSpec lenet();
+
+// The network of a job.json "network" value ("googlenet", "lenet"); throws Error listing them.
+NetSpec by_name(const std::string& name);
 
 }  // namespace incept::models

@@ -3,10 +3,12 @@
 // FLOAT16 / DOUBLE, double_data, V1 layers), import by name skipping shape mismatches, clear
 // errors for broken files, and OpenCV's dnn running our GoogLeNet export (deploy.prototxt +
 // caffemodel, both formats) to the softmax incept's CPU net computes on real Fashion-MNIST images.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include "engine/check.h"
 #include "engine/cpu_net.h"
 #include "engine/fillers.h"
+#include "engine/log.h"
 #include "models/models.h"
 #include "testing/test_util.h"
 
@@ -213,6 +216,37 @@ TEST(CaffeWeights, ImportSkipsAClassifierOfAnotherClassCount) {
   const ImportReport r2 = import_params(partial, e.plan, p = std::vector<float>(e.plan.param_elems));
   EXPECT_EQ(r2.missing, (std::vector<std::string>{"conv1/7x7_s2"}));
   EXPECT_EQ(r2.ignored, (std::vector<std::string>{"extra"}));
+}
+
+// train_googlenet --weights: fine-tuning a 5-class net from a 10-class model loads everything
+// but the three classifiers, and the log names each layer it skipped and why.
+TEST(CaffeWeights, LoadWeightsForFineTuningLogsSkippedLayers) {
+  const Exported e;
+  testing::TempDir dir;
+  const std::string path = (dir / "pretrained.caffemodel").string();
+  std::ofstream(path, std::ios::binary)
+      << caffemodel_bytes(models::googlenet(), e.plan, e.params, BlobFormat::kModern);
+  const NetPlan five = googlenet_plan(Stage::kTrain, 5, 1);
+  std::vector<float> p(five.param_elems, 0.f);
+  std::FILE* log = std::tmpfile();
+  set_log_file(log);
+  const ImportReport r = load_weights(path, five, p);
+  set_log_file(nullptr);
+  std::rewind(log);
+  std::string text;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, log)) text.append(buf, n);
+  std::fclose(log);
+  EXPECT_EQ(r.loaded.size(), std::size_t(five.conv_count() + 2));
+  EXPECT_EQ(r.skipped_shape.size(), 3u);
+  EXPECT_NE(text.find(fmt::format("{} layers loaded", r.loaded.size())), std::string::npos) << text;
+  for (const char* name : {"loss1/classifier", "loss2/classifier", "loss3/classifier"})
+    EXPECT_NE(text.find(fmt::format("{}: weights 10x1024 in the file, 5x1024 in the net", name)),
+              std::string::npos)
+        << text;
+  // The loaded layers hold the file's values exactly.
+  const ParamPlan& c1 = five.params[0];
+  EXPECT_EQ(std::memcmp(p.data() + c1.offset, e.params.data() + e.plan.params[0].offset, c1.count * 4), 0);
 }
 
 TEST(CaffeWeights, BrokenFilesGiveClearErrors) {
