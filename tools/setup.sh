@@ -17,6 +17,7 @@ PACKAGES=(
   libopenblas-dev                         # CPU reference convolutions / inner products
   dataset-fashion-mnist                   # the embedded default dataset
   nginx-light                             # a real autoindex server for ingest tests
+  libopenmpi-dev openmpi-bin              # optional: the mpi rendezvous (mpirun/srun jobs) and its test
 )
 
 build=1

@@ -36,3 +36,10 @@ if(NOT CLI11_FOUND)
   add_library(CLI11::CLI11 INTERFACE IMPORTED)
   set_target_properties(CLI11::CLI11 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES ${CLI11_INC})
 endif()
+
+# ---- optional: MPI, for the "mpi" rendezvous of multi-process training (Debian: libopenmpi-dev) ----
+option(INCEPT_MPI "Build the MPI process group when MPI is found" ON)
+if(INCEPT_MPI)
+  find_package(MPI COMPONENTS C QUIET)
+endif()
+find_program(INCEPT_MPIRUN NAMES mpirun mpiexec)
