@@ -12,12 +12,19 @@
 //   mpi            MPI_COMM_WORLD (builds with Open MPI only); a dead process ends the whole
 //                  job through mpirun, which is MPI's own liveness.
 //
-// Liveness bound: a peer is lost when its process dies (TCP: at once, file: within
-// peer_timeout_s), when it sends no heartbeat for peer_timeout_s (a dead node or network),
-// when it reports a failure (abort()) or when it leaves before finish(). Every collective is
-// also bounded by timeout_s. Then the on_peer_lost callbacks run once (on the group's
-// monitoring thread; the trainer aborts its NCCL communicators there), every pending and later
-// collective throws, and check() throws: incept::Error("rank 0: lost rank 2: ...").
+// Liveness bound (peer_timeout_s is --dist-peer-timeout, 15 s by default; heartbeats every
+// min(1 s, peer_timeout_s / 5)):
+//   tcp   a peer process that dies is lost at once (the kernel closes its socket); a silent
+//         one (hung node, stopped process, cut network) after peer_timeout_s + one heartbeat;
+//   file  a dead or silent peer after peer_timeout_s + one heartbeat;
+//   mpi   mpirun ends the whole job when a process dies;
+//   every collective also fails after timeout_s (--dist-timeout, 300 s by default).
+// A peer that reports its own failure (abort(), or leaving without finish()) is lost at once.
+// Then the on_peer_lost callbacks run once (on the monitoring thread; the trainer aborts its
+// NCCL communicators there), every pending and later collective throws, and check() throws:
+// incept::Error("rank 0: lost rank 2: ..."). With TCP, rank 0 forwards every loss to the
+// others; with a file, every rank watches every other. A process that is alive but stuck
+// (e.g. in a GPU kernel) keeps its heartbeat: NcclGroup's per-collective timeout covers that.
 //
 // Collectives are called by one thread at a time, in the same order on every rank.
 #pragma once

@@ -220,7 +220,11 @@ class FileProcessGroup final : public ProcessGroup {
     finished_ = true;
     stop_ = true;
     monitor_.join();
-    write_heartbeat("done", "");
+    try {
+      write_heartbeat("done", "");
+    } catch (const Error&) {
+      // rank 0 already removed the folder after waiting for this rank: nothing left to say
+    }
     if (rank_ != 0) return;
     // Every rank has read everything once its heartbeat says done: then the folder can go.
     const auto deadline = after(peer_timeout_s_);

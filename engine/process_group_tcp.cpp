@@ -322,17 +322,51 @@ class TcpProcessGroup final : public ProcessGroup {
   std::thread monitor_;
 };
 
-// Rank 0: listen, accept every other rank's hello (checking its rank and world), then welcome all.
-void TcpProcessGroup::join_as_root() {
+// True for 127.0.0.0/8, ::1 and "localhost": a job confined to this machine.
+bool is_loopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  in6_addr v6{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+// Rank 0 listens on every interface at PORT (a node name often resolves to 127.0.1.1 on the
+// node itself but to its network address elsewhere), or only on loopback when HOST is a
+// loopback address. HOST must still be an address of this node: else rank 0 was started on
+// another node than the one the others will call.
+Fd listen_for_peers(const std::string& host, int port, const std::string& where) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
-  const std::string port = std::to_string(port_);
-  if (const int rc = ::getaddrinfo(host_.c_str(), port.c_str(), &hints, &found); rc != 0)
+  const std::string port_text = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &found); rc != 0)
+    throw Error(fmt::format("rank 0: rendezvous {}: cannot resolve {} ({})", where, host, gai_strerror(rc)));
+  bool local = false;
+  for (addrinfo* a = found; a && !local; a = a->ai_next) {
+    Fd probe(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    sockaddr_storage any_port{};
+    std::memcpy(&any_port, a->ai_addr, a->ai_addrlen);
+    if (a->ai_family == AF_INET) reinterpret_cast<sockaddr_in*>(&any_port)->sin_port = 0;
+    if (a->ai_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&any_port)->sin6_port = 0;
+    local =
+        probe.get() >= 0 && ::bind(probe.get(), reinterpret_cast<sockaddr*>(&any_port), a->ai_addrlen) == 0;
+  }
+  ::freeaddrinfo(found);
+  if (!local)
     throw Error(
-        fmt::format("rank 0: rendezvous {}: cannot resolve {} ({})", where(), host_, gai_strerror(rc)));
+        fmt::format("rank 0: rendezvous {}: {} is not an address of this node; start rank 0 on {} or "
+                    "give its own address",
+                    where, host, host));
+  if (!is_loopback(host)) {
+    hints.ai_family = AF_INET;
+    if (const int rc = ::getaddrinfo(nullptr, port_text.c_str(), &hints, &found); rc != 0)
+      throw Error(fmt::format("rank 0: rendezvous {}: no wildcard address ({})", where, gai_strerror(rc)));
+  } else if (const int rc = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &found); rc != 0) {
+    throw Error(fmt::format("rank 0: rendezvous {}: cannot resolve {} ({})", where, host, gai_strerror(rc)));
+  }
   Fd listener;
   std::string bind_error = "no address";
   for (addrinfo* a = found; a && listener.get() < 0; a = a->ai_next) {
@@ -347,11 +381,15 @@ void TcpProcessGroup::join_as_root() {
   }
   ::freeaddrinfo(found);
   if (listener.get() < 0)
-    throw Error(fmt::format(
-        "rank 0: rendezvous {}: cannot listen ({}); HOST must be an address of rank 0's node and PORT a "
-        "free port",
-        where(), bind_error));
+    throw Error(fmt::format("rank 0: rendezvous {}: cannot listen on port {} ({}); choose a free port", where,
+                            port, bind_error));
   set_nonblocking(listener.get());
+  return listener;
+}
+
+// Rank 0: listen, accept every other rank's hello (checking its rank and world), then welcome all.
+void TcpProcessGroup::join_as_root() {
+  Fd listener = listen_for_peers(host_, port_, where());
 
   struct Pending {
     Fd fd;
@@ -391,7 +429,8 @@ void TcpProcessGroup::join_as_root() {
         pending.push_back({std::move(c), {}});
       }
     }
-    for (std::size_t i = 0; i < pending.size(); ++i) {
+    // Only the connections that were polled (those just accepted come next round).
+    for (std::size_t i = 0; i + 1 < fds.size(); ++i) {
       Pending& c = pending[i];
       if (!(fds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       if (!read_available(c.fd.get(), c.buf)) {

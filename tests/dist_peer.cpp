@@ -4,7 +4,8 @@
 // expected error (a lost peer), 2 any other error, 4 it never saw the error it waited for.
 //   exchange   rank 0 broadcasts a 128-byte id; all_gather, barrier and --rounds mixed
 //              collectives, each checked; finish()
-//   die        after a barrier, rank --victim kills itself (SIGKILL); the others wait in
+//   die        after a barrier, rank --victim kills itself (SIGKILL, or with --hang 1 stops
+//              itself with SIGSTOP: alive but silent, like a hung node); the others wait in
 //              barriers until the group throws
 //   heartbeat  as die, but the others only call check() in a loop (no collectives), as a
 //              trainer does while the GPUs talk; the on_peer_lost callback must run first
@@ -60,6 +61,7 @@ struct Args {
   DistFlags flags;
   std::string action = "exchange", out, gpus;
   int victim = -1, rounds = 12;
+  bool hang = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -82,6 +84,8 @@ Args parse(int argc, char** argv) {
       a.out = v;
     else if (k == "--victim")
       a.victim = std::stoi(v);
+    else if (k == "--hang")
+      a.hang = v == "1";
     else if (k == "--rounds")
       a.rounds = std::stoi(v);
     else if (k == "--gpus")
@@ -140,6 +144,10 @@ int wait_for_loss(ProcessGroup& pg, const Args& a) {
   pg.on_peer_lost([](const std::string& why) { say("callback {}", why); });
   pg.barrier();
   say("joined");
+  if (pg.rank() == a.victim && a.hang) {
+    say("stopping");
+    ::kill(::getpid(), SIGSTOP);
+  }
   if (pg.rank() == a.victim) die();
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < until) {

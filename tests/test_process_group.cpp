@@ -78,6 +78,17 @@ class Job {
     for (int r = 0; r < world_; ++r) start(r, extra);
   }
   bool wait(double limit_s = kHardLimit) { return testing::wait_all(procs_, limit_s); }
+  // Waits for the given ranks only (the others may be stopped); false on the limit.
+  bool wait_ranks(const std::vector<int>& ranks, double limit_s) {
+    const double until = testing::test_clock_s() + limit_s;
+    for (;;) {
+      bool all = true;
+      for (int r : ranks) all = proc(r).poll() && all;
+      if (all) return true;
+      if (testing::test_clock_s() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   Subprocess& proc(int rank) {
     for (std::size_t i = 0; i < ranks_.size(); ++i)
       if (ranks_[i] == rank) return procs_[i];
@@ -165,6 +176,20 @@ TEST(ProcessGroup, EncodeStrings) {
   EXPECT_DOUBLE_EQ(heartbeat_interval(1.5), 0.3);
 }
 
+TEST(ProcessGroup, TcpRankZeroMustRunOnTheRendezvousHost) {
+  DistEnv env;
+  env.world = 2;
+  env.rendezvous = "tcp:192.0.2.1:29500";  // TEST-NET-1: never an address of this machine
+  DistFlags flags;
+  flags.timeout_s = 1;
+  try {
+    ProcessGroup::create(env, flags);
+    ADD_FAILURE() << "rank 0 started on a node that is not the rendezvous host";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "192.0.2.1 is not an address of this node");
+  }
+}
+
 TEST(ProcessGroup, TcpExchangeTwoAndThree) {
   for (int world : {2, 3}) {
     Job job(tcp_rendezvous(), world, "exchange");
@@ -232,6 +257,35 @@ TEST(ProcessGroup, RankKilledWhileOthersOnlyWatchLiveness) {
   }
 }
 
+TEST(ProcessGroup, HungRankIsLostAfterThePeerTimeout) {
+  // The victim stops (SIGSTOP): its sockets stay open and its files stay, only silence tells.
+  for (const bool tcp : {true, false}) {
+    TempDir shared("incept_rdv");
+    Job job(tcp ? tcp_rendezvous() : "file:" + (shared / "job.rdv").string(), 3, "die");
+    job.start_all({"--victim", "2", "--hang", "1", "--timeout", "30"});
+    double stopped = -1;
+    while (stopped < 0 && testing::test_clock_s() - job.started() < kHardLimit) {
+      if (job.out(2).find("stopping") != std::string::npos) stopped = testing::test_clock_s();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_GT(stopped, 0) << job.report(2);
+    ASSERT_TRUE(job.wait_ranks({0, 1}, kHardLimit)) << "a rank hung behind a stopped peer";
+    const double bound = kPeerTimeout + heartbeat_interval(kPeerTimeout);
+    for (int r : {0, 1}) {
+      EXPECT_EQ(job.proc(r).exit_code(), 3) << job.report(r);
+      const std::string error = line_starting(job.out(r), "error ");
+      EXPECT_HAS(error, "lost rank 2");
+      EXPECT_HAS(error, tcp ? "nothing heard from it" : "has not changed");
+      const double after_stop = job.proc(r).end_seconds() - stopped;
+      EXPECT_GT(after_stop, kPeerTimeout * 0.8);  // silence, not an EOF
+      EXPECT_LT(after_stop, bound + kSlack);
+      std::printf("%s rank %d ended %.2f s after rank 2 stopped (bound %.1f s): %s\n", tcp ? "tcp" : "file",
+                  r, after_stop, bound, error.c_str());
+    }
+    job.proc(2).kill_group(0);
+  }
+}
+
 TEST(ProcessGroup, RankThatNeverStartsTimesOut) {
   constexpr double kTimeout = 2;
   for (const bool tcp : {true, false}) {
@@ -270,9 +324,9 @@ TEST(ProcessGroup, RankZeroThatNeverStartsTimesOut) {
 TEST(ProcessGroup, TcpRejectsAMismatchedWorldSize) {
   const std::string rdv = tcp_rendezvous();
   Job job(rdv, 2, "exchange");
-  job.start(0, {"--timeout", "3"});
+  job.start(0, {"--timeout", "1.5"});
   Job other(rdv, 3, "exchange");  // started with another --world-size
-  other.start(1, {"--timeout", "3"});
+  other.start(1, {"--timeout", "1.5"});
   ASSERT_TRUE(job.wait(30));
   ASSERT_TRUE(other.wait(30));
   EXPECT_HAS(line_starting(other.out(1), "error "),
