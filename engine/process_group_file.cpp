@@ -253,7 +253,9 @@ class FileProcessGroup final : public ProcessGroup {
     const bool final_state = std::string_view(state) != "alive";
     if (sealed_ && !final_state) return;
     sealed_ = sealed_ || final_state;
-    write_atomic(dir_ / fmt::format("hb.{}", rank_), fmt::format("{} {} {}\n", ++counter_, state, message));
+    std::string one_line = message;
+    std::replace(one_line.begin(), one_line.end(), '\n', ' ');
+    write_atomic(dir_ / fmt::format("hb.{}", rank_), fmt::format("{} {} {}\n", ++counter_, state, one_line));
   }
   void write_op(std::uint64_t seq, const std::string& data) {
     write_atomic(op_path(seq, rank_), data);

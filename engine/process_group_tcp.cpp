@@ -117,7 +117,10 @@ bool send_all(int fd, std::string_view data, Clock::time_point deadline) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       const double left = seconds(deadline - Clock::now());
-      if (left <= 0) return false;
+      if (left <= 0) {
+        errno = ETIMEDOUT;  // the peer does not read
+        return false;
+      }
       pollfd p{fd, POLLOUT, 0};
       ::poll(&p, 1, static_cast<int>(std::min(left, 0.1) * 1000) + 1);
       continue;
@@ -247,12 +250,18 @@ class TcpProcessGroup final : public ProcessGroup {
     return out;
   }
 
-  // Sends one message; a failed send is left to the monitor, which sees the socket close.
+  // Sends one message; a failed send loses the peer (unless quiet: best-effort notices).
   void send(Peer& p, std::uint32_t type, std::string_view payload, bool quiet = false) {
-    std::lock_guard<std::mutex> lock(p.write_mu);
-    if (!send_all(p.fd.get(), frame(type, payload), after(peer_timeout_s_)) && !quiet)
+    bool sent = false;
+    int err = 0;
+    {
+      std::lock_guard<std::mutex> lock(p.write_mu);
+      sent = send_all(p.fd.get(), frame(type, payload), after(peer_timeout_s_));
+      err = errno;
+    }
+    if (!sent && !quiet)  // outside the lock: as rank 0, lose() writes to every peer
       lose(fmt::format("lost rank {}: sending to it failed ({}; the process died?)", p.rank,
-                       std::strerror(errno)));
+                       std::strerror(err)));
   }
 
   // Waits for the next message from rank `src`, which must be `type` for collective `seq`.

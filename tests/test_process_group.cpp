@@ -10,6 +10,8 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,6 +54,14 @@ class Job {
  public:
   Job(std::string rendezvous, int world, std::string action)
       : rendezvous_(std::move(rendezvous)), world_(world), action_(std::move(action)) {}
+  // A TCP rendezvous on a free port of 127.0.0.1, or a file in a folder of its own (rdv_dir()).
+  Job(bool tcp, int world, std::string action) : world_(world), action_(std::move(action)) {
+    std::filesystem::create_directory(rdv_dir());
+    rendezvous_ = tcp ? fmt::format("tcp:127.0.0.1:{}", testing::free_local_port())
+                      : "file:" + (rdv_dir() / "job.rdv").string();
+  }
+  std::filesystem::path rdv_dir() const { return dir_ / "rdv"; }
+  bool tcp() const { return rendezvous_.starts_with("tcp:"); }
   double started() const { return start_s_; }
   std::vector<std::string> args(int rank, const std::vector<std::string>& extra) const {
     std::vector<std::string> a{testing::test_program("dist_peer"),
@@ -100,6 +110,7 @@ class Job {
                        proc(rank).term_signal(), out(rank), proc(rank).log());
   }
   const std::filesystem::path& dir() const { return dir_; }
+  int world() const { return world_; }
 
  private:
   TempDir tmp_{"incept_pg"};
@@ -190,134 +201,130 @@ TEST(ProcessGroup, TcpRankZeroMustRunOnTheRendezvousHost) {
   }
 }
 
-TEST(ProcessGroup, TcpExchangeTwoAndThree) {
-  for (int world : {2, 3}) {
-    Job job(tcp_rendezvous(), world, "exchange");
-    job.start_all({"--timeout", fmt::format("{}", kJoinTimeout)});
-    expect_exchange(job, world);
-  }
-}
-
-TEST(ProcessGroup, FileExchangeTwoAndThree) {
-  for (int world : {2, 3}) {
-    TempDir shared("incept_rdv");
-    Job job("file:" + (shared / "job.rdv").string(), world, "exchange");
-    job.start_all({"--timeout", fmt::format("{}", kJoinTimeout)});
-    expect_exchange(job, world);
-    // Rank 0 cleaned up after a clean finish.
-    EXPECT_TRUE(std::filesystem::is_empty(shared.path())) << "files left in " << shared.path();
+// Each scenario runs its TCP and file jobs at the same time (the bounds, not the CPU, set the
+// time a scenario takes).
+TEST(ProcessGroup, ExchangeTwoAndThree) {
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (const bool tcp : {true, false})
+    for (int world : {2, 3}) {
+      jobs.push_back(std::make_unique<Job>(tcp, world, "exchange"));
+      jobs.back()->start_all({"--timeout", fmt::format("{}", kJoinTimeout)});
+    }
+  for (auto& job : jobs) {
+    SCOPED_TRACE(job->args(0, {})[6]);
+    expect_exchange(*job, job->world());
+    // Rank 0 cleans up after a clean finish.
+    if (!job->tcp()) {
+      EXPECT_TRUE(std::filesystem::is_empty(job->rdv_dir())) << "files left in " << job->rdv_dir();
+    }
   }
 }
 
 TEST(ProcessGroup, FileIgnoresAStaleRendezvousOfAnEarlierJob) {
-  TempDir shared("incept_rdv");
-  const auto path = shared / "job.rdv";
+  Job job(false, 2, "exchange");
+  const std::string path = (job.rdv_dir() / "job.rdv").string();
   // An earlier job that crashed: its PATH, token folder and a heartbeat that says "alive".
-  std::filesystem::create_directory(path.string() + ".0ld");
+  std::filesystem::create_directory(path + ".0ld");
   std::ofstream(path) << "incept-rendezvous 1\n0ld 2\n";
-  std::ofstream(path.string() + ".0ld/hb.0") << "7 alive \n";
-  std::ofstream(path.string() + ".0ld/op.0.0") << std::string(128, 'S');
-  Job job("file:" + path.string(), 2, "exchange");
+  std::ofstream(path + ".0ld/hb.0") << "7 alive \n";
+  std::ofstream(path + ".0ld/op.0.0") << std::string(128, 'S');
   job.start(1, {"--timeout", fmt::format("{}", kJoinTimeout)});  // rank 1 first: it sees the stale file
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   job.start(0, {"--timeout", fmt::format("{}", kJoinTimeout)});
   expect_exchange(job, 2);
   EXPECT_EQ(line_starting(job.out(1), "id ").find("5353535353"), std::string::npos) << "joined the stale job";
-  EXPECT_FALSE(std::filesystem::exists(path.string() + ".0ld")) << "rank 0 removes the earlier job's files";
+  EXPECT_FALSE(std::filesystem::exists(path + ".0ld")) << "rank 0 removes the earlier job's files";
 }
 
-TEST(ProcessGroup, TcpRankKilledDuringBarrier) {
-  {
-    Job job(tcp_rendezvous(), 3, "die");  // a non-root rank: rank 0 sees EOF and tells rank 2
-    job.start_all({"--victim", "1", "--timeout", "30"});
-    expect_loss(job, 3, 1, 0.5);
-  }
-  {
-    Job job(tcp_rendezvous(), 2, "die");  // rank 0 itself
-    job.start_all({"--victim", "0", "--timeout", "30"});
-    expect_loss(job, 2, 0, 0.5);
-  }
+double loss_bound(const Job& job) {
+  return job.tcp() ? 0.5 : kPeerTimeout + heartbeat_interval(kPeerTimeout);
 }
 
-TEST(ProcessGroup, FileRankKilledDuringBarrier) {
-  TempDir shared("incept_rdv");
-  Job job("file:" + (shared / "job.rdv").string(), 3, "die");
-  job.start_all({"--victim", "2", "--timeout", "30"});
-  expect_loss(job, 3, 2, kPeerTimeout + heartbeat_interval(kPeerTimeout));
+TEST(ProcessGroup, RankKilledDuringBarrier) {
+  // TCP: a non-root rank (rank 0 sees EOF and tells rank 2) and rank 0 itself; file: rank 2.
+  Job tcp_peer(true, 3, "die"), tcp_root(true, 2, "die"), file(false, 3, "die");
+  tcp_peer.start_all({"--victim", "1", "--timeout", "30"});
+  tcp_root.start_all({"--victim", "0", "--timeout", "30"});
+  file.start_all({"--victim", "2", "--timeout", "30"});
+  expect_loss(tcp_peer, 3, 1, loss_bound(tcp_peer));
+  expect_loss(tcp_root, 2, 0, loss_bound(tcp_root));
+  expect_loss(file, 3, 2, loss_bound(file));
 }
 
 TEST(ProcessGroup, RankKilledWhileOthersOnlyWatchLiveness) {
   // No collective is pending: only the heartbeat monitor can notice; the callback runs first.
-  for (const bool tcp : {true, false}) {
-    TempDir shared("incept_rdv");
-    Job job(tcp ? tcp_rendezvous() : "file:" + (shared / "job.rdv").string(), 3, "heartbeat");
-    job.start_all({"--victim", "1", "--timeout", "30"});
-    expect_loss(job, 3, 1, tcp ? 0.5 : kPeerTimeout + heartbeat_interval(kPeerTimeout));
-    for (int r : {0, 2}) EXPECT_HAS(job.out(r), "callback ") << "on_peer_lost did not run on rank " << r;
+  Job tcp(true, 3, "heartbeat"), file(false, 3, "heartbeat");
+  for (Job* job : {&tcp, &file}) job->start_all({"--victim", "1", "--timeout", "30"});
+  for (Job* job : {&tcp, &file}) {
+    expect_loss(*job, 3, 1, loss_bound(*job));
+    for (int r : {0, 2}) EXPECT_HAS(job->out(r), "callback ") << "on_peer_lost did not run on rank " << r;
   }
 }
 
 TEST(ProcessGroup, HungRankIsLostAfterThePeerTimeout) {
   // The victim stops (SIGSTOP): its sockets stay open and its files stay, only silence tells.
-  for (const bool tcp : {true, false}) {
-    TempDir shared("incept_rdv");
-    Job job(tcp ? tcp_rendezvous() : "file:" + (shared / "job.rdv").string(), 3, "die");
-    job.start_all({"--victim", "2", "--hang", "1", "--timeout", "30"});
-    double stopped = -1;
-    while (stopped < 0 && testing::test_clock_s() - job.started() < kHardLimit) {
-      if (job.out(2).find("stopping") != std::string::npos) stopped = testing::test_clock_s();
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    ASSERT_GT(stopped, 0) << job.report(2);
-    ASSERT_TRUE(job.wait_ranks({0, 1}, kHardLimit)) << "a rank hung behind a stopped peer";
+  Job tcp(true, 3, "die"), file(false, 3, "die");
+  for (Job* job : {&tcp, &file}) job->start_all({"--victim", "2", "--hang", "1", "--timeout", "30"});
+  // When each victim stopped (both jobs run at once, so watch both).
+  std::map<Job*, double> stopped{{&tcp, -1}, {&file, -1}};
+  while ((stopped[&tcp] < 0 || stopped[&file] < 0) && testing::test_clock_s() - tcp.started() < kHardLimit) {
+    for (auto& [job, t] : stopped)
+      if (t < 0 && job->out(2).find("stopping") != std::string::npos) t = testing::test_clock_s();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  for (Job* job : {&tcp, &file}) {
+    ASSERT_GT(stopped[job], 0) << job->report(2);
+    ASSERT_TRUE(job->wait_ranks({0, 1}, kHardLimit)) << "a rank hung behind a stopped peer";
     const double bound = kPeerTimeout + heartbeat_interval(kPeerTimeout);
     for (int r : {0, 1}) {
-      EXPECT_EQ(job.proc(r).exit_code(), 3) << job.report(r);
-      const std::string error = line_starting(job.out(r), "error ");
+      EXPECT_EQ(job->proc(r).exit_code(), 3) << job->report(r);
+      const std::string error = line_starting(job->out(r), "error ");
       EXPECT_HAS(error, "lost rank 2");
-      EXPECT_HAS(error, tcp ? "nothing heard from it" : "has not changed");
-      const double after_stop = job.proc(r).end_seconds() - stopped;
+      EXPECT_HAS(error, job->tcp() ? "nothing heard from it" : "has not changed");
+      const double after_stop = job->proc(r).end_seconds() - stopped[job];
       EXPECT_GT(after_stop, kPeerTimeout * 0.8);  // silence, not an EOF
       EXPECT_LT(after_stop, bound + kSlack);
-      std::printf("%s rank %d ended %.2f s after rank 2 stopped (bound %.1f s): %s\n", tcp ? "tcp" : "file",
-                  r, after_stop, bound, error.c_str());
+      std::printf("%s rank %d ended %.2f s after rank 2 stopped (bound %.1f s): %s\n",
+                  job->tcp() ? "tcp" : "file", r, after_stop, bound, error.c_str());
     }
-    job.proc(2).kill_group(0);
+    job->proc(2).kill_group(0);
   }
 }
 
 TEST(ProcessGroup, RankThatNeverStartsTimesOut) {
   constexpr double kTimeout = 2;
-  for (const bool tcp : {true, false}) {
-    TempDir shared("incept_rdv");
-    Job job(tcp ? tcp_rendezvous() : "file:" + (shared / "job.rdv").string(), 3, "exchange");
-    job.start(0, {"--timeout", fmt::format("{}", kTimeout)});
-    job.start(1, {"--timeout", fmt::format("{}", kTimeout)});  // rank 2 never comes
-    ASSERT_TRUE(job.wait(kTimeout + 30)) << "hung instead of timing out";
+  Job tcp(true, 3, "exchange"), file(false, 3, "exchange");
+  for (Job* job : {&tcp, &file}) {
+    job->start(0, {"--timeout", fmt::format("{}", kTimeout)});
+    job->start(1, {"--timeout", fmt::format("{}", kTimeout)});  // rank 2 never comes
+  }
+  for (Job* job : {&tcp, &file}) {
+    ASSERT_TRUE(job->wait(kTimeout + 30)) << "hung instead of timing out";
     for (int r : {0, 1}) {
       // 2, or 3 where a rank learnt it from rank 0's failure report first
-      EXPECT_TRUE(job.proc(r).exit_code() == 2 || job.proc(r).exit_code() == 3) << job.report(r);
-      const std::string error = line_starting(job.out(r), "error ");
+      EXPECT_TRUE(job->proc(r).exit_code() == 2 || job->proc(r).exit_code() == 3) << job->report(r);
+      const std::string error = line_starting(job->out(r), "error ");
       EXPECT_HAS(error, "rank 2 did not join the rendezvous");
       EXPECT_HAS(error, "--dist-timeout");
-      EXPECT_LT(job.proc(r).end_seconds() - job.started(), kTimeout + kSlack) << job.report(r);
-      std::printf("%s rank %d gave up after %.2f s (timeout %.1f s): %s\n", tcp ? "tcp" : "file", r,
-                  job.proc(r).end_seconds() - job.started(), kTimeout, error.c_str());
+      const double took = job->proc(r).end_seconds() - job->started();
+      EXPECT_LT(took, kTimeout + kSlack) << job->report(r);
+      std::printf("%s rank %d gave up after %.2f s (timeout %.1f s): %s\n", job->tcp() ? "tcp" : "file", r,
+                  took, kTimeout, error.c_str());
     }
   }
 }
 
 TEST(ProcessGroup, RankZeroThatNeverStartsTimesOut) {
   constexpr double kTimeout = 1.5;
-  for (const bool tcp : {true, false}) {
-    TempDir shared("incept_rdv");
-    Job job(tcp ? tcp_rendezvous() : "file:" + (shared / "job.rdv").string(), 2, "exchange");
-    job.start(1, {"--timeout", fmt::format("{}", kTimeout)});
-    ASSERT_TRUE(job.wait(kTimeout + 30));
-    EXPECT_EQ(job.proc(1).exit_code(), 2) << job.report(1);
-    const std::string error = line_starting(job.out(1), "error ");
-    EXPECT_HAS(error,
-               tcp ? "could not reach rank 0 at tcp:127.0.0.1:" : "rank 0 did not open the rendezvous");
+  Job tcp(true, 2, "exchange"), file(false, 2, "exchange");
+  for (Job* job : {&tcp, &file}) job->start(1, {"--timeout", fmt::format("{}", kTimeout)});
+  for (Job* job : {&tcp, &file}) {
+    ASSERT_TRUE(job->wait(kTimeout + 30));
+    EXPECT_EQ(job->proc(1).exit_code(), 2) << job->report(1);
+    const std::string error = line_starting(job->out(1), "error ");
+    EXPECT_HAS(error, job->tcp() ? "could not reach rank 0 at tcp:127.0.0.1:"
+                                 : "rank 0 did not open the rendezvous");
+    EXPECT_LT(job->proc(1).end_seconds() - job->started(), kTimeout + kSlack) << job->report(1);
   }
 }
 
