@@ -48,11 +48,11 @@ NcclGroup::NcclGroup(ProcessGroup& pg, const std::vector<int>& local_gpus, doubl
   });
   try {
     create(timeout_s);
-  } catch (const Error&) {
-    throw;  // fail() aborted the communicators and told the peers
   } catch (const std::exception& e) {
-    abort(e.what());
-    pg_.abort(e.what());
+    if (!failed_) {  // not through fail(): abort what was created and tell the peers
+      abort(e.what());
+      pg_.abort(e.what());
+    }
     throw;
   }
   watchdog_ = std::thread([this] { watchdog(); });
