@@ -49,9 +49,13 @@ std::string describe_gpu(int index) {
 }
 
 std::vector<int> parse_gpu_list(const std::string& spec) {
+  return parse_gpu_list(spec, gpu_count());
+}
+
+std::vector<int> parse_gpu_list(const std::string& spec, int device_count) {
   std::vector<int> ids;
   if (spec == "none" || spec == "cpu" || spec.empty()) return ids;
-  const int n = gpu_count();
+  const int n = device_count;
   if (spec == "all") {
     if (n == 0) throw Error("--gpus all: " + no_gpu_reason() + "; use --gpus none to run on the CPU");
     for (int i = 0; i < n; ++i) ids.push_back(i);

@@ -25,5 +25,7 @@ std::string describe_gpu(int index);
 // Parses "0,1", "all" or "none" against the devices present; throws Error with a clear
 // message when an index is out of range or a GPU is asked for on a machine without one.
 std::vector<int> parse_gpu_list(const std::string& spec);
+// The same against `device_count` devices (tests, and callers that counted already).
+std::vector<int> parse_gpu_list(const std::string& spec, int device_count);
 
 }  // namespace incept

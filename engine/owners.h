@@ -32,6 +32,8 @@ class UniqueHandle {
     if (h_) Destroy(h_);  // destructors never throw: a failed destroy is ignored
     h_ = H{};
   }
+  // Gives up ownership without destroying (e.g. an NCCL communicator that must be aborted instead).
+  H release() { return std::exchange(h_, H{}); }
   H get() const { return h_; }
   operator H() const { return h_; }  // NOLINT: used as the raw handle in library calls
   explicit operator bool() const { return h_ != H{}; }

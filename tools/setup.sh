@@ -18,6 +18,7 @@ PACKAGES=(
   dataset-fashion-mnist                   # the embedded default dataset
   nginx-light                             # a real autoindex server for ingest tests
   libcairo2-dev fonts-dejavu-core         # the training report's PNG graphs (and their font)
+  libopenmpi-dev openmpi-bin              # optional: the mpi rendezvous (mpirun/srun jobs) and its test
 )
 
 build=1
