@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <regex>
 
 #include "data/datum.h"
 #include "engine/check.h"
+#include "engine/snapshot.h"
 
 namespace incept {
 namespace {
@@ -109,20 +109,14 @@ std::string epoch_label(double epoch) {
 }
 
 std::vector<SnapshotFile> list_snapshots(const JobInfo& job) {
-  static const std::regex name(R"(snapshot_iter_(\d+)\.caffemodel)");
   std::vector<SnapshotFile> out;
-  for (const auto& e : fs::directory_iterator(job.dir)) {
-    std::smatch m;
-    const std::string f = e.path().filename().string();
-    if (!e.is_regular_file() || !std::regex_match(f, m, name)) continue;
+  for (const SnapshotFiles& f : list_snapshots(job.dir)) {  // engine/snapshot.h, by iteration
     SnapshotFile s;
-    s.iter = std::stoll(m[1].str());
+    s.iter = f.iter;
     s.epoch = std::round(double(s.iter) / double(job.solver.train_iter) * 1000.0) / 1000.0;
-    s.path = e.path();
+    s.path = f.caffemodel;
     out.push_back(s);
   }
-  std::sort(out.begin(), out.end(),
-            [](const SnapshotFile& a, const SnapshotFile& b) { return a.iter < b.iter; });
   return out;
 }
 
