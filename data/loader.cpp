@@ -165,6 +165,18 @@ struct BatchLoader::Impl {
 
   Impl(const LoaderOptions& o, HostAllocator a)
       : opt(o), allocator(std::move(a)), db(o.db), n(db.size()), order(n, o.seed, o.shuffle) {}
+  // Stops the threads (a chunk in progress ends at its next image) and frees the blocks; also
+  // what a constructor that throws half-way leaves behind.
+  ~Impl() {
+    {
+      std::lock_guard lk(mu);
+      stop.store(true);
+    }
+    work_cv.notify_all();
+    for (auto& t : threads) t.join();
+    for (auto& s : slots)
+      if (s.block) allocator.free(s.block);
+  }
 
   Slot& slot_of(std::int64_t k) { return slots[std::size_t(k % std::int64_t(slots.size()))]; }
 
@@ -372,9 +384,12 @@ void BatchLoader::Impl::worker() {
         s.remaining -= c.j1 - c.j0;
         s.batch.corrupt += corrupt;
         corrupt_total += corrupt;
-        if (s.remaining == 0) s.state = SlotState::kReady;
+        if (s.remaining == 0) {
+          s.state = SlotState::kReady;
+          ready_cv.notify_all();
+        }
       }
-      ready_cv.notify_all();
+      if (error) ready_cv.notify_all();
       if (busy == 0) idle_cv.notify_all();
     }
   } catch (...) {
@@ -393,13 +408,7 @@ BatchLoader::BatchLoader(const LoaderOptions& options, HostAllocator allocator)
   m.find_shape();
   m.bad = std::make_unique<std::atomic<std::uint8_t>[]>(std::size_t(m.n));
   for (std::int64_t r = 0; r < m.n; ++r) m.bad[std::size_t(r)].store(0, std::memory_order_relaxed);
-  try {
-    m.allocate();
-  } catch (...) {
-    for (auto& s : m.slots)
-      if (s.block) m.allocator.free(s.block);
-    throw;
-  }
+  m.allocate();
   if (m.opt.mode == LoaderMode::kVal) m.limit = batches_per_pass();
   m.n_threads = m.opt.threads;
   if (m.n_threads == 0) {
@@ -411,17 +420,7 @@ BatchLoader::BatchLoader(const LoaderOptions& options, HostAllocator allocator)
   for (int t = 0; t < m.n_threads; ++t) m.threads.emplace_back([&m] { m.worker(); });
 }
 
-BatchLoader::~BatchLoader() {
-  Impl& m = *impl_;
-  {
-    std::lock_guard lk(m.mu);
-    m.stop.store(true);
-  }
-  m.work_cv.notify_all();
-  for (auto& t : m.threads) t.join();
-  for (auto& s : m.slots)
-    if (s.block) m.allocator.free(s.block);
-}
+BatchLoader::~BatchLoader() = default;
 
 int BatchLoader::height() const {
   return impl_->shape.height;
