@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <lmdb.h>
+#include <time.h>
 
 #include <algorithm>
 #include <array>
@@ -33,6 +34,13 @@ namespace {
 constexpr int kMaxChunk = 16;
 constexpr std::size_t kMaxExamples = 8;
 constexpr std::size_t kBlockAlign = 4096;
+
+// CPU time of the calling thread (what a decode thread really got of its core).
+double thread_cpu_s() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -161,7 +169,7 @@ struct BatchLoader::Impl {
   std::exception_ptr fatal;
   std::int64_t corrupt_total = 0, corrupt_records = 0, images = 0;
   std::vector<std::string> examples;
-  double decode_s = 0, wait_s = 0;
+  double decode_s = 0, decode_cpu_s = 0, wait_s = 0;
 
   Impl(const LoaderOptions& o, HostAllocator a)
       : opt(o), allocator(std::move(a)), db(o.db), n(db.size()), order(n, o.seed, o.shuffle) {}
@@ -363,16 +371,18 @@ void BatchLoader::Impl::worker() {
       lk.unlock();
       int decoded = 0, corrupt = 0;
       const auto t0 = std::chrono::steady_clock::now();
+      const double c0 = thread_cpu_s();
       std::exception_ptr error;
       try {
         decode_chunk(c, txn, &dec, &decoded, &corrupt, &messages);
       } catch (...) {
         error = std::current_exception();
       }
-      const double dt = seconds_since(t0);
+      const double dt = seconds_since(t0), dc = thread_cpu_s() - c0;
       lk.lock();
       --busy;
       decode_s += dt;
+      decode_cpu_s += dc;
       images += decoded;
       corrupt_records += std::int64_t(messages.size());
       for (auto& m : messages)
@@ -509,7 +519,7 @@ std::vector<std::string> BatchLoader::corrupt_examples() const {
 }
 BatchLoader::Stats BatchLoader::stats() const {
   std::lock_guard lk(impl_->mu);
-  return {impl_->decode_s, impl_->wait_s, impl_->images};
+  return {impl_->decode_s, impl_->wait_s, impl_->images, impl_->decode_cpu_s};
 }
 
 }  // namespace incept::data
