@@ -205,6 +205,9 @@ void BatchLoader::Impl::check_options() {
   if (opt.rank_offset < 0 || opt.rank_offset + std::int64_t(opt.batch) > global)
     throw Error(fmt::format("loader for {}: images [{}, {}) do not fit in the global batch of {}", opt.db,
                             opt.rank_offset, opt.rank_offset + opt.batch, global));
+  if (opt.channels != 0 && opt.channels != 1 && opt.channels != 3)
+    throw Error(
+        fmt::format("loader for {}: channels {} (1 or 3, or 0 for the records')", opt.db, opt.channels));
   if (opt.crop < 0 || opt.prefetch < 1 || opt.threads < 0)
     throw Error(fmt::format("loader for {}: crop {}, prefetch {}, threads {} (crop >= 0, prefetch >= 1)",
                             opt.db, opt.crop, opt.prefetch, opt.threads));
