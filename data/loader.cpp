@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <lmdb.h>
+#include <time.h>
 
 #include <algorithm>
 #include <array>
@@ -33,6 +34,13 @@ namespace {
 constexpr int kMaxChunk = 16;
 constexpr std::size_t kMaxExamples = 8;
 constexpr std::size_t kBlockAlign = 4096;
+
+// CPU time of the calling thread (what a decode thread really got of its core).
+double thread_cpu_s() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -161,10 +169,22 @@ struct BatchLoader::Impl {
   std::exception_ptr fatal;
   std::int64_t corrupt_total = 0, corrupt_records = 0, images = 0;
   std::vector<std::string> examples;
-  double decode_s = 0, wait_s = 0;
+  double decode_s = 0, decode_cpu_s = 0, wait_s = 0;
 
   Impl(const LoaderOptions& o, HostAllocator a)
       : opt(o), allocator(std::move(a)), db(o.db), n(db.size()), order(n, o.seed, o.shuffle) {}
+  // Stops the threads (a chunk in progress ends at its next image) and frees the blocks; also
+  // what a constructor that throws half-way leaves behind.
+  ~Impl() {
+    {
+      std::lock_guard lk(mu);
+      stop.store(true);
+    }
+    work_cv.notify_all();
+    for (auto& t : threads) t.join();
+    for (auto& s : slots)
+      if (s.block) allocator.free(s.block);
+  }
 
   Slot& slot_of(std::int64_t k) { return slots[std::size_t(k % std::int64_t(slots.size()))]; }
 
@@ -185,6 +205,9 @@ void BatchLoader::Impl::check_options() {
   if (opt.rank_offset < 0 || opt.rank_offset + std::int64_t(opt.batch) > global)
     throw Error(fmt::format("loader for {}: images [{}, {}) do not fit in the global batch of {}", opt.db,
                             opt.rank_offset, opt.rank_offset + opt.batch, global));
+  if (opt.channels != 0 && opt.channels != 1 && opt.channels != 3)
+    throw Error(
+        fmt::format("loader for {}: channels {} (1 or 3, or 0 for the records')", opt.db, opt.channels));
   if (opt.crop < 0 || opt.prefetch < 1 || opt.threads < 0)
     throw Error(fmt::format("loader for {}: crop {}, prefetch {}, threads {} (crop >= 0, prefetch >= 1)",
                             opt.db, opt.crop, opt.prefetch, opt.threads));
@@ -351,16 +374,18 @@ void BatchLoader::Impl::worker() {
       lk.unlock();
       int decoded = 0, corrupt = 0;
       const auto t0 = std::chrono::steady_clock::now();
+      const double c0 = thread_cpu_s();
       std::exception_ptr error;
       try {
         decode_chunk(c, txn, &dec, &decoded, &corrupt, &messages);
       } catch (...) {
         error = std::current_exception();
       }
-      const double dt = seconds_since(t0);
+      const double dt = seconds_since(t0), dc = thread_cpu_s() - c0;
       lk.lock();
       --busy;
       decode_s += dt;
+      decode_cpu_s += dc;
       images += decoded;
       corrupt_records += std::int64_t(messages.size());
       for (auto& m : messages)
@@ -372,9 +397,12 @@ void BatchLoader::Impl::worker() {
         s.remaining -= c.j1 - c.j0;
         s.batch.corrupt += corrupt;
         corrupt_total += corrupt;
-        if (s.remaining == 0) s.state = SlotState::kReady;
+        if (s.remaining == 0) {
+          s.state = SlotState::kReady;
+          ready_cv.notify_all();
+        }
       }
-      ready_cv.notify_all();
+      if (error) ready_cv.notify_all();
       if (busy == 0) idle_cv.notify_all();
     }
   } catch (...) {
@@ -393,13 +421,7 @@ BatchLoader::BatchLoader(const LoaderOptions& options, HostAllocator allocator)
   m.find_shape();
   m.bad = std::make_unique<std::atomic<std::uint8_t>[]>(std::size_t(m.n));
   for (std::int64_t r = 0; r < m.n; ++r) m.bad[std::size_t(r)].store(0, std::memory_order_relaxed);
-  try {
-    m.allocate();
-  } catch (...) {
-    for (auto& s : m.slots)
-      if (s.block) m.allocator.free(s.block);
-    throw;
-  }
+  m.allocate();
   if (m.opt.mode == LoaderMode::kVal) m.limit = batches_per_pass();
   m.n_threads = m.opt.threads;
   if (m.n_threads == 0) {
@@ -411,17 +433,7 @@ BatchLoader::BatchLoader(const LoaderOptions& options, HostAllocator allocator)
   for (int t = 0; t < m.n_threads; ++t) m.threads.emplace_back([&m] { m.worker(); });
 }
 
-BatchLoader::~BatchLoader() {
-  Impl& m = *impl_;
-  {
-    std::lock_guard lk(m.mu);
-    m.stop.store(true);
-  }
-  m.work_cv.notify_all();
-  for (auto& t : m.threads) t.join();
-  for (auto& s : m.slots)
-    if (s.block) m.allocator.free(s.block);
-}
+BatchLoader::~BatchLoader() = default;
 
 int BatchLoader::height() const {
   return impl_->shape.height;
@@ -510,7 +522,7 @@ std::vector<std::string> BatchLoader::corrupt_examples() const {
 }
 BatchLoader::Stats BatchLoader::stats() const {
   std::lock_guard lk(impl_->mu);
-  return {impl_->decode_s, impl_->wait_s, impl_->images};
+  return {impl_->decode_s, impl_->wait_s, impl_->images, impl_->decode_cpu_s};
 }
 
 }  // namespace incept::data

@@ -98,9 +98,10 @@ class BatchLoader {
   std::vector<std::string> corrupt_examples() const;
 
   struct Stats {
-    double decode_s = 0;      // summed over the decode threads
+    double decode_s = 0;      // wall time decoding, summed over the decode threads
     double wait_s = 0;        // time next() blocked
     std::int64_t images = 0;  // images decoded (padding excluded)
+    double decode_cpu_s = 0;  // CPU time the decode threads got while decoding (images / it = per core)
   };
   Stats stats() const;
   int threads() const;

@@ -157,6 +157,8 @@ RecordShape RecordDecoder::probe(const std::uint8_t* value, std::size_t size) {
 
 std::int32_t RecordDecoder::decode(const std::uint8_t* value, std::size_t size, const RecordShape& shape,
                                    std::uint8_t* dst) {
+  if (shape.channels != 1 && shape.channels != 3)
+    throw ImageError(fmt::format("records of {} channels: 1 or 3 supported", shape.channels));
   const DatumFields d = parse_or_throw(value, size);
   if (d.encoded) {
     if (is_jpeg(d))

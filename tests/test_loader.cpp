@@ -592,6 +592,9 @@ TEST(Loader, ClearErrorsForBadDatabasesAndOptions) {
   EXPECT_NE(message(o).find("no record"), std::string::npos) << message(o);
   write_db(tmp / "db", 4, Encoding::kNone, false);
   o.db = (tmp / "db").string();
+  o.channels = 2;
+  EXPECT_NE(message(o).find("1 or 3"), std::string::npos) << message(o);
+  o.channels = 0;
   o.crop = 30;
   EXPECT_NE(message(o).find("larger than the records"), std::string::npos) << message(o);
   o.crop = 0;
