@@ -19,8 +19,8 @@
 #include "data/loader.h"
 #include "engine/device.h"
 #include "engine/gpu_net.h"
-#include "engine/train_backend.h"
 #include "engine/log.h"
+#include "engine/train_backend.h"
 #include "incept_commit.h"
 #include "models/models.h"
 
@@ -167,10 +167,11 @@ Result run_dataset(const Mode& m, const std::string& dir, int batch, int threads
   r.mode = fmt::format("{} {} LMDB loader", m.dtype, m.nhwc ? "NHWC" : "NCHW");
   r.ms = dt * 1000.0 / steps;
   r.img_s = double(steps) * batch / dt;
-  log_info("{}: {:.2f} ms/step, {:.0f} img/s over {} steps from {} ({} records {}x{}x{}), {} decode threads, "
-           "trainer waited {:.2f} s for data, decode {:.1f} thread-s; loss {:.4f}",
-           r.mode, r.ms, r.img_s, steps, dir, ds.train_count, ds.height, ds.width, ds.channels, loader.threads(),
-           st1.wait_s - st0.wait_s, st1.decode_s - st0.decode_s, sums.empty() ? 0.0 : sums.back().second / steps);
+  log_info(
+      "{}: {:.2f} ms/step, {:.0f} img/s over {} steps from {} ({} records {}x{}x{}), {} decode threads, "
+      "trainer waited {:.2f} s for data, decode {:.1f} thread-s; loss {:.4f}",
+      r.mode, r.ms, r.img_s, steps, dir, ds.train_count, ds.height, ds.width, ds.channels, loader.threads(),
+      st1.wait_s - st0.wait_s, st1.decode_s - st0.decode_s, sums.empty() ? 0.0 : sums.back().second / steps);
   return r;
 }
 

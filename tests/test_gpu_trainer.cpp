@@ -87,11 +87,13 @@ TEST_F(GpuTrainerTest, Fp32FollowsTheCpuReference) {
   const auto wc = weights_of(cpu.last_snapshot), wg = weights_of(gpu.last_snapshot);
   ASSERT_EQ(wc.size(), wg.size());
   const double err = testing::rel_error(wg, wc);
-  std::printf("GoogLeNet, 10 SGD steps, GPU fp32 vs CPU fp32: weights rel error %.3g, val loss %.6f vs %.6f\n", err,
-              metric(gpu.final_val, "loss"), metric(cpu.final_val, "loss"));
+  std::printf(
+      "GoogLeNet, 10 SGD steps, GPU fp32 vs CPU fp32: weights rel error %.3g, val loss %.6f vs %.6f\n", err,
+      metric(gpu.final_val, "loss"), metric(cpu.final_val, "loss"));
   EXPECT_LT(err, 1e-4);
   for (const char* top : {"loss", "loss1/loss", "loss2/loss"})
-    EXPECT_NEAR(metric(gpu.final_val, top), metric(cpu.final_val, top), 2e-4 * std::max(1.0, metric(cpu.final_val, top)))
+    EXPECT_NEAR(metric(gpu.final_val, top), metric(cpu.final_val, top),
+                2e-4 * std::max(1.0, metric(cpu.final_val, top)))
         << top;
   EXPECT_NEAR(metric(gpu.final_val, "accuracy"), metric(cpu.final_val, "accuracy"), 1.0 / 15 + 1e-9);
 }
