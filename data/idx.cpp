@@ -64,11 +64,10 @@ std::string fashion_mnist_dir() {
   return env && *env ? env : "/usr/share/datasets/fashion-mnist";
 }
 
-std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_class, const std::string& split,
-                                        const std::string& data_dir) {
-  if (split == "all")  // all 70,000: train's 60,000 then t10k's 10,000 (file names prefixed "t10k_")
-    return write_fashion_mnist_folder(out_dir, per_class, "train", data_dir) +
-           write_fashion_mnist_folder(out_dir, per_class, "t10k", data_dir);
+namespace {
+
+std::int64_t write_split(const std::string& out_dir, int per_class, const std::string& split,
+                         const std::string& data_dir, const std::string& prefix) {
   const IdxArray images = read_idx(fmt::format("{}/{}-images-idx3-ubyte.gz", data_dir, split));
   const IdxArray labels = read_idx(fmt::format("{}/{}-labels-idx1-ubyte.gz", data_dir, split));
   if (images.dims.size() != 3 || labels.dims.size() != 1 || labels.dims[0] != images.dims[0])
@@ -80,13 +79,22 @@ std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_clas
   for (std::int64_t i = 0; i < images.dims[0]; ++i) {
     const int label = labels.values[std::size_t(i)];
     if (label >= int(names.size()) || written[label] >= per_class) continue;
-    const fs::path p =
-        fs::path(out_dir) / names[label] / fmt::format("{}{}.png", split == "t10k" ? "t10k_" : "", i);
+    const fs::path p = fs::path(out_dir) / names[label] / fmt::format("{}{}.png", prefix, i);
     std::ofstream(p, std::ios::binary) << encode_png(idx_image(images, i));
     ++written[label];
     ++total;
   }
   return total;
+}
+
+}  // namespace
+
+std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_class, const std::string& split,
+                                        const std::string& data_dir) {
+  if (split == "all")  // all 70,000: train's 60,000 then t10k's 10,000 (named t10k_<index>.png)
+    return write_split(out_dir, per_class, "train", data_dir, "") +
+           write_split(out_dir, per_class, "t10k", data_dir, "t10k_");
+  return write_split(out_dir, per_class, split, data_dir, "");
 }
 
 }  // namespace incept::data

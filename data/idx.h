@@ -28,8 +28,8 @@ const std::vector<std::string>& fashion_mnist_class_names();
 std::string fashion_mnist_dir();
 
 // Writes OUT/<class_name>/<index>.png for the first `per_class` images of each class of the
-// Fashion-MNIST `split`: "train", "t10k", or "all" (both, per_class each; t10k files are named
-// t10k_<index>.png). Returns the number of files written.
+// Fashion-MNIST `split`: "train", "t10k", or "all" (both, per_class each; in "all" the t10k files are
+// named t10k_<index>.png). Returns the number of files written.
 std::int64_t write_fashion_mnist_folder(const std::string& out_dir, int per_class,
                                         const std::string& split = "train",
                                         const std::string& data_dir = fashion_mnist_dir());

@@ -5,7 +5,9 @@
 #include <nvtx3/nvToolsExt.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
+#include <thread>
 
 #include "engine/check.h"
 #include "engine/fillers.h"
@@ -325,7 +327,105 @@ void GpuNet::forward() {
 
 void GpuNet::backward() {
   if (!plan_.options.training) throw Error(fmt::format("net {}: planned without gradients", plan_.name));
-  for (int l = int(layers_.size()) - 1; l >= 0; --l) backward_layer(l);
+  if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_bwd0_, stream_));
+  for (int l = int(layers_.size()) - 1; l >= 0; --l) {
+    backward_layer(l);
+    if (comm_) launch_ready_buckets(l);
+  }
+  if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_bwd1_, stream_));
+  if (comm_) {  // update() reads the sums
+    CUDA_CHECK(cudaEventRecord(reduce_done_, comm_stream_));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, reduce_done_, 0));
+  }
+}
+
+namespace {
+// The communicators are non-blocking (engine/nccl_comm.h): a call may return ncclInProgress
+// while NCCL enqueues; wait (bounded) until it has.
+void nccl_enqueued(ncclResult_t r, ncclComm_t comm, const char* what) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while (r == ncclInProgress) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      r = ncclSystemError;
+      break;
+    }
+    std::this_thread::yield();
+    ncclResult_t s = ncclSuccess;
+    ncclCommGetAsyncError(comm, &s);
+    r = s;
+  }
+  if (r != ncclSuccess) check_failed("NCCL", what, __FILE__, __LINE__, ncclGetErrorString(r));
+}
+}  // namespace
+
+void GpuNet::set_grad_reduce(const GradReduceOptions& o) {
+  if (graph_exec_) throw Error("set_grad_reduce: call it before the first captured step");
+  comm_ = o.comm;
+  buckets_.clear();
+  if (!comm_) return;
+  buckets_ = plan_grad_buckets(plan_, esize_, o.first_bucket_bytes, o.bucket_bytes);
+  comm_stream_ = make_stream();
+  bucket_ready_.clear();
+  for (std::size_t b = 0; b < buckets_.size(); ++b) bucket_ready_.push_back(make_event(false));
+  reduce_done_ = make_event(false);
+  t_bwd0_ = make_event();
+  t_bwd1_ = make_event();
+  t_ar0_.clear();
+  t_ar1_.clear();
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    t_ar0_.push_back(make_event());
+    t_ar1_.push_back(make_event());
+  }
+}
+
+void GpuNet::launch_ready_buckets(int layer) {
+  const ncclDataType_t type = opt_.dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16;
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    const GradBucket& k = buckets_[b];
+    if (k.ready_after != layer) continue;
+    CUDA_CHECK(cudaEventRecord(bucket_ready_[b], stream_));
+    CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, bucket_ready_[b], 0));
+    if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_ar0_[b], comm_stream_));
+    void* p = static_cast<char*>(params_->grads()) + std::size_t(k.lo) * esize_;
+    nccl_enqueued(ncclAllReduce(p, p, std::size_t(k.elems()), type, ncclSum, comm_, comm_stream_), comm_,
+                  "ncclAllReduce (gradient bucket)");
+    if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_ar1_[b], comm_stream_));
+  }
+}
+
+ReduceTiming GpuNet::time_grad_reduce(const StepValues& v, int iters) {
+  ReduceTiming r;
+  if (!comm_) return r;
+  r.buckets = int(buckets_.size());
+  r.grad_bytes = double(plan_.param_elems) * double(esize_);
+  std::vector<float> bwd, span, busy, exposed;
+  time_reduce_ = true;
+  for (int i = 0; i < iters; ++i) {
+    train_step(v, false, false);  // no update: timing leaves the weights as they are
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    float ms = 0, b = 0, tot = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t_bwd0_, t_bwd1_));
+    bwd.push_back(ms);
+    for (std::size_t k = 0; k < buckets_.size(); ++k) {
+      CUDA_CHECK(cudaEventElapsedTime(&b, t_ar0_[k], t_ar1_[k]));
+      tot += b;
+    }
+    busy.push_back(tot);
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t_ar0_.front(), t_ar1_.back()));
+    span.push_back(ms);
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t_bwd1_, t_ar1_.back()));
+    exposed.push_back(std::max(ms, 0.f));
+  }
+  time_reduce_ = false;
+  auto median = [](std::vector<float> x) {
+    std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
+    return x[x.size() / 2];
+  };
+  r.backward_ms = median(bwd);
+  r.allreduce_ms = median(span);
+  r.allreduce_busy_ms = median(busy);
+  r.exposed_ms = median(exposed);
+  return r;
 }
 
 void GpuNet::update() {
@@ -360,6 +460,10 @@ std::vector<std::pair<std::string, double>> GpuNet::take_output_sums() {
 
 void GpuNet::train_step(const StepValues& v, bool graph, bool do_update) {
   set_step_values(v);
+  if (comm_ && !comm_warm_) {  // NCCL sets up its connections on first use: not inside a capture
+    comm_warm_ = true;
+    graph = false;
+  }
   if (!graph) {
     enqueue_step(do_update);
     return;
@@ -435,7 +539,7 @@ void GpuNet::forward_layer(int l) {
                                        cudaMemcpyDeviceToDevice, stream_));
           break;
         }
-        ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l)};
+        ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l), opt_.dropout_first_sample};
         kernels::dropout_fwd<T>(L.in_shape[0], in(0), std::get<DropoutParams>(lp.params).ratio, key, step,
                                 out(0), stream_);
         break;
@@ -510,7 +614,7 @@ void GpuNet::backward_layer(int l) {
       }
       case LayerKind::kDropout:
         if (L.in_diff[0]) {
-          ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l)};
+          ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l), opt_.dropout_first_sample};
           kernels::dropout_bwd<T>(L.in_shape[0], dout(0), std::get<DropoutParams>(lp.params).ratio, key, step,
                                   din(0), L.accumulate[0], stream_);
         }

@@ -35,6 +35,7 @@
 #include "engine/cudnn_conv.h"
 #include "engine/gpu_fc.h"
 #include "engine/gpu_params.h"
+#include "engine/grad_buckets.h"
 #include "engine/net_plan.h"
 #include "engine/owners.h"
 #include "kernels/dtype_gpu.h"
@@ -75,6 +76,9 @@ struct GpuNetOptions {
   // 512 MiB was not shown to help fp32).
   std::size_t workspace_limit = 0;
   std::uint64_t dropout_seed = 0;
+  // Data parallelism: this replica's first example within the global batch, so dropout masks
+  // are those of the same examples on one GPU (kernels/dropout_ref.h).
+  std::uint64_t dropout_first_sample = 0;
 };
 
 // The options a trainer should start from on GPU `device`: bf16 where the GPU has bf16 tensor
@@ -90,6 +94,26 @@ struct StepValues {
   float momentum = 0.9f;
   float weight_decay = 0.f;
   float grad_scale = 1.f;
+};
+
+// Data parallelism: with a communicator over the replicas, backward sums each gradient bucket
+// (engine/grad_buckets.h) over all replicas as soon as it is complete, on a side stream that
+// overlaps the rest of backward, inside the step (and its CUDA graph); update() waits for the
+// sums. The step's StepValues::grad_scale turns the sum into the mean (1 / replicas).
+struct GradReduceOptions {
+  ncclComm_t comm = nullptr;  // null: no reduction (one replica)
+  std::size_t first_bucket_bytes = std::size_t(1) << 20;
+  std::size_t bucket_bytes = std::size_t(25) << 20;
+};
+
+// Where the all-reduce time of a step goes (eager steps timed with CUDA events, medians).
+struct ReduceTiming {
+  int buckets = 0;
+  double grad_bytes = 0;        // bytes all-reduced per step
+  float backward_ms = 0;        // backward of the whole net (compute stream)
+  float allreduce_ms = 0;       // first bucket's start to the last bucket's end (side stream)
+  float allreduce_busy_ms = 0;  // sum of the buckets' own times
+  float exposed_ms = 0;         // all-reduce time after backward ended (not overlapped)
 };
 
 // Time of one layer's forward and backward (eager, CUDA events), for `caffe time`-style tables.
@@ -159,6 +183,11 @@ class GpuNet {
   std::vector<float> blob_data(int blob) const;
   std::vector<float> blob_diff(int blob) const;
 
+  // Data parallelism (see GradReduceOptions); call before the first step.
+  void set_grad_reduce(const GradReduceOptions& options);
+  const std::vector<GradBucket>& grad_buckets() const { return buckets_; }
+  ReduceTiming time_grad_reduce(const StepValues& v, int iters);
+
   // Per-layer forward/backward times over `iters` eager steps (median per layer).
   std::vector<LayerTime> time_layers(int iters);
   // Device memory by arena, for the start-up report.
@@ -219,6 +248,17 @@ class GpuNet {
   Graph graph_;
   GraphExec graph_exec_;
   bool graph_has_update_ = false;
+  // Data parallelism.
+  void launch_ready_buckets(int layer);
+  ncclComm_t comm_ = nullptr;
+  bool comm_warm_ = false;  // the first reducing step runs eagerly (NCCL connects), later ones are captured
+  std::vector<GradBucket> buckets_;
+  Stream comm_stream_;
+  std::vector<Event> bucket_ready_;
+  Event reduce_done_;
+  bool time_reduce_ = false;  // record the timing events below (time_grad_reduce)
+  Event t_bwd0_, t_bwd1_;
+  std::vector<Event> t_ar0_, t_ar1_;
 };
 
 }  // namespace incept

@@ -73,6 +73,17 @@ class TrainBackend {
 
   // Waits for all enqueued work and runs every pending release.
   virtual void drain() = 0;
+  // Makes the calling thread use this backend's device (a replica's thread, first thing).
+  virtual void bind_thread() {}
+
+  // Data parallelism (GPU): sum the gradients over the replicas of `comm` inside every step
+  // (GpuNet::set_grad_reduce). Before the first step.
+  virtual void set_grad_reduce(ncclComm_t comm) {
+    if (comm) throw Error("this backend trains alone (no gradient all-reduce)");
+  }
+  // Timed eager steps without update (every replica must call it together); zeros without a
+  // communicator.
+  virtual ReduceTiming time_grad_reduce(int /*iters*/) { return {}; }
 };
 
 std::unique_ptr<TrainBackend> make_cpu_backend(const BackendConfig& config);

@@ -99,6 +99,30 @@ class GpuBackend final : public TrainBackend {
     return s;
   }
 
+  void bind_thread() override { CUDA_CHECK(cudaSetDevice(c_.device)); }
+
+  void set_grad_reduce(ncclComm_t comm) override {
+    CUDA_CHECK(cudaSetDevice(c_.device));
+    GradReduceOptions o;
+    o.comm = comm;
+    train_->set_grad_reduce(o);
+  }
+
+  ReduceTiming time_grad_reduce(int iters) override {
+    CUDA_CHECK(cudaSetDevice(c_.device));
+    StepValues v;
+    v.grad_scale = 0.f;
+    ReduceTiming t;
+    {
+      GpuNet& n = *train_;
+      // Steps without update: the weights stay as they are.
+      for (int i = 0; i < 2; ++i) n.train_step(v, false, false);  // NCCL connects outside any capture
+      t = n.time_grad_reduce(v, iters);
+      n.take_output_sums();
+    }
+    return t;
+  }
+
   void drain() override {
     if (train_) CUDA_CHECK(cudaStreamSynchronize(train_->stream()));
     if (val_) CUDA_CHECK(cudaStreamSynchronize(val_->stream()));

@@ -11,7 +11,7 @@ void apply(const Nchw& s, const T* in, float ratio, const DropoutKey& key, T* ou
   for (int n = 0; n < s.n; ++n) {
     const T* a = in + n * s.nstride();
     T* b = out + n * s.nstride();
-    const std::uint64_t base = std::uint64_t(n) * s.image();
+    const std::uint64_t base = (key.first_sample + std::uint64_t(n)) * std::uint64_t(s.image());
     for (std::int64_t i = 0; i < s.image(); ++i) {
       const T v = dropout_keep(stream, base + i, ratio) ? a[i] * scale : T(0);
       b[i] = accumulate ? b[i] + v : v;

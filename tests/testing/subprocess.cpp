@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -137,7 +138,9 @@ int free_local_port() {
 }
 
 std::string test_program(const std::string& name) {
-  return std::string(INCEPT_TEST_BIN_DIR) + "/" + name;
+  // $INCEPT_TEST_BIN_DIR: the programs were moved (a GPU machine runs them from a package).
+  const char* dir = std::getenv("INCEPT_TEST_BIN_DIR");
+  return std::string(dir && *dir ? dir : INCEPT_TEST_BIN_DIR) + "/" + name;
 }
 
 }  // namespace incept::testing

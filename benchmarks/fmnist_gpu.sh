@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The training job's evidence run on a GPU machine, on Debian's Fashion-MNIST (70,000 images):
+# the images written as a class folder, served by Python's http.server on 127.0.0.1, ingested by
+# imagenet_ingest with DIGITS' defaults (256x256 colour JPEG, 25 % validation), then
+#   - the loader alone from the real LMDB (bench_loader: img/s per thread count),
+#   - the training step fed by the loader against the synthetic step (bench_train_step --dataset),
+#   - DIGITS' GoogLeNet trained by train_googlenet for EPOCHS epochs with DIGITS' default solver
+#     (lr 0.01, step 33 %, gamma 0.1) at batch 128, once per entry of RUNS: "bf16", "fp32", or
+#     "bf16:0,1" for data parallel on GPUs 0 and 1.
+# The programs come from PATH (source .devpack/env.sh); the dataset is kept in WORK between runs.
+# Usage: benchmarks/fmnist_gpu.sh OUT_DIR   (env: RUNS="bf16 fp32", EPOCHS=10, WORK=/tmp/fmnist,
+#        STEP_BENCH=1, LOADER_BENCH=1, PER_CLASS=100000 images per class and split)
+set -uo pipefail
+out=$1
+work=${WORK:-/tmp/fmnist}
+epochs=${EPOCHS:-10}
+mkdir -p "$out" "$work"
+log=$out/bench.log
+say() { echo "$*" | tee -a "$log"; }
+
+if [[ ! -f $work/ds/train_db/data.mdb ]]; then
+  rm -rf "$work/images" "$work/ds"
+  t0=$(date +%s.%N)
+  fashion_mnist_folder "$work/images" --split all --per-class "${PER_CLASS:-100000}" >>"$log" 2>&1 || exit 1
+  python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/images" >"$work/http.log" 2>&1 &
+  server=$!
+  port=""
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/http.log" | head -1)
+    [[ -n $port ]] && break
+    sleep 0.1
+  done
+  t1=$(date +%s.%N)
+  imagenet_ingest "http://127.0.0.1:$port/" "$work/ds" >"$out/ingest.log" 2>&1
+  rc=$?
+  t2=$(date +%s.%N)
+  kill $server
+  say "fashion-mnist: folder $(awk "BEGIN{print $t1 - $t0}") s, ingest over HTTP rc=$rc $(awk "BEGIN{print $t2 - $t1}") s: $(tail -1 "$out/ingest.log")"
+  ((rc == 0)) || exit 1
+fi
+
+if [[ ${LOADER_BENCH:-1} == 1 ]]; then
+  bench_loader --db "$work/ds/train_db" --batch 128 --threads 1,2,4,8,15 --seconds 3 >>"$log" 2>&1
+fi
+if [[ ${STEP_BENCH:-1} == 1 ]]; then
+  bench_train_step --dtype bf16 fp32 --dataset "$work/ds" --steps 100 >>"$log" 2>&1
+  grep -A8 "^mode" "$log" | tail -9
+fi
+
+for run in ${RUNS:-bf16 fp32}; do
+  precision=${run%%:*}
+  gpus=0
+  [[ $run == *:* ]] && gpus=${run#*:}
+  name=${precision}_g${gpus//,/}
+  rm -rf "$work/job_$name"
+  t0=$(date +%s.%N)
+  train_googlenet --dataset "$work/ds" --output "$work/job_$name" --gpus "$gpus" --epochs "$epochs" \
+    --batch-size 128 --precision "$precision" --seed 1 >"$out/train_$name.log" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  say "train $name rc=$rc wall $(awk "BEGIN{print $t1 - $t0}") s"
+  grep -E "^final|^time|^snapshot" "$out/train_$name.log" | tee -a "$log"
+  # steady training rate: the median img/s of the progress lines
+  grep -o '[0-9]* img/s' "$out/train_$name.log" | awk '{print $1}' | sort -n |
+    awk '{a[NR]=$1} END {if (NR) print "median progress-line img/s", a[int((NR+1)/2)], "over", NR, "lines"}' |
+    tee -a "$log"
+  cp "$work/job_$name/report.png" "$out/report_$name.png" 2>/dev/null
+done
+tar -czf "$out/jobs.tgz" -C "$work" $(cd "$work" && ls -d job_*/{metrics.csv,job.json,train.log,report.html} 2>/dev/null)
