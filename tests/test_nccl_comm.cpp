@@ -77,53 +77,76 @@ TEST(NcclGroup, OneProcessAllReducesOverEveryGpu) {
 }
 
 // A stream blocked by a host callback until released: its event never completes meanwhile.
-struct BlockedStream {
-  std::atomic<bool> release{false};
-  Stream stream = make_stream();
-  Event event = make_event(false);
-  BlockedStream() {
-    CUDA_CHECK(cudaLaunchHostFunc(
-        stream,
-        [](void* p) {
-          auto* flag = static_cast<std::atomic<bool>*>(p);
-          while (!flag->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        },
-        &release));
+// A hung peer, as NCCL sees it: of the two ranks of a communicator pair (GPUs 0 and 1 of this
+// process), only rank 0 enters the all-reduce, so its kernel waits for a peer that never comes.
+// (A host callback blocking a stream is no stand-in: ncclCommAbort frees memory, which waits
+// for every stream of the device.) Only ncclCommAbort ends such a kernel.
+struct HungAllReduce {
+  static constexpr std::size_t kCount = (std::size_t(1) << 20) / 4;
+  DeviceBuffer buf, peer_buf;
+  Stream stream, peer_stream;
+  Event event;
+  explicit HungAllReduce(NcclGroup& g) {
+    // Both ranks all-reduce once first, so NCCL has connected and the call below is enqueued.
+    CUDA_CHECK(cudaSetDevice(g.device(1)));
+    peer_buf = DeviceBuffer(kCount * 4);
+    peer_stream = make_stream();
+    CUDA_CHECK(cudaSetDevice(g.device(0)));
+    buf = DeviceBuffer(kCount * 4);
+    stream = make_stream();
+    event = make_event(false);
+    NCCL_CHECK(ncclGroupStart());
+    for (int i = 0; i < 2; ++i) {
+      CUDA_CHECK(cudaSetDevice(g.device(i)));
+      void* p = i == 0 ? buf.data() : peer_buf.data();
+      const ncclResult_t r = ncclAllReduce(p, p, kCount, ncclFloat32, ncclSum, g.comm(i),
+                                           i == 0 ? stream.get() : peer_stream.get());
+      if (r != ncclSuccess && r != ncclInProgress) throw Error(ncclGetErrorString(r));
+    }
+    const ncclResult_t e = ncclGroupEnd();
+    if (e != ncclSuccess && e != ncclInProgress) throw Error(ncclGetErrorString(e));
+    g.settle(60, "warm-up all-reduce");
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    CUDA_CHECK(cudaSetDevice(g.device(1)));
+    CUDA_CHECK(cudaStreamSynchronize(peer_stream));
+    CUDA_CHECK(cudaSetDevice(g.device(0)));
+    const ncclResult_t r = ncclAllReduce(buf.data(), buf.data(), (std::size_t(1) << 20) / 4, ncclFloat32,
+                                         ncclSum, g.comm(0), stream);
+    if (r != ncclSuccess && r != ncclInProgress) throw Error(ncclGetErrorString(r));
     CUDA_CHECK(cudaEventRecord(event, stream));
   }
-  ~BlockedStream() {
-    release = true;
-    cudaStreamSynchronize(stream);
-  }
+  ~HungAllReduce() { cudaStreamSynchronize(stream); }  // returns once the abort ended the kernel
 };
 
 TEST(NcclGroup, WaitTimesOutAndAborts) {
-  INCEPT_REQUIRE_GPU();
+  INCEPT_REQUIRE_GPUS(2);
   auto pg = make_single_process_group();
-  NcclGroup group(*pg, {0}, 120);
-  CUDA_CHECK(cudaSetDevice(0));
-  BlockedStream blocked;
-  const double t0 = now_s();
+  NcclGroup group(*pg, {0, 1}, 120);
   std::string msg;
-  try {
-    group.wait(blocked.event, 0.3, "test all-reduce");
-  } catch (const Error& e) {
-    msg = e.what();
+  double elapsed = 0;
+  {
+    HungAllReduce hung(group);
+    const double t0 = now_s();
+    try {
+      group.wait(hung.event, 0.3, "test all-reduce");
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    elapsed = now_s() - t0;
   }
-  EXPECT_LT(now_s() - t0, 3.0);
+  EXPECT_LT(elapsed, 3.0);
   EXPECT_HAS(msg, "rank 0: NCCL test all-reduce timed out after 0.3 s");
   EXPECT_TRUE(group.failed());
   EXPECT_THROW(group.check(), Error);
 }
 
 TEST(NcclGroup, WatchdogTimesOut) {
-  INCEPT_REQUIRE_GPU();
+  INCEPT_REQUIRE_GPUS(2);
   auto pg = make_single_process_group();
-  NcclGroup group(*pg, {0}, 120);
-  CUDA_CHECK(cudaSetDevice(0));
-  BlockedStream blocked;
+  NcclGroup group(*pg, {0, 1}, 120);
+  HungAllReduce hung(group);
   const double t0 = now_s();
-  group.watch(blocked.event, 0.3, "step 7");
+  group.watch(hung.event, 0.3, "step 7");
   while (!group.failed() && now_s() - t0 < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_LT(now_s() - t0, 2.0);
   try {
