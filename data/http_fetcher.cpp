@@ -591,6 +591,9 @@ void HttpFetcher::loop() {
     }
     const auto now = Clock::now();
     watchdog(now);
+    // A slot freed above (a host listed again) starts its next transfer now, not after the
+    // next socket event: with a few connections per host that wait would cost throughput.
+    if (!ready_.empty() && int(running_.size()) < opt_.max_in_flight) continue;
     curl_multi_poll(m, nullptr, 0, poll_timeout_ms(now), nullptr);
   }
   results_cv_.notify_all();
