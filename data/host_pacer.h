@@ -9,8 +9,9 @@
 //    there is more work for the host than slots (slow start: doubling per round trip), up to
 //    the ceiling (--per-host), so a server that keeps up reaches the ceiling within a few
 //    dozen requests;
-//  - a congestion signal halves it (once per episode: only an attempt started after the last
-//    decrease can cause another); signals are a connect far slower than the host's usual one
+//  - a congestion signal halves it, or cuts it to the attempts that got through when connects
+//    stall (what the server's accept queue took), once per episode: only an attempt started
+//    after the last decrease can cause another; signals are a connect far slower than the host's usual one
 //    (or one abandoned by the fetcher's watchdog), a response whose first byte is far later
 //    than usual, a refused or timed-out connect, and HTTP 503/429 (which also pause the host
 //    for Retry-After);
