@@ -52,7 +52,7 @@ SourceScan crawl_http(const std::string& url, const ScanOptions& opt) {
   std::vector<Dir> dirs{{*root, -1}};
   std::set<std::string> visited{root->str()};
   SourceScan scan;
-  HttpFetcher fetcher(opt.http, *root);
+  HttpFetcher fetcher(opt.http, *root, opt.learned);
   fetcher.submit(root->str(), 0, false);
   std::int64_t pending = 1;
   FetchResult r;
@@ -110,6 +110,8 @@ SourceScan crawl_http(const std::string& url, const ScanOptions& opt) {
     }
   }
   fetcher.close();
+  scan.http_hosts = fetcher.host_stats();
+  for (const auto& h : scan.http_hosts) log_debug("crawl of {}", describe(h));
   for (auto& v : scan.images) std::sort(v.begin(), v.end());
   scan.seconds = seconds_since(t0);
   return scan;

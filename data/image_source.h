@@ -26,11 +26,13 @@ struct SourceScan {
   std::vector<Failure> failures;
   std::int64_t listings = 0;  // pages (or folders) read
   double seconds = 0;
+  std::vector<HttpFetcher::HostStats> http_hosts;  // how the crawl paced each host
 };
 
 struct ScanOptions {
   HttpOptions http;
-  std::string labels_file;  // text-file sources: one class name per line (optional)
+  std::string labels_file;                      // text-file sources: one class name per line (optional)
+  std::vector<HttpFetcher::HostStats> learned;  // an earlier crawl's pace per host
 };
 
 bool is_supported_image_name(const std::string& name);

@@ -142,6 +142,7 @@ IngestReport run_ingest(const IngestOptions& opt) {
   // ---- plan --------------------------------------------------------------------
   Plan plan;
   std::vector<Failure> failures;
+  std::vector<HttpFetcher::HostStats> learned;  // the crawl's pace per host, for the downloads
   if (resuming) {
     check_resume_options(out.string(), options);
     failures = load_crawl_failures(out.string());
@@ -149,7 +150,9 @@ IngestReport run_ingest(const IngestOptions& opt) {
     log_info("resuming: {} train + {} val records planned in {}", plan.train.size(), plan.val.size(),
              out.string());
   } else {
-    ScanOptions so{opt.http, opt.labels_file};
+    ScanOptions so;
+    so.http = opt.http;
+    so.labels_file = opt.labels_file;
     log_info("scanning {}", opt.source);
     SourceScan train = scan_source(opt.source, so);
     std::int64_t found = 0;
@@ -158,9 +161,11 @@ IngestReport run_ingest(const IngestOptions& opt) {
              train.class_names.size(), train.listings, train.seconds, train.failures.size());
     rep.crawl_seconds = train.seconds;
     failures = train.failures;
+    learned = so.learned = train.http_hosts;
     SourceScan val;
     if (!opt.val_source.empty()) {
       val = scan_source(opt.val_source, so);
+      if (!val.http_hosts.empty()) learned = val.http_hosts;
       rep.crawl_seconds += val.seconds;
       failures.insert(failures.end(), val.failures.begin(), val.failures.end());
     }
@@ -209,7 +214,7 @@ IngestReport run_ingest(const IngestOptions& opt) {
     else
       scope.path = scope.path.substr(0, scope.path.rfind('/') + 1);
     scope.query.clear();
-    fetcher = std::make_unique<HttpFetcher>(opt.http, scope);
+    fetcher = std::make_unique<HttpFetcher>(opt.http, scope, learned);
   }
   BoundedQueue<WorkItem> work_q(std::size_t(threads) * 4, any_url ? 2 : 1);
   BoundedQueue<WriteItem> write_q(std::size_t(threads) * 4 + 64, threads);
@@ -323,7 +328,11 @@ IngestReport run_ingest(const IngestOptions& opt) {
   progress.finish(fmt::format("failures {}", run_failures));
   rep.write_seconds = since(t_write);
   rep.failures = std::int64_t(failures.size());
-  if (fetcher) rep.bytes_downloaded = fetcher->bytes_received();
+  if (fetcher) {
+    rep.bytes_downloaded = fetcher->bytes_received();
+    rep.download_hosts = fetcher->host_stats();
+    for (const auto& h : rep.download_hosts) log_info("downloads from {}", describe(h));
+  }
 
   // ---- side files -----------------------------------------------------------------
   rep.train_records = dbs[0]->entries();

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/datum.h"
 #include "data/ingest_plan.h"
@@ -48,6 +49,7 @@ struct IngestReport {
   double total_seconds = 0;
   double images_per_second = 0;  // written_now / write_seconds
   std::int64_t bytes_downloaded = 0;
+  std::vector<HttpFetcher::HostStats> download_hosts;  // how each host's downloads were paced
   bool interrupted = false;
 };
 

@@ -54,10 +54,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", o.plan.seed, "shuffle/split seed")->capture_default_str();
   app.add_option("--threads", o.threads, "decode/encode threads (0: one per core)")->capture_default_str();
-  app.add_option("--downloads", o.http.max_in_flight, "concurrent downloads")
+  app.add_option("--downloads", o.http.max_in_flight, "most concurrent downloads, all hosts together")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
-  app.add_option("--per-host", o.http.max_per_host, "connections per host")
+  app.add_option("--per-host", o.http.max_per_host,
+                 "most connections to one host (ceiling of the adaptive limit, see below)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--start-per-host", o.http.start_per_host,
+                 "connections to a host at first (set it to --per-host to start at the ceiling)")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
   app.add_option("--connect-timeout", o.http.connect_timeout_s, "seconds to connect")->capture_default_str();
@@ -79,6 +84,17 @@ int main(int argc, char** argv) {
   app.add_option("--progress-interval", o.progress_interval_s, "seconds between progress lines")
       ->capture_default_str();
   app.add_flag("-v,--verbose", verbose, "debug logging");
+  app.footer(
+      "Downloads adapt to each server. A host starts with --start-per-host connections; while it answers\n"
+      "promptly and there is more to fetch, each completed download adds one (up to --per-host, and\n"
+      "--downloads for all hosts together). When a connect or a first response byte takes far longer\n"
+      "than is usual for that host (a full listen queue dropping connection attempts), when a connect\n"
+      "fails, or on HTTP 503/429, the host's limit is halved (or cut to the connections the server\n"
+      "took); after that it grows by one at most every 0.5 s, less often each time the host congests\n"
+      "again at the same level. A stuck connect or request is abandoned and tried again on a fresh\n"
+      "connection instead of waiting for TCP's 1 s/3 s/7 s retransmissions; 503/429 pause the host for\n"
+      "its Retry-After (0.5 s if absent) and are retried. -v logs every change of a host's limit; the\n"
+      "end of the run reports how many connections each host reached and why it backed off.");
   CLI11_PARSE(app, argc, argv);
   if (verbose) incept::set_log_level(incept::LogLevel::kDebug);
   try {
