@@ -147,5 +147,18 @@ TEST_F(GpuTrainerTest, Bf16StaysCloseToFp32) {
   EXPECT_NEAR(metric(h.final_val, "loss"), metric(f.final_val, "loss"), 0.05 * metric(f.final_val, "loss"));
 }
 
+TEST_F(GpuTrainerTest, ABatchTooLargeForTheGpuIsAClearError) {
+  TrainConfig c = config("huge", "fp32", true);
+  c.form.batch_size = 1 << 16;  // ~1.5 TB of fp32 activations
+  try {
+    train_job(c);
+    ADD_FAILURE() << "a batch of 65536 GoogLeNet images fit on the GPU";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("does not fit in the memory of GPU 0"), std::string::npos) << m;
+    EXPECT_NE(m.find("--batch-size"), std::string::npos) << m;
+  }
+}
+
 }  // namespace
 }  // namespace incept
