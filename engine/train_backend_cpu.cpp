@@ -15,28 +15,27 @@
 
 namespace incept {
 
-NetPlan plan_train_net(const BackendConfig& c) {
+namespace {
+// The net for one stage: the records' channels, the crop (or the whole record) and the classes.
+NetPlan plan_stage(const BackendConfig& c, Stage stage, bool training, int batch) {
   PlanOptions po;
-  po.stage = Stage::kTrain;
-  po.training = true;
-  po.batch = c.batch;
+  po.stage = stage;
+  po.training = training;
+  po.batch = batch;
   po.channels = c.channels;
-  po.height = po.width = c.crop > 0 ? c.crop : 0;
-  if (c.crop <= 0) po.height = c.src_h, po.width = c.src_w;
+  po.height = c.crop > 0 ? c.crop : c.src_h;
+  po.width = c.crop > 0 ? c.crop : c.src_w;
   po.num_classes = c.num_classes;
   return plan_net(c.spec, po);
 }
+}  // namespace
+
+NetPlan plan_train_net(const BackendConfig& c) {
+  return plan_stage(c, Stage::kTrain, true, c.batch);
+}
 
 NetPlan plan_val_net(const BackendConfig& c) {
-  PlanOptions po;
-  po.stage = Stage::kVal;
-  po.training = false;
-  po.batch = c.val_batch;
-  po.channels = c.channels;
-  po.height = po.width = c.crop > 0 ? c.crop : 0;
-  if (c.crop <= 0) po.height = c.src_h, po.width = c.src_w;
-  po.num_classes = c.num_classes;
-  return plan_net(c.spec, po);
+  return plan_stage(c, Stage::kVal, false, c.val_batch);
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #include <cfloat>
 
 #include "engine/check.h"
+#include "kernels/block_reduce_gpu.cuh"
 #include "kernels/softmax_gpu.h"
 
 namespace incept::kernels {
@@ -10,41 +11,16 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Max (kMax) or sum over the block, in a fixed order; every thread gets the result.
-template <bool kMax>
-__device__ float row_reduce(float v) {
-  __shared__ float partial[32];
-  __shared__ float result;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float other = __shfl_xor_sync(0xffffffffu, v, o);
-    v = kMax ? fmaxf(v, other) : v + other;
-  }
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    v = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : (kMax ? -FLT_MAX : 0.f);
-    for (int o = 16; o > 0; o >>= 1) {
-      const float other = __shfl_xor_sync(0xffffffffu, v, o);
-      v = kMax ? fmaxf(v, other) : v + other;
-    }
-    if (threadIdx.x == 0) result = v;
-  }
-  __syncthreads();
-  const float r = result;
-  __syncthreads();  // partial/result are reused by the next reduction
-  return r;
-}
-
 // Each thread reads and writes only its own elements j (after both reductions), so y may alias x.
 template <typename T>
 __global__ void softmax_fwd_kernel(int k, const T* x, T* y) {
   const long long row = static_cast<long long>(blockIdx.x) * k;
   float m = -FLT_MAX;
   for (int j = threadIdx.x; j < k; j += blockDim.x) m = fmaxf(m, to_f32(x[row + j]));
-  m = row_reduce<true>(m);
+  m = block_reduce<true>(m);
   float s = 0.f;
   for (int j = threadIdx.x; j < k; j += blockDim.x) s += expf(to_f32(x[row + j]) - m);
-  const float inv = 1.f / row_reduce<false>(s);
+  const float inv = 1.f / block_reduce<false>(s);
   for (int j = threadIdx.x; j < k; j += blockDim.x)
     y[row + j] = from_f32<T>(expf(to_f32(x[row + j]) - m) * inv);
 }

@@ -4,37 +4,13 @@
 #include <cfloat>
 
 #include "engine/check.h"
+#include "kernels/block_reduce_gpu.cuh"
 #include "kernels/softmax_loss_gpu.h"
 
 namespace incept::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-
-template <bool kMax>
-__device__ float block_reduce(float v) {
-  __shared__ float red[32];
-  __shared__ float result;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float other = __shfl_xor_sync(0xffffffffu, v, o);
-    v = kMax ? fmaxf(v, other) : v + other;
-  }
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    const int warps = blockDim.x >> 5;
-    v = threadIdx.x < warps ? red[threadIdx.x] : (kMax ? -FLT_MAX : 0.f);
-    for (int o = 16; o > 0; o >>= 1) {
-      const float other = __shfl_xor_sync(0xffffffffu, v, o);
-      v = kMax ? fmaxf(v, other) : v + other;
-    }
-    if (threadIdx.x == 0) result = v;
-  }
-  __syncthreads();
-  const float r = result;
-  __syncthreads();  // red/result may be reused by the next call
-  return r;
-}
 
 // Examples whose label is negative are ignored (a padded validation batch): Caffe's
 // normalization VALID divides by the examples that count, never less than one.
