@@ -252,6 +252,32 @@ TEST_F(TrainerTest, BadInputIsRefusedBeforeTraining) {
   c = lenet(tmp_ / "j5", 1);
   c.mean = "median";
   expect_error(c, "--mean");
+  // A job folder that cannot be created (even root cannot make a folder inside a device file).
+  c = lenet("/dev/null/job", 1);
+  expect_error(c, "cannot create the job folder");
+}
+
+TEST_F(TrainerTest, WeightsFromACaffemodelStartTheJob) {
+  const TrainResult a = train_job(lenet(tmp_ / "a", 1));
+  ASSERT_TRUE(a.finished);
+  // Fine-tuning with learning rate 0: the new job's weights are exactly the caffemodel's.
+  TrainConfig b = lenet(tmp_ / "b", 1, 99);
+  b.weights = a.last_snapshot;
+  b.form.base_lr = 0;
+  b.max_iter = 1;
+  const TrainResult r = train_job(b);
+  ASSERT_TRUE(r.finished);
+  const auto wa = read_caffemodel(a.last_snapshot), wb = read_caffemodel(r.last_snapshot);
+  ASSERT_EQ(wa.size(), wb.size());
+  for (std::size_t l = 0; l < wa.size(); ++l) {
+    ASSERT_EQ(wa[l].name, wb[l].name);
+    for (std::size_t k = 0; k < wa[l].blobs.size(); ++k) EXPECT_EQ(wa[l].blobs[k].data, wb[l].blobs[k].data);
+  }
+  EXPECT_NE(read_file(tmp_ / "b" / "train.log").find("initialised 4 layers from"), std::string::npos);
+  // A file that is no caffemodel is refused before training.
+  TrainConfig c = lenet(tmp_ / "c", 1);
+  c.weights = (tmp_ / "b" / "job.json").string();
+  EXPECT_THROW(train_job(c), Error);
 }
 
 TEST_F(TrainerTest, TrainAndValidationRecordsOfDifferentSizesAreRefused) {
