@@ -134,23 +134,6 @@ SolverSettings digits_solver(const DigitsSolverForm& f, std::int64_t n_train, st
   return s;
 }
 
-std::string SolverSettings::prototxt(const std::string& net_file) const {
-  std::string t = fmt::format("net: \"{}\"\n", net_file);
-  if (test_interval > 0) t += fmt::format("test_iter: {}\ntest_interval: {}\n", test_iter, test_interval);
-  t += fmt::format("base_lr: {}\ndisplay: {}\nmax_iter: {}\nlr_policy: \"{}\"\n", lr.base_lr, display,
-                   max_iter, lr_policy_name(lr.policy));
-  if (lr.policy != LrPolicy::kFixed && lr.policy != LrPolicy::kPoly)
-    t += fmt::format("gamma: {}\n", lr.gamma);
-  if (lr.policy == LrPolicy::kInv || lr.policy == LrPolicy::kPoly) t += fmt::format("power: {}\n", lr.power);
-  if (lr.policy == LrPolicy::kStep || lr.policy == LrPolicy::kSigmoid)
-    t += fmt::format("stepsize: {}\n", lr.stepsize);
-  for (std::int64_t v : lr.stepvalues) t += fmt::format("stepvalue: {}\n", v);
-  t += fmt::format("momentum: {}\nweight_decay: {}\nsnapshot: {}\nsnapshot_prefix: \"snapshot\"\n", momentum,
-                   weight_decay, snapshot);
-  if (iter_size > 1) t += fmt::format("iter_size: {}\n", iter_size);
-  return t;
-}
-
 template <typename T>
 void SgdSolver<T>::apply_update() {
   const T lr = T(s_.lr.rate(iter_));

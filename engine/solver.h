@@ -61,8 +61,6 @@ struct SolverSettings {
 
   // Iterations at which the rate changes (step, multistep) within [1, max_iter).
   std::vector<std::int64_t> lr_drops() const;
-  // Caffe solver.prototxt text of these settings (net file given).
-  std::string prototxt(const std::string& net_file = "train_val.prototxt") const;
 };
 
 SolverSettings digits_solver(const DigitsSolverForm& form, std::int64_t n_train, std::int64_t n_val,

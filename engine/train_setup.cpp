@@ -13,6 +13,7 @@
 #include "engine/caffe_model.h"
 #include "engine/check.h"
 #include "engine/device.h"
+#include "engine/job_dir.h"
 #include "engine/train_internal.h"
 #include "models/models.h"
 
@@ -168,27 +169,22 @@ std::string fmt_means(const std::vector<std::pair<std::string, double>>& v) {
 }
 
 TrainConfig read_job_config(const std::string& job_dir) {
-  const fs::path file = fs::path(job_dir) / "job.json";
-  std::ifstream f(file);
-  if (!f)
-    throw Error(fmt::format("{} is not a training job folder (no job.json); train into it first", job_dir));
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{} is not valid JSON: {}", file.string(), e.what()));
-  }
+  // read_job (engine/job_dir.h) reads and checks what every reader of a job needs; the rest is
+  // what only a resumed job needs.
+  const JobInfo info = read_job(job_dir);
+  const json& j = info.json;
+  const fs::path file = info.dir / "job.json";
   TrainConfig c;
   try {
     c.job_dir = job_dir;
-    c.dataset_dir = j.at("dataset");
-    c.network = j.at("network");
+    c.dataset_dir = info.dataset;
+    c.network = info.network;
+    c.mean = info.mean;
+    c.crop = info.crop_size;
     c.gpus = j.at("gpus").get<std::vector<int>>();
     c.precision = j.at("precision");
     c.seed = j.at("seed");
     c.deterministic = j.value("deterministic", false);
-    c.mean = j.at("mean");
-    c.crop = j.at("crop_size");
     c.max_iter = j.value("max_iter_override", std::int64_t(0));
     c.display = j.value("display_override", std::int64_t(0));
     c.blob_format = parse_blob_format(j.value("blob_format", std::string("compatible")));

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 
+#include "engine/caffe_model.h"
 #include "engine/check.h"
 #include "engine/solver.h"
 #include "models/models.h"
@@ -39,7 +40,7 @@ TEST(DigitsSchedule, ImageNetWorkedExample) {
   EXPECT_EQ(s.display, 40);  // min(450420 / 480 = 938, ceil(5000 / 128) = 40)
   EXPECT_DOUBLE_EQ(s.weight_decay, 1e-4);
   EXPECT_DOUBLE_EQ(s.momentum, 0.9);
-  const std::string proto = s.prototxt();
+  const std::string proto = solver_prototxt(s);  // engine/caffe_model.h, through TextFormat
   EXPECT_NE(proto.find("stepsize: 148639"), std::string::npos) << proto;
   EXPECT_NE(proto.find("lr_policy: \"step\""), std::string::npos) << proto;
 }
