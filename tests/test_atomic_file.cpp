@@ -16,13 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 int entries(const fs::path& dir) {
   int n = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++n;
@@ -44,9 +37,9 @@ TEST(AtomicFile, WritesAndReplacesWholeFiles) {
   std::string big(3 << 20, '\0');
   for (std::size_t i = 0; i < big.size(); ++i) big[i] = char(i * 131 + 7);
   write_file_atomic(p, big);
-  EXPECT_EQ(slurp(p), big);
+  EXPECT_EQ(testing::read_file(p), big);
   write_file_atomic(p, "short");
-  EXPECT_EQ(slurp(p), "short");
+  EXPECT_EQ(testing::read_file(p), "short");
   write_file_atomic(p, "");
   EXPECT_EQ(fs::file_size(p), 0u);
   EXPECT_EQ(entries(dir.path()), 1);  // no temporary left behind
@@ -67,7 +60,7 @@ TEST(AtomicFile, FailureNamesThePathAndKeepsTheOldFile) {
   const std::string taken = error_of(dir / "taken", "new bytes");
   EXPECT_NE(taken.find("taken"), std::string::npos) << taken;
   EXPECT_NE(taken.find("rename"), std::string::npos) << taken;
-  EXPECT_EQ(slurp(dir / "taken" / "inside"), "keep");
+  EXPECT_EQ(testing::read_file(dir / "taken" / "inside"), "keep");
   EXPECT_EQ(entries(dir.path()), 1);
 
   EXPECT_NE(error_of(dir.path() / "..", "x").find("not a file name"), std::string::npos);

@@ -36,15 +36,6 @@ NetPlan googlenet_plan(Stage stage, int classes, int batch) {
   return plan_net(models::googlenet(), o);
 }
 
-std::string error_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 const caffe::LayerParameter* find_layer(const caffe::NetParameter& net, const std::string& name) {
   for (const auto& l : net.layer())
     if (l.name() == name) return &l;
@@ -242,23 +233,23 @@ TEST(CaffePrototxt, NetSpecRoundTrips) {
 }
 
 TEST(CaffePrototxt, ClearErrors) {
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(testing::error_of([] {
               parse_net_prototxt("layer { name: \"a\"\n  bogus: 3 }", "x.prototxt");
             }).find("x.prototxt: not a valid Caffe net prototxt (line 2"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_prototxt("/nonexistent/deploy.prototxt"); }).find("cannot open"),
+  EXPECT_NE(testing::error_of([] { parse_prototxt("/nonexistent/deploy.prototxt"); }).find("cannot open"),
             std::string::npos);
-  const std::string unsupported = error_of(
+  const std::string unsupported = testing::error_of(
       [] { net_spec_from_prototxt(parse_net_prototxt("layer { name: \"bn\" type: \"BatchNorm\" }", "x")); });
   EXPECT_NE(unsupported.find("layer bn: type BatchNorm is not supported"), std::string::npos) << unsupported;
-  const std::string grouped = error_of([] {
+  const std::string grouped = testing::error_of([] {
     net_spec_from_prototxt(
         parse_net_prototxt("layer { name: \"c\" type: \"Convolution\" convolution_param { num_output: 4 "
                            "kernel_size: 3 group: 2 } }",
                            "x"));
   });
   EXPECT_NE(grouped.find("layer c (Convolution): a grouped convolution"), std::string::npos) << grouped;
-  EXPECT_NE(error_of([] { deploy_input_shape(caffe::NetParameter()); }).find("no 4-D input shape"),
+  EXPECT_NE(testing::error_of([] { deploy_input_shape(caffe::NetParameter()); }).find("no 4-D input shape"),
             std::string::npos);
 }
 

@@ -33,15 +33,6 @@ NetPlan googlenet_plan(Stage stage, int classes, int batch) {
   return plan_net(models::googlenet(), o);
 }
 
-std::string error_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 const caffe::LayerParameter& layer_named(const caffe::NetParameter& net, const std::string& name) {
   for (const auto& l : net.layer())
     if (l.name() == name) return l;
@@ -253,18 +244,20 @@ TEST(CaffeWeights, BrokenFilesGiveClearErrors) {
   const Exported e;
   const std::string bytes = caffemodel_bytes(models::googlenet(), e.plan, e.params, BlobFormat::kCompatible);
   for (std::size_t cut : {bytes.size() / 2, bytes.size() - 3, std::size_t(1000)}) {
-    const std::string msg =
-        error_of([&] { parse_caffemodel(std::string_view(bytes).substr(0, cut), "cut.caffemodel"); });
+    const std::string msg = testing::error_of(
+        [&] { parse_caffemodel(std::string_view(bytes).substr(0, cut), "cut.caffemodel"); });
     EXPECT_NE(msg.find("cut.caffemodel"), std::string::npos) << cut;
   }
-  EXPECT_NE(error_of([] { parse_caffemodel("", "empty"); }).find("no layer has weights"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_caffemodel("name: \"not binary\"\nlayer {}\n", "text"); }).find("text:"),
+  EXPECT_NE(testing::error_of([] { parse_caffemodel("", "empty"); }).find("no layer has weights"),
             std::string::npos);
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(
+      testing::error_of([] { parse_caffemodel("name: \"not binary\"\nlayer {}\n", "text"); }).find("text:"),
+      std::string::npos);
+  EXPECT_NE(testing::error_of([] {
               read_caffemodel("/nonexistent.caffemodel");
             }).find("cannot open /nonexistent.caffemodel"),
             std::string::npos);
-  const std::string mismatch = error_of([] {
+  const std::string mismatch = testing::error_of([] {
     parse_caffemodel(one_blob_model([](caffe::BlobProto* b) {
                        b->mutable_shape()->add_dim(4);
                        b->add_data(1.f);
@@ -272,7 +265,7 @@ TEST(CaffeWeights, BrokenFilesGiveClearErrors) {
                      "short");
   });
   EXPECT_NE(mismatch.find("1 values for a 4 blob"), std::string::npos) << mismatch;
-  const std::string bool_raw = error_of([] {
+  const std::string bool_raw = testing::error_of([] {
     parse_caffemodel(one_blob_model([](caffe::BlobProto* b) {
                        b->set_raw_data_type(caffe::BlobProto::BOOL);
                        b->set_raw_data("x");
@@ -282,7 +275,7 @@ TEST(CaffeWeights, BrokenFilesGiveClearErrors) {
   EXPECT_NE(bool_raw.find("raw_data of type BOOL is not supported"), std::string::npos) << bool_raw;
   const NetPlan plan = googlenet_plan(Stage::kTrain, 10, 1);
   std::vector<float> p(plan.param_elems);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(testing::error_of([&] {
               import_params({{"nothing", "Convolution", {}}}, plan, p);
               testing::TempDir dir;
               std::ofstream(dir / "m.caffemodel", std::ios::binary)

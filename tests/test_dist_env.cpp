@@ -8,18 +8,10 @@
 #include "engine/check.h"
 #include "engine/dist_env.h"
 #include "engine/nccl_comm.h"
+#include "testing/test_util.h"
 
 namespace incept {
 namespace {
-
-std::string error_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 #define EXPECT_HAS(haystack, needle) \
   EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
@@ -56,7 +48,7 @@ TEST(DistEnv, OpenMpi) {
   if (mpi_built()) {
     EXPECT_EQ(detect_dist_env(DistFlags{}, env).rendezvous, "mpi");
   } else {
-    EXPECT_HAS(error_of([&] { detect_dist_env(DistFlags{}, env); }), "this build has no MPI");
+    EXPECT_HAS(testing::error_of([&] { detect_dist_env(DistFlags{}, env); }), "this build has no MPI");
   }
 }
 
@@ -89,7 +81,7 @@ TEST(DistEnv, SlurmJobStep) {
   env3["SLURM_LOCALID"] = "0";
   EXPECT_EQ(detect_dist_env(with_rendezvous("tcp:n0:29500"), env3).local_world, 1);
   // Slurm gives no rendezvous: the message shows how to make one from the node list.
-  EXPECT_HAS(error_of([&] { detect_dist_env(DistFlags{}, env); }), "scontrol show hostnames");
+  EXPECT_HAS(testing::error_of([&] { detect_dist_env(DistFlags{}, env); }), "scontrol show hostnames");
 }
 
 TEST(DistEnv, SlurmBatchScriptIsOneProcess) {
@@ -141,28 +133,28 @@ TEST(DistEnv, InconsistentValuesSayWhatIsWrong) {
   DistFlags f = with_rendezvous("tcp:h:1");
   f.rank = 2;
   f.world = 2;
-  const std::string e1 = error_of([&] { detect_dist_env(f, {}); });
+  const std::string e1 = testing::error_of([&] { detect_dist_env(f, {}); });
   EXPECT_HAS(e1, "rank 2 is outside the world of 2 processes");
   EXPECT_HAS(e1, "--rank 2 --world-size 2");
   EXPECT_HAS(e1, "ranks are 0..1");
 
   f.world = -1;
-  EXPECT_HAS(error_of([&] { detect_dist_env(f, {}); }), "--rank 2 needs --world-size as well");
+  EXPECT_HAS(testing::error_of([&] { detect_dist_env(f, {}); }), "--rank 2 needs --world-size as well");
   f.rank = -1;
   f.world = 3;
-  EXPECT_HAS(error_of([&] { detect_dist_env(f, {}); }), "--world-size 3 needs --rank as well");
+  EXPECT_HAS(testing::error_of([&] { detect_dist_env(f, {}); }), "--world-size 3 needs --rank as well");
   f.world = 0;
-  EXPECT_HAS(error_of([&] { detect_dist_env(f, {}); }), "--world-size 0 must be at least 1");
+  EXPECT_HAS(testing::error_of([&] { detect_dist_env(f, {}); }), "--world-size 0 must be at least 1");
 
   const EnvMap bad_rank{{"OMPI_COMM_WORLD_RANK", "4"}, {"OMPI_COMM_WORLD_SIZE", "4"}};
-  const std::string e2 = error_of([&] { detect_dist_env(with_rendezvous("mpi"), bad_rank); });
+  const std::string e2 = testing::error_of([&] { detect_dist_env(with_rendezvous("mpi"), bad_rank); });
   EXPECT_HAS(e2, "rank 4 is outside the world of 4 processes");
   EXPECT_HAS(e2, "OMPI_COMM_WORLD_RANK=4");
-  EXPECT_HAS(error_of([&] {
+  EXPECT_HAS(testing::error_of([&] {
                detect_dist_env(DistFlags{}, {{"PMI_RANK", "x1"}, {"PMI_SIZE", "2"}});
              }),
              "PMI_RANK='x1' is not a non-negative whole number");
-  EXPECT_HAS(error_of([&] {
+  EXPECT_HAS(testing::error_of([&] {
                detect_dist_env(DistFlags{}, {{"OMPI_COMM_WORLD_RANK", "0"}});
              }),
              "OMPI_COMM_WORLD_SIZE is not set");
@@ -170,9 +162,9 @@ TEST(DistEnv, InconsistentValuesSayWhatIsWrong) {
                          {"OMPI_COMM_WORLD_SIZE", "2"},
                          {"OMPI_COMM_WORLD_LOCAL_RANK", "2"},
                          {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}};
-  EXPECT_HAS(error_of([&] { detect_dist_env(with_rendezvous("tcp:h:1"), bad_local); }),
+  EXPECT_HAS(testing::error_of([&] { detect_dist_env(with_rendezvous("tcp:h:1"), bad_local); }),
              "local rank 2 is outside the 2 processes on this node");
-  EXPECT_HAS(error_of([&] {
+  EXPECT_HAS(testing::error_of([&] {
                detect_dist_env(with_rendezvous("tcp:h:1"), {{"SLURM_PROCID", "0"},
                                                             {"SLURM_STEP_ID", "1"},
                                                             {"SLURM_NTASKS", "2"},
@@ -182,14 +174,14 @@ TEST(DistEnv, InconsistentValuesSayWhatIsWrong) {
              "not in Slurm's form");
   DistFlags t;
   t.timeout_s = 0;
-  EXPECT_HAS(error_of([&] { detect_dist_env(t, {}); }), "--dist-timeout 0 must be positive");
+  EXPECT_HAS(testing::error_of([&] { detect_dist_env(t, {}); }), "--dist-timeout 0 must be positive");
 }
 
 TEST(DistEnv, SeveralProcessesNeedARendezvous) {
   DistFlags f;
   f.rank = 0;
   f.world = 2;
-  const std::string e = error_of([&] { detect_dist_env(f, {}); });
+  const std::string e = testing::error_of([&] { detect_dist_env(f, {}); });
   EXPECT_HAS(e, "a job of 2 processes needs a rendezvous");
   EXPECT_HAS(e, "--rendezvous tcp:HOST:PORT");
   EXPECT_HAS(e, "file:PATH");
@@ -209,13 +201,14 @@ TEST(DistEnv, RendezvousForms) {
   EXPECT_EQ(parse_rendezvous("tcp:[::1]:80").host, "::1");
   EXPECT_EQ(parse_rendezvous("mpi").kind, Rendezvous::Kind::kMpi);
   EXPECT_EQ(parse_rendezvous("").kind, Rendezvous::Kind::kNone);
-  EXPECT_HAS(error_of([] { parse_rendezvous("tcp:host"); }), "expected tcp:HOST:PORT");
-  EXPECT_HAS(error_of([] { parse_rendezvous("tcp:host:99999"); }), "port must be a number from 1 to 65535");
-  EXPECT_HAS(error_of([] { parse_rendezvous("file:"); }), "the file path is empty");
-  EXPECT_HAS(error_of([] { parse_rendezvous("file:/tmp/"); }), "names a folder");
-  EXPECT_HAS(error_of([] { parse_rendezvous("nfs:/x"); }), "use file:PATH, tcp:HOST:PORT or mpi");
+  EXPECT_HAS(testing::error_of([] { parse_rendezvous("tcp:host"); }), "expected tcp:HOST:PORT");
+  EXPECT_HAS(testing::error_of([] { parse_rendezvous("tcp:host:99999"); }),
+             "port must be a number from 1 to 65535");
+  EXPECT_HAS(testing::error_of([] { parse_rendezvous("file:"); }), "the file path is empty");
+  EXPECT_HAS(testing::error_of([] { parse_rendezvous("file:/tmp/"); }), "names a folder");
+  EXPECT_HAS(testing::error_of([] { parse_rendezvous("nfs:/x"); }), "use file:PATH, tcp:HOST:PORT or mpi");
   if (!mpi_built()) {
-    EXPECT_HAS(error_of([] { detect_dist_env(with_rendezvous("mpi"), {}); }), "no MPI");
+    EXPECT_HAS(testing::error_of([] { detect_dist_env(with_rendezvous("mpi"), {}); }), "no MPI");
   }
 }
 
@@ -237,12 +230,12 @@ TEST(LocalGpus, OneProcessPerNodeTakesTheWholeList) {
   EXPECT_EQ(local_gpus(d, "", 4), (std::vector<int>{0}));
   EXPECT_EQ(local_gpus(d, "1", 2), (std::vector<int>{1}));
   EXPECT_TRUE(local_gpus(d, "none", 2).empty());
-  EXPECT_HAS(error_of([&] { local_gpus(d, "0,2", 2); }), "GPU 2 does not exist");
+  EXPECT_HAS(testing::error_of([&] { local_gpus(d, "0,2", 2); }), "GPU 2 does not exist");
   // Two nodes with one process each still take every listed GPU.
   d.world = 2;
   d.rank = 1;
   EXPECT_EQ(local_gpus(d, "0,1", 2), (std::vector<int>{0, 1}));
-  EXPECT_HAS(error_of([&] { local_gpus(d, "none", 2); }), "a job of 2 processes trains on GPUs");
+  EXPECT_HAS(testing::error_of([&] { local_gpus(d, "none", 2); }), "a job of 2 processes trains on GPUs");
 }
 
 TEST(LocalGpus, SeveralProcessesPerNodeTakeOneEach) {
@@ -256,7 +249,7 @@ TEST(LocalGpus, SeveralProcessesPerNodeTakeOneEach) {
   EXPECT_EQ(local_gpus(d, "5,6", 8), (std::vector<int>{6}));
   // The launcher left each process one visible GPU (CUDA_VISIBLE_DEVICES per task).
   EXPECT_EQ(local_gpus(d, "all", 1), (std::vector<int>{0}));
-  const std::string e = error_of([&] { local_gpus(d, "3", 8); });
+  const std::string e = testing::error_of([&] { local_gpus(d, "3", 8); });
   EXPECT_HAS(e, "2 processes share this node, one GPU each, but the list has 1 GPU for local rank 1");
   d.local_world = 0;  // --local-rank without a launcher
   EXPECT_EQ(local_gpus(d, "2,3", 4), (std::vector<int>{3}));

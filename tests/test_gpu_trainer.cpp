@@ -22,13 +22,6 @@ using incept::testing::TempDir;
 namespace incept {
 namespace {
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // Every blob of a caffemodel, concatenated in file order.
 std::vector<float> weights_of(const fs::path& caffemodel) {
   std::vector<float> all;
@@ -127,7 +120,8 @@ TEST_F(GpuTrainerTest, GraphEqualsEagerAndResumeIsBitwise) {
   e.graph = false;
   const TrainResult b = train_job(e);
   ASSERT_TRUE(a.finished && b.finished);
-  EXPECT_EQ(read_file(a.last_snapshot), read_file(b.last_snapshot)) << "graph and eager steps differ";
+  EXPECT_EQ(testing::read_file(a.last_snapshot), testing::read_file(b.last_snapshot))
+      << "graph and eager steps differ";
 
   TrainConfig s = config("resumed", "fp32", true);
   s.stop_at = 3;
@@ -137,7 +131,8 @@ TEST_F(GpuTrainerTest, GraphEqualsEagerAndResumeIsBitwise) {
   r.resume = true;
   const TrainResult c = train_job(r);
   ASSERT_TRUE(c.finished);
-  EXPECT_EQ(read_file(a.last_snapshot), read_file(c.last_snapshot)) << "the resumed job differs";
+  EXPECT_EQ(testing::read_file(a.last_snapshot), testing::read_file(c.last_snapshot))
+      << "the resumed job differs";
 }
 
 TEST_F(GpuTrainerTest, Bf16StaysCloseToFp32) {

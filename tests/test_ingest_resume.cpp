@@ -26,11 +26,6 @@ using testing::HttpServer;
 
 const std::string kTool = std::string(INCEPT_TEST_BIN_DIR) + "/imagenet_ingest";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 IngestOptions base_options(const std::string& source, const fs::path& out) {
   IngestOptions o;
   o.source = source;
@@ -45,7 +40,7 @@ IngestOptions base_options(const std::string& source, const fs::path& out) {
 // The whole content of a finished dataset, for exact comparison with a reference run.
 void expect_same_dataset(const fs::path& a, const fs::path& b) {
   for (const char* f : {"labels.txt", "train.txt", "val.txt", "mean.binaryproto"})
-    EXPECT_EQ(slurp(a / f), slurp(b / f)) << f;
+    EXPECT_EQ(testing::read_file(a / f), testing::read_file(b / f)) << f;
   for (const char* db : {"train_db", "val_db"}) {
     const auto ra = testing::mdb_dump_records(a / db), rb = testing::mdb_dump_records(b / db);
     EXPECT_EQ(ra.size(), rb.size()) << db;

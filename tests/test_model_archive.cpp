@@ -43,15 +43,6 @@ std::vector<std::pair<std::string, std::int64_t>> list_archive(const fs::path& p
   return out;
 }
 
-std::string error_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Runs a tool of the build, returning (exit status, stdout + stderr).
 std::pair<int, std::string> run_tool(const std::string& args) {
   const std::string cmd = std::string(INCEPT_TEST_BIN_DIR) + "/" + args + " 2>&1";
@@ -211,21 +202,23 @@ TEST(ModelArchive, ClearErrors) {
   EXPECT_FALSE(fs::exists(empty / "m.tar.gz"));
 
   const testing::JobFixture none("lenet", {});
-  EXPECT_NE(
-      error_of([&] { export_model(read_job(none.dir.path()), models::lenet(), {}); }).find("no snapshot yet"),
-      std::string::npos);
+  EXPECT_NE(testing::error_of([&] {
+              export_model(read_job(none.dir.path()), models::lenet(), {});
+            }).find("no snapshot yet"),
+            std::string::npos);
   // A snapshot of another class count than deploy.prototxt says: refused, not shipped.
   const testing::JobFixture other("lenet", {20});
   nlohmann::json j = nlohmann::json::parse(std::ifstream(other.dir / "job.json"));
   j["num_classes"] = 7;
   std::ofstream(other.dir / "job.json") << j.dump();
-  const std::string misfit = error_of([&] { export_model(read_job(other.dir.path()), models::lenet(), {}); });
+  const std::string misfit =
+      testing::error_of([&] { export_model(read_job(other.dir.path()), models::lenet(), {}); });
   EXPECT_NE(misfit.find("does not fit deploy.prototxt"), std::string::npos) << misfit;
   EXPECT_NE(misfit.find("ip2: weights 1x1x10x500 in the file, 7x500 in the net"), std::string::npos)
       << misfit;
   // Not an archive at all.
   std::ofstream(empty / "junk.tar.gz") << "this is not a tar file";
-  EXPECT_NE(error_of([&] { read_model_archive(empty / "junk.tar.gz"); }).find("junk.tar.gz"),
+  EXPECT_NE(testing::error_of([&] { read_model_archive(empty / "junk.tar.gz"); }).find("junk.tar.gz"),
             std::string::npos);
 }
 

@@ -32,13 +32,6 @@ namespace fs = std::filesystem;
 using testing::TempDir;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   std::stringstream ss(text);
@@ -251,7 +244,7 @@ int pixels_near(const cv::Mat& bgr, std::uint32_t rgb, int tol = 10) {
 }
 
 void expect_valid_png(const fs::path& path) {
-  const std::string bytes = read_text(path);
+  const std::string bytes = testing::read_file(path);
   ASSERT_GT(bytes.size(), 24u);
   EXPECT_EQ(bytes.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
   auto be32 = [&](std::size_t o) {
@@ -288,7 +281,7 @@ XmlStats write_and_check(const fs::path& dir, const std::vector<MetricPoint>& po
   write_report(dir.string(), points, info);
   keep_sample(dir, sample_name);
   expect_valid_png(dir / "report.png");
-  const std::string html = read_text(dir / "report.html");
+  const std::string html = testing::read_file(dir / "report.html");
   EXPECT_EQ(html.find("<script"), std::string::npos);
   EXPECT_EQ(html.find("https://"), std::string::npos);
   EXPECT_EQ(html.find("src="), std::string::npos);  // nothing loaded from anywhere
@@ -336,7 +329,7 @@ TEST(Metrics, FilesRoundTripExactly) {
     for (const auto& p : run.points) log.append(p);
     EXPECT_EQ(log.points().size(), run.points.size());
   }
-  const auto csv = lines_of(read_text(dir / "metrics.csv"));
+  const auto csv = lines_of(testing::read_file(dir / "metrics.csv"));
   ASSERT_EQ(csv.size(), run.points.size() + 1);
   EXPECT_EQ(csv[0],
             "phase,epoch,iteration,lr,images_per_s,wall_s,loss1/loss,loss2/loss,loss,loss1/accuracy,"
@@ -346,7 +339,7 @@ TEST(Metrics, FilesRoundTripExactly) {
   EXPECT_EQ(csv[1].rfind("val,0,0,0.01,0,0,", 0), 0u) << csv[1];
   EXPECT_EQ(csv[2].rfind("train,0,0,0.01,", 0), 0u) << csv[2];
   EXPECT_EQ(csv[2].substr(csv[2].size() - 6), ",,,,,,") << csv[2];
-  const auto jsonl = lines_of(read_text(dir / "metrics.jsonl"));
+  const auto jsonl = lines_of(testing::read_file(dir / "metrics.jsonl"));
   ASSERT_EQ(jsonl.size(), run.points.size());
   const auto j = nlohmann::json::parse(jsonl[0]);
   EXPECT_EQ(j["phase"], "val");
@@ -373,8 +366,8 @@ TEST(Metrics, ResumeDropsThePointsAfterTheSnapshot) {
     MetricsLog log(dir.path().string(), googlenet_columns(), snapshot);
     ASSERT_EQ(log.points().size(), kept);
     for (const auto& p : log.points()) EXPECT_LE(p.iteration, snapshot);
-    EXPECT_EQ(lines_of(read_text(dir / "metrics.csv")).size(), kept + 1);
-    EXPECT_EQ(lines_of(read_text(dir / "metrics.jsonl")).size(), kept);
+    EXPECT_EQ(lines_of(testing::read_file(dir / "metrics.csv")).size(), kept + 1);
+    EXPECT_EQ(lines_of(testing::read_file(dir / "metrics.jsonl")).size(), kept);
     EXPECT_FALSE(fs::exists(dir / "metrics.csv.tmp"));
     // The resumed job appends the same iterations again, without duplicates.
     for (const auto& p : run.points)
@@ -383,7 +376,7 @@ TEST(Metrics, ResumeDropsThePointsAfterTheSnapshot) {
   MetricsLog again(dir.path().string(), googlenet_columns(), run.max_iter);
   ASSERT_EQ(again.points().size(), run.points.size());
   for (std::size_t i = 0; i < run.points.size(); ++i) expect_same_point(run.points[i], again.points()[i]);
-  EXPECT_EQ(lines_of(read_text(dir / "metrics.csv")).size(), run.points.size() + 1);
+  EXPECT_EQ(lines_of(testing::read_file(dir / "metrics.csv")).size(), run.points.size() + 1);
 }
 
 TEST(Metrics, NewJobRefusesExistingFilesAndResumeChecksTheHeader) {
@@ -405,7 +398,7 @@ TEST(Metrics, NewJobRefusesExistingFilesAndResumeChecksTheHeader) {
   TempDir empty;
   MetricsLog fresh(empty.path().string(), {"loss"}, 500);
   EXPECT_TRUE(fresh.points().empty());
-  EXPECT_EQ(read_text(empty / "metrics.csv"), "phase,epoch,iteration,lr,images_per_s,wall_s,loss\n");
+  EXPECT_EQ(testing::read_file(empty / "metrics.csv"), "phase,epoch,iteration,lr,images_per_s,wall_s,loss\n");
 }
 
 TEST(Metrics, UnknownValueIsRefusedBeforeAnythingIsWritten) {
@@ -413,8 +406,8 @@ TEST(Metrics, UnknownValueIsRefusedBeforeAnythingIsWritten) {
   MetricsLog log(dir.path().string(), {"loss"});
   EXPECT_THROW(log.append(MetricPoint{"train", 1, 0.1, 0.01, 0, 1, {{"loss", 1}, {"bogus", 2}}}), Error);
   EXPECT_TRUE(log.points().empty());
-  EXPECT_EQ(read_text(dir / "metrics.jsonl"), "");
-  EXPECT_EQ(lines_of(read_text(dir / "metrics.csv")).size(), 1u);
+  EXPECT_EQ(testing::read_file(dir / "metrics.jsonl"), "");
+  EXPECT_EQ(lines_of(testing::read_file(dir / "metrics.csv")).size(), 1u);
 }
 
 TEST(Metrics, NonFiniteValuesAndQuotedNamesSurvive) {
@@ -427,7 +420,7 @@ TEST(Metrics, NonFiniteValuesAndQuotedNamesSurvive) {
     log.append(p);
     log.append(q);
   }
-  const auto csv = lines_of(read_text(dir / "metrics.csv"));
+  const auto csv = lines_of(testing::read_file(dir / "metrics.csv"));
   EXPECT_EQ(csv[0], "phase,epoch,iteration,lr,images_per_s,wall_s,loss,\"odd,name \"\"x\"\"\"");
   EXPECT_EQ(csv[1], "train,0.5,7,1e-05,0,3.25,nan,0.125");
   EXPECT_EQ(csv[2], "val,0.5,8,1e-05,0,3.5,inf,");
@@ -451,7 +444,7 @@ TEST(Metrics, TornLastLineIsDropped) {
   }
   MetricsLog log(dir.path().string(), googlenet_columns(), 1000);
   EXPECT_EQ(log.points().size(), run.points.size());
-  EXPECT_EQ(read_text(dir / "metrics.jsonl").back(), '\n');
+  EXPECT_EQ(testing::read_file(dir / "metrics.jsonl").back(), '\n');
 }
 
 // kill -9 right after an append loses nothing: every append is already in the files.
@@ -566,7 +559,7 @@ TEST(Report, GoogLeNetRun) {
       EXPECT_TRUE(found) << "learning rate at iteration " << it;
     }
 
-  const std::string html = read_text(dir / "report.html");
+  const std::string html = testing::read_file(dir / "report.html");
   const auto heads = summarize_accuracy(run.points);
   EXPECT_NE(html.find(fmt::format("top-1 {:.2f} %", 100 * heads[0].final_top1)), std::string::npos);
   EXPECT_NE(html.find("snapshot_iter_3600.caffemodel"), std::string::npos);
@@ -605,7 +598,7 @@ TEST(Report, NoPointsNoValidationAndASinglePoint) {
     TempDir dir;
     const XmlStats st = write_and_check(dir.path(), {}, info, "no_points");
     EXPECT_TRUE(st.titles.empty());
-    EXPECT_NE(read_text(dir / "report.html").find("no data yet"), std::string::npos);
+    EXPECT_NE(testing::read_file(dir / "report.html").find("no data yet"), std::string::npos);
   }
   {
     TempDir dir;
@@ -615,7 +608,7 @@ TEST(Report, NoPointsNoValidationAndASinglePoint) {
       if (p.phase == "train") train.push_back(p);
     const XmlStats st = write_and_check(dir.path(), train, info, "no_val");
     EXPECT_GE(st.titles.size(), train.size() * 3);
-    EXPECT_NE(read_text(dir / "report.html").find("validation: none yet"), std::string::npos);
+    EXPECT_NE(testing::read_file(dir / "report.html").find("validation: none yet"), std::string::npos);
   }
   {
     TempDir dir;

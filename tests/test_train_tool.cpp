@@ -30,13 +30,6 @@ namespace {
 
 const std::string kTool = std::string(INCEPT_TEST_BIN_DIR) + "/train_googlenet";
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 class TrainToolTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -118,7 +111,7 @@ TEST_F(TrainToolTest, GoogLeNetOnTheCpuFinishesWithASummary) {
   EXPECT_NE(out.find("report.html"), std::string::npos) << out;
   // DIGITS' GoogLeNet snapshot: every learnable layer, aux heads included (~6 M params for 10 classes).
   EXPECT_GT(fs::file_size(job / "snapshot_iter_6.caffemodel"), 20'000'000u);
-  const std::string log = read_file(job / "train.log");
+  const std::string log = testing::read_file(job / "train.log");
   EXPECT_NE(log.find("loss1/loss"), std::string::npos) << log;
   EXPECT_NE(log.find("accuracy-top5"), std::string::npos) << log;
   EXPECT_NE(log.find("ETA"), std::string::npos) << log;
@@ -145,15 +138,15 @@ TEST_F(TrainToolTest, CtrlCWritesASnapshotAndResumeFinishes) {
   bool training = false;
   for (int i = 0; i < 1200 && !training; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    training = read_file(log_path).find(" iter ") != std::string::npos;
+    training = testing::read_file(log_path).find(" iter ") != std::string::npos;
   }
-  ASSERT_TRUE(training) << read_file(log_path);
+  ASSERT_TRUE(training) << testing::read_file(log_path);
   kill(pid, SIGINT);
   int status = 0;
   waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status)) << read_file(log_path);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << read_file(log_path);
-  const std::string log = read_file(log_path);
+  ASSERT_TRUE(WIFEXITED(status)) << testing::read_file(log_path);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << testing::read_file(log_path);
+  const std::string log = testing::read_file(log_path);
   EXPECT_NE(log.find("stopped at iteration"), std::string::npos) << log;
   const auto snap = latest_resumable(job);
   ASSERT_TRUE(snap.has_value());

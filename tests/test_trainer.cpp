@@ -28,13 +28,6 @@ using incept::testing::TempDir;
 namespace incept {
 namespace {
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // Fashion-MNIST, `per_class` images of each of the 10 classes, ingested as DIGITS would for
 // LeNet (28x28 gray) or GoogLeNet (256x256 colour, the defaults).
 void make_dataset(const fs::path& dir, int per_class, bool gray) {
@@ -108,7 +101,7 @@ TEST_F(TrainerTest, LeNetLearnsAndTheJobFolderHoldsDigitsFiles) {
 
   // The caffemodel parses with the project's schema: LeNet's learnable layers with Caffe's shapes.
   caffe::NetParameter net;
-  ASSERT_TRUE(net.ParseFromString(read_file(snaps[2].caffemodel)));
+  ASSERT_TRUE(net.ParseFromString(testing::read_file(snaps[2].caffemodel)));
   int with_blobs = 0;
   for (const auto& l : net.layer())
     if (l.blobs_size()) {
@@ -121,7 +114,7 @@ TEST_F(TrainerTest, LeNetLearnsAndTheJobFolderHoldsDigitsFiles) {
     }
   EXPECT_EQ(with_blobs, 4);  // conv1, conv2, ip1, ip2
   caffe::SolverState st;
-  ASSERT_TRUE(st.ParseFromString(read_file(snaps[2].solverstate)));
+  ASSERT_TRUE(st.ParseFromString(testing::read_file(snaps[2].solverstate)));
   EXPECT_EQ(st.iter(), 30);
   EXPECT_EQ(st.learned_net(), "snapshot_iter_30.caffemodel");
   EXPECT_EQ(st.history_size(), 8);
@@ -137,13 +130,13 @@ TEST_F(TrainerTest, LeNetLearnsAndTheJobFolderHoldsDigitsFiles) {
   while (std::getline(csv, line)) (line.rfind("val,", 0) == 0 ? val_rows : train_rows)++;
   EXPECT_EQ(val_rows, 4);
   EXPECT_EQ(train_rows, 30);
-  const nlohmann::json j = nlohmann::json::parse(read_file(job / "job.json"));
+  const nlohmann::json j = nlohmann::json::parse(testing::read_file(job / "job.json"));
   EXPECT_EQ(j["num_classes"], 10);
   EXPECT_EQ(j["solver"]["max_iter"], 30);
   EXPECT_EQ(j["solver"]["train_iter"], 10);
   const cv::Mat png = cv::imread((job / "report.png").string());
   EXPECT_FALSE(png.empty());
-  EXPECT_NE(read_file(job / "report.html").find("<svg"), std::string::npos);
+  EXPECT_NE(testing::read_file(job / "report.html").find("<svg"), std::string::npos);
 }
 
 TEST_F(TrainerTest, ResumeFollowsTheUninterruptedRunBitwise) {
@@ -163,11 +156,11 @@ TEST_F(TrainerTest, ResumeFollowsTheUninterruptedRunBitwise) {
   const TrainResult done = train_job(resume);
   ASSERT_TRUE(done.finished);
   EXPECT_EQ(done.iter, 20);
-  EXPECT_EQ(read_file(tmp_ / "a" / "snapshot_iter_20.caffemodel"),
-            read_file(tmp_ / "b" / "snapshot_iter_20.caffemodel"))
+  EXPECT_EQ(testing::read_file(tmp_ / "a" / "snapshot_iter_20.caffemodel"),
+            testing::read_file(tmp_ / "b" / "snapshot_iter_20.caffemodel"))
       << "the resumed job's weights differ from the uninterrupted job's";
-  EXPECT_EQ(read_file(tmp_ / "a" / "snapshot_iter_20.solverstate").size(),
-            read_file(tmp_ / "b" / "snapshot_iter_20.solverstate").size());
+  EXPECT_EQ(testing::read_file(tmp_ / "a" / "snapshot_iter_20.solverstate").size(),
+            testing::read_file(tmp_ / "b" / "snapshot_iter_20.solverstate").size());
   EXPECT_EQ(metric(a.final_val, "loss"), metric(done.final_val, "loss"));
   // The resumed metrics have no duplicated iterations.
   std::ifstream csv(tmp_ / "b" / "metrics.csv");
@@ -193,7 +186,7 @@ TEST_F(TrainerTest, ADivergingRunStopsWithAClearMessage) {
   }
   for (const auto& s : list_snapshots(tmp_ / "nan")) {  // any snapshot kept holds finite weights
     caffe::NetParameter net;
-    ASSERT_TRUE(net.ParseFromString(read_file(s.caffemodel)));
+    ASSERT_TRUE(net.ParseFromString(testing::read_file(s.caffemodel)));
     for (const auto& l : net.layer())
       for (const auto& b : l.blobs())
         for (float v : b.data()) ASSERT_TRUE(std::isfinite(v)) << s.caffemodel;
@@ -273,7 +266,8 @@ TEST_F(TrainerTest, WeightsFromACaffemodelStartTheJob) {
     ASSERT_EQ(wa[l].name, wb[l].name);
     for (std::size_t k = 0; k < wa[l].blobs.size(); ++k) EXPECT_EQ(wa[l].blobs[k].data, wb[l].blobs[k].data);
   }
-  EXPECT_NE(read_file(tmp_ / "b" / "train.log").find("initialised 4 layers from"), std::string::npos);
+  EXPECT_NE(testing::read_file(tmp_ / "b" / "train.log").find("initialised 4 layers from"),
+            std::string::npos);
   // A file that is no caffemodel is refused before training.
   TrainConfig c = lenet(tmp_ / "c", 1);
   c.weights = (tmp_ / "b" / "job.json").string();

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <limits>
 
 namespace incept::testing {
@@ -54,6 +56,11 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
     if (!(d <= m)) m = d;  // NaN propagates
   }
   return m;
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 TempDir::TempDir(const std::string& prefix) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "engine/error.h"
 
 // Skips the current test with the reason when this machine has no CUDA GPU; with
 // INCEPT_REQUIRE_GPU=1 in the environment (every run on a GPU host) the test fails instead,
@@ -55,6 +56,20 @@ std::vector<double> random_doubles(std::size_t n, std::uint64_t seed, double lo 
 double rel_error(const float* a, const float* b, std::size_t n);
 double rel_error(const std::vector<float>& a, const std::vector<float>& b);
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+
+// A whole file's bytes ("" when it cannot be read).
+std::string read_file(const std::filesystem::path& path);
+
+// The message of the incept::Error that fn() throws, or "" when it throws none.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // A fresh directory under the system temp dir, removed when the object goes away.
 class TempDir {
