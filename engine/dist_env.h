@@ -23,6 +23,10 @@ struct DistFlags {
   // min(1 s, peer_timeout_s / 5)). A peer whose process dies is seen at once over TCP (its
   // socket closes) and within this bound with a file rendezvous.
   double peer_timeout_s = 15;
+  // A training step whose gradient all-reduce has not finished this long after it was enqueued
+  // (a peer that is alive but stuck) aborts NCCL on every rank and ends the job. It covers what
+  // one rank may do while the others wait: rank 0 writing a snapshot and the report.
+  double step_timeout_s = 300;
 };
 
 struct DistEnv {

@@ -363,7 +363,9 @@ void GpuNet::set_grad_reduce(const GradReduceOptions& o) {
   comm_ = o.comm;
   buckets_.clear();
   if (!comm_) return;
-  buckets_ = plan_grad_buckets(plan_, esize_, o.first_bucket_bytes, o.bucket_bytes);
+  reduce_f32_ = opt_.dtype == DType::kBF16 && o.sum_fp32;
+  if (reduce_f32_) params_->enable_fp32_grad_sum();
+  buckets_ = plan_grad_buckets(plan_, reduce_f32_ ? 4 : esize_, o.first_bucket_bytes, o.bucket_bytes);
   comm_stream_ = make_stream();
   bucket_ready_.clear();
   for (std::size_t b = 0; b < buckets_.size(); ++b) bucket_ready_.push_back(make_event(false));
@@ -379,14 +381,17 @@ void GpuNet::set_grad_reduce(const GradReduceOptions& o) {
 }
 
 void GpuNet::launch_ready_buckets(int layer) {
-  const ncclDataType_t type = opt_.dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16;
+  const bool f32 = opt_.dtype == DType::kF32 || reduce_f32_;
+  const ncclDataType_t type = f32 ? ncclFloat32 : ncclBfloat16;
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
     const GradBucket& k = buckets_[b];
     if (k.ready_after != layer) continue;
     CUDA_CHECK(cudaEventRecord(bucket_ready_[b], stream_));
     CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, bucket_ready_[b], 0));
     if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_ar0_[b], comm_stream_));
-    void* p = static_cast<char*>(params_->grads()) + std::size_t(k.lo) * esize_;
+    if (reduce_f32_) params_->widen_grads(k.lo, k.hi, comm_stream_);
+    void* p = reduce_f32_ ? static_cast<void*>(params_->grad_sum() + k.lo)
+                          : static_cast<char*>(params_->grads()) + std::size_t(k.lo) * esize_;
     nccl_enqueued(ncclAllReduce(p, p, std::size_t(k.elems()), type, ncclSum, comm_, comm_stream_), comm_,
                   "ncclAllReduce (gradient bucket)");
     if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_ar1_[b], comm_stream_));
@@ -397,7 +402,7 @@ ReduceTiming GpuNet::time_grad_reduce(const StepValues& v, int iters) {
   ReduceTiming r;
   if (!comm_) return r;
   r.buckets = int(buckets_.size());
-  r.grad_bytes = double(plan_.param_elems) * double(esize_);
+  r.grad_bytes = double(plan_.param_elems) * (reduce_f32_ ? 4.0 : double(esize_));
   std::vector<float> bwd, span, busy, exposed;
   time_reduce_ = true;
   for (int i = 0; i < iters; ++i) {

@@ -102,6 +102,10 @@ struct StepValues {
 // sums. The step's StepValues::grad_scale turns the sum into the mean (1 / replicas).
 struct GradReduceOptions {
   ncclComm_t comm = nullptr;  // null: no reduction (one replica)
+  // bf16 nets: widen each bucket to fp32 and sum it in fp32 (GpuParams::enable_fp32_grad_sum),
+  // so the replicas' sum is as exact as one GPU's gradient; false sums the bf16 gradients as
+  // they are (half the bytes on the wire, one more bf16 rounding). fp32 nets always sum fp32.
+  bool sum_fp32 = true;
   std::size_t first_bucket_bytes = std::size_t(1) << 20;
   std::size_t bucket_bytes = std::size_t(25) << 20;
 };
@@ -251,7 +255,8 @@ class GpuNet {
   // Data parallelism.
   void launch_ready_buckets(int layer);
   ncclComm_t comm_ = nullptr;
-  bool comm_warm_ = false;  // the first reducing step runs eagerly (NCCL connects), later ones are captured
+  bool reduce_f32_ = false;  // bf16 gradients widened and summed in fp32 (GradReduceOptions::sum_fp32)
+  bool comm_warm_ = false;   // the first reducing step runs eagerly (NCCL connects), later ones are captured
   std::vector<GradBucket> buckets_;
   Stream comm_stream_;
   std::vector<Event> bucket_ready_;

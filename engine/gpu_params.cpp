@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "engine/check.h"
+#include "kernels/elementwise.h"
 #include "kernels/layout.h"
 
 namespace incept {
@@ -107,8 +108,8 @@ void GpuParams::get_params(std::span<float> host, cudaStream_t stream) const {
 
 void GpuParams::get_grads(std::span<float> host, cudaStream_t stream) const {
   check_size("get_grads", host.size(), elems_);
-  if (dtype_ == DType::kF32) {
-    grads_.download(host.data(), host.size() * 4, stream);
+  if (dtype_ == DType::kF32 || grad_sum_.bytes()) {
+    (grad_sum_.bytes() ? grad_sum_ : grads_).download(host.data(), host.size() * 4, stream);
     CUDA_CHECK(cudaStreamSynchronize(stream));
   } else {
     std::vector<std::uint16_t> raw(host.size());
@@ -143,18 +144,35 @@ void GpuParams::zero_grads(cudaStream_t stream) {
   grads_.fill_bytes(0, stream);
 }
 
+void GpuParams::enable_fp32_grad_sum() {
+  if (grad_sum_.bytes()) return;
+  if (dtype_ == DType::kF32) throw Error("enable_fp32_grad_sum: the gradients are fp32 already");
+  grad_sum_ = DeviceBuffer(std::size_t(std::max<std::int64_t>(elems_, 1)) * 4);
+  grad_sum_.fill_bytes(0);
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void GpuParams::widen_grads(std::int64_t lo, std::int64_t hi, cudaStream_t stream) {
+  if (!grad_sum_.bytes()) throw Error("widen_grads: no fp32 gradient sum (enable_fp32_grad_sum)");
+  if (lo < 0 || hi > elems_ || lo > hi)
+    throw Error(fmt::format("widen_grads: [{}, {}) outside [0, {})", lo, hi, elems_));
+  kernels::widen_bf16(std::size_t(hi - lo), grads_.as<__nv_bfloat16>() + lo, grad_sum() + lo, stream);
+}
+
 void GpuParams::update(const kernels::SgdStepParams* step, cudaStream_t stream) {
   __nv_bfloat16* lp = dtype_ == DType::kBF16 ? weights_lp_.as<__nv_bfloat16>() : nullptr;
-  if (dtype_ == DType::kF32)
+  if (dtype_ == DType::kF32 || grad_sum_.bytes())
     kernels::sgd_update<float>(n_segments_, segments_.as<kernels::SgdSegment>(), elems_, step,
-                               grads_.as<float>(), master(), history(), lp, stream);
+                               grad_sum_.bytes() ? grad_sum() : grads_.as<float>(), master(), history(), lp,
+                               stream);
   else
     kernels::sgd_update<__nv_bfloat16>(n_segments_, segments_.as<kernels::SgdSegment>(), elems_, step,
                                        grads_.as<__nv_bfloat16>(), master(), history(), lp, stream);
 }
 
 std::size_t GpuParams::device_bytes() const {
-  return master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() + segments_.bytes();
+  return master_.bytes() + weights_lp_.bytes() + grads_.bytes() + history_.bytes() + grad_sum_.bytes() +
+         segments_.bytes();
 }
 
 }  // namespace incept

@@ -1,6 +1,8 @@
 // The parameter store of one GPU replica: fp32 master weights, the low-precision copy the
 // bf16 kernels read, the gradients (activation dtype) and the fp32 momentum, four buffers of
-// one layout (NetPlan::params offsets), plus the fused SGD update over all of them.
+// one layout (NetPlan::params offsets), plus the fused SGD update over all of them. Data
+// parallel in bf16 adds a fifth: the gradients widened to fp32, which the all-reduce sums and
+// the update reads, so the sum over the replicas is never rounded to bf16.
 //
 // One store serves every net of a replica: the training net, the forward-only validation
 // net (its own batch and activations, the same weights, no copies), the snapshot writer
@@ -45,11 +47,18 @@ class GpuParams {
   float* history() const { return history_.as<float>(); }
   std::size_t grad_bytes() const { return grads_.bytes(); }
 
+  // The fp32 gradient sum (bf16 data parallel): allocates it (zeroed) on first call. From then
+  // on update() and get_grads() read it instead of grads(); widen_grads() fills it.
+  void enable_fp32_grad_sum();
+  float* grad_sum() const { return grad_sum_.as<float>(); }  // null unless enabled
+  // grad_sum[lo, hi) = grads[lo, hi) widened to fp32 (exact), enqueued on `stream`.
+  void widen_grads(std::int64_t lo, std::int64_t hi, cudaStream_t stream);
+
   // Host copies (fp32, Caffe layout, elems() values). Setters also refresh the bf16 copy.
   // Each call synchronizes `stream` (snapshots, tests and start-up only).
   void set_params(std::span<const float> host, cudaStream_t stream);
   void get_params(std::span<float> host, cudaStream_t stream) const;
-  void get_grads(std::span<float> host, cudaStream_t stream) const;
+  void get_grads(std::span<float> host, cudaStream_t stream) const;  // what update() reads
   void set_momentum(std::span<const float> host, cudaStream_t stream);
   void get_momentum(std::span<float> host, cudaStream_t stream) const;
   void zero_momentum(cudaStream_t stream);
@@ -79,6 +88,7 @@ class GpuParams {
   DeviceBuffer weights_lp_;  // bf16 copy (bf16 mode only)
   DeviceBuffer grads_;       // dtype
   DeviceBuffer history_;     // fp32 momentum
+  DeviceBuffer grad_sum_;    // fp32 gradients the all-reduce sums (bf16 data parallel only)
   DeviceBuffer segments_;    // SGD segment table, one per parameter blob
   int n_segments_ = 0;
 };

@@ -118,7 +118,10 @@ NcclGroup::~NcclGroup() {
   }
   watch_cv_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
-  if (failed_) return;  // aborted already
+  if (failed_) {  // aborted already: let the aborts finish (the nets and their graphs are gone by now)
+    wait_for_aborts(30);
+    return;
+  }
   // Finalize (flushes outstanding work, non-blocking), then destroy; abort when it does not end.
   bool ok = true;
   for (auto& c : comms_) {
@@ -141,18 +144,48 @@ NcclGroup::~NcclGroup() {
   if (!ok) {
     log_warn("rank {}: NCCL communicators did not finalize cleanly; aborting them", pg_rank_);
     abort("finalize failed");
+    wait_for_aborts(30);
     return;
   }
   for (auto& c : comms_) c.reset();  // ncclCommDestroy
 }
 
 void NcclGroup::abort(const std::string& why) {
-  std::lock_guard<std::mutex> lock(comms_mu_);
-  if (failed_) return;
-  error_ = why;
-  failed_ = true;
-  for (auto& c : comms_)
-    if (c) ncclCommAbort(c.release());
+  std::vector<ncclComm_t> comms;
+  {
+    std::lock_guard<std::mutex> lock(comms_mu_);
+    if (failed_) return;
+    error_ = why;
+    failed_ = true;
+    for (auto& c : comms_)
+      if (c) comms.push_back(c.release());
+  }
+  // ncclCommAbort first raises the communicator's abort flag, which ends its kernels, then
+  // waits until its resources can be reclaimed, which for work captured in a CUDA graph is when
+  // that graph is destroyed (seen on NCCL 2.28: the step's graph held the abort until the
+  // replica tore its net down). So each communicator is aborted on its own thread: every flag is
+  // raised at once, and nobody (check(), the peers' notice) waits for the reclaim.
+  for (ncclComm_t c : comms) {
+    aborting_->pending.fetch_add(1);
+    std::thread([c, state = aborting_] {
+      ncclCommAbort(c);
+      state->pending.fetch_sub(1);
+    }).detach();
+  }
+}
+
+void NcclGroup::wait_for_aborts(double timeout_s) {
+  const auto deadline = after(timeout_s);
+  while (aborting_->pending.load() > 0) {
+    if (Clock::now() >= deadline) {
+      log_warn(
+          "rank {}: {} NCCL communicator(s) still aborting after {:.0f} s (a CUDA graph holding NCCL work "
+          "is still alive); leaving them",
+          pg_rank_, aborting_->pending.load(), timeout_s);
+      return;
+    }
+    sleep_s(0.001);
+  }
 }
 
 [[noreturn]] void NcclGroup::fail(const std::string& why, bool tell_peers) {

@@ -12,7 +12,9 @@
 // also ends NCCL kernels spinning on a dead peer, so a host blocked in cudaStreamSynchronize
 // returns), tells the peers through the ProcessGroup, and records the error; check() and wait()
 // then throw incept::Error("rank N: NCCL ..."). After that the communicators are gone: the
-// trainer must not launch more NCCL work (check() before every step launch).
+// trainer must not launch more NCCL work (check() before every step launch). An abort finishes
+// (in the background) only once the CUDA graphs holding NCCL work are destroyed: destroy the
+// nets before this group, whose destructor waits (bounded) for the aborts.
 //
 // Because the communicators are non-blocking, NCCL calls may return ncclInProgress; settle()
 // waits (bounded) until they are enqueued. NVLink multicast (NVLS) stays off unless the user
@@ -77,6 +79,9 @@ class NcclGroup {
     std::mutex mu;
     std::string why;
   };
+  struct Aborting {  // shared with the threads running ncclCommAbort, which may outlive this group
+    std::atomic<int> pending{0};
+  };
   struct Watched {
     cudaEvent_t event;
     std::chrono::steady_clock::time_point deadline;
@@ -88,6 +93,7 @@ class NcclGroup {
   [[noreturn]] void fail(const std::string& why, bool tell_peers);
   std::string async_failure();  // "" or the first communicator's asynchronous error
   void watchdog();
+  void wait_for_aborts(double timeout_s);  // bounded wait for the abort threads
 
   ProcessGroup& pg_;
   const int pg_rank_;
@@ -95,6 +101,7 @@ class NcclGroup {
   std::vector<NcclComm> comms_;  // guarded by comms_mu_ once the watchdog runs
   int first_rank_ = 0, nccl_world_ = 0;
   std::shared_ptr<PeerLost> peer_lost_ = std::make_shared<PeerLost>();
+  std::shared_ptr<Aborting> aborting_ = std::make_shared<Aborting>();
 
   mutable std::mutex comms_mu_;  // abort vs. polling the communicators
   std::atomic<bool> failed_{false};

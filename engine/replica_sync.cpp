@@ -63,4 +63,9 @@ void ReplicaSync::abort(const std::string& why) {
   cv_.notify_all();
 }
 
+bool ReplicaSync::aborted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return aborted_;
+}
+
 }  // namespace incept

@@ -25,6 +25,7 @@ class ReplicaSync {
   std::vector<double> sum(int local, const std::vector<double>& v);
   // Wakes every waiting replica with Error(why); later calls throw too.
   void abort(const std::string& why);
+  bool aborted();
   int local_replicas() const { return n_; }
 
  private:

@@ -43,6 +43,19 @@ struct BackendConfig {
   bool graph = true;  // the step as one CUDA graph (false: eager, for debugging)
 };
 
+class NcclGroup;
+
+// A replica's part of the gradient all-reduce.
+struct GradReduceConfig {
+  ncclComm_t comm = nullptr;  // null: trains alone
+  bool sum_fp32 = true;       // bf16: sum in fp32 (GradReduceOptions::sum_fp32)
+  // The group's watchdog bounds every step: a step (and so its all-reduce) not finished
+  // step_timeout_s after it was enqueued aborts the communicators on every rank, and the next
+  // call into the backend throws the group's error. Null: unwatched.
+  NcclGroup* group = nullptr;
+  double step_timeout_s = 300;
+};
+
 class TrainBackend {
  public:
   using Release = std::function<void()>;
@@ -78,8 +91,8 @@ class TrainBackend {
 
   // Data parallelism (GPU): sum the gradients over the replicas of `comm` inside every step
   // (GpuNet::set_grad_reduce). Before the first step.
-  virtual void set_grad_reduce(ncclComm_t comm) {
-    if (comm) throw Error("this backend trains alone (no gradient all-reduce)");
+  virtual void set_grad_reduce(const GradReduceConfig& config) {
+    if (config.comm) throw Error("this backend trains alone (no gradient all-reduce)");
   }
   // Timed eager steps without update (every replica must call it together); zeros without a
   // communicator.

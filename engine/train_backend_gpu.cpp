@@ -4,9 +4,12 @@
 // the device inside the graph; nothing here synchronizes except the calls that return numbers.
 #include <fmt/format.h>
 
+#include <array>
+
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/gpu_input.h"
+#include "engine/nccl_comm.h"
 #include "engine/train_backend.h"
 
 namespace incept {
@@ -70,13 +73,27 @@ class GpuBackend final : public TrainBackend {
   void set_momentum(std::span<const float> h) override { train_->set_momentum(h); }
 
   void train_step(const data::Batch& b, const StepValues& v, Release release) override {
-    train_in_->enqueue(b, std::move(release));
+    if (group_) group_->check();                // no NCCL work on aborted communicators
+    train_in_->enqueue(b, std::move(release));  // may wait for an old step (ended by an abort)
+    if (group_) group_->check();
     train_->train_step(v, c_.graph);
+    if (group_) {
+      // The watchdog follows each step's end. An event is re-recorded kStepEvents steps later,
+      // by when its step has long finished (or the watchdog has aborted the all-reduce holding
+      // it, which ends the step).
+      Event& e = step_done_[steps_++ % step_done_.size()];
+      CUDA_CHECK(cudaEventSynchronize(e));
+      group_->check();
+      CUDA_CHECK(cudaEventRecord(e, train_->stream()));
+      group_->watch(e, step_timeout_s_, fmt::format("gradient all-reduce of iteration {}", v.iteration));
+    }
   }
 
   OutputSums take_train_sums() override {
     train_in_->poll(false);
-    return train_->take_output_sums();
+    OutputSums s = train_->take_output_sums();
+    if (group_) group_->check();  // the sums of aborted steps are not numbers to report
+    return s;
   }
 
   void val_begin() override {
@@ -101,11 +118,16 @@ class GpuBackend final : public TrainBackend {
 
   void bind_thread() override { CUDA_CHECK(cudaSetDevice(c_.device)); }
 
-  void set_grad_reduce(ncclComm_t comm) override {
+  void set_grad_reduce(const GradReduceConfig& config) override {
     CUDA_CHECK(cudaSetDevice(c_.device));
     GradReduceOptions o;
-    o.comm = comm;
+    o.comm = config.comm;
+    o.sum_fp32 = config.sum_fp32;
     train_->set_grad_reduce(o);
+    group_ = config.comm ? config.group : nullptr;
+    step_timeout_s_ = config.step_timeout_s;
+    if (group_)
+      for (Event& e : step_done_) e = make_event(false);
   }
 
   ReduceTiming time_grad_reduce(int iters) override {
@@ -128,6 +150,7 @@ class GpuBackend final : public TrainBackend {
     if (val_) CUDA_CHECK(cudaStreamSynchronize(val_->stream()));
     if (train_in_) train_in_->poll(true);
     if (val_in_) val_in_->poll(true);
+    if (group_) group_->check();
   }
 
  private:
@@ -135,6 +158,11 @@ class GpuBackend final : public TrainBackend {
   std::unique_ptr<GpuNet> train_, val_;
   std::unique_ptr<GpuInput> train_in_, val_in_;
   Event sync_;
+  static constexpr std::size_t kStepEvents = 16;
+  NcclGroup* group_ = nullptr;  // watches the steps (data parallel)
+  double step_timeout_s_ = 0;
+  std::array<Event, kStepEvents> step_done_;
+  std::uint64_t steps_ = 0;
 };
 
 }  // namespace

@@ -95,6 +95,7 @@ struct JobRun {
   MetricsLog* metrics = nullptr;  // job rank 0 only
   ReportInfo ri;
   const std::atomic<bool>* stop = nullptr;
+  const NcclGroup* nccl = nullptr;  // data parallel: the communicators (failed() after an abort)
   std::int64_t start_iter = 0;
   double wall_before = 0;
   std::int64_t corrupt_before = 0;

@@ -8,9 +8,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "engine/check.h"
+#include "engine/nccl_comm.h"
 #include "engine/snapshot.h"
 #include "engine/train_internal.h"
 
@@ -46,6 +50,30 @@ OutputSums reduce(JobRun& run, const Replica& r, const OutputSums& mine, std::ve
   for (std::size_t i = 0; i < n_out; ++i) out[i].second = v[i];
   if (extra) std::copy(v.begin() + std::ptrdiff_t(n_out), v.end(), extra->begin());
   return out;
+}
+
+// Fault injection for the tests: INCEPT_FAULT_STALL=RANK:ITERATION makes that replica stop
+// before the iteration as a stuck host would (alive, heartbeats going, no more steps). It
+// waits until the job fails around it (the other replicas' step watch), then ends with the
+// job's error; after 10 minutes it gives up.
+std::int64_t stall_iteration(int rank) {
+  const char* env = std::getenv("INCEPT_FAULT_STALL");
+  if (!env) return -1;
+  int stall_rank = -1;
+  long long iter = -1;
+  if (std::sscanf(env, "%d:%lld", &stall_rank, &iter) != 2)
+    throw Error(fmt::format("INCEPT_FAULT_STALL={}: expected RANK:ITERATION", env));
+  return stall_rank == rank ? iter : -1;
+}
+
+void stall(JobRun& run, const Replica& r, std::int64_t it) {
+  run.out.warn("rank {}: stalling before iteration {} (INCEPT_FAULT_STALL)", r.rank, it);
+  const auto t0 = Clock::now();
+  while (!run.sync.aborted() && !(run.nccl && run.nccl->failed()) && since(t0) < 600)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (run.nccl) run.nccl->check();
+  throw Error(fmt::format("rank {}: stalled at iteration {} (INCEPT_FAULT_STALL) for {:.0f} s", r.rank, it,
+                          since(t0)));
 }
 
 }  // namespace
@@ -150,7 +178,9 @@ void run_replica(JobRun& run, Replica& r) {
   double rate_steps = 0;  // iterations per second of training
   std::int64_t corrupt = run.corrupt_before, corrupt_reported = run.corrupt_before;
   bool interrupted = false;
+  const std::int64_t stall_at = stall_iteration(r.rank);
   while (it < s.max_iter) {
+    if (it == stall_at) stall(run, r, it);
     const data::Batch& b = train_loader.next();
     for (int i = 0; i < b.n; ++i)
       if (b.labels[i] < 0 || b.labels[i] >= j.classes)

@@ -113,6 +113,7 @@ json job_json(const JobSetup& j) {
           {"epochs", c.form.epochs},
           {"seed", c.seed},
           {"precision", j.precision},
+          {"grad_allreduce", c.grad_allreduce},
           {"deterministic", c.deterministic},
           {"gpus", c.gpus},
           {"max_iter_override", c.max_iter},
@@ -183,6 +184,7 @@ TrainConfig read_job_config(const std::string& job_dir) {
     c.crop = info.crop_size;
     c.gpus = j.at("gpus").get<std::vector<int>>();
     c.precision = j.at("precision");
+    c.grad_allreduce = j.value("grad_allreduce", std::string("fp32"));
     c.seed = j.at("seed");
     c.deterministic = j.value("deterministic", false);
     c.max_iter = j.value("max_iter_override", std::int64_t(0));
@@ -288,6 +290,9 @@ JobSetup prepare_job(TrainConfig c) {
   }
   if (c.display > 0) s.display = c.display;
   if (s.max_iter <= 0) throw Error("nothing to train: 0 iterations (raise --epochs)");
+
+  if (c.grad_allreduce != "fp32" && c.grad_allreduce != "bf16")
+    throw Error(fmt::format("--grad-allreduce must be fp32 or bf16, got '{}'", c.grad_allreduce));
 
   // ---- the devices ------------------------------------------------------------------------------
   std::string precision = c.precision;

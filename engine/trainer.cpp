@@ -115,7 +115,9 @@ TrainResult train_job(TrainConfig c, const std::atomic<bool>* stop) {
       bc.gpu.dropout_first_sample = std::uint64_t(r.rank) * std::uint64_t(batch);
     }
     r.backend = on_gpu ? make_gpu_backend(bc) : make_cpu_backend(bc);
-    if (nccl) r.backend->set_grad_reduce(nccl->comm(i));
+    if (nccl)
+      r.backend->set_grad_reduce(
+          {nccl->comm(i), j.c.grad_allreduce == "fp32", nccl.get(), c.dist.step_timeout_s});
     data::LoaderOptions lo;
     lo.db = j.ds.train_db;
     lo.mode = data::LoaderMode::kTrain;
@@ -182,6 +184,7 @@ TrainResult train_job(TrainConfig c, const std::atomic<bool>* stop) {
   // ---- parameters: fresh, imported, or the snapshot's (the same on every replica) -----------------
   ReplicaSync sync(local_n, pg.get());
   JobRun run(j, sync, out);
+  run.nccl = nccl.get();
   const NetPlan& plan = b0.train_plan();
   std::vector<float> params(plan.param_elems), momentum(plan.param_elems);
   if (resume_from) {

@@ -30,20 +30,21 @@ namespace incept {
 
 struct TrainConfig {
   std::string dataset_dir, job_dir;
-  std::string network = "googlenet";  // googlenet | lenet
-  std::vector<int> gpus;              // this process's GPUs (several: data parallel); empty: the CPU
-  DistFlags dist;                     // several processes (mpirun, srun, or --rank/--world-size)
-  DigitsSolverForm form;              // epochs, intervals, batch (global), LR policy, ...
-  std::int64_t max_iter = 0;          // > 0: overrides epochs x iterations per epoch
-  std::int64_t display = 0;           // > 0: overrides DIGITS' display interval
-  std::string precision = "auto";     // auto | bf16 | fp32 (GPU; the CPU is fp32)
-  std::uint64_t seed = 0;             // data order, augmentation, fillers, dropout
-  bool deterministic = false;         // GPU: deterministic algorithms (bitwise resume in fp32)
-  std::string mean = "image";         // image | pixel | none (DIGITS' "Subtract mean")
-  int crop = 0;                       // 0: the network's crop_size
-  int loader_threads = 0;             // 0: automatic
-  bool graph = true;                  // GPU: the step as one CUDA graph
-  std::string weights;                // a .caffemodel to start from (fine-tuning)
+  std::string network = "googlenet";    // googlenet | lenet
+  std::vector<int> gpus;                // this process's GPUs (several: data parallel); empty: the CPU
+  DistFlags dist;                       // several processes (mpirun, srun, or --rank/--world-size)
+  DigitsSolverForm form;                // epochs, intervals, batch (global), LR policy, ...
+  std::int64_t max_iter = 0;            // > 0: overrides epochs x iterations per epoch
+  std::int64_t display = 0;             // > 0: overrides DIGITS' display interval
+  std::string precision = "auto";       // auto | bf16 | fp32 (GPU; the CPU is fp32)
+  std::string grad_allreduce = "fp32";  // data parallel in bf16: sum the gradients in fp32 or bf16
+  std::uint64_t seed = 0;               // data order, augmentation, fillers, dropout
+  bool deterministic = false;           // GPU: deterministic algorithms (bitwise resume in fp32)
+  std::string mean = "image";           // image | pixel | none (DIGITS' "Subtract mean")
+  int crop = 0;                         // 0: the network's crop_size
+  int loader_threads = 0;               // 0: automatic
+  bool graph = true;                    // GPU: the step as one CUDA graph
+  std::string weights;                  // a .caffemodel to start from (fine-tuning)
   BlobFormat blob_format = BlobFormat::kCompatible;  // snapshots
   bool resume = false;
   std::int64_t stop_at = -1;  // >= 0: stop as if interrupted once this iteration is done (snapshot)

@@ -54,4 +54,24 @@ void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst) {
   }
 }
 
+__global__ void widen_bf16_kernel(std::size_t n, const __nv_bfloat16* __restrict__ src,
+                                  float* __restrict__ dst) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    dst[i] = __bfloat162float(src[i]);
+}
+
+void widen_bf16(std::size_t n, const __nv_bfloat16* src, float* dst, cudaStream_t stream) {
+  if (n == 0) return;
+  widen_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, src, dst);
+  KERNEL_CHECK("widen_bf16_kernel");
+}
+
+void widen_bf16_ref(std::size_t n, const std::uint16_t* src_bits, float* dst) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t u = std::uint32_t(src_bits[i]) << 16;
+    __builtin_memcpy(&dst[i], &u, 4);
+  }
+}
+
 }  // namespace incept::kernels

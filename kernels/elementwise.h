@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/dtype_gpu.h"
 
@@ -19,5 +20,9 @@ void axpby_ref(std::size_t n, float a, const float* x, float b, float* y);
 template <typename S, typename T>
 void sum_rows_add(int rows, long long cols, const S* src, T* dst, cudaStream_t stream);
 void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst);
+
+// dst[i] = float(src[i]) for i < n: bf16 widened to fp32 (exact).
+void widen_bf16(std::size_t n, const __nv_bfloat16* src, float* dst, cudaStream_t stream);
+void widen_bf16_ref(std::size_t n, const std::uint16_t* src_bits, float* dst);
 
 }  // namespace incept::kernels

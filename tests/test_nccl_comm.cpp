@@ -113,6 +113,9 @@ struct HungAllReduce {
     const ncclResult_t r = ncclAllReduce(buf.data(), buf.data(), (std::size_t(1) << 20) / 4, ncclFloat32,
                                          ncclSum, g.comm(0), stream);
     if (r != ncclSuccess && r != ncclInProgress) throw Error(ncclGetErrorString(r));
+    // A non-blocking communicator may still be enqueueing: aborting it meanwhile (the test's
+    // next step) raced with NCCL's own thread and once crashed the test.
+    g.settle(60, "hung all-reduce enqueue");
     CUDA_CHECK(cudaEventRecord(event, stream));
   }
   ~HungAllReduce() { cudaStreamSynchronize(stream); }  // returns once the abort ended the kernel

@@ -245,6 +245,9 @@ TEST_F(TrainerTest, BadInputIsRefusedBeforeTraining) {
   c = lenet(tmp_ / "j5", 1);
   c.mean = "median";
   expect_error(c, "--mean");
+  c = lenet(tmp_ / "j6", 1);
+  c.grad_allreduce = "fp16";
+  expect_error(c, "--grad-allreduce must be fp32 or bf16");
   // A job folder that cannot be created (even root cannot make a folder inside a device file).
   c = lenet("/dev/null/job", 1);
   expect_error(c, "cannot create the job folder");

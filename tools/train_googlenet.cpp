@@ -133,6 +133,15 @@ int main(int argc, char** argv) {
   dist->add_option("--dist-peer-timeout", c.dist.peer_timeout_s,
                    "seconds of silence after which a peer process counts as lost")
       ->capture_default_str();
+  dist->add_option("--step-timeout", c.dist.step_timeout_s,
+                   "seconds a training step's gradient all-reduce may take before the job ends with an "
+                   "error on every GPU (a peer alive but stuck)")
+      ->capture_default_str();
+  dist->add_option("--grad-allreduce", c.grad_allreduce,
+                   "bf16 training on several GPUs: sum the gradients in fp32 (exact as on one GPU) or "
+                   "bf16 (half the bytes: for slow networks between nodes)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   struct sigaction sa {};
