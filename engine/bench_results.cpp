@@ -223,7 +223,8 @@ std::vector<std::string> explanation_lines() {
                   kAssumedValSpeedup),
       "img/s: median step time (CUDA events) for synthetic steps and PyTorch; wall clock with the loader in "
       "the "
-      "loop for LMDB rows; median of the progress points for train_googlenet jobs.",
+      "loop for LMDB rows; for train_googlenet jobs, the median rate between progress points with no "
+      "validation pass between them.",
       "peak MiB per GPU: incept steps, device memory in use beyond the CUDA context (cudaMemGetInfo, "
       "sampled); "
       "train_googlenet jobs, nvidia-smi's memory.used during the job minus before it (context and NCCL "
@@ -401,17 +402,6 @@ std::vector<Row> rows_from_ingest_json(const std::string& text, Results* into) {
 }
 
 Row row_from_job(const std::string& metrics_jsonl, const std::map<std::string, std::string>& info) {
-  std::vector<double> train, val;
-  std::istringstream in(metrics_jsonl);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    const json p = parse(line, "metrics.jsonl");
-    const double v = num(p, "images_per_s");
-    if (!(v > 0)) continue;
-    (str(p, "phase") == "val" ? val : train).push_back(v);
-  }
-  if (train.size() > 1) train.erase(train.begin());
-  if (val.size() > 1) val.erase(val.begin());
   auto get = [&](const char* k) {
     const auto it = info.find(k);
     return it == info.end() ? std::string() : it->second;
@@ -425,12 +415,32 @@ Row row_from_job(const std::string& metrics_jsonl, const std::map<std::string, s
   r.gpus = get("gpus").empty() ? 1 : std::stoi(get("gpus"));
   r.global_batch = get("global_batch").empty() ? 0 : std::stoi(get("global_batch"));
   r.batch_per_gpu = r.gpus > 0 ? r.global_batch / r.gpus : r.global_batch;
+  // Training: images over wall time between consecutive progress points with no validation pass
+  // between them (the first point, which holds the warm-up, has no predecessor). Validation: the
+  // passes' own rates, the first (warm-up) left out when there are more.
+  std::vector<double> train, val;
+  double last_iter = NAN, last_wall = NAN;
+  std::istringstream in(metrics_jsonl);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const json p = parse(line, "metrics.jsonl");
+    const double iter = num(p, "iteration"), wall = num(p, "wall_s");
+    if (str(p, "phase") == "val") {
+      if (num(p, "images_per_s") > 0) val.push_back(num(p, "images_per_s"));
+      last_iter = last_wall = NAN;
+      continue;
+    }
+    if (iter > last_iter && wall > last_wall && r.global_batch > 0)
+      train.push_back((iter - last_iter) * r.global_batch / (wall - last_wall));
+    last_iter = iter, last_wall = wall;
+  }
+  if (val.size() > 1) val.erase(val.begin());
   r.img_s = median(train);
   r.ms_step = r.global_batch > 0 && r.img_s > 0 ? 1000.0 * r.global_batch / r.img_s : NAN;
   r.peak_mib = get("peak_mib").empty() ? NAN : std::stod(get("peak_mib"));
   r.val_img_s = median(val);
   if (std::isfinite(r.val_img_s)) r.val_source = "measured";
-  r.note = fmt::format("{} progress points, {} validation passes", train.size(), val.size());
+  r.note = fmt::format("{} training intervals, {} validation passes", train.size(), val.size());
   return r;
 }
 

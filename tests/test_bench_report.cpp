@@ -222,34 +222,37 @@ TEST(BenchResults, ReadsLoaderAndIngestJson) {
   EXPECT_EQ(into.meta["ingest_server"], "python");
 }
 
+// A job at global batch 128: progress every 10 iterations, a validation pass every 30.
 std::string job_jsonl() {
   std::string s;
-  auto point = [&](const char* phase, double rate) {
-    s +=
-        fmt::format(
-            R"({{"phase":"{}","epoch":0,"iteration":0,"lr":0.01,"images_per_s":{},"wall_s":1,"values":{{}}}})",
-            phase, rate) +
-        "\n";
+  auto point = [&](const char* phase, int iter, double wall, double rate) {
+    s += fmt::format(R"({{"phase":"{}","epoch":0,"iteration":{},"lr":0.01,"images_per_s":{},"wall_s":{},)"
+                     R"("values":{{}}}})",
+                     phase, iter, rate, wall) +
+         "\n";
   };
-  point("val", 30000);   // the first pass: warm-up, left out
-  point("train", 9000);  // the first progress point: warm-up, left out
-  point("train", 19000);
-  point("train", 21000);
-  point("val", 40000);
-  point("train", 20000);
-  point("val", 42000);
+  point("val", 0, 0.5, 30000);    // the first pass: warm-up, left out
+  point("train", 10, 2.0, 9000);  // the first progress point: warm-up, no interval
+  point("train", 20, 2.064, 0);   // 1280 images in 0.064 s: 20,000 img/s
+  point("train", 30, 2.128, 0);   // 20,000
+  point("val", 30, 2.2, 40000);
+  point("train", 40, 2.4, 40000);  // after a validation pass: no interval
+  point("train", 50, 2.4625, 0);   // 20,480
+  point("train", 60, 2.5265, 0);   // 20,000
+  point("val", 60, 2.6, 42000);
   return s;
 }
 
-TEST(BenchResults, TakesTheJobsMedianRatesAfterItsFirstPoints) {
+TEST(BenchResults, TakesTheJobsTrainingRateBetweenValidationsAndItsValidationRate) {
   const bench::Row r = bench::row_from_job(
       job_jsonl(), {{"gpus", "2"}, {"global_batch", "128"}, {"precision", "bf16"}, {"peak_mib", "2050"}});
   EXPECT_EQ(r.kind, bench::Kind::kJob);
-  EXPECT_DOUBLE_EQ(r.img_s, 20000);
+  EXPECT_NEAR(r.img_s, 20000, 1e-6);
+  EXPECT_EQ(r.note, "4 training intervals, 2 validation passes");
   EXPECT_DOUBLE_EQ(r.val_img_s, 41000);
   EXPECT_EQ(r.val_source, "measured");
   EXPECT_EQ(r.batch_per_gpu, 64);
-  EXPECT_DOUBLE_EQ(r.ms_step, 6.4);
+  EXPECT_NEAR(r.ms_step, 6.4, 1e-9);
   EXPECT_DOUBLE_EQ(r.peak_mib, 2050);
 }
 
@@ -271,7 +274,7 @@ TEST(BenchResults, ProjectionTakesInceptsMeasuredValidationElseAssumesTwice) {
   peer.system = "PyTorch";
   r.rows.push_back(peer);
   bench::project(r);
-  EXPECT_DOUBLE_EQ(r.rows[0].job_hours, bench::job_hours(20000, 41000));
+  EXPECT_NEAR(r.rows[0].job_hours, bench::job_hours(20000, 41000), 1e-9);
   EXPECT_DOUBLE_EQ(r.rows[1].val_img_s, 41000);
   EXPECT_EQ(r.rows[1].val_source, "measured");
   EXPECT_DOUBLE_EQ(r.rows[2].val_img_s, 42000);
