@@ -44,7 +44,8 @@ using namespace incept;
 struct Result {
   std::string mode;
   double ms = 0, img_s = 0;
-  double peak_mib = 0;  // see MemoryPeak
+  double peak_mib = 0;   // see MemoryPeak
+  double arena_mib = 0;  // what the net allocated (GpuNet::device_bytes), all of it before the first step
   std::string dtype, layout, data = "synthetic", device = "gpu";
   int gpus = 1, batch = 0;  // batch: images per step on each GPU
 };
@@ -171,6 +172,7 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
   mem.sample();
   Result r = result_of(m, times, batch, 1);
   r.peak_mib = mem.mib();
+  r.arena_mib = double(net.device_bytes()) / (1 << 20);
   log_info(
       "{}: median {:.2f} ms/step (min {:.2f}, max {:.2f}), {:.0f} img/s, loss {:.4f}, peak device memory "
       "{:.0f} MiB",
@@ -255,6 +257,7 @@ Result run_parallel(const Mode& m, const std::vector<int>& gpus, int batch, int 
   Result res = result_of(m, slowest, batch, world);
   res.mode += fmt::format(" x{} GPUs", world);
   res.peak_mib = peak;
+  res.arena_mib = double(reps[0].net->device_bytes()) / (1 << 20);
   const ReduceTiming& t = reps[0].reduce;
   log_info(
       "{}: median {:.2f} ms/step, {:.0f} img/s ({} per GPU, global batch {}), peak device memory {:.0f} MiB "
@@ -382,7 +385,7 @@ Result run_cpu(int batch, int classes, int warmup, int steps) {
   r.gpus = 0;
   // Host memory of the net's arenas (activations, parameters x3, workspace), fp32.
   const NetPlan& plan = backend->train_plan();
-  r.peak_mib =
+  r.peak_mib = r.arena_mib =
       double(plan.activation_elems + 3 * plan.param_elems + plan.workspace_elems) * 4 / double(1 << 20);
   log_info("{}: median {:.1f} ms/step over {} steps, {:.2f} img/s, loss {:.4f}", r.mode, r.ms, steps, r.img_s,
            loss);
@@ -527,17 +530,20 @@ int main(int argc, char** argv) {
           }
         }
     }
-    std::printf("\n%-34s %10s %10s %10s\n", "mode", "ms/step", "img/s", "peak MiB");
+    std::printf("\n%-34s %10s %10s %10s %10s\n", "mode", "ms/step", "img/s", "net MiB", "in use MiB");
     for (const Result& r : results) {
-      std::printf("%-34s %10.2f %10.*f %10.0f\n", r.mode.c_str(), r.ms, r.img_s < 100 ? 2 : 0, r.img_s,
-                  r.peak_mib);
-      // "mib" is the peak (the name earlier runs' JSON used for the memory figure).
+      std::printf("%-34s %10.2f %10.*f %10.0f %10.0f\n", r.mode.c_str(), r.ms, r.img_s < 100 ? 2 : 0, r.img_s,
+                  r.arena_mib, r.peak_mib);
+      // peak_mib: the device memory in use at its peak (MemoryPeak; it also holds the libraries'
+      // lazily loaded kernels in a process's first configuration); arena_mib: what the net allocated
+      // (0 where not known: LMDB-fed steps); "mib" as earlier runs' JSON named the peak.
       j["results"].push_back(
           {{"mode", r.mode},
            {"ms_per_step", r.ms},
            {"img_per_s", r.img_s},
            {"mib", r.peak_mib},
            {"peak_mib", r.peak_mib},
+           {"arena_mib", r.arena_mib},
            {"memory", r.device == "cpu" ? "host arenas" : "device, beyond the CUDA context"},
            {"dtype", r.dtype},
            {"layout", r.layout},

@@ -225,10 +225,12 @@ std::vector<std::string> explanation_lines() {
       "the "
       "loop for LMDB rows; for train_googlenet jobs, the median rate between progress points with no "
       "validation pass between them.",
-      "peak MiB per GPU: incept steps, device memory in use beyond the CUDA context (cudaMemGetInfo, "
-      "sampled); "
-      "train_googlenet jobs, nvidia-smi's memory.used during the job minus before it (context and NCCL "
-      "included); PyTorch, torch.cuda.max_memory_allocated (tensors only); CPU, the host arenas.",
+      "peak MiB per GPU: incept synthetic steps, everything the net allocates (arenas, workspaces; all of it "
+      "before the first step); incept LMDB-fed steps, the device memory in use beyond the CUDA context at "
+      "its "
+      "peak (cudaMemGetInfo, sampled); train_googlenet jobs, nvidia-smi's memory.used during the job minus "
+      "before it (context and NCCL included); PyTorch, torch.cuda.max_memory_allocated; CPU, the host "
+      "arenas.",
   };
 }
 
@@ -292,7 +294,11 @@ std::vector<Row> rows_from_step_json(const std::string& text, const std::string&
     r.global_batch = e.contains("global_batch") ? e["global_batch"].get<int>() : r.batch_per_gpu;
     r.img_s = num(e, "img_per_s");
     r.ms_step = num(e, "ms_per_step");
-    r.peak_mib = e.contains("peak_mib") ? num(e, "peak_mib") : num(e, "mib");
+    // The net's allocations where known (PyTorch's max_memory_allocated counts the same kind of
+    // thing), else the memory in use at its peak.
+    r.peak_mib = num(e, "arena_mib") > 0  ? num(e, "arena_mib")
+                 : e.contains("peak_mib") ? num(e, "peak_mib")
+                                          : num(e, "mib");
     if (device == "cpu") {
       r.what = "CPU reference step (CpuNet: transform, forward, backward, SGD)";
       r.data = "synthetic";
