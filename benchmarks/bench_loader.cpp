@@ -2,7 +2,7 @@
 // decode thread from a real LMDB, for several thread counts, next to one thread decoding the
 // same records without the loader (the codec's own rate). Process CPU time is reported too,
 // so a shared machine's load shows as lost wall time, not as a slower decoder.
-//   bench_loader --db DIR [--batch 128] [--threads 1,2,4] [--seconds 5] [--crop 224]
+//   bench_loader --db DIR [--batch 128] [--threads 1,2,4] [--seconds 5] [--crop 224] [--json F]
 //   bench_loader --make-db DIR [--count 5000] [--size 256] [--quality 90]
 // --make-db writes N synthetic photographic-like RGB JPEG records (q90, 4:2:0, as DIGITS and
 // imagenet_ingest write them) so the loader can be measured where no dataset is at hand.
@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "data/datum.h"
@@ -183,7 +184,7 @@ Rate baseline(const std::string& db, int images, bool accurate) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string db, make;
+  std::string db, make, json_out;
   std::int64_t count = 5000;
   int batch = 128, crop = 224, size = 256, quality = 90,
       make_threads = int(std::thread::hardware_concurrency());
@@ -209,6 +210,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--sample", sample, "print the JPEG size of a few synthetic images and exit");
   app.add_option("--make-threads", make_threads, "threads for --make-db")->capture_default_str();
+  app.add_option("--json", json_out, "also write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
   try {
     if (sample) {
@@ -229,6 +231,14 @@ int main(int argc, char** argv) {
     const Rate base = baseline(db, 1000, !fast_jpeg);
     fmt::print("one thread, RecordDecoder alone: {:.0f} img/s, {:.0f} img per CPU-second\n", base.wall,
                base.cpu);
+    nlohmann::json j{{"commit", INCEPT_GIT_COMMIT},
+                     {"cpu", cpu_model()},
+                     {"hardware_threads", std::thread::hardware_concurrency()},
+                     {"db", db},
+                     {"batch", batch},
+                     {"jpeg", fast_jpeg ? "fast" : "accurate"},
+                     {"decoder_one_thread_img_s", base.wall},
+                     {"results", nlohmann::json::array()}};
     // img/s: wall-clock rate of the consumer; per thread: that / threads; decode CPU: seconds of CPU
     // the decode threads got per second (threads on an idle machine); per core: images per second
     // of decode-thread CPU; process CPU: all threads of the process, the consumer's included.
@@ -265,6 +275,13 @@ int main(int argc, char** argv) {
       fmt::print("{:>7} {:>8.0f} {:>11.0f} {:>11.2f} {:>13.0f} {:>12.2f}   (checksum {}, corrupt {})\n",
                  threads, double(images) / wall, double(images) / wall / threads, decode_cpu / wall,
                  decoded / decode_cpu, cpu / wall, checksum % 1000, loader.corrupt_total());
+      j["results"].push_back({{"threads", threads},
+                              {"img_per_s", double(images) / wall},
+                              {"img_per_s_per_thread", double(images) / wall / threads},
+                              {"decode_cpu", decode_cpu / wall},
+                              {"img_per_cpu_s", decoded / decode_cpu},
+                              {"process_cpu", cpu / wall}});
+      if (!json_out.empty()) std::ofstream(json_out) << j.dump(1) << "\n";
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "bench_loader: {}\n", e.what());

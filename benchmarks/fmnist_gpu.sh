@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The training job's evidence run on a GPU machine, on Debian's Fashion-MNIST (70,000 images):
 # the images written as a class folder, served by Python's http.server on 127.0.0.1, ingested by
-# imagenet_ingest with DIGITS' defaults (256x256 colour JPEG, 25 % validation), then
+# imagenet_ingest with DIGITS' defaults (256x256 colour JPEG, 25 % validation; fmnist_dataset.sh), then
 #   - the loader alone from the real LMDB (bench_loader: img/s per thread count),
 #   - the training step fed by the loader against the synthetic step (bench_train_step --dataset),
 #   - DIGITS' GoogLeNet trained by train_googlenet for EPOCHS epochs with DIGITS' default solver
@@ -18,26 +18,8 @@ mkdir -p "$out" "$work"
 log=$out/bench.log
 say() { echo "$*" | tee -a "$log"; }
 
-if [[ ! -f $work/ds/train_db/data.mdb ]]; then
-  rm -rf "$work/images" "$work/ds"
-  t0=$(date +%s.%N)
-  fashion_mnist_folder "$work/images" --split all --per-class "${PER_CLASS:-100000}" >>"$log" 2>&1 || exit 1
-  python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/images" >"$work/http.log" 2>&1 &
-  server=$!
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/http.log" | head -1)
-    [[ -n $port ]] && break
-    sleep 0.1
-  done
-  t1=$(date +%s.%N)
-  imagenet_ingest "http://127.0.0.1:$port/" "$work/ds" >"$out/ingest.log" 2>&1
-  rc=$?
-  t2=$(date +%s.%N)
-  kill $server
-  say "fashion-mnist: folder $(awk "BEGIN{print $t1 - $t0}") s, ingest over HTTP rc=$rc $(awk "BEGIN{print $t2 - $t1}") s: $(tail -1 "$out/ingest.log")"
-  ((rc == 0)) || exit 1
-fi
+"$(dirname "$0")/fmnist_dataset.sh" "$work" "${PER_CLASS:-100000}" "$out/ingest.log" | tee -a "$log"
+((PIPESTATUS[0] == 0)) || exit 1
 
 if [[ ${LOADER_BENCH:-1} == 1 ]]; then
   bench_loader --db "$work/ds/train_db" --batch 128 --threads 1,2,4,8,15 --seconds 3 >>"$log" 2>&1

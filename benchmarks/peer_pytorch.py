@@ -15,14 +15,17 @@ One invocation measures every configuration of this grid (or the subset --config
   layout   cl      channels_last;  nchw  contiguous NCHW
   batch    --batch, a list (default 128,64)
 Names read <model>:<mode>:<dtype>:<layout>:b<batch>, e.g. digits:ro:bf16:cl:b128; --configs
-takes comma-separated shell patterns over them (digits:*:bf16:*:b128) and --list prints them.
+takes comma-separated shell patterns over them (digits:*:bf16:*:b128) and --list prints them;
+configurations run in the order of the first pattern each matches (so a list of patterns is a
+priority order: with --budget, what matters most runs first).
 --ddp measures DistributedDataParallel instead: one process per GPU (torch.multiprocessing
 spawn, NCCL over 127.0.0.1, NVLink multicast off), --batch per GPU (the global batch is that
 times the GPUs), DDP's default buckets, modes eager and ro by default; names start ddp<N>:.
 
 Every configuration runs in its own process (its own process group: an error, an OOM, a crash
 or a hang gives an error row and the others still run), bounded by --config-timeout and the
-whole run by --budget. In it: synthetic data on the GPU, SGD momentum 0.9 and weight decay
+whole run by --budget (--min-left: a configuration does not start unless that much of the budget
+is left for it, so a compile is not started only to be killed). In it: synthetic data on the GPU, SGD momentum 0.9 and weight decay
 2e-4 (fused unless --sgd foreach), cudnn.benchmark on; the compiled module is the network plus
 its loss, compiled once (static shapes). The first step (compile, for eager cuDNN's autotuning)
 and the rest of the warm-up are timed apart from the measured steps. Then --steps steps run
@@ -421,9 +424,12 @@ def expand(args, gpus):
                              "sgd": args.sgd, "seed": 0, "device": args.device, "ddp": args.ddp,
                              "gpus": gpus}
                         c["name"] = config_name(c)
-                        if any(fnmatch.fnmatchcase(c["name"], p) for p in patterns):
-                            configs.append(c)
-    return configs
+                        first = next((i for i, p in enumerate(patterns)
+                                      if fnmatch.fnmatchcase(c["name"], p)), None)
+                        if first is not None:
+                            configs.append((first, c))
+    configs.sort(key=lambda fc: fc[0])  # stable: grid order within one pattern
+    return [c for _, c in configs]
 
 
 def kill_group(proc):
@@ -538,7 +544,7 @@ def print_summary(rows, skipped):
             print(f"{r['name']:34s} {r['img_per_s']:9.1f} {r['ms_per_step']:8.2f} {r['first_step_s']:12.1f} "
                   f"{r['warmup_s']:9.1f} {r['peak_alloc_mib']:9.1f}  ok")
     for c in skipped:
-        print(f"{c['name']:34s} {'-':>9s} {'-':>8s} {'-':>12s} {'-':>9s} {'-':>9s}  not run: --budget spent")
+        print(f"{c['name']:34s} {'-':>9s} {'-':>8s} {'-':>12s} {'-':>9s} {'-':>9s}  not run: out of --budget")
     print("\n== PyTorch's best per dtype (compare incept with these, in the same call)")
     for r in best_rows(rows):
         gpus = f"{r['gpus']} GPUs x " if r["ddp"] else ""
@@ -600,6 +606,8 @@ def main():
     ap.add_argument("--config-timeout", type=float, default=600, help="seconds one configuration may take")
     ap.add_argument("--budget", type=float, default=0, help="seconds for the whole run (0: no limit); "
                     "configurations that would start after it are listed as not run")
+    ap.add_argument("--min-left", default="0,0", help="EAGER,COMPILED: seconds of --budget that must be "
+                    "left to start an eager / a compiled configuration (e.g. 45,150)")
     ap.add_argument("--cache-dir", help="keep torch.compile caches here (default: empty per configuration)")
     ap.add_argument("--logs", help="keep each configuration's log in this directory")
     ap.add_argument("--json", help="write the results to this file")
@@ -620,6 +628,12 @@ def main():
         sys.exit("--warmup must be at least 3 (compile, then CUDA-graph recording, then steady state)")
     if args.gpus < 0:
         sys.exit("--gpus must be >= 1 (or 0 for all visible GPUs)")
+    try:
+        min_left = [float(v) for v in args.min_left.split(",")]
+        if len(min_left) != 2:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--min-left: '{args.min_left}' is not EAGER,COMPILED seconds (e.g. 45,150)")
     if args.logs:
         os.makedirs(args.logs, exist_ok=True)
     gpus = args.gpus
@@ -655,9 +669,10 @@ def main():
         try:
             for c in configs:
                 left = args.budget - (time.perf_counter() - start) if args.budget > 0 else None
-                if left is not None and left < 1:
+                if left is not None and left < max(1.0, min_left[0 if c["mode"] == "eager" else 1]):
                     skipped.append(c)
-                    print(f"{c['name']:34s} not run: --budget {args.budget:.0f} s spent", flush=True)
+                    print(f"{c['name']:34s} not run: {max(left, 0):.0f} s of --budget {args.budget:.0f} s left",
+                          flush=True)
                     continue
                 timeout_s = args.config_timeout if left is None else min(args.config_timeout, left)
                 row = run_config(c, args, timeout_s, scratch)

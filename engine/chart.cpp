@@ -15,16 +15,15 @@ namespace {
 constexpr double kTickSize = 12, kLabelSize = 13, kLegendSize = 12.5;
 const Colour kInk{0x33, 0x33, 0x33}, kGrid{0xe3, 0xe3, 0xe3}, kFrame{0x99, 0x99, 0x99};
 
-// DejaVu Sans (the PNG's font) averages ~0.6 em per character; layout uses this estimate.
-double text_width(const std::string& s, double size) {
-  return 0.6 * size * static_cast<double>(s.size());
-}
-
 std::string px(double v) {
   return fmt::format("{:.1f}", v);
 }
 
 }  // namespace
+
+double text_width(const std::string& s, double size) {
+  return 0.6 * size * static_cast<double>(s.size());
+}
 
 std::string xml_escape(const std::string& s) {
   std::string out;

@@ -20,6 +20,10 @@ struct Colour {
 };
 Colour colour_from_hex(std::uint32_t rgb);  // 0x1f77b4
 
+// Width of `s` at font `size` in pixels, estimated: DejaVu Sans (the PNG's font) averages ~0.6 em
+// per character; layouts use this (the canvases cannot measure text).
+double text_width(const std::string& s, double size);
+
 // Escapes & < > " ' for XML text and attribute values.
 std::string xml_escape(const std::string& s);
 
