@@ -364,7 +364,7 @@ peer_list() {  # the configurations, most important first ("ddp:" = DistributedD
   local m=$((128 / (n > 0 ? n : 1)))
   case $peers in
     default)
-      echo "ddp:digits:ro:bf16:cl:b$m,digits:eager:bf16:cl:b128,digits:eager:fp32:nchw:b128,digits:ro:bf16:cl:b128,\
+      echo "ddp:digits:ro:bf16:cl:b$m,digits:ro:bf16:cl:b128,digits:eager:bf16:cl:b128,digits:eager:fp32:nchw:b128,\
 ddp:digits:eager:bf16:cl:b$m,tv:eager:bf16:cl:b128,digits:compile:fp32:nchw:b128,ddp:digits:ro:bf16:cl:b128,\
 tv:ro:bf16:cl:b128" ;;
     quick) echo "digits:eager:bf16:cl:b128,ddp:digits:eager:bf16:cl:b$m,digits:eager:fp32:nchw:b128,tv:eager:bf16:cl:b128" ;;
