@@ -43,7 +43,20 @@ struct Mode {
   SpatialConv spatial = SpatialConv::kAuto;
 };
 
-Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool layers,
+// The net's options for a mode: recommended_options for its dtype (what the trainer runs and
+// tests/test_gpu_b128.cpp checks), changed only where a flag asks (the defaults of Mode change
+// nothing: layout auto resolves to the recommended layout).
+GpuNetOptions options_of(const Mode& m, int device) {
+  GpuNetOptions opt =
+      recommended_options(device, m.dtype == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32);
+  opt.allow_tf32 = m.tf32;
+  opt.allow_winograd = m.winograd;
+  opt.channels_last = m.nhwc;
+  opt.spatial_conv = m.spatial;
+  return opt;
+}
+
+Result run(const Mode& m, int device, int batch, int classes, int warmup, int steps, bool layers,
            std::vector<LayerTime>* layer_times, bool algos = false) {
   const std::string& dtype_name = m.dtype;
   const bool graph = m.graph, tf32 = m.tf32, winograd = m.winograd;
@@ -52,12 +65,7 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
   po.batch = batch;
   po.num_classes = classes;
   NetPlan plan = plan_net(models::googlenet(), po);
-  GpuNetOptions opt;
-  opt.dtype = dtype_name == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
-  opt.allow_tf32 = tf32;
-  opt.allow_winograd = winograd;
-  opt.channels_last = m.nhwc;
-  opt.spatial_conv = m.spatial;
+  const GpuNetOptions opt = options_of(m, device);
   std::size_t free0 = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   GpuNet net(plan, opt);
@@ -119,7 +127,8 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
 
 // The step fed by the loader from a real dataset: wall-clock img/s over `steps` steps (the GPU
 // never waits for data when this equals the synthetic rate).
-Result run_dataset(const Mode& m, const std::string& dir, int batch, int threads, int warmup, int steps) {
+Result run_dataset(const Mode& m, int device, const std::string& dir, int batch, int threads, int warmup,
+                   int steps) {
   const data::DatasetInfo ds = data::open_dataset(dir);
   BackendConfig bc;
   bc.spec = models::googlenet();
@@ -130,9 +139,8 @@ Result run_dataset(const Mode& m, const std::string& dir, int batch, int threads
   bc.src_w = ds.width;
   bc.crop = 224;
   bc.mean_chw = ds.mean.chw;
-  bc.gpu.dtype = m.dtype == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
-  bc.gpu.channels_last = m.nhwc;
-  bc.gpu.spatial_conv = m.spatial;
+  bc.device = device;
+  bc.gpu = options_of(m, device);
   auto backend = make_gpu_backend(bc);
   backend->init_params(1);
   data::HostAllocator alloc{[](std::size_t n) {
@@ -238,18 +246,19 @@ int main(int argc, char** argv) {
                                          : SpatialConv::kAuto;
         const std::string key = fmt::format("{} {}", d, m.nhwc ? "NHWC" : "NCHW");
         std::vector<LayerTime> lt;
-        results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos));
+        results.push_back(run(m, device, batch, classes, warmup, steps, layers, &lt, algos));
         if (!dataset.empty())
-          results.push_back(run_dataset(m, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
+          results.push_back(
+              run_dataset(m, device, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
         if (eager) {
           Mode e = m;
           e.graph = false;
-          results.push_back(run(e, batch, classes, warmup, steps, false, nullptr));
+          results.push_back(run(e, device, batch, classes, warmup, steps, false, nullptr));
         }
         if (winograd && d == "fp32") {
           Mode w = m;
           w.winograd = true;
-          results.push_back(run(w, batch, classes, warmup, steps, false, nullptr));
+          results.push_back(run(w, device, batch, classes, warmup, steps, false, nullptr));
         }
         if (layers) {
           std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", key.c_str(), batch);

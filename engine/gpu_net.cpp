@@ -100,6 +100,12 @@ GpuNetOptions recommended_options(int device) {
   return o;
 }
 
+GpuNetOptions recommended_options(int device, DType dtype) {
+  GpuNetOptions o = recommended_options(device);
+  o.dtype = dtype;
+  return o;
+}
+
 void* GpuNet::data() const {
   return acts_.as<char>() + plan_.blobs[plan_.data_blob].offset * esize_;
 }

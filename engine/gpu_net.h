@@ -86,6 +86,10 @@ struct GpuNetOptions {
 // (measured faster in both dtypes on H100), NCHW on older GPUs (cuDNN's mature path there;
 // not measured here).
 GpuNetOptions recommended_options(int device);
+// The same with the activation dtype the caller chose (--precision, --dtype): what the trainer
+// runs, what bench_train_step times unless a flag says otherwise, and what
+// tests/test_gpu_b128.cpp checks against the CPU reference.
+GpuNetOptions recommended_options(int device, kernels::DType dtype);
 
 // Solver values of one step, copied to the device before the step runs.
 struct StepValues {
