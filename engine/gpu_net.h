@@ -186,6 +186,17 @@ class GpuNet {
   // A blob's values / gradient as fp32 (logical NCHW shape, dense): synchronizes.
   std::vector<float> blob_data(int blob) const;
   std::vector<float> blob_diff(int blob) const;
+  // Writes a blob's values / gradient from dense NCHW fp32 host values (converted to the
+  // layout and dtype; the rest of the arena is left as it is): synchronizes.
+  void set_blob_data(int blob, std::span<const float> nchw);
+  void set_blob_diff(int blob, std::span<const float> nchw);
+
+  // One layer alone, enqueued like a step's (tests pin an error to one layer with these and
+  // set_blob_data/diff: the layer reads what the arena holds). A convolution runs the ReLU
+  // folded into it (see "Fusions"); the folded ReLU layer itself then does nothing.
+  void forward_layer(int l);
+  void backward_layer(int l);
+  bool relu_folded(int l) const;
 
   // Data parallelism (see GradReduceOptions); call before the first step.
   void set_grad_reduce(const GradReduceOptions& options);
@@ -214,8 +225,6 @@ class GpuNet {
   template <typename T>
   void conv_backward(Layer& L);
   void build_layers();
-  void forward_layer(int l);
-  void backward_layer(int l);
   void enqueue_step(bool update);
   std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
   std::size_t im2col_bytes() const;
