@@ -12,6 +12,7 @@
 #include "engine/cpu_net.h"
 #include "engine/fillers.h"
 #include "engine/solver.h"
+#include "kernels/dtype_gpu.h"
 #include "models/models.h"
 #include "testing/sharded_cpu_net.h"
 #include "testing/test_util.h"
@@ -272,6 +273,63 @@ TEST(GoogLeNet, ShardedReferenceIsOneNet) {
   }
   EXPECT_GT(dd, 0.0);
   EXPECT_LT(std::sqrt(dn / dd), 1e-12);
+}
+
+// With bf16 rounding (what test_gpu_b128 compares the GPU's bf16 mode with): the shards give
+// one net's results when that net rounds every layer's outputs after its forward and every
+// input gradient after its backward; parameter gradients come out bf16-representable.
+TEST(GoogLeNet, ShardedReferenceRoundsLikeBf16) {
+  PlanOptions o;
+  o.batch = 4;
+  o.num_classes = 10;
+  CpuNet<double> one(plan_net(models::googlenet(), o));
+  testing::ShardedCpuNet sharded(models::googlenet(), o, 2);
+  sharded.set_round_bf16(true);
+  const NetPlan& p = one.plan();
+  auto round = [](double v) {
+    return double(kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(float(v))));
+  };
+  auto round_view = [&](double* d, const Nchw& s) {
+    for (int n = 0; d && n < s.n; ++n)
+      for (std::int64_t i = 0; i < s.image(); ++i) d[n * s.nstride() + i] = round(d[n * s.nstride() + i]);
+  };
+  one.init_params(3);
+  for (double& v : one.params()) v = round(v);
+  sharded.set_params(one.params());
+  auto x = testing::random_floats(std::size_t(p.blobs[p.data_blob].shape.count()), 5);
+  for (float& v : x) v = float(round(v));
+  std::copy(x.begin(), x.end(), one.data());
+  sharded.set_input(x);
+  const std::vector<std::int32_t> labels{1, 7, 3, 9};
+  std::copy(labels.begin(), labels.end(), one.labels());
+  sharded.set_labels(labels);
+  one.zero_grads();
+  for (int l = 0; l < int(p.layers.size()); ++l) {
+    one.forward_layer(l, 2);
+    for (int t : p.layers[l].tops)
+      if (p.blobs[t].shape.count() != 1) round_view(one.blob_data(t), p.blobs[t].shape);
+  }
+  for (int l = int(p.layers.size()) - 1; l >= 0; --l) {
+    one.backward_layer(l);
+    for (std::size_t i = 0; i < p.layers[l].bottoms.size(); ++i)
+      if (p.layers[l].bottom_diff[i])
+        round_view(one.blob_diff(p.layers[l].bottoms[i]), p.blobs[p.layers[l].bottoms[i]].shape);
+  }
+  sharded.forward(2);
+  sharded.backward();
+  for (const auto& [name, v] : sharded.scalar_outputs())
+    EXPECT_NEAR(v, one.output(name), 1e-12 * std::abs(v)) << name;
+  const std::vector<double> g = sharded.grads();
+  double num = 0, den = 0;
+  std::size_t unrounded = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    const double r = round(one.grads()[i]);
+    num += (g[i] - r) * (g[i] - r);
+    den += r * r;
+    unrounded += g[i] != round(g[i]);
+  }
+  EXPECT_EQ(unrounded, 0u);
+  EXPECT_LT(std::sqrt(num / den), 1e-9);
 }
 
 }  // namespace

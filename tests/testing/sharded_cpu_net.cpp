@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "engine/error.h"
+#include "kernels/dtype_gpu.h"
 
 // OpenBLAS (libincept links it): one thread per caller, the shards are the parallelism.
 extern "C" void openblas_set_num_threads(int num_threads);
@@ -15,6 +16,17 @@ extern "C" void openblas_set_num_threads(int num_threads);
 namespace incept::testing {
 
 namespace {
+
+double round_bf16(double v) {
+  return kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(float(v)));
+}
+
+// Rounds the elements of a view (n_stride: a concat slice) to bf16.
+void round_view(double* p, const Nchw& s) {
+  if (!p) return;
+  for (int n = 0; n < s.n; ++n)
+    for (std::int64_t i = 0; i < s.image(); ++i) p[n * s.nstride() + i] = round_bf16(p[n * s.nstride() + i]);
+}
 
 int default_shards(int batch) {
   const int hw = std::max(1, int(std::thread::hardware_concurrency()));
@@ -81,6 +93,26 @@ void ShardedCpuNet::set_dropout_seed(std::uint64_t seed) {
   for (auto& net : nets_) net->set_dropout_seed(seed);
 }
 
+void ShardedCpuNet::set_round_bf16(bool on) {
+  if (on && (shards() & (shards() - 1)) != 0)
+    throw Error(
+        fmt::format("ShardedCpuNet: bf16 rounding needs a power-of-two number of shards, not {}", shards()));
+  round_bf16_ = on;
+}
+
+void ShardedCpuNet::round_tops(CpuNet<double>& net, int l) const {
+  for (int t : plan().layers[l].tops) {
+    const BlobPlan& b = plan().blobs[t];
+    if (!(b.is_output && b.shape.count() == 1)) round_view(net.blob_data(t), b.shape);  // losses stay exact
+  }
+}
+
+void ShardedCpuNet::round_bottom_diffs(CpuNet<double>& net, int l) const {
+  const LayerPlan& lp = plan().layers[l];
+  for (std::size_t i = 0; i < lp.bottoms.size(); ++i)
+    if (lp.bottom_diff[i]) round_view(net.blob_diff(lp.bottoms[i]), plan().blobs[lp.bottoms[i]].shape);
+}
+
 void ShardedCpuNet::forward(std::uint64_t step, const std::function<void(int, int)>& before_layer) {
   parallel([&](int k) {
     CpuNet<double>& net = *nets_[k];
@@ -88,16 +120,25 @@ void ShardedCpuNet::forward(std::uint64_t step, const std::function<void(int, in
     for (int l = 0; l < int(net.plan().layers.size()); ++l) {
       if (before_layer) before_layer(k, l);
       net.forward_layer(l, step);
+      if (round_bf16_) round_tops(net, l);
     }
   });
 }
 
 void ShardedCpuNet::backward() {
-  parallel([&](int k) { nets_[k]->backward(); });
+  parallel([&](int k) {
+    for (int l = int(plan().layers.size()) - 1; l >= 0; --l) {
+      nets_[k]->backward_layer(l);
+      if (round_bf16_) round_bottom_diffs(*nets_[k], l);
+    }
+  });
 }
 
 void ShardedCpuNet::backward_layer(int l) {
-  parallel([&](int k) { nets_[k]->backward_layer(l); });
+  parallel([&](int k) {
+    nets_[k]->backward_layer(l);
+    if (round_bf16_) round_bottom_diffs(*nets_[k], l);
+  });
 }
 
 std::vector<double> ShardedCpuNet::grads() const {
@@ -106,7 +147,7 @@ std::vector<double> ShardedCpuNet::grads() const {
     const std::span<double> s = net->grads();
     for (std::size_t i = 0; i < g.size(); ++i) g[i] += s[i];
   }
-  for (double& v : g) v /= shards();
+  for (double& v : g) v = round_bf16_ ? round_bf16(v / shards()) : v / shards();
   return g;
 }
 

@@ -39,6 +39,12 @@ class ShardedCpuNet {
   void set_input(std::span<const float> nchw);      // the whole batch, dense NCHW
   void set_labels(std::span<const std::int32_t> labels);
   void set_dropout_seed(std::uint64_t seed);
+  // A reference that rounds where the GPU's bf16 mode stores: every layer's outputs rounded to
+  // bf16 after its forward (scalar outputs, the losses, stay exact), every input gradient after
+  // its backward, and grads() rounded (the GPU keeps parameter gradients in bf16). The inputs
+  // and weights are the caller's to round. Needs a power-of-two number of shards: a shard's
+  // gradients are then the whole batch's times a power of two, with which rounding commutes.
+  void set_round_bf16(bool on);
 
   // zero_grads, then every layer's forward; each shard in its own thread. before_layer(shard, l),
   // if given, runs in that shard's thread just before layer l's forward (to copy an input that
@@ -60,8 +66,11 @@ class ShardedCpuNet {
   // fn(k) for every shard k, one thread each; rethrows the first exception.
   void parallel(const std::function<void(int)>& fn);
   std::vector<double> gather(int blob, bool diff);
+  void round_tops(CpuNet<double>& net, int l) const;
+  void round_bottom_diffs(CpuNet<double>& net, int l) const;
 
   int batch_ = 0;
+  bool round_bf16_ = false;
   std::vector<std::unique_ptr<CpuNet<double>>> nets_;
 };
 
