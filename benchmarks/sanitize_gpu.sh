@@ -64,7 +64,7 @@ runs=(
   "memcheck test_gpu_nhwc *"
   "memcheck test_gpu_softmax *"
   "memcheck test_gpu_conv *"
-  "memcheck test_gpu_net GpuNet.LeNet*:GpuNet.GraphReplay*:GpuNet.SameSeedSameBits"
+  "memcheck test_gpu_net GpuNet.LeNet*:GpuNet.GraphReplay*:GpuNet.SameSeedSameBits:GpuNet.BlobWrites*"
   "memcheck test_gpu_net GpuNet.GoogLeNetBatch4MatchesCpuChannelsLast*"
   "racecheck test_gpu_smoke GpuSmoke.HandWritten*:GpuSmoke.SumRows*"
   "racecheck test_gpu_kernels *"
