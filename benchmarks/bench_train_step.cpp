@@ -86,9 +86,18 @@ std::string mode_name(const Mode& m) {
                                                         : "");
 }
 
+int current_device() {
+  int d = 0;
+  CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+// The net's options for a mode on the current device: recommended_options for its dtype (what
+// the trainer runs and tests/test_gpu_b128.cpp checks), changed only where a flag asks (the
+// defaults of Mode change nothing: layout auto resolves to the recommended layout).
 GpuNetOptions net_options(const Mode& m) {
-  GpuNetOptions opt;
-  opt.dtype = m.dtype == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
+  GpuNetOptions opt =
+      recommended_options(current_device(), m.dtype == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32);
   opt.allow_tf32 = m.tf32;
   opt.allow_winograd = m.winograd;
   opt.channels_last = m.nhwc;
@@ -293,6 +302,7 @@ Result run_dataset(const Mode& m, const std::string& dir, int batch, int threads
   bc.src_w = ds.width;
   bc.crop = 224;
   bc.mean_chw = ds.mean.chw;
+  bc.device = current_device();
   bc.gpu = net_options(m);
   MemoryPeak mem;
   auto backend = make_gpu_backend(bc);

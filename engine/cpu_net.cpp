@@ -73,27 +73,35 @@ void CpuNet<T>::init_params(std::uint64_t seed) {
 }
 
 template <typename T>
+void CpuNet<T>::forward_layer(int l, std::uint64_t step) {
+  LayerArgs<T>& a = args_[l];
+  a.dropout_key.seed = dropout_seed_;
+  a.dropout_key.step = step;
+  a.dropout_key.first_sample = dropout_first_sample_;
+  forward_ref(plan_.layers[l].params, a);
+}
+
+template <typename T>
 T CpuNet<T>::forward(std::uint64_t step) {
-  step_ = step;
   T objective = 0;
   for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
-    LayerArgs<T>& a = args_[l];
-    a.dropout_key.seed = dropout_seed_;
-    a.dropout_key.step = step;
-    forward_ref(plan_.layers[l].params, a);
-    if (plan_.layers[l].loss_weight != 0.f) objective += T(plan_.layers[l].loss_weight) * a.out[0][0];
+    forward_layer(int(l), step);
+    if (plan_.layers[l].loss_weight != 0.f) objective += T(plan_.layers[l].loss_weight) * args_[l].out[0][0];
   }
   return objective;
 }
 
 template <typename T>
-void CpuNet<T>::backward() {
+void CpuNet<T>::backward_layer(int l) {
   if (!plan_.options.training) throw Error(fmt::format("net {}: planned without gradients", plan_.name));
-  for (int l = int(plan_.layers.size()) - 1; l >= 0; --l) {
-    const LayerPlan& lp = plan_.layers[l];
-    for (int r : lp.zero_diffs) std::fill_n(blob_diff(r), plan_.blobs[r].shape.count(), T(0));
-    if (lp.run_backward) backward_ref(lp.params, args_[l]);
-  }
+  const LayerPlan& lp = plan_.layers[l];
+  for (int r : lp.zero_diffs) std::fill_n(blob_diff(r), plan_.blobs[r].shape.count(), T(0));
+  if (lp.run_backward) backward_ref(lp.params, args_[l]);
+}
+
+template <typename T>
+void CpuNet<T>::backward() {
+  for (int l = int(plan_.layers.size()) - 1; l >= 0; --l) backward_layer(l);
 }
 
 template <typename T>

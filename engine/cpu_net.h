@@ -48,6 +48,9 @@ class CpuNet {
   void init_params(std::uint64_t seed);
   // Seed of the dropout masks (with the step and the layer index, engine/layers.h).
   void set_dropout_seed(std::uint64_t seed) { dropout_seed_ = seed; }
+  // This net's first example within a bigger batch it is a shard of: dropout masks are those
+  // of the same examples in one net of the whole batch (kernels/dropout_ref.h).
+  void set_dropout_first_sample(std::uint64_t first) { dropout_first_sample_ = first; }
 
   // Forward through every layer; `step` keys the dropout masks (forward and backward of one
   // step must use the same). Returns the objective sum(loss_weight * loss).
@@ -56,6 +59,10 @@ class CpuNet {
   // zero_grads() first (once per step: one memset over the gradient arena).
   void backward();
   void zero_grads();
+  // One layer of forward() / backward() (plan order), for tests that look at a layer's inputs
+  // before it runs. backward_layer zeroes the layer's zero_diffs first, as backward() does.
+  void forward_layer(int l, std::uint64_t step);
+  void backward_layer(int l);
 
   // Parameter arena and its twins (identical layout, ParamPlan offsets), dense T.
   std::span<T> params() { return store_->params; }
@@ -86,7 +93,7 @@ class CpuNet {
   std::vector<std::int32_t> labels_;
   std::vector<LayerArgs<T>> args_;  // one per layer, built once
   std::uint64_t dropout_seed_ = 0;
-  std::uint64_t step_ = 0;
+  std::uint64_t dropout_first_sample_ = 0;
 };
 
 extern template class CpuNet<float>;

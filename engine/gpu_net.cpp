@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <thread>
 
 #include "engine/check.h"
@@ -97,6 +98,12 @@ GpuNetOptions recommended_options(int device) {
   GpuNetOptions o;
   o.dtype = major >= 8 ? DType::kBF16 : DType::kF32;
   o.channels_last = major >= 7;
+  return o;
+}
+
+GpuNetOptions recommended_options(int device, DType dtype) {
+  GpuNetOptions o = recommended_options(device);
+  o.dtype = dtype;
   return o;
 }
 
@@ -677,20 +684,55 @@ std::vector<float> download_as_f32(const void* p, std::size_t n, DType t, cudaSt
   return out;
 }
 
-// Gathers a strided NCHW or NHWC view into a dense NCHW fp32 vector.
-std::vector<float> gather_view(const char* base, const Nchw& s, bool nhwc, DType t, cudaStream_t st) {
-  if (s.count() == 0) return {};
-  const std::int64_t last = nhwc ? nhwc_offset(s, s.n - 1, s.c - 1, s.h - 1, s.w - 1)
-                                 : nchw_offset(s, s.n - 1, s.c - 1, s.h - 1, s.w - 1);
-  auto all = download_as_f32(base, std::size_t(last + 1), t, st);
-  std::vector<float> out(std::size_t(s.count()));
+// Calls f(i, offset) for every element of a strided NCHW or NHWC view: i counts in dense NCHW
+// order, offset is the element's place in the view's memory.
+template <typename F>
+void for_each_in_view(const Nchw& s, bool nhwc, F&& f) {
   std::size_t i = 0;
   for (int n = 0; n < s.n; ++n)
     for (int c = 0; c < s.c; ++c)
       for (int h = 0; h < s.h; ++h)
-        for (int w = 0; w < s.w; ++w)
-          out[i++] = all[nhwc ? nhwc_offset(s, n, c, h, w) : nchw_offset(s, n, c, h, w)];
+        for (int w = 0; w < s.w; ++w) f(i++, nhwc ? nhwc_offset(s, n, c, h, w) : nchw_offset(s, n, c, h, w));
+}
+
+// Elements from a view's first to its last (the span a copy of the view must cover).
+std::size_t view_span(const Nchw& s, bool nhwc) {
+  if (s.count() == 0) return 0;
+  return std::size_t((nhwc ? nhwc_offset(s, s.n - 1, s.c - 1, s.h - 1, s.w - 1)
+                           : nchw_offset(s, s.n - 1, s.c - 1, s.h - 1, s.w - 1)) +
+                     1);
+}
+
+// Gathers a strided NCHW or NHWC view into a dense NCHW fp32 vector.
+std::vector<float> gather_view(const char* base, const Nchw& s, bool nhwc, DType t, cudaStream_t st) {
+  if (s.count() == 0) return {};
+  const auto all = download_as_f32(base, view_span(s, nhwc), t, st);
+  std::vector<float> out(std::size_t(s.count()));
+  for_each_in_view(s, nhwc, [&](std::size_t i, std::int64_t at) { out[i] = all[at]; });
   return out;
+}
+
+// Writes dense NCHW fp32 values into a strided NCHW or NHWC view of dtype t (read, modify,
+// write of the span the view covers, so the elements between its rows keep their values).
+void scatter_view(char* base, const Nchw& s, bool nhwc, DType t, std::span<const float> nchw,
+                  cudaStream_t st) {
+  if (std::int64_t(nchw.size()) != s.count())
+    throw Error(fmt::format("set_blob: {} values for a blob of {}", nchw.size(), s.count()));
+  if (s.count() == 0) return;
+  const std::size_t es = kernels::dtype_size(t);
+  std::vector<char> raw(view_span(s, nhwc) * es);
+  CUDA_CHECK(cudaMemcpyAsync(raw.data(), base, raw.size(), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
+  for_each_in_view(s, nhwc, [&](std::size_t i, std::int64_t at) {
+    if (t == DType::kF32) {
+      std::memcpy(raw.data() + at * 4, &nchw[i], 4);
+    } else {
+      const std::uint16_t b = kernels::f32_to_bf16_bits(nchw[i]);
+      std::memcpy(raw.data() + at * 2, &b, 2);
+    }
+  });
+  CUDA_CHECK(cudaMemcpyAsync(base, raw.data(), raw.size(), cudaMemcpyHostToDevice, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
 }
 }  // namespace
 
@@ -706,6 +748,24 @@ std::vector<float> GpuNet::blob_diff(int blob) const {
   if (b.diff_offset < 0) return {};
   return gather_view(acts_.as<char>() + act_offset(blob, b.diff_offset) * esize_, b.shape, opt_.channels_last,
                      opt_.dtype, stream_);
+}
+
+void GpuNet::set_blob_data(int blob, std::span<const float> nchw) {
+  const BlobPlan& b = plan_.blobs[blob];
+  if (b.is_label) throw Error("set_blob_data: labels are int32 (labels())");
+  scatter_view(acts_.as<char>() + act_offset(blob, b.offset) * esize_, b.shape, opt_.channels_last,
+               opt_.dtype, nchw, stream_);
+}
+
+void GpuNet::set_blob_diff(int blob, std::span<const float> nchw) {
+  const BlobPlan& b = plan_.blobs[blob];
+  if (b.diff_offset < 0) throw Error(fmt::format("set_blob_diff: blob {} has no gradient", b.name));
+  scatter_view(acts_.as<char>() + act_offset(blob, b.diff_offset) * esize_, b.shape, opt_.channels_last,
+               opt_.dtype, nchw, stream_);
+}
+
+bool GpuNet::relu_folded(int l) const {
+  return layers_[l]->skip;
 }
 
 // ---- reports ------------------------------------------------------------------------------------

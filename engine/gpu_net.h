@@ -86,6 +86,10 @@ struct GpuNetOptions {
 // (measured faster in both dtypes on H100), NCHW on older GPUs (cuDNN's mature path there;
 // not measured here).
 GpuNetOptions recommended_options(int device);
+// The same with the activation dtype the caller chose (--precision, --dtype): what the trainer
+// runs, what bench_train_step times unless a flag says otherwise, and what
+// tests/test_gpu_b128.cpp checks against the CPU reference.
+GpuNetOptions recommended_options(int device, kernels::DType dtype);
 
 // Solver values of one step, copied to the device before the step runs.
 struct StepValues {
@@ -186,6 +190,17 @@ class GpuNet {
   // A blob's values / gradient as fp32 (logical NCHW shape, dense): synchronizes.
   std::vector<float> blob_data(int blob) const;
   std::vector<float> blob_diff(int blob) const;
+  // Writes a blob's values / gradient from dense NCHW fp32 host values (converted to the
+  // layout and dtype; the rest of the arena is left as it is): synchronizes.
+  void set_blob_data(int blob, std::span<const float> nchw);
+  void set_blob_diff(int blob, std::span<const float> nchw);
+
+  // One layer alone, enqueued like a step's (tests pin an error to one layer with these and
+  // set_blob_data/diff: the layer reads what the arena holds). A convolution runs the ReLU
+  // folded into it (see "Fusions"); the folded ReLU layer itself then does nothing.
+  void forward_layer(int l);
+  void backward_layer(int l);
+  bool relu_folded(int l) const;
 
   // Data parallelism (see GradReduceOptions); call before the first step.
   void set_grad_reduce(const GradReduceOptions& options);
@@ -214,8 +229,6 @@ class GpuNet {
   template <typename T>
   void conv_backward(Layer& L);
   void build_layers();
-  void forward_layer(int l);
-  void backward_layer(int l);
   void enqueue_step(bool update);
   std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
   std::size_t im2col_bytes() const;

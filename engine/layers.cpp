@@ -289,7 +289,7 @@ struct LayerTraits<DropoutParams> : TraitsBase {
     if (!a.training) return copy_view(a.in_shape[0], a.in[0], a.out_shape[0], a.out[0]);
     for (int n = 0; n < a.in_shape[0].n; ++n) {
       // Per image so that in and out may have different strides; the key's element index
-      // stays the dense logical one (n * C*H*W + i).
+      // stays the dense logical one ((first_sample + n) * C*H*W + i), as in kernels/dropout_ref.h.
       const Nchw one{1, a.in_shape[0].c, a.in_shape[0].h, a.in_shape[0].w};
       fwd_image(one, a.in[0] + n * a.in_shape[0].nstride(), a.dropout_key, n,
                 a.out[0] + n * a.out_shape[0].nstride());
@@ -306,8 +306,9 @@ struct LayerTraits<DropoutParams> : TraitsBase {
       const T* dy = a.out_diff[0] + n * a.out_shape[0].nstride();
       T* dx = a.in_diff[0] + n * s.nstride();
       for (std::int64_t i = 0; i < s.image(); ++i) {
-        const T v =
-            ref::dropout_keep(stream, std::uint64_t(n) * s.image() + i, p.ratio) ? dy[i] * scale : T(0);
+        const T v = ref::dropout_keep(stream, (a.dropout_key.first_sample + n) * s.image() + i, p.ratio)
+                        ? dy[i] * scale
+                        : T(0);
         dx[i] = a.accumulate[0] ? dx[i] + v : v;
       }
     }
@@ -317,7 +318,8 @@ struct LayerTraits<DropoutParams> : TraitsBase {
     const std::uint64_t stream = ref::dropout_stream(key.seed, key.step, key.layer_id);
     const T scale = T(1) / (T(1) - T(p.ratio));
     for (std::int64_t i = 0; i < one.image(); ++i)
-      y[i] = ref::dropout_keep(stream, std::uint64_t(n) * one.image() + i, p.ratio) ? x[i] * scale : T(0);
+      y[i] =
+          ref::dropout_keep(stream, (key.first_sample + n) * one.image() + i, p.ratio) ? x[i] * scale : T(0);
   }
   static std::vector<LayerTestCase> tests() {
     return {{DropoutParams{0.3f}, {{2, 3, 4, 4}}}, {DropoutParams{0.7f}, {{4, 16, 1, 1}}}};

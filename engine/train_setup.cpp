@@ -351,8 +351,8 @@ BackendConfig backend_template(const JobSetup& j) {
   bc.dropout_seed = j.c.seed;
   if (!j.c.gpus.empty()) {
     bc.device = j.c.gpus[0];
-    bc.gpu = recommended_options(bc.device);
-    bc.gpu.dtype = j.precision == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32;
+    bc.gpu =
+        recommended_options(bc.device, j.precision == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32);
     bc.gpu.deterministic = j.c.deterministic;
     bc.graph = j.c.graph;
   }

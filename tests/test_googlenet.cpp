@@ -1,6 +1,7 @@
 // DIGITS' GoogLeNet as planned by the engine: layer/conv counts, Caffe's spatial sizes, the
 // parameter counts with and without the auxiliary heads, fillers, stages, the concat slices,
-// and one forward+backward at 224x224 batch 2 on the CPU reference (seconds, not minutes).
+// and one forward+backward at 224x224 batch 2 on the CPU reference (seconds, not minutes); the
+// reference split over threads by images (testing/sharded_cpu_net.h) is the one-net reference.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,7 +12,9 @@
 #include "engine/cpu_net.h"
 #include "engine/fillers.h"
 #include "engine/solver.h"
+#include "kernels/dtype_gpu.h"
 #include "models/models.h"
+#include "testing/sharded_cpu_net.h"
 #include "testing/test_util.h"
 
 namespace incept {
@@ -219,6 +222,114 @@ TEST(GoogLeNet, SgdStepsReduceTheLossAtBatch2) {
               losses[3], losses[4]);
   for (float l : losses) EXPECT_TRUE(std::isfinite(l));
   EXPECT_LT(losses.back(), 0.7f * losses.front());
+}
+
+// The reference that test_gpu_b128 runs at batch 128: 2 shards of 2 images give one net of 4's
+// losses, parameter gradients (dropout on) and blob values and gradients.
+TEST(GoogLeNet, ShardedReferenceIsOneNet) {
+  PlanOptions o;
+  o.batch = 4;
+  o.num_classes = 10;
+  CpuNet<double> one(plan_net(models::googlenet(), o));
+  testing::ShardedCpuNet sharded(models::googlenet(), o, 2);
+  ASSERT_EQ(sharded.shards(), 2);
+  one.init_params(3);
+  sharded.set_params(one.params());
+  const auto x = testing::random_floats(std::size_t(one.plan().blobs[one.plan().data_blob].shape.count()), 5);
+  std::copy(x.begin(), x.end(), one.data());
+  sharded.set_input(x);
+  const std::vector<std::int32_t> labels{1, 7, 3, 9};
+  std::copy(labels.begin(), labels.end(), one.labels());
+  sharded.set_labels(labels);
+  one.set_dropout_seed(8);
+  sharded.set_dropout_seed(8);
+  // Blob values are compared where the forward pass leaves them: the last layer's input.
+  const int pool5 = one.plan().blob("pool5/7x7_s1");
+  one.zero_grads();
+  one.forward(6);
+  sharded.forward(6);
+  const std::vector<double> pool5_values = sharded.blob_data(pool5);
+  for (std::size_t i = 0; i < pool5_values.size(); ++i)
+    ASSERT_NEAR(pool5_values[i], one.blob_data(pool5)[i], 1e-12 * (1 + std::abs(pool5_values[i]))) << i;
+  one.backward();
+  sharded.backward();
+  const auto outs = sharded.scalar_outputs();
+  ASSERT_EQ(outs.size(), 3u);
+  for (const auto& [name, v] : outs) EXPECT_NEAR(v, one.output(name), 1e-12 * std::abs(v)) << name;
+  const std::vector<double> g = sharded.grads();
+  ASSERT_EQ(g.size(), one.grads().size());
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    num += (g[i] - one.grads()[i]) * (g[i] - one.grads()[i]);
+    den += one.grads()[i] * one.grads()[i];
+  }
+  EXPECT_LT(std::sqrt(num / den), 1e-12);
+  const int data_grad = one.plan().blob("conv1/7x7_s2");  // the last gradient backward writes
+  const std::vector<double> d = sharded.blob_diff(data_grad);
+  double dn = 0, dd = 0;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    dn += (d[i] - one.blob_diff(data_grad)[i]) * (d[i] - one.blob_diff(data_grad)[i]);
+    dd += d[i] * d[i];
+  }
+  EXPECT_GT(dd, 0.0);
+  EXPECT_LT(std::sqrt(dn / dd), 1e-12);
+}
+
+// With bf16 rounding (what test_gpu_b128 compares the GPU's bf16 mode with): the shards give
+// one net's results when that net rounds every layer's outputs after its forward and every
+// input gradient after its backward; parameter gradients come out bf16-representable.
+TEST(GoogLeNet, ShardedReferenceRoundsLikeBf16) {
+  PlanOptions o;
+  o.batch = 4;
+  o.num_classes = 10;
+  CpuNet<double> one(plan_net(models::googlenet(), o));
+  testing::ShardedCpuNet sharded(models::googlenet(), o, 2);
+  sharded.set_round_bf16(true);
+  const NetPlan& p = one.plan();
+  auto round = [](double v) {
+    return double(kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(float(v))));
+  };
+  auto round_view = [&](double* d, const Nchw& s) {
+    for (int n = 0; d && n < s.n; ++n)
+      for (std::int64_t i = 0; i < s.image(); ++i) d[n * s.nstride() + i] = round(d[n * s.nstride() + i]);
+  };
+  one.init_params(3);
+  for (double& v : one.params()) v = round(v);
+  sharded.set_params(one.params());
+  auto x = testing::random_floats(std::size_t(p.blobs[p.data_blob].shape.count()), 5);
+  for (float& v : x) v = float(round(v));
+  std::copy(x.begin(), x.end(), one.data());
+  sharded.set_input(x);
+  const std::vector<std::int32_t> labels{1, 7, 3, 9};
+  std::copy(labels.begin(), labels.end(), one.labels());
+  sharded.set_labels(labels);
+  one.zero_grads();
+  for (int l = 0; l < int(p.layers.size()); ++l) {
+    one.forward_layer(l, 2);
+    for (int t : p.layers[l].tops)
+      if (p.blobs[t].shape.count() != 1) round_view(one.blob_data(t), p.blobs[t].shape);
+  }
+  for (int l = int(p.layers.size()) - 1; l >= 0; --l) {
+    one.backward_layer(l);
+    for (std::size_t i = 0; i < p.layers[l].bottoms.size(); ++i)
+      if (p.layers[l].bottom_diff[i])
+        round_view(one.blob_diff(p.layers[l].bottoms[i]), p.blobs[p.layers[l].bottoms[i]].shape);
+  }
+  sharded.forward(2);
+  sharded.backward();
+  for (const auto& [name, v] : sharded.scalar_outputs())
+    EXPECT_NEAR(v, one.output(name), 1e-12 * std::abs(v)) << name;
+  const std::vector<double> g = sharded.grads();
+  double num = 0, den = 0;
+  std::size_t unrounded = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    const double r = round(one.grads()[i]);
+    num += (g[i] - r) * (g[i] - r);
+    den += r * r;
+    unrounded += g[i] != round(g[i]);
+  }
+  EXPECT_EQ(unrounded, 0u);
+  EXPECT_LT(std::sqrt(num / den), 1e-9);
 }
 
 }  // namespace

@@ -280,6 +280,34 @@ TEST(GpuNet, SameSeedSameBits) {
   EXPECT_EQ(l1, l2);
 }
 
+// set_blob_data / set_blob_diff write exactly a blob's view, in either layout: a concat slice
+// reads back what was written and its neighbour slice keeps its values (what the layer-by-layer
+// checks of test_gpu_b128 rely on).
+TEST(GpuNet, BlobWritesStayInTheirView) {
+  INCEPT_REQUIRE_GPU();
+  const NetPlan plan = make_plan(models::googlenet(), 2, 10);
+  const int branch = plan.blob("inception_3a/3x3"), neighbour = plan.blob("inception_3a/1x1");
+  for (bool nhwc : {false, true}) {
+    GpuNetOptions opt;
+    opt.dtype = DType::kBF16;
+    opt.channels_last = nhwc;
+    GpuNet gpu(plan, opt);
+    const std::size_t n = std::size_t(plan.blobs[branch].shape.count()),
+                      m = std::size_t(plan.blobs[neighbour].shape.count());
+    auto values = testing::random_floats(n, 31, -3.f, 3.f), other = testing::random_floats(m, 32, -3.f, 3.f);
+    for (float& v : values) v = round_bf16(v);
+    for (float& v : other) v = round_bf16(v);
+    gpu.set_blob_data(neighbour, other);
+    gpu.set_blob_data(branch, values);
+    gpu.set_blob_diff(neighbour, other);
+    gpu.set_blob_diff(branch, values);
+    EXPECT_EQ(gpu.blob_data(branch), values) << (nhwc ? "NHWC" : "NCHW");
+    EXPECT_EQ(gpu.blob_data(neighbour), other) << (nhwc ? "NHWC" : "NCHW");
+    EXPECT_EQ(gpu.blob_diff(branch), values) << (nhwc ? "NHWC" : "NCHW");
+    EXPECT_EQ(gpu.blob_diff(neighbour), other) << (nhwc ? "NHWC" : "NCHW");
+  }
+}
+
 TEST(GpuNet, SgdLowersTheLoss) {
   INCEPT_REQUIRE_GPU();
   auto [w, losses] = run_steps(models::lenet(), DType::kBF16, true, 40);

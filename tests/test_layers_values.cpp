@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "engine/layers.h"
 #include "kernels/conv_ref.h"
 #include "kernels/dropout_ref.h"
 #include "kernels/im2col_ref.h"
@@ -111,6 +112,32 @@ TEST(DropoutValues, HashIsFixedAndRateIsRight) {
   ref::dropout_fwd(s, x.data(), 0.4f, {1, 2, 3}, y.data());
   for (int i = 0; i < 8; ++i)
     EXPECT_FLOAT_EQ(y[i], ref::dropout_keep(stream, i, 0.4f) ? 1.f / 0.6f : 0.f) << i;
+}
+
+// The Dropout layer of a shard of a bigger batch (first_sample) keeps the masks of those images
+// in the whole batch, forward and backward, as kernels/dropout_ref.h and the GPU do.
+TEST(DropoutValues, LayerKeysMasksByFirstSample) {
+  const Nchw whole{4, 3, 2, 2}, half{2, 3, 2, 2};
+  const std::vector<float> x = testing::random_floats(std::size_t(whole.count()), 3, 0.5f, 1.5f);
+  std::vector<float> ref_y(x.size());
+  ref::dropout_fwd(whole, x.data(), 0.5f, {1, 2, 3, 0}, ref_y.data());
+  LayerArgs<float> a;
+  a.in_shape = {half};
+  a.out_shape = {half};
+  std::vector<float> y(std::size_t(half.count())), dx(y.size());
+  a.in = {x.data() + half.count()};
+  a.out = {y.data()};
+  a.in_diff = {dx.data()};
+  a.out_diff = {x.data() + half.count()};
+  a.accumulate = {0};
+  a.dropout_key = {1, 2, 3, 2};
+  const LayerParams p = DropoutParams{0.5f};
+  forward_ref(p, a);
+  backward_ref(p, a);
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    EXPECT_EQ(y[i], ref_y[half.count() + i]) << i;
+    EXPECT_EQ(dx[i], ref_y[half.count() + i]) << i;
+  }
 }
 
 TEST(SgdValues, CaffeUpdateRule) {
