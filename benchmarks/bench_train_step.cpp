@@ -29,6 +29,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "engine/device.h"
+#include "engine/gpu_input.h"
 #include "engine/gpu_net.h"
 #include "engine/log.h"
 #include "engine/nccl_comm.h"
@@ -278,15 +279,6 @@ Result run_parallel(const Mode& m, const std::vector<int>& gpus, int batch, int 
     reps[std::size_t(i)].net.reset();
   }
   return res;
-}
-
-data::HostAllocator pinned_allocator() {
-  return {[](std::size_t n) {
-            void* p = nullptr;
-            CUDA_CHECK(cudaHostAlloc(&p, n, cudaHostAllocDefault));
-            return p;
-          },
-          [](void* p) { cudaFreeHost(p); }};
 }
 
 // The step fed by the loader from a real dataset: wall-clock img/s over `steps` steps (the GPU

@@ -8,6 +8,15 @@
 
 namespace incept {
 
+data::HostAllocator pinned_allocator() {
+  return {[](std::size_t n) {
+            void* p = nullptr;
+            CUDA_CHECK(cudaHostAlloc(&p, n, cudaHostAllocDefault));
+            return p;
+          },
+          [](void* p) { cudaFreeHost(p); }};
+}
+
 static_assert(sizeof(data::CropParams) == sizeof(kernels::CropParams) &&
                   offsetof(data::CropParams, x0) == offsetof(kernels::CropParams, x0) &&
                   offsetof(data::CropParams, mirror) == offsetof(kernels::CropParams, mirror),

@@ -18,6 +18,10 @@
 
 namespace incept {
 
+// Page-locked host memory (cudaHostAlloc) for the loader's batches, so their copy to the
+// device is asynchronous.
+data::HostAllocator pinned_allocator();
+
 struct GpuInputConfig {
   int channels = 3, src_h = 0, src_w = 0;  // records: src_h x src_w x channels uint8
   float scale = 1.f;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "engine/check.h"
+#include "engine/gpu_input.h"
 #include "engine/nccl_comm.h"
 #include "engine/process_group.h"
 #include "engine/snapshot.h"
@@ -25,15 +26,6 @@ namespace fs = std::filesystem;
 
 namespace incept {
 namespace {
-
-data::HostAllocator pinned_allocator() {
-  return {[](std::size_t n) {
-            void* p = nullptr;
-            CUDA_CHECK(cudaHostAlloc(&p, n, cudaHostAllocDefault));
-            return p;
-          },
-          [](void* p) { cudaFreeHost(p); }};
-}
 
 std::string join(const std::vector<int>& v) {
   std::string s;

@@ -133,19 +133,6 @@ TEST(DataParallel, GradientsAreSummedInFp32) {
 
 // ---- the trainer on one and two GPUs -----------------------------------------------------------------
 
-std::vector<float> weights_of(const fs::path& caffemodel) {
-  std::vector<float> all;
-  for (const auto& l : read_caffemodel(caffemodel.string()))
-    for (const auto& b : l.blobs) all.insert(all.end(), b.data.begin(), b.data.end());
-  return all;
-}
-
-double metric(const std::vector<std::pair<std::string, double>>& v, const std::string& name) {
-  for (const auto& [n, x] : v)
-    if (n == name) return x;
-  return NAN;
-}
-
 // The main validation loss of every validation in a job's metrics.csv, in order.
 std::vector<double> val_losses(const std::string& job) {
   std::istringstream in(testing::read_file(fs::path(job) / "metrics.csv"));
@@ -217,7 +204,7 @@ TEST_F(TwoGpuTrainerTest, TwoGpusFollowOneGpuAtTheSameGlobalBatch) {
     c.form.base_lr = lr;
     const TrainResult r = train_job(c);
     EXPECT_TRUE(r.finished);
-    return weights_of(r.last_snapshot);
+    return testing::caffemodel_weights(r.last_snapshot);
   };
   const auto w0 = one_step("w0", {0}, 0.0), w1 = one_step("one", {0}, 0.01),
              w2 = one_step("two", {0, 1}, 0.01);
@@ -248,11 +235,11 @@ TEST_F(TwoGpuTrainerTest, TwoGpusFollowOneGpuAtTheSameGlobalBatch) {
   std::printf(
       "200 steps, 2 GPUs vs 1 GPU: val loss %.4f -> %.4f vs %.4f -> %.4f (largest difference on the curve "
       "%.3g), top-1 %.2f vs %.2f\n",
-      vb.front(), vb.back(), va.front(), va.back(), worst, metric(b.final_val, "accuracy"),
-      metric(a.final_val, "accuracy"));
+      vb.front(), vb.back(), va.front(), va.back(), worst, testing::metric(b.final_val, "accuracy"),
+      testing::metric(a.final_val, "accuracy"));
   EXPECT_LT(va.back(), 0.8 * va.front()) << "the job did not learn: the comparison would say little";
   EXPECT_NEAR(vb.back(), va.back(), 0.1 * va.back());
-  EXPECT_NEAR(metric(b.final_val, "accuracy"), metric(a.final_val, "accuracy"), 0.05);
+  EXPECT_NEAR(testing::metric(b.final_val, "accuracy"), testing::metric(a.final_val, "accuracy"), 0.05);
 }
 
 TEST_F(TwoGpuTrainerTest, ResumeOnTwoGpusIsBitwise) {

@@ -22,20 +22,6 @@ using incept::testing::TempDir;
 namespace incept {
 namespace {
 
-// Every blob of a caffemodel, concatenated in file order.
-std::vector<float> weights_of(const fs::path& caffemodel) {
-  std::vector<float> all;
-  for (const auto& l : read_caffemodel(caffemodel.string()))
-    for (const auto& b : l.blobs) all.insert(all.end(), b.data.begin(), b.data.end());
-  return all;
-}
-
-double metric(const std::vector<std::pair<std::string, double>>& v, const std::string& name) {
-  for (const auto& [n, x] : v)
-    if (n == name) return x;
-  return NAN;
-}
-
 class GpuTrainerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -82,7 +68,7 @@ TEST_F(GpuTrainerTest, Fp32FollowsTheCpuReference) {
     c.form.base_lr = lr;
     const TrainResult r = train_job(c);
     EXPECT_TRUE(r.finished);
-    return weights_of(r.last_snapshot);
+    return testing::caffemodel_weights(r.last_snapshot);
   };
   const auto w0 = one_step("w0", false, 0.0), wc = one_step("c1", false, 0.01),
              wg = one_step("g1", true, 0.01);
@@ -99,19 +85,20 @@ TEST_F(GpuTrainerTest, Fp32FollowsTheCpuReference) {
   const TrainResult cpu = train_job(config("cpu", "fp32", false));
   const TrainResult gpu = train_job(config("gpu", "fp32", true));
   ASSERT_TRUE(cpu.finished && gpu.finished);
-  const double err = testing::rel_error(weights_of(gpu.last_snapshot), weights_of(cpu.last_snapshot));
+  const double err = testing::rel_error(testing::caffemodel_weights(gpu.last_snapshot),
+                                        testing::caffemodel_weights(cpu.last_snapshot));
   std::printf(
       "GoogLeNet, 10 SGD steps, GPU fp32 vs CPU fp32: weights rel error %.3g, val loss %.6f vs %.6f\n", err,
-      metric(gpu.final_val, "loss"), metric(cpu.final_val, "loss"));
+      testing::metric(gpu.final_val, "loss"), testing::metric(cpu.final_val, "loss"));
   EXPECT_LT(err, 2e-2);
-  EXPECT_NEAR(metric(gpu.final_val, "loss"), metric(cpu.final_val, "loss"),
-              1e-2 * metric(cpu.final_val, "loss"));
+  EXPECT_NEAR(testing::metric(gpu.final_val, "loss"), testing::metric(cpu.final_val, "loss"),
+              1e-2 * testing::metric(cpu.final_val, "loss"));
   // The auxiliary heads' losses are printed, not bounded: on 10 validation images after 10 steps
   // they were seen 4 % apart between GPU and CPU, and the CPU reference itself moves with the
   // machine's core count (OpenBLAS splits its sums by thread).
   std::printf("aux losses after 10 steps, GPU vs CPU: loss1 %.4f vs %.4f, loss2 %.4f vs %.4f\n",
-              metric(gpu.final_val, "loss1/loss"), metric(cpu.final_val, "loss1/loss"),
-              metric(gpu.final_val, "loss2/loss"), metric(cpu.final_val, "loss2/loss"));
+              testing::metric(gpu.final_val, "loss1/loss"), testing::metric(cpu.final_val, "loss1/loss"),
+              testing::metric(gpu.final_val, "loss2/loss"), testing::metric(cpu.final_val, "loss2/loss"));
 }
 
 TEST_F(GpuTrainerTest, GraphEqualsEagerAndResumeIsBitwise) {
@@ -140,11 +127,13 @@ TEST_F(GpuTrainerTest, Bf16StaysCloseToFp32) {
   const TrainResult f = train_job(config("f", "fp32", true));
   const TrainResult h = train_job(config("h", "bf16", true));
   ASSERT_TRUE(f.finished && h.finished);
-  const double err = testing::rel_error(weights_of(h.last_snapshot), weights_of(f.last_snapshot));
+  const double err = testing::rel_error(testing::caffemodel_weights(h.last_snapshot),
+                                        testing::caffemodel_weights(f.last_snapshot));
   std::printf("bf16 vs fp32 after 10 steps: weights rel error %.3g, val loss %.4f vs %.4f\n", err,
-              metric(h.final_val, "loss"), metric(f.final_val, "loss"));
+              testing::metric(h.final_val, "loss"), testing::metric(f.final_val, "loss"));
   EXPECT_LT(err, 2e-2);
-  EXPECT_NEAR(metric(h.final_val, "loss"), metric(f.final_val, "loss"), 0.05 * metric(f.final_val, "loss"));
+  EXPECT_NEAR(testing::metric(h.final_val, "loss"), testing::metric(f.final_val, "loss"),
+              0.05 * testing::metric(f.final_val, "loss"));
 }
 
 TEST_F(GpuTrainerTest, ABatchTooLargeForTheGpuIsAClearError) {

@@ -73,19 +73,13 @@ class TrainerTest : public ::testing::Test {
 };
 TempDir* TrainerTest::root_ = nullptr;
 
-double metric(const std::vector<std::pair<std::string, double>>& v, const std::string& name) {
-  for (const auto& [n, x] : v)
-    if (n == name) return x;
-  return NAN;
-}
-
 TEST_F(TrainerTest, LeNetLearnsAndTheJobFolderHoldsDigitsFiles) {
   const fs::path job = tmp_ / "job";
   const TrainResult r = train_job(lenet(job, 3));
   ASSERT_TRUE(r.finished);
   EXPECT_EQ(r.iter, 30);  // ceil(300 / 32) = 10 iterations per epoch
   // Well above chance (10 %) after 30 SGD steps on real images.
-  EXPECT_GT(metric(r.final_val, "accuracy"), 0.45) << "final validation accuracy";
+  EXPECT_GT(testing::metric(r.final_val, "accuracy"), 0.45) << "final validation accuracy";
   for (const char* f : {"job.json", "labels.txt", "mean.binaryproto", "train_val.prototxt", "deploy.prototxt",
                         "solver.prototxt", "original.prototxt", "metrics.csv", "metrics.jsonl", "report.html",
                         "report.png", "train.log"})
@@ -161,7 +155,7 @@ TEST_F(TrainerTest, ResumeFollowsTheUninterruptedRunBitwise) {
       << "the resumed job's weights differ from the uninterrupted job's";
   EXPECT_EQ(testing::read_file(tmp_ / "a" / "snapshot_iter_20.solverstate").size(),
             testing::read_file(tmp_ / "b" / "snapshot_iter_20.solverstate").size());
-  EXPECT_EQ(metric(a.final_val, "loss"), metric(done.final_val, "loss"));
+  EXPECT_EQ(testing::metric(a.final_val, "loss"), testing::metric(done.final_val, "loss"));
   // The resumed metrics have no duplicated iterations.
   std::ifstream csv(tmp_ / "b" / "metrics.csv");
   std::string line;

@@ -10,6 +10,8 @@
 #include <iterator>
 #include <limits>
 
+#include "engine/caffe_model.h"
+
 namespace incept::testing {
 
 bool gpu_required() {
@@ -74,6 +76,19 @@ TempDir::TempDir(const std::string& prefix) {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::vector<float> caffemodel_weights(const std::filesystem::path& caffemodel) {
+  std::vector<float> all;
+  for (const auto& l : read_caffemodel(caffemodel.string()))
+    for (const auto& b : l.blobs) all.insert(all.end(), b.data.begin(), b.data.end());
+  return all;
+}
+
+double metric(const std::vector<std::pair<std::string, double>>& sums, const std::string& name) {
+  for (const auto& [n, x] : sums)
+    if (n == name) return x;
+  return NAN;
 }
 
 }  // namespace incept::testing

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/device.h"
@@ -59,6 +60,11 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 
 // A whole file's bytes ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& path);
+
+// Every blob of a caffemodel, concatenated in file order (a trained job's weights).
+std::vector<float> caffemodel_weights(const std::filesystem::path& caffemodel);
+// The value named `name` among a job's output sums (TrainResult::final_val), NaN when absent.
+double metric(const std::vector<std::pair<std::string, double>>& sums, const std::string& name);
 
 // The message of the incept::Error that fn() throws, or "" when it throws none.
 template <typename Fn>
