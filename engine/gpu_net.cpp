@@ -405,7 +405,8 @@ void GpuNet::launch_ready_buckets(int layer) {
   }
 }
 
-ReduceTiming GpuNet::time_grad_reduce(const StepValues& v, int iters) {
+ReduceTiming GpuNet::time_grad_reduce(const StepValues& v, int iters,
+                                      const std::function<void(bool enqueued)>& guard) {
   ReduceTiming r;
   if (!comm_) return r;
   r.buckets = int(buckets_.size());
@@ -413,7 +414,9 @@ ReduceTiming GpuNet::time_grad_reduce(const StepValues& v, int iters) {
   std::vector<float> bwd, span, busy, exposed;
   time_reduce_ = true;
   for (int i = 0; i < iters; ++i) {
+    if (guard) guard(false);
     train_step(v, false, false);  // no update: timing leaves the weights as they are
+    if (guard) guard(true);
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     float ms = 0, b = 0, tot = 0;
     CUDA_CHECK(cudaEventElapsedTime(&ms, t_bwd0_, t_bwd1_));

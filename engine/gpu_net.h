@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -205,7 +206,10 @@ class GpuNet {
   // Data parallelism (see GradReduceOptions); call before the first step.
   void set_grad_reduce(const GradReduceOptions& options);
   const std::vector<GradBucket>& grad_buckets() const { return buckets_; }
-  ReduceTiming time_grad_reduce(const StepValues& v, int iters);
+  // `iters` eager steps without update, timed; `guard(false)` runs before each step is enqueued
+  // and `guard(true)` right after (the trainer checks and watches its NCCL group there).
+  ReduceTiming time_grad_reduce(const StepValues& v, int iters,
+                                const std::function<void(bool enqueued)>& guard = {});
 
   // Per-layer forward/backward times over `iters` eager steps (median per layer).
   std::vector<LayerTime> time_layers(int iters);

@@ -77,16 +77,7 @@ class GpuBackend final : public TrainBackend {
     train_in_->enqueue(b, std::move(release));  // may wait for an old step (ended by an abort)
     if (group_) group_->check();
     train_->train_step(v, c_.graph);
-    if (group_) {
-      // The watchdog follows each step's end. An event is re-recorded kStepEvents steps later,
-      // by when its step has long finished (or the watchdog has aborted the all-reduce holding
-      // it, which ends the step).
-      Event& e = step_done_[steps_++ % step_done_.size()];
-      CUDA_CHECK(cudaEventSynchronize(e));
-      group_->check();
-      CUDA_CHECK(cudaEventRecord(e, train_->stream()));
-      group_->watch(e, step_timeout_s_, fmt::format("gradient all-reduce of iteration {}", v.iteration));
-    }
+    if (group_) watch_step(fmt::format("gradient all-reduce of iteration {}", v.iteration));
   }
 
   OutputSums take_train_sums() override {
@@ -134,14 +125,24 @@ class GpuBackend final : public TrainBackend {
     CUDA_CHECK(cudaSetDevice(c_.device));
     StepValues v;
     v.grad_scale = 0.f;
-    ReduceTiming t;
-    {
-      GpuNet& n = *train_;
-      // Steps without update: the weights stay as they are.
-      for (int i = 0; i < 2; ++i) n.train_step(v, false, false);  // NCCL connects outside any capture
-      t = n.time_grad_reduce(v, iters);
-      n.take_output_sums();
+    GpuNet& n = *train_;
+    // Watched like training steps: no NCCL work after an abort, and a stuck peer is bounded.
+    auto guard = [this](bool enqueued) {
+      if (!group_) return;
+      if (enqueued)
+        watch_step("timed gradient all-reduce");
+      else
+        group_->check();
+    };
+    // Steps without update: the weights stay as they are. NCCL connects outside any capture.
+    for (int i = 0; i < 2; ++i) {
+      guard(false);
+      n.train_step(v, false, false);
+      guard(true);
     }
+    const ReduceTiming t = n.time_grad_reduce(v, iters, guard);
+    n.take_output_sums();
+    guard(false);
     return t;
   }
 
@@ -158,6 +159,17 @@ class GpuBackend final : public TrainBackend {
   std::unique_ptr<GpuNet> train_, val_;
   std::unique_ptr<GpuInput> train_in_, val_in_;
   Event sync_;
+  // The watchdog follows each step's end (data parallel). An event is re-recorded kStepEvents
+  // steps later, by when its step has long finished (or the watchdog has aborted the all-reduce
+  // holding it, which ends the step).
+  void watch_step(std::string what) {
+    Event& e = step_done_[steps_++ % step_done_.size()];
+    CUDA_CHECK(cudaEventSynchronize(e));
+    group_->check();
+    CUDA_CHECK(cudaEventRecord(e, train_->stream()));
+    group_->watch(e, step_timeout_s_, std::move(what));
+  }
+
   static constexpr std::size_t kStepEvents = 16;
   NcclGroup* group_ = nullptr;  // watches the steps (data parallel)
   double step_timeout_s_ = 0;
