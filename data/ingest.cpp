@@ -273,15 +273,17 @@ IngestReport run_ingest(const IngestOptions& opt) {
   auto last_commit = Clock::now();
   auto commit = [&](int db) {
     if (batch[db].empty()) return;
-    dbs[db]->write_batch(batch[db]);
-    rep.written_now += std::int64_t(batch[db].size());
-    batch[db].clear();
     if (db == 0) {
+      // The sums with this batch are saved before it is committed, beside the sums without it
+      // (save_mean_state keeps both): wherever a crash falls, one covers the committed records.
       mean.add_sums(pending_sum, pending_count);
       std::fill(pending_sum.begin(), pending_sum.end(), 0);
       pending_count = 0;
-      save_mean_state(out.string(), mean, dbs[0]->entries());
+      save_mean_state(out.string(), mean, dbs[0]->entries() + std::int64_t(batch[0].size()));
     }
+    dbs[db]->write_batch(batch[db]);
+    rep.written_now += std::int64_t(batch[db].size());
+    batch[db].clear();
     last_commit = Clock::now();
   };
   bool stop_sent = false;

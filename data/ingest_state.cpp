@@ -70,21 +70,24 @@ void save_mean_state(const std::string& dir, const MeanAccumulator& mean, std::i
     f.write(reinterpret_cast<const char*>(mean.sums().data()), std::streamsize(mean.sums().size() * 8));
     if (!f) throw Error(fmt::format("cannot write {} (disk full?)", tmp.string()));
   }
+  if (fs::exists(path)) fs::rename(path, state_dir(dir) / "mean_sums.prev.bin");
   fs::rename(tmp, path);
 }
 
 void restore_mean(const std::string& dir, const LmdbWriter& train_db, MeanAccumulator* mean) {
   const std::int64_t entries = train_db.entries();
-  std::ifstream f(state_dir(dir) / "mean_sums.bin", std::ios::binary);
-  char magic[8] = {};
-  std::int64_t head[5] = {};
-  if (f.read(magic, 8) && std::memcmp(magic, kMagic, 8) == 0 &&
-      f.read(reinterpret_cast<char*>(head), sizeof head) && head[1] == entries && head[2] == mean->width() &&
-      head[3] == mean->height() && head[4] == mean->channels()) {
-    std::vector<std::uint64_t> sums(mean->sums().size());
-    if (f.read(reinterpret_cast<char*>(sums.data()), std::streamsize(sums.size() * 8))) {
-      mean->restore(std::move(sums), head[0]);
-      return;
+  for (const char* name : {"mean_sums.bin", "mean_sums.prev.bin"}) {
+    std::ifstream f(state_dir(dir) / name, std::ios::binary);
+    char magic[8] = {};
+    std::int64_t head[5] = {};
+    if (f.read(magic, 8) && std::memcmp(magic, kMagic, 8) == 0 &&
+        f.read(reinterpret_cast<char*>(head), sizeof head) && head[1] == entries &&
+        head[2] == mean->width() && head[3] == mean->height() && head[4] == mean->channels()) {
+      std::vector<std::uint64_t> sums(mean->sums().size());
+      if (f.read(reinterpret_cast<char*>(sums.data()), std::streamsize(sums.size() * 8))) {
+        mean->restore(std::move(sums), head[0]);
+        return;
+      }
     }
   }
   if (entries == 0) return;

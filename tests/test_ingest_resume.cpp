@@ -73,6 +73,23 @@ TEST(IngestResume, StopThenResumeEqualsOneRun) {
     EXPECT_NE(std::string(e.what()).find("width"), std::string::npos) << e.what();
   }
   o.width = 32;
+  // As if the run had died after saving the sums of one more batch but before committing it:
+  // mean_sums.bin covers 16 records the LMDB does not hold, mean_sums.prev.bin the committed
+  // ones. The resume must take the latter (a rebuild from JPEG records would shift the mean).
+  {
+    const fs::path st = tmp / "out" / ".ingest_state";
+    fs::copy_file(st / "mean_sums.bin", st / "mean_sums.prev.bin", fs::copy_options::overwrite_existing);
+    std::fstream f(st / "mean_sums.bin", std::ios::in | std::ios::out | std::ios::binary);
+    std::int64_t head[5] = {};
+    f.seekg(8);
+    ASSERT_TRUE(f.read(reinterpret_cast<char*>(head), sizeof head));
+    head[0] += 16, head[1] += 16;
+    const std::uint64_t other = 12345;
+    f.seekp(8);
+    f.write(reinterpret_cast<const char*>(head), sizeof head);
+    f.write(reinterpret_cast<const char*>(&other), sizeof other);
+    ASSERT_TRUE(f.good());
+  }
   const IngestReport second = run_ingest(o);
   EXPECT_FALSE(second.interrupted);
   EXPECT_EQ(second.skipped_existing, first.train_records + first.val_records);
