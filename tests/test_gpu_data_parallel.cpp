@@ -162,12 +162,8 @@ class TwoGpuTrainerTest : public ::testing::Test {
   static void SetUpTestSuite() {
     if (gpu_count() < 2 || !fs::exists(data::fashion_mnist_dir())) return;
     root_ = new TempDir("incept_gpu_dp");
-    data::write_fashion_mnist_folder((root_->path() / "images").string(), 40);
-    data::IngestOptions o;
-    o.source = (root_->path() / "images").string();
-    o.output_dir = (root_->path() / "ds").string();
-    o.progress_interval_s = 100;
-    data::run_ingest(o);  // 300 train / 100 val records, 256x256 colour (DIGITS' defaults)
+    testing::ingest_fashion_mnist(root_->path(),
+                                  40);  // 300 train / 100 val records, 256x256 colour (DIGITS' defaults)
   }
   static void TearDownTestSuite() {
     delete root_;

@@ -27,12 +27,7 @@ class GpuTrainerTest : public ::testing::Test {
   static void SetUpTestSuite() {
     if (gpu_count() == 0 || !fs::exists(data::fashion_mnist_dir())) return;
     root_ = new TempDir("incept_gpu_trainer");
-    data::write_fashion_mnist_folder((root_->path() / "images").string(), 6);
-    data::IngestOptions o;
-    o.source = (root_->path() / "images").string();
-    o.output_dir = (root_->path() / "ds").string();
-    o.progress_interval_s = 100;
-    data::run_ingest(o);  // 45 train / 15 val records, 256x256 colour
+    testing::ingest_fashion_mnist(root_->path(), 6);  // 45 train / 15 val records, 256x256 colour
   }
   static void TearDownTestSuite() {
     delete root_;

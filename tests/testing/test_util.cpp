@@ -10,6 +10,8 @@
 #include <iterator>
 #include <limits>
 
+#include "data/idx.h"
+#include "data/ingest.h"
 #include "engine/caffe_model.h"
 
 namespace incept::testing {
@@ -76,6 +78,16 @@ TempDir::TempDir(const std::string& prefix) {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::filesystem::path ingest_fashion_mnist(const std::filesystem::path& root, int per_class) {
+  data::write_fashion_mnist_folder((root / "images").string(), per_class);
+  data::IngestOptions o;
+  o.source = (root / "images").string();
+  o.output_dir = (root / "ds").string();
+  o.progress_interval_s = 100;
+  data::run_ingest(o);
+  return root / "ds";
 }
 
 std::vector<float> caffemodel_weights(const std::filesystem::path& caffemodel) {

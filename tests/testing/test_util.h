@@ -61,6 +61,11 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 // A whole file's bytes ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& path);
 
+// Debian's Fashion-MNIST, `per_class` images of each class, written as a class folder under
+// `root`/images and ingested with DIGITS' defaults (256x256 colour JPEG, 25 % validation) into
+// `root`/ds, which is returned.
+std::filesystem::path ingest_fashion_mnist(const std::filesystem::path& root, int per_class);
+
 // Every blob of a caffemodel, concatenated in file order (a trained job's weights).
 std::vector<float> caffemodel_weights(const std::filesystem::path& caffemodel);
 // The value named `name` among a job's output sums (TrainResult::final_val), NaN when absent.
