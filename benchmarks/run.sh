@@ -12,7 +12,7 @@ benchmarks/run.sh [options]: incept against DIGITS and PyTorch on this machine's
 
 On the GPUs it finds (nvidia-smi), in one go and each part bounded in time:
   incept   bench_train_step on 1 GPU (bf16 and fp32, batch 128, synthetic data and fed by the
-           loader from a real LMDB) and data parallel on all GPUs (128 per GPU, and the mission's
+           loader from a real LMDB; bf16 at batch 64 too) and data parallel on all GPUs (128 per GPU, and the mission's
            global batch 128); train_googlenet jobs on the real LMDB (the whole trainer: loader,
            step, validation; all GPUs at 128 per GPU and at global 128, bf16 and fp32, and one GPU
            bf16), which also measure the validation rate
@@ -318,6 +318,9 @@ if wants incept; then
     [[ -n $ds ]] && lmdb=(--dataset "$ds")
     part step_1gpu 150 bench_train_step --device "${gpus%%,*}" --dtype bf16 fp32 --batch 128 --steps "$step_iters" \
       "${lmdb[@]}" --json "$out/step_1gpu_b128.json"
+    # One GPU at 64, the per-GPU batch of the mission's two-GPU setting (issue #12's third bar).
+    part step_1gpu_b64 90 bench_train_step --device "${gpus%%,*}" --dtype bf16 --batch 64 --steps "$step_iters" \
+      --json "$out/step_1gpu_b64.json"
     if ((n > 1)); then
       part "step_${n}gpu_b128" 120 bench_train_step --gpus "$gpus" --dtype bf16 fp32 --batch 128 \
         --steps "$step_iters" --json "$out/step_${n}gpu_b128.json"
@@ -364,7 +367,7 @@ peer_list() {  # the configurations, most important first ("ddp:" = DistributedD
   local m=$((128 / (n > 0 ? n : 1)))
   case $peers in
     default)
-      echo "ddp:digits:ro:bf16:cl:b$m,digits:ro:bf16:cl:b128,digits:eager:bf16:cl:b128,digits:eager:fp32:nchw:b128,\
+      echo "ddp:digits:ro:bf16:cl:b$m,digits:ro:bf16:cl:b128,digits:ro:bf16:cl:b64,digits:eager:bf16:cl:b128,digits:eager:fp32:nchw:b128,\
 ddp:digits:eager:bf16:cl:b$m,tv:eager:bf16:cl:b128,digits:compile:fp32:nchw:b128,ddp:digits:ro:bf16:cl:b128,\
 tv:ro:bf16:cl:b128" ;;
     quick) echo "digits:eager:bf16:cl:b128,ddp:digits:eager:bf16:cl:b$m,digits:eager:fp32:nchw:b128,tv:eager:bf16:cl:b128" ;;

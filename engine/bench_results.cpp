@@ -2,11 +2,13 @@
 #include "engine/bench_results.h"
 
 #include <fmt/format.h>
+#include <fnmatch.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "engine/bar_chart.h"
@@ -158,6 +160,11 @@ Table training_table(const Results& r) {
            "peak MiB", "60-epoch job"},
           {false, false, false, true, true, true, false, true, true, true, true},
           {}};
+  const bool runs = !r.runs.empty();
+  if (runs) {
+    t.head.push_back("run");
+    t.right.push_back(true);
+  }
   std::string group;
   for (const Row* row : training_rows(r)) {
     if (group_title(*row) != group) {
@@ -170,6 +177,7 @@ Table training_table(const Results& r) {
                       row->batch_per_gpu ? std::to_string(row->batch_per_gpu) : "-",
                       row->global_batch ? std::to_string(row->global_batch) : "-", row->precision,
                       rate(row->img_s), fixed(row->ms_step, 2), fixed(row->peak_mib, 0), job});
+    if (runs) t.rows.back().push_back(row->kind == Kind::kReference ? "-" : std::to_string(row->run + 1));
   }
   return t;
 }
@@ -210,6 +218,14 @@ std::vector<std::string> header_lines(const Results& r) {
                             meta(r, "incept_cuda_runtime", "-"), meta(r, "incept_cudnn", "-"),
                             meta(r, "incept_nccl", "-"), torch));
   if (r.meta.count("dataset")) out.push_back("real data: " + meta(r, "dataset"));
+  if (!r.runs.empty()) {
+    out.push_back(
+        fmt::format("{} runs merged (the first line above is run 1's); a configuration measured in "
+                    "several keeps the row of the first run that has it; the run column says which run "
+                    "measured each row",
+                    r.runs.size()));
+    for (const std::string& line : r.runs) out.push_back(line);
+  }
   return out;
 }
 
@@ -338,6 +354,7 @@ std::vector<Row> rows_from_peer_json(const std::string& text, Results* into) {
     Row r;
     r.kind = Kind::kPeer;
     r.system = "PyTorch";
+    r.peer = name;
     const std::string model = str(e, "model"), mode = str(e, "mode"), dtype = str(e, "dtype");
     r.what = fmt::format("{}, {}, {}{}", model == "digits" ? "DIGITS GoogLeNet" : "torchvision googlenet",
                          mode == "eager"     ? "eager"
@@ -499,30 +516,58 @@ void project(Results& r) {
   }
 }
 
+namespace {
+// What makes two rows the same measurement (merged output folders keep the first).
+std::string row_key(const Row& r) {
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", int(r.kind), r.system, r.what, r.data, r.precision, r.gpus,
+                     r.batch_per_gpu, r.global_batch, r.threads);
+}
+
+// "PyTorch NAME: not run ..." or run.sh's "pytorch: not run: PATTERN (...)": the configuration
+// names or patterns the note is about (empty: some other note).
+std::string not_run_subject(const std::string& note) {
+  static const std::string a = "PyTorch ", b = "pytorch: not run: ";
+  if (note.rfind(b, 0) == 0) return note.substr(b.size(), note.find(' ', b.size()) - b.size());
+  const auto c = note.find(": not run");
+  if (note.rfind(a, 0) == 0 && c != std::string::npos) return note.substr(a.size(), c - a.size());
+  return "";
+}
+}  // namespace
+
 Results collect(const std::vector<std::string>& dirs) {
   Results r;
-  for (const std::string& d : dirs) {
-    const fs::path dir(d);
-    if (!fs::is_directory(dir)) throw Error(fmt::format("{}: no such output folder", d));
+  std::set<std::string> keys;
+  std::vector<std::string> notes;
+  for (std::size_t k = 0; k < dirs.size(); ++k) {
+    const fs::path dir(dirs[k]);
+    if (!fs::is_directory(dir)) throw Error(fmt::format("{}: no such output folder", dirs[k]));
     std::map<std::string, std::string> m;
     if (fs::exists(dir / "meta.txt")) m = parse_key_values(read_text(dir / "meta.txt"));
-    for (const auto& [k, v] : m)
-      if (!r.meta.count(k)) r.meta[k] = v;
+    for (const auto& [key, v] : m)
+      if (!r.meta.count(key)) r.meta[key] = v;
+    r.runs.push_back(fmt::format("run {}: {}, commit {}, run.sh {}", k + 1, m.count("date") ? m["date"] : "?",
+                                 m.count("commit") ? m["commit"] : "?", m.count("args") ? m["args"] : "?"));
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
     std::sort(files.begin(), files.end());
-    auto append = [&](std::vector<Row> rows) { r.rows.insert(r.rows.end(), rows.begin(), rows.end()); };
+    auto append = [&](std::vector<Row> rows) {
+      for (Row& row : rows) {
+        row.run = int(k);
+        if (keys.insert(row_key(row)).second) r.rows.push_back(std::move(row));
+      }
+    };
+    Results part;  // this folder's meta and notes, merged below
     for (const fs::path& f : files) {
       const std::string name = f.filename().string();
       try {
         if (name.rfind("step_", 0) == 0 && f.extension() == ".json")
-          append(rows_from_step_json(read_text(f), m.count("data_label") ? m["data_label"] : "", &r));
+          append(rows_from_step_json(read_text(f), m.count("data_label") ? m["data_label"] : "", &part));
         else if (name.rfind("peer_", 0) == 0 && f.extension() == ".json")
-          append(rows_from_peer_json(read_text(f), &r));
+          append(rows_from_peer_json(read_text(f), &part));
         else if (name == "loader.json")
-          append(rows_from_loader_json(read_text(f), &r));
+          append(rows_from_loader_json(read_text(f), &part));
         else if (name == "ingest.json")
-          append(rows_from_ingest_json(read_text(f), &r));
+          append(rows_from_ingest_json(read_text(f), &part));
         else if (name.rfind("job_", 0) == 0 && f.extension() == ".txt" &&
                  fs::exists(dir / (f.stem().string() + ".metrics.jsonl"))) {
           auto info = parse_key_values(read_text(f));
@@ -531,13 +576,26 @@ Results collect(const std::vector<std::string>& dirs) {
         } else if (name == "skipped.txt") {
           std::istringstream in(read_text(f));
           for (std::string line; std::getline(in, line);)
-            if (!line.empty()) r.notes.push_back(line);
+            if (!line.empty()) part.notes.push_back(line);
         }
       } catch (const Error& e) {
-        r.notes.push_back(fmt::format("{}: {}", f.string(), e.what()));
+        part.notes.push_back(fmt::format("{}: {}", f.string(), e.what()));
       }
     }
+    for (const auto& [key, v] : part.meta)
+      if (!r.meta.count(key)) r.meta[key] = v;
+    for (const std::string& n : part.notes)
+      notes.push_back(dirs.size() > 1 ? fmt::format("{} (run {})", n, k + 1) : n);
   }
+  // A peer not run in one folder but measured in another: the note no longer holds.
+  for (const std::string& n : notes) {
+    const std::string subject = not_run_subject(n);
+    const bool measured = !subject.empty() && std::any_of(r.rows.begin(), r.rows.end(), [&](const Row& row) {
+      return !row.peer.empty() && (row.peer == subject || fnmatch(subject.c_str(), row.peer.c_str(), 0) == 0);
+    });
+    if (!measured) r.notes.push_back(n);
+  }
+  if (dirs.size() < 2) r.runs.clear();
   for (Row& ref : reference_rows()) r.rows.push_back(ref);
   project(r);
   return r;

@@ -48,12 +48,16 @@ struct Row {
   int threads = 0;              // loader: decode threads
   double per_core_img_s = NAN;  // loader and ingest: img/s per thread / per core
   std::string note;
+  int run = 0;       // which output folder of collect() it came from (0: the first)
+  std::string peer;  // PyTorch rows: peer_pytorch.py's configuration name
 };
 
 struct Results {
   std::map<std::string, std::string> meta;  // run.sh's meta.txt, then what the programs report
   std::vector<Row> rows;
   std::vector<std::string> notes;  // parts not run and why, errors
+  // One line per output folder (date, commit, arguments) when rows of several were merged.
+  std::vector<std::string> runs;
 };
 
 // The parsers of each part's output, one by one. `data` describes the LMDB of LMDB-fed rows.
@@ -74,7 +78,10 @@ std::map<std::string, std::string> parse_key_values(const std::string& text);
 std::vector<Row> reference_rows();
 
 // Everything found in the output folders (in order; meta from the first folder that has it),
-// the reference rows added and every training row projected. Files: meta.txt (key=value; "dataset"
+// the reference rows added and every training row projected. Merging folders (runs split over
+// several calls): a configuration measured in more than one keeps the first folder's row (each
+// row is compared with the others of its own run, see Row::run), and a peer noted "not run" in
+// one folder but measured in another loses that note. Files: meta.txt (key=value; "dataset"
 // describes the real data, "data_label" names it in the data column), step_*.json, peer_*.json,
 // loader.json, ingest.json, job_*.txt + job_*.metrics.jsonl, skipped.txt (one note a line).
 Results collect(const std::vector<std::string>& dirs);

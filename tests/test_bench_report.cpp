@@ -350,5 +350,54 @@ TEST(BenchResults, CollectsAnOutputFolderIntoTableCsvMarkdownAndChart) {
             4u + 2u);  // 4 measured training rows with a rate, 2 NVIDIA Caffe rates (DIGITS: hours only)
 }
 
+TEST(BenchResults, MergesFoldersKeepingTheFirstRowOfAConfigurationAndDroppingStaleNotRunNotes) {
+  TempDir one("incept_bench_merge1"), two("incept_bench_merge2");
+  auto put = [](const TempDir& d, const std::string& name, const std::string& text) {
+    std::ofstream(d / name) << text;
+  };
+  auto step = [](double img_s) {
+    return fmt::format(R"({{"results": [{{"mode": "bf16 NHWC graph", "ms_per_step": 9.3, "img_per_s": {},
+      "peak_mib": 2500, "dtype": "bf16", "layout": "NHWC", "data": "synthetic", "device": "gpu", "gpus": 1,
+      "batch_per_gpu": 128, "global_batch": 128}}]}})",
+                       img_s);
+  };
+  put(one, "meta.txt", "date=2026-12-01 10:00 UTC\ncommit=aaa1111\nargs=--peers A\nmode=gpu\ngpu_count=2\n");
+  put(one, "step_1gpu_b128.json", step(13780));
+  put(one, "peer_1.json", kPeerJson);  // notes digits:ro:fp32:nchw:b128 as not run
+  put(one, "skipped.txt",
+      "pytorch: not run: ddp*:digits:ro:bf16:cl:b128 (the --budget of 470s is spent)\n"
+      "ingest: not run (--only)\n");
+  put(two, "meta.txt", "date=2026-12-01 11:00 UTC\ncommit=bbb2222\nargs=--peers B\nmode=gpu\ngpu_count=2\n");
+  put(two, "step_1gpu_b128.json", step(13500));  // the same configuration again: run 1's row stays
+  put(two, "peer_1.json", R"({"results": [
+  {"model": "digits", "mode": "ro", "dtype": "fp32", "layout": "nchw", "batch": 128, "ddp": false, "gpus": 1,
+   "name": "digits:ro:fp32:nchw:b128", "ms_per_step": 50.1, "img_per_s": 2555.0, "first_step_s": 80,
+   "peak_alloc_mib": 4900}]})");
+  const bench::Results r = bench::collect({one.path().string(), two.path().string()});
+  const std::string table = bench::console_table(r);
+  EXPECT_NE(table.find("13,780"), std::string::npos) << table;
+  EXPECT_EQ(table.find("13,500"), std::string::npos) << table;
+  EXPECT_NE(table.find("2,555"), std::string::npos) << table;
+  EXPECT_EQ(table.find("digits:ro:fp32:nchw:b128: not run"), std::string::npos) << table;
+  // A pattern that nothing measured keeps its note, and notes name their run.
+  EXPECT_NE(table.find("ddp*:digits:ro:bf16:cl:b128 (the --budget of 470s is spent) (run 1)"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("ingest: not run (--only) (run 1)"), std::string::npos) << table;
+  EXPECT_NE(table.find("2 runs merged"), std::string::npos) << table;
+  EXPECT_NE(table.find("run 2: 2026-12-01 11:00 UTC, commit bbb2222, run.sh --peers B"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("run\n"), std::string::npos) << "a run column:\n" << table;
+  int row_runs[2] = {0, 0};
+  for (const bench::Row& row : r.rows)
+    if (row.kind != bench::Kind::kReference) ++row_runs[row.run];
+  EXPECT_EQ(row_runs[0], 3);  // the step and the two DDP peers of kPeerJson
+  EXPECT_EQ(row_runs[1], 1);  // only the peer run 1 lacked
+  // One folder: no run column, no run lines.
+  const std::string single = bench::console_table(bench::collect({one.path().string()}));
+  EXPECT_EQ(single.find("runs merged"), std::string::npos);
+  EXPECT_NE(single.find("digits:ro:fp32:nchw:b128: not run"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace incept
