@@ -59,6 +59,7 @@ struct Mode {
   bool winograd = false;
   bool nhwc = false;
   SpatialConv spatial = SpatialConv::kAuto;
+  int lanes = 0;  // GpuNetOptions::branch_lanes; 0: recommended_options'
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -80,11 +81,12 @@ class MemoryPeak {
 };
 
 std::string mode_name(const Mode& m) {
-  return fmt::format("{} {} {}{}{}{}", m.dtype, m.nhwc ? "NHWC" : "NCHW", m.graph ? "graph" : "eager",
+  return fmt::format("{} {} {}{}{}{}{}", m.dtype, m.nhwc ? "NHWC" : "NCHW", m.graph ? "graph" : "eager",
                      m.tf32 ? " tf32" : "", m.winograd ? " winograd" : "",
                      m.spatial == SpatialConv::kGemm    ? " gemm"
                      : m.spatial == SpatialConv::kCudnn ? " cudnn"
-                                                        : "");
+                                                        : "",
+                     m.lanes ? fmt::format(" {} lane{}", m.lanes, m.lanes > 1 ? "s" : "") : "");
 }
 
 int current_device() {
@@ -103,6 +105,7 @@ GpuNetOptions net_options(const Mode& m) {
   opt.allow_winograd = m.winograd;
   opt.channels_last = m.nhwc;
   opt.spatial_conv = m.spatial;
+  if (m.lanes) opt.branch_lanes = m.lanes;
   return opt;
 }
 
@@ -438,6 +441,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--layout", layouts, "nchw, nhwc and/or auto (recommended_options: nhwc from sm_70)")
       ->capture_default_str();
+  std::vector<int> lanes_list{0};
+  app.add_option("--lanes", lanes_list,
+                 "branch lanes (streams) for the inception branches, one run each, e.g. 1 4 (0: the default)")
+      ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
   app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
@@ -481,56 +488,63 @@ int main(int argc, char** argv) {
       j["gpus"] = gpus.size();
       const GpuNetOptions rec = recommended_options(device);
       for (const std::string& d0 : dtypes)
-        for (const std::string& lay : layouts) {
-          if (d0 != "fp32" && d0 != "bf16" && d0 != "auto")
-            throw Error("--dtype must be fp32, bf16 or auto, got " + d0);
-          const std::string d = d0 == "auto" ? kernels::dtype_name(rec.dtype) : d0;
-          if (lay != "auto" && lay != "nchw" && lay != "nhwc")
-            throw Error("--layout must be nchw, nhwc or auto, got " + lay);
-          Mode m{.dtype = d,
-                 .graph = true,
-                 .tf32 = tf32 && d == "fp32",
-                 .winograd = false,
-                 .nhwc = lay == "nhwc" || (lay == "auto" && rec.channels_last)};
-          if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm")
-            throw Error("--spatial must be auto, cudnn or gemm, got " + spatial);
-          m.spatial = spatial == "gemm"    ? SpatialConv::kGemm
-                      : spatial == "cudnn" ? SpatialConv::kCudnn
-                                           : SpatialConv::kAuto;
-          if (parallel) {
-            results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
-            continue;
-          }
-          const std::string key = fmt::format("{} {}", d, m.nhwc ? "NHWC" : "NCHW");
-          std::vector<LayerTime> lt;
-          results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos));
-          if (!dataset.empty())
-            results.push_back(run_dataset(m, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
-          if (eager) {
-            Mode e = m;
-            e.graph = false;
-            results.push_back(run(e, batch, classes, warmup, steps, false, nullptr));
-          }
-          if (winograd && d == "fp32") {
-            Mode w = m;
-            w.winograd = true;
-            results.push_back(run(w, batch, classes, warmup, steps, false, nullptr));
-          }
-          if (layers) {
-            std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", key.c_str(), batch);
-            std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
-            double tf = 0, tb = 0;
-            for (const LayerTime& t : lt) {
-              std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms,
-                          t.backward_ms);
-              tf += t.forward_ms;
-              tb += t.backward_ms;
-              j["layers"][key].push_back(
-                  {{"name", t.name}, {"type", t.type}, {"fwd_ms", t.forward_ms}, {"bwd_ms", t.backward_ms}});
+        for (const std::string& lay : layouts)
+          for (const int lanes : lanes_list) {
+            if (d0 != "fp32" && d0 != "bf16" && d0 != "auto")
+              throw Error("--dtype must be fp32, bf16 or auto, got " + d0);
+            const std::string d = d0 == "auto" ? kernels::dtype_name(rec.dtype) : d0;
+            if (lay != "auto" && lay != "nchw" && lay != "nhwc")
+              throw Error("--layout must be nchw, nhwc or auto, got " + lay);
+            Mode m{.dtype = d,
+                   .graph = true,
+                   .tf32 = tf32 && d == "fp32",
+                   .winograd = false,
+                   .nhwc = lay == "nhwc" || (lay == "auto" && rec.channels_last)};
+            if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm")
+              throw Error("--spatial must be auto, cudnn or gemm, got " + spatial);
+            m.spatial = spatial == "gemm"    ? SpatialConv::kGemm
+                        : spatial == "cudnn" ? SpatialConv::kCudnn
+                                             : SpatialConv::kAuto;
+            if (lanes < 0) throw Error("--lanes must be >= 0");
+            m.lanes = lanes;
+            if (parallel) {
+              results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
+              continue;
             }
-            std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
+            const std::string key = fmt::format("{} {}{}", d, m.nhwc ? "NHWC" : "NCHW",
+                                                lanes ? fmt::format(" {} lanes", lanes) : "");
+            std::vector<LayerTime> lt;
+            results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos));
+            if (!dataset.empty())
+              results.push_back(run_dataset(m, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
+            if (eager) {
+              Mode e = m;
+              e.graph = false;
+              results.push_back(run(e, batch, classes, warmup, steps, false, nullptr));
+            }
+            if (winograd && d == "fp32") {
+              Mode w = m;
+              w.winograd = true;
+              results.push_back(run(w, batch, classes, warmup, steps, false, nullptr));
+            }
+            if (layers) {
+              std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", key.c_str(),
+                          batch);
+              std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
+              double tf = 0, tb = 0;
+              for (const LayerTime& t : lt) {
+                std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms,
+                            t.backward_ms);
+                tf += t.forward_ms;
+                tb += t.backward_ms;
+                j["layers"][key].push_back({{"name", t.name},
+                                            {"type", t.type},
+                                            {"fwd_ms", t.forward_ms},
+                                            {"bwd_ms", t.backward_ms}});
+              }
+              std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
+            }
           }
-        }
     }
     std::printf("\n%-34s %10s %10s %10s %10s\n", "mode", "ms/step", "img/s", "net MiB", "in use MiB");
     for (const Result& r : results) {

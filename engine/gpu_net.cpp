@@ -263,14 +263,134 @@ void GpuNet::build_layers() {
   if (need.cols) cols_ = DeviceBuffer(need.cols * esize_);
   if (need.dcols && plan_.options.training) dcols_ = DeviceBuffer(need.dcols * esize_);
 
-  // Fused epilogues for the GEMM convolutions (bias + the folded ReLU).
+  plan_lanes();
+
+  // Fused epilogues for the GEMM convolutions (bias + the folded ReLU), within their lane's
+  // cuBLAS workspace.
   if (opt_.gemm_epilogue)
-    for (const auto& L : layers_)
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const auto& L = layers_[l];
       if (L->fc && L->plan->kind() == LayerKind::kConvolution &&
           std::get<ConvParams>(L->plan->params).geom.bias)
-        L->fc->prepare_fused_forward(cublas_lt_, L->w[1], L->fused_relu, cublas_ws_.bytes());
+        L->fc->prepare_fused_forward(cublas_lt_, L->w[1], L->fused_relu,
+                                     lanes_[lane_of_[l]]->cublas_ws_bytes);
+    }
 
   acts_.fill_bytes(0, stream_);
+}
+
+void GpuNet::plan_lanes() {
+  const int n = int(layers_.size());
+  const int want = std::max(opt_.branch_lanes, 1);
+  lane_of_.assign(n, 0);
+  int lanes = 1;
+  for (const BranchRegion& r : plan_.regions)
+    for (int l = r.first; l <= r.last; ++l) {
+      lane_of_[l] = r.branch[l - r.first] % want;
+      lanes = std::max(lanes, lane_of_[l] + 1);
+    }
+  region_lanes_.clear();
+  for (const BranchRegion& r : plan_.regions) {
+    std::vector<int> side;
+    for (int l = r.first; l <= r.last; ++l)
+      if (lane_of_[l] > 0 && std::find(side.begin(), side.end(), lane_of_[l]) == side.end())
+        side.push_back(lane_of_[l]);
+    std::sort(side.begin(), side.end());
+    region_lanes_.push_back(side);
+  }
+  // What each lane's layers need (bytes).
+  struct Need {
+    std::size_t ws = 0, staging = 0, bias_partial = 0, fc_partial = 0, gemm_partial = 0, cols = 0, dcols = 0;
+  };
+  std::vector<Need> need(lanes);
+  const bool train = plan_.options.training;
+  for (int l = 0; l < n; ++l) {
+    const Layer& L = *layers_[l];
+    Need& d = need[lane_of_[l]];
+    if (L.plan->kind() == LayerKind::kConvolution && train) {
+      const Nchw& y = L.out_shape[0];
+      d.bias_partial =
+          std::max(d.bias_partial, 4 * (opt_.channels_last ? kernels::relu_bias_bwd_nhwc_scratch(y)
+                                                           : kernels::relu_bias_bwd_scratch(y)));
+    }
+    if (L.conv) {
+      d.ws = std::max(d.ws, L.conv->workspace_bytes());
+      if (L.staged) d.staging = std::max(d.staging, std::size_t(L.out_shape[0].count()) * esize_);
+    }
+    if (L.fc && train) d.fc_partial = std::max(d.fc_partial, 4 * L.fc->wgrad_partial_elems());
+    if (L.gemm1x1 && train) d.gemm_partial = std::max(d.gemm_partial, L.gemm1x1->partial_elems() * esize_);
+    if (L.spatial_gemm) {
+      const Nchw& y = L.out_shape[0];
+      const std::size_t rows_kc = std::size_t(y.n) * y.h * y.w * L.fc->shape().k * esize_;
+      if (!L.cols.bytes()) d.cols = std::max(d.cols, rows_kc);
+      if (train) d.dcols = std::max(d.dcols, rows_kc);
+    }
+  }
+  auto buffer = [](std::size_t bytes) { return bytes ? DeviceBuffer(bytes) : DeviceBuffer(); };
+  // Lane 0: the net's own members, sized again for its layers only.
+  const Need& z = need[0];
+  workspace_ = buffer(std::max<std::size_t>(z.ws, 256));
+  staging_ = buffer(z.staging);
+  bias_partial_ = buffer(std::max<std::size_t>(z.bias_partial, 4));
+  fc_partial_ = buffer(z.fc_partial);
+  gemm_partial_ = buffer(z.gemm_partial);
+  cols_ = buffer(z.cols);
+  dcols_ = buffer(z.dcols);
+  lanes_.clear();
+  auto first = std::make_unique<Lane>();
+  first->stream = stream_;
+  first->cudnn = cudnn_;
+  first->cublas = cublas_;
+  first->ws = workspace_.data();
+  first->ws_bytes = workspace_.bytes();
+  first->cublas_ws = cublas_ws_.data();
+  first->cublas_ws_bytes = cublas_ws_.bytes();
+  first->staging = staging_.data();
+  first->bias_partial = bias_partial_.as<float>();
+  first->fc_partial = fc_partial_.as<float>();
+  first->gemm_partial = gemm_partial_.data();
+  first->cols = cols_.data();
+  first->dcols = dcols_.data();
+  lanes_.push_back(std::move(first));
+  for (int k = 1; k < lanes; ++k) {
+    auto a = std::make_unique<Lane>();
+    a->own_stream = make_stream();
+    a->own_cudnn = make_cudnn();
+    a->own_cublas = make_cublas();
+    a->stream = a->own_stream;
+    a->cudnn = a->own_cudnn;
+    a->cublas = a->own_cublas;
+    CUDNN_CHECK(cudnnSetStream(a->cudnn, a->stream));
+    CUBLAS_CHECK(cublasSetStream(a->cublas, a->stream));
+    // The main lane's cuBLAS workspace size, so cuBLAS chooses the same kernels on every lane (the
+    // results do not depend on branch_lanes; tests/test_gpu_net.cpp checks it bitwise).
+    a->own_cublas_ws = DeviceBuffer(cublas_ws_.bytes());
+    CUBLAS_CHECK(cublasSetWorkspace(a->cublas, a->own_cublas_ws.data(), a->own_cublas_ws.bytes()));
+    a->cublas_ws = a->own_cublas_ws.data();
+    a->cublas_ws_bytes = a->own_cublas_ws.bytes();
+    const Need& d = need[k];
+    a->own_ws = buffer(std::max<std::size_t>(d.ws, 256));
+    a->ws = a->own_ws.data();
+    a->ws_bytes = a->own_ws.bytes();
+    a->own_staging = buffer(d.staging);
+    a->staging = a->own_staging.data();
+    a->own_bias_partial = buffer(std::max<std::size_t>(d.bias_partial, 4));
+    a->bias_partial = a->own_bias_partial.as<float>();
+    a->own_fc_partial = buffer(d.fc_partial);
+    a->fc_partial = a->own_fc_partial.as<float>();
+    a->own_gemm_partial = buffer(d.gemm_partial);
+    a->gemm_partial = a->own_gemm_partial.data();
+    a->own_cols = buffer(d.cols);
+    a->cols = a->own_cols.data();
+    a->own_dcols = buffer(d.dcols);
+    a->dcols = a->own_dcols.data();
+    a->join = make_event(false);
+    lanes_.push_back(std::move(a));
+  }
+  fork_ = make_event(false);
+  layer_done_.clear();
+  if (lanes > 1)
+    for (int l = 0; l < n; ++l) layer_done_.push_back(make_event(false));
 }
 
 // ---- parameters -------------------------------------------------------------------------
@@ -328,16 +448,81 @@ void GpuNet::zero_grads() {
   params_->zero_grads(stream_);
 }
 
+// Branch lanes: a region's side lanes start after everything before it on the main stream
+// (fork) and the main stream goes on after all of them (join); forward needs nothing else (each
+// branch reads the fork blob and its own chain, and writes its own slice of the Concat).
+void GpuNet::fork(const BranchRegion& r) {
+  const auto& side = region_lanes_[&r - plan_.regions.data()];
+  if (side.empty()) return;
+  CUDA_CHECK(cudaEventRecord(fork_, stream_));
+  for (int k : side) CUDA_CHECK(cudaStreamWaitEvent(lanes_[k]->stream, fork_, 0));
+}
+
+void GpuNet::join(const BranchRegion& r) {
+  for (int k : region_lanes_[&r - plan_.regions.data()]) {
+    CUDA_CHECK(cudaEventRecord(lanes_[k]->join, lanes_[k]->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, lanes_[k]->join, 0));
+  }
+}
+
+void GpuNet::forward_layer(int l) {  // alone: on its lane, ordered with the main stream
+  const BranchRegion* r = lanes_.size() > 1 ? plan_.region_of(l) : nullptr;
+  if (r) fork(*r);
+  run_forward(l, *lanes_[lane_of_[l]]);
+  if (r) join(*r);
+}
+
+void GpuNet::backward_layer(int l) {
+  const BranchRegion* r = lanes_.size() > 1 ? plan_.region_of(l) : nullptr;
+  if (r) fork(*r);
+  run_backward(l, *lanes_[lane_of_[l]]);
+  if (r) join(*r);
+}
+
 void GpuNet::forward() {
-  for (std::size_t l = 0; l < layers_.size(); ++l) forward_layer(int(l));
+  const bool lanes = lanes_.size() > 1;
+  for (int l = 0; l < int(layers_.size()); ++l) {
+    const BranchRegion* r = lanes ? plan_.region_of(l) : nullptr;
+    if (r && l == r->first) fork(*r);
+    if (r && l == r->last) join(*r);  // the Concat (main lane) and what follows read every branch
+    run_forward(l, *lanes_[lane_of_[l]]);
+  }
 }
 
 void GpuNet::backward() {
   if (!plan_.options.training) throw Error(fmt::format("net {}: planned without gradients", plan_.name));
   if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_bwd0_, stream_));
+  if (comm_) bucket_launched_.assign(buckets_.size(), 0);
+  // In a region, a layer waits for the last layer of another lane that wrote a gradient it reads
+  // or writes (the fork blob's gradient, which every branch adds to: the one-stream order).
+  std::vector<int> last_writer(plan_.blobs.size(), -1);
+  const bool lanes = lanes_.size() > 1;
   for (int l = int(layers_.size()) - 1; l >= 0; --l) {
-    backward_layer(l);
-    if (comm_) launch_ready_buckets(l);
+    const BranchRegion* r = lanes ? plan_.region_of(l) : nullptr;
+    const Layer& L = *layers_[l];
+    const Lane& lane = *lanes_[lane_of_[l]];
+    if (r && l == r->last) fork(*r);
+    if (r) {
+      const LayerPlan& lp = *L.plan;
+      auto wait_for = [&](int blob) {
+        const int w = last_writer[blob];
+        if (w >= 0 && lane_of_[w] != lane_of_[l])
+          CUDA_CHECK(cudaStreamWaitEvent(lane.stream, layer_done_[w], 0));
+      };
+      for (int t : lp.tops) wait_for(t);
+      for (std::size_t i = 0; i < lp.bottoms.size(); ++i)
+        if (lp.bottom_diff[i]) wait_for(lp.bottoms[i]);
+    }
+    run_backward(l, lane);
+    if (r) {
+      const LayerPlan& lp = *L.plan;
+      CUDA_CHECK(cudaEventRecord(layer_done_[l], lane.stream));
+      for (int t : lp.tops) last_writer[t] = l;
+      for (std::size_t i = 0; i < lp.bottoms.size(); ++i)
+        if (lp.bottom_diff[i]) last_writer[lp.bottoms[i]] = l;
+    }
+    if (r && l == r->first) join(*r);
+    if (comm_ && !(r && l != r->first)) launch_ready_buckets(l);
   }
   if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_bwd1_, stream_));
   if (comm_) {  // update() reads the sums
@@ -390,9 +575,11 @@ void GpuNet::set_grad_reduce(const GradReduceOptions& o) {
 void GpuNet::launch_ready_buckets(int layer) {
   const bool f32 = opt_.dtype == DType::kF32 || reduce_f32_;
   const ncclDataType_t type = f32 ? ncclFloat32 : ncclBfloat16;
+  if (bucket_launched_.size() != buckets_.size()) bucket_launched_.assign(buckets_.size(), 0);
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
     const GradBucket& k = buckets_[b];
-    if (k.ready_after != layer) continue;
+    if (k.ready_after < layer || bucket_launched_[b]) continue;
+    bucket_launched_[b] = 1;
     CUDA_CHECK(cudaEventRecord(bucket_ready_[b], stream_));
     CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, bucket_ready_[b], 0));
     if (time_reduce_) CUDA_CHECK(cudaEventRecord(t_ar0_[b], comm_stream_));
@@ -510,7 +697,7 @@ void GpuNet::forward_step(const StepValues& v) {
 
 // ---- per-layer dispatch ---------------------------------------------------------------------
 
-void GpuNet::forward_layer(int l) {
+void GpuNet::run_forward(int l, const Lane& R) {
   Layer& L = *layers_[l];
   if (L.skip) return;
   const LayerPlan& lp = *L.plan;
@@ -521,70 +708,70 @@ void GpuNet::forward_layer(int l) {
     auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
     switch (lp.kind()) {
       case LayerKind::kConvolution:
-        conv_forward<T>(L);
+        conv_forward<T>(L, R);
         break;
       case LayerKind::kReLU:
-        kernels::relu_fwd<T>(L.out_shape[0], in(0), out(0), stream_);
+        kernels::relu_fwd<T>(L.out_shape[0], in(0), out(0), R.stream);
         break;
       case LayerKind::kPooling:
         if (opt_.channels_last)
           kernels::pool_fwd_nhwc<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom,
-                                    L.out_shape[0], out(0), static_cast<std::uint8_t*>(L.saved), stream_);
+                                    L.out_shape[0], out(0), static_cast<std::uint8_t*>(L.saved), R.stream);
         else
           kernels::pool_fwd<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom, L.out_shape[0],
-                               out(0), static_cast<std::int32_t*>(L.saved), stream_);
+                               out(0), static_cast<std::int32_t*>(L.saved), R.stream);
         break;
       case LayerKind::kLRN:
         (opt_.channels_last ? kernels::lrn_fwd_nhwc<T>
                             : kernels::lrn_fwd<T>)(L.in_shape[0], in(0), std::get<LrnParams>(lp.params).geom,
                                                    L.out_shape[0], out(0), static_cast<float*>(L.saved),
-                                                   stream_);
+                                                   R.stream);
         break;
       case LayerKind::kConcat:
         break;  // bottoms are channel slices of the top: nothing to do
       case LayerKind::kInnerProduct: {
         const bool bias = std::get<FcParams>(lp.params).geom.bias;
-        L.fc->forward(cublas_, L.in[0], L.w[0], bias ? L.w[1] : nullptr, false, L.out[0]);
+        L.fc->forward(R.cublas, L.in[0], L.w[0], bias ? L.w[1] : nullptr, false, L.out[0]);
         break;
       }
       case LayerKind::kDropout: {
         if (!plan_.options.training) {
           if (L.out[0] != L.in[0])
             CUDA_CHECK(cudaMemcpyAsync(L.out[0], L.in[0], L.in_shape[0].count() * sizeof(T),
-                                       cudaMemcpyDeviceToDevice, stream_));
+                                       cudaMemcpyDeviceToDevice, R.stream));
           break;
         }
         ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l), opt_.dropout_first_sample};
         kernels::dropout_fwd<T>(L.in_shape[0], in(0), std::get<DropoutParams>(lp.params).ratio, key, step,
-                                out(0), stream_);
+                                out(0), R.stream);
         break;
       }
       case LayerKind::kSoftmaxWithLoss: {
         const Nchw& s = L.in_shape[0];
         kernels::softmax_xent_fwd<T>(s.n, int(s.image()), in(0), labels(), 1.f, L.scratch, L.output, nullptr,
-                                     stream_);
+                                     R.stream);
         break;
       }
       case LayerKind::kAccuracy: {
         const Nchw& s = L.in_shape[0];
         kernels::accuracy_fwd<T>(s.n, int(s.image()), in(0), labels(),
-                                 std::get<AccuracyParams>(lp.params).top_k, L.scratch, L.output, stream_);
+                                 std::get<AccuracyParams>(lp.params).top_k, L.scratch, L.output, R.stream);
         break;
       }
       case LayerKind::kSoftmax:
-        kernels::softmax_fwd<T>(L.in_shape[0].n, L.in_shape[0].c, in(0), out(0), stream_);
+        kernels::softmax_fwd<T>(L.in_shape[0].n, L.in_shape[0].c, in(0), out(0), R.stream);
         break;
     }
   });
 }
 
-void GpuNet::backward_layer(int l) {
+void GpuNet::run_backward(int l, const Lane& R) {
   Layer& L = *layers_[l];
   const LayerPlan& lp = *L.plan;
   for (int r : lp.zero_diffs) {
     const BlobPlan& b = plan_.blobs[r];
     CUDA_CHECK(
-        cudaMemsetAsync(acts_.as<char>() + b.diff_offset * esize_, 0, b.shape.count() * esize_, stream_));
+        cudaMemsetAsync(acts_.as<char>() + b.diff_offset * esize_, 0, b.shape.count() * esize_, R.stream));
   }
   if (!lp.run_backward || L.skip) return;
   NvtxRange range(lp.name + " bwd");
@@ -595,21 +782,21 @@ void GpuNet::backward_layer(int l) {
     auto din = [&](int i) { return static_cast<T*>(L.in_diff[i]); };
     switch (lp.kind()) {
       case LayerKind::kConvolution:
-        conv_backward<T>(L);
+        conv_backward<T>(L, R);
         break;
       case LayerKind::kReLU:
         if (L.in_diff[0])
           kernels::relu_bwd<T>(L.in_shape[0], static_cast<const T*>(L.out[0]), dout(0), din(0),
-                               L.accumulate[0], stream_);
+                               L.accumulate[0], R.stream);
         break;
       case LayerKind::kPooling:
         if (L.in_diff[0] && opt_.channels_last)
           kernels::pool_bwd_nhwc<T>(L.in_shape[0], std::get<PoolParams>(lp.params).geom, L.out_shape[0],
                                     dout(0), static_cast<const std::uint8_t*>(L.saved), din(0),
-                                    L.accumulate[0], stream_);
+                                    L.accumulate[0], R.stream);
         else if (L.in_diff[0])
           kernels::pool_bwd<T>(L.in_shape[0], std::get<PoolParams>(lp.params).geom, L.out_shape[0], dout(0),
-                               static_cast<const std::int32_t*>(L.saved), din(0), L.accumulate[0], stream_);
+                               static_cast<const std::int32_t*>(L.saved), din(0), L.accumulate[0], R.stream);
         break;
       case LayerKind::kLRN:
         if (L.in_diff[0])
@@ -617,21 +804,21 @@ void GpuNet::backward_layer(int l) {
                ? kernels::lrn_bwd_nhwc<T>
                : kernels::lrn_bwd<T>)(L.in_shape[0], in(0), L.out_shape[0], static_cast<const T*>(L.out[0]),
                                       dout(0), static_cast<const float*>(L.saved),
-                                      std::get<LrnParams>(lp.params).geom, din(0), L.accumulate[0], stream_);
+                                      std::get<LrnParams>(lp.params).geom, din(0), L.accumulate[0], R.stream);
         break;
       case LayerKind::kConcat:
         break;  // bottoms' gradients are slices of the top's gradient
       case LayerKind::kInnerProduct: {
         const bool bias = std::get<FcParams>(lp.params).geom.bias;
-        L.fc->backward_filter(cublas_, L.in[0], L.out_diff[0], L.w_diff[0], bias ? L.w_diff[1] : nullptr);
-        if (L.in_diff[0]) L.fc->backward_data(cublas_, L.out_diff[0], L.w[0], L.in_diff[0], L.accumulate[0]);
+        L.fc->backward_filter(R.cublas, L.in[0], L.out_diff[0], L.w_diff[0], bias ? L.w_diff[1] : nullptr);
+        if (L.in_diff[0]) L.fc->backward_data(R.cublas, L.out_diff[0], L.w[0], L.in_diff[0], L.accumulate[0]);
         break;
       }
       case LayerKind::kDropout:
         if (L.in_diff[0]) {
           ref::DropoutKey key{opt_.dropout_seed, 0, std::uint32_t(l), opt_.dropout_first_sample};
           kernels::dropout_bwd<T>(L.in_shape[0], dout(0), std::get<DropoutParams>(lp.params).ratio, key, step,
-                                  din(0), L.accumulate[0], stream_);
+                                  din(0), L.accumulate[0], R.stream);
         }
         break;
       case LayerKind::kSoftmaxWithLoss: {
@@ -642,7 +829,7 @@ void GpuNet::backward_layer(int l) {
         const Nchw& s = L.in_shape[0];
         kernels::softmax_xent_fwd<T>(s.n, int(s.image()), in(0), labels(),
                                      std::get<SoftmaxLossParams>(lp.params).loss_weight, L.scratch, L.output,
-                                     din(0), stream_);
+                                     din(0), R.stream);
         break;
       }
       case LayerKind::kAccuracy:
@@ -811,10 +998,21 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
   return out;
 }
 
+namespace {
+// Scratch a side lane owns (bytes).
+template <typename LaneT>
+std::size_t lane_bytes(const LaneT& a) {
+  return a.own_ws.bytes() + a.own_cublas_ws.bytes() + a.own_staging.bytes() + a.own_bias_partial.bytes() +
+         a.own_fc_partial.bytes() + a.own_gemm_partial.bytes() + a.own_cols.bytes() + a.own_dcols.bytes();
+}
+}  // namespace
+
 std::size_t GpuNet::device_bytes() const {
+  std::size_t side = 0;
+  for (const auto& a : lanes_) side += lane_bytes(*a);
   return acts_.bytes() + params_->device_bytes() + saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() +
          scratch_.bytes() + outputs_.bytes() + bias_partial_.bytes() + staging_.bytes() + im2col_bytes() +
-         gemm_partial_.bytes() + fc_partial_.bytes();
+         gemm_partial_.bytes() + fc_partial_.bytes() + side;
 }
 
 std::size_t GpuNet::im2col_bytes() const {
@@ -828,7 +1026,7 @@ std::string GpuNet::memory_report() const {
   const std::size_t pe = std::size_t(plan_.param_elems);
   return fmt::format(
       "activations {:.1f} MiB ({}), params {:.1f} MiB fp32 master{}, grads {:.1f} MiB, momentum {:.1f} MiB, "
-      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}{}{}; total {:.1f} "
+      "saved state {:.1f} MiB, cuDNN workspace {:.1f} MiB, cuBLAS workspace {:.1f} MiB{}{}{}{}; total {:.1f} "
       "MiB",
       mib(acts_.bytes()),
       fmt::format("{} {}", kernels::dtype_name(opt_.dtype), opt_.channels_last ? "NHWC" : "NCHW"),
@@ -840,6 +1038,12 @@ std::string GpuNet::memory_report() const {
       im2col_bytes() ? fmt::format(", im2col {:.1f} MiB", mib(im2col_bytes())) : std::string(),
       gemm_partial_.bytes() ? fmt::format(", 1x1 wgrad partials {:.1f} MiB", mib(gemm_partial_.bytes()))
                             : std::string(),
+      lanes_.size() > 1 ? fmt::format(", {} branch lanes' scratch {:.1f} MiB", lanes_.size() - 1, mib([&] {
+                                        std::size_t b = 0;
+                                        for (const auto& a : lanes_) b += lane_bytes(*a);
+                                        return b;
+                                      }()))
+                        : std::string(),
       mib(device_bytes()));
 }
 

@@ -76,6 +76,12 @@ struct GpuNetOptions {
   // tensor-op wgrad needs 300 MiB: 2.9 -> 0.95 ms on H100) and 256 MiB in fp32 (unchanged;
   // 512 MiB was not shown to help fp32).
   std::size_t workspace_limit = 0;
+  // Branches of a BranchRegion (inception modules, engine/net_plan.h) on up to this many streams
+  // (lanes), each lane with its own cuDNN/cuBLAS handles and scratch, forked and joined with
+  // events (captured into the step's graph as parallel branches); 1: one stream. Narrow branch
+  // layers leave most SMs idle one at a time. Results do not depend on it: a gradient that
+  // several branches add to is added in the one-stream order.
+  int branch_lanes = 4;
   std::uint64_t dropout_seed = 0;
   // Data parallelism: this replica's first example within the global batch, so dropout masks
   // are those of the same examples on one GPU (kernels/dropout_ref.h).
@@ -221,6 +227,7 @@ class GpuNet {
 
  private:
   struct Layer;  // per-layer device state (descriptors, pointers), gpu_net_layer.h
+  struct Lane;   // a stream with its handles and scratch (branch_lanes), gpu_net_layer.h
   // Scratch the convolution plans need (elements of the dtype, workspace in bytes).
   struct ConvNeeds {
     std::size_t workspace = 0, gemm_partial = 0, cols = 0, dcols = 0;
@@ -229,10 +236,15 @@ class GpuNet {
   void plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size_t probe_bytes);
   void fold_relu(std::size_t l);  // runs the following in-place ReLU in the convolution's bias pass
   template <typename T>
-  void conv_forward(Layer& L);
+  void conv_forward(Layer& L, const Lane& R);
   template <typename T>
-  void conv_backward(Layer& L);
+  void conv_backward(Layer& L, const Lane& R);
   void build_layers();
+  void plan_lanes();  // lanes_, lane_of_ and every lane's scratch (after the convolutions are planned)
+  void run_forward(int l, const Lane& R);
+  void run_backward(int l, const Lane& R);
+  void fork(const BranchRegion& r);  // side lanes of r wait for the main stream
+  void join(const BranchRegion& r);  // the main stream waits for r's side lanes
   void enqueue_step(bool update);
   std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
   std::size_t im2col_bytes() const;
@@ -266,11 +278,17 @@ class GpuNet {
   bool step_slot_used_[kStepSlots] = {};
   std::uint64_t step_counter_ = 0;
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::unique_ptr<Lane>> lanes_;    // lanes_[0]: stream_ and the members above
+  std::vector<int> lane_of_;                    // per layer
+  std::vector<std::vector<int>> region_lanes_;  // per plan region: its side lanes
+  std::vector<Event> layer_done_;               // per layer: recorded after its backward in a region
+  Event fork_;
   Graph graph_;
   GraphExec graph_exec_;
   bool graph_has_update_ = false;
   // Data parallelism.
-  void launch_ready_buckets(int layer);
+  void launch_ready_buckets(int layer);  // every bucket not yet launched that is ready after `layer`
+  std::vector<char> bucket_launched_;
   ncclComm_t comm_ = nullptr;
   bool reduce_f32_ = false;  // bf16 gradients widened and summed in fp32 (GradReduceOptions::sum_fp32)
   bool comm_warm_ = false;   // the first reducing step runs eagerly (NCCL connects), later ones are captured

@@ -98,10 +98,10 @@ void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size
 }
 
 template <typename T>
-void GpuNet::conv_forward(Layer& L) {
+void GpuNet::conv_forward(Layer& L, const Lane& R) {
   const LayerPlan& lp = *L.plan;
-  void* ws = workspace_.data();
-  const std::size_t wsb = workspace_.bytes();
+  void* ws = R.ws;
+  const std::size_t wsb = R.ws_bytes;
   auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
   auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
   const bool bias = std::get<ConvParams>(lp.params).geom.bias;
@@ -111,103 +111,103 @@ void GpuNet::conv_forward(Layer& L) {
     const void* w = L.w[0];
     const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
     if (L.spatial_gemm) {  // RxS: im2col rows first
-      T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
-      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, int(L.fc->shape().k), cols, stream_);
+      T* cols = L.cols.bytes() ? L.cols.as<T>() : static_cast<T*>(R.cols);
+      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, int(L.fc->shape().k), cols, R.stream);
       x = cols;
     } else if (L.im2col_ld) {  // conv1: im2col rows and filters padded to im2col_ld
-      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), stream_);
+      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), R.stream);
       kernels::pad_rows<T>(g.num_output, g.kernel_h * g.kernel_w * L.in_shape[0].c, L.im2col_ld,
-                           static_cast<const T*>(L.w[0]), L.wpad.as<T>(), stream_);
+                           static_cast<const T*>(L.w[0]), L.wpad.as<T>(), R.stream);
       x = L.cols.data();
       w = L.wpad.data();
     }
     if (bias && L.fc->fused_forward_ready()) {  // bias (+ReLU) in cuBLASLt's epilogue
-      L.fc->forward_fused(cublas_lt_, x, w, L.out[0], cublas_ws_.data(), cublas_ws_.bytes(), stream_);
+      L.fc->forward_fused(cublas_lt_, x, w, L.out[0], R.cublas_ws, R.cublas_ws_bytes, R.stream);
     } else {
-      L.fc->forward(cublas_, x, w, nullptr, false, L.out[0]);
+      L.fc->forward(R.cublas, x, w, nullptr, false, L.out[0]);
       if (bias || L.fused_relu)
-        kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+        kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), R.stream);
     }
   } else if (L.gemm1x1) {  // NCHW fp32 1x1: batched GEMM into the (slice) output, then bias+ReLU there
-    L.gemm1x1->forward(cublas_, L.in[0], L.w[0], L.out[0]);
-    if (bias || L.fused_relu) kernels::bias_relu_fwd<T>(L.out_shape[0], b, L.fused_relu, out(0), stream_);
+    L.gemm1x1->forward(R.cublas, L.in[0], L.w[0], L.out[0]);
+    if (bias || L.fused_relu) kernels::bias_relu_fwd<T>(L.out_shape[0], b, L.fused_relu, out(0), R.stream);
   } else if (L.staged) {  // dense conv output, then bias (+ReLU) into the concat slice
-    L.conv->forward(cudnn_, L.in[0], L.w[0], staging_.data(), ws, wsb);
-    kernels::bias_relu_copy_nhwc<T>(L.conv->y_shape(), staging_.as<T>(), b, L.fused_relu, L.out_shape[0],
-                                    out(0), stream_);
+    L.conv->forward(R.cudnn, L.in[0], L.w[0], R.staging, ws, wsb);
+    kernels::bias_relu_copy_nhwc<T>(L.conv->y_shape(), static_cast<T*>(R.staging), b, L.fused_relu,
+                                    L.out_shape[0], out(0), R.stream);
   } else if (L.fused_relu) {
-    L.conv->forward_bias_relu(cudnn_, L.in[0], L.w[0], L.w[1], L.out[0], ws, wsb);
+    L.conv->forward_bias_relu(R.cudnn, L.in[0], L.w[0], L.w[1], L.out[0], ws, wsb);
   } else {
-    L.conv->forward(cudnn_, L.in[0], L.w[0], L.out[0], ws, wsb);
+    L.conv->forward(R.cudnn, L.in[0], L.w[0], L.out[0], ws, wsb);
     if (bias && opt_.channels_last)
-      kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, false, out(0), stream_);
+      kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, false, out(0), R.stream);
     else if (bias)
-      kernels::bias_relu_fwd<T>(L.out_shape[0], b, false, out(0), stream_);
+      kernels::bias_relu_fwd<T>(L.out_shape[0], b, false, out(0), R.stream);
   }
 }
 
 template <typename T>
-void GpuNet::conv_backward(Layer& L) {
+void GpuNet::conv_backward(Layer& L, const Lane& R) {
   const LayerPlan& lp = *L.plan;
-  void* ws = workspace_.data();
-  const std::size_t wsb = workspace_.bytes();
+  void* ws = R.ws;
+  const std::size_t wsb = R.ws_bytes;
   auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
   auto dout = [&](int i) { return static_cast<const T*>(L.out_diff[i]); };
   auto din = [&](int i) { return static_cast<T*>(L.in_diff[i]); };
   const bool bias = std::get<ConvParams>(lp.params).geom.bias;
   // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass; staged
   // (channels-last slice output): dz is written densely into the staging buffer.
-  T* dz = L.staged ? staging_.as<T>() : static_cast<T*>(L.out_diff[0]);
+  T* dz = L.staged ? static_cast<T*>(R.staging) : static_cast<T*>(L.out_diff[0]);
   T* db = bias ? static_cast<T*>(L.w_diff[1]) : nullptr;
   const T* y = static_cast<const T*>(L.out[0]);
   if (L.fc) {  // channels-last 1x1 GEMM: mask and bias gradient in place in the slice
     if (bias || L.fused_relu)
       kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,
-                                     bias_partial_.as<float>(), stream_);
+                                     R.bias_partial, R.stream);
     if (L.spatial_gemm) {  // wgrad from the rows (kept, or rebuilt), then dgrad via dcols_ + col2im
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
       const int ld = L.fc->shape().k;
-      T* cols = L.cols.bytes() ? L.cols.as<T>() : cols_.as<T>();
-      if (!L.cols.bytes()) kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, ld, cols, stream_);
-      L.fc->backward_filter(cublas_, cols, dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
+      T* cols = L.cols.bytes() ? L.cols.as<T>() : static_cast<T*>(R.cols);
+      if (!L.cols.bytes()) kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, ld, cols, R.stream);
+      L.fc->backward_filter(R.cublas, cols, dz, L.w_diff[0], nullptr, R.fc_partial);
       if (L.in_diff[0]) {
-        L.fc->backward_data(cublas_, dz, L.w[0], dcols_.data(), false);
-        kernels::col2im_nhwc<T>(L.in_shape[0], dcols_.as<T>(), g, ld, din(0), L.accumulate[0], stream_);
+        L.fc->backward_data(R.cublas, dz, L.w[0], R.dcols, false);
+        kernels::col2im_nhwc<T>(L.in_shape[0], static_cast<T*>(R.dcols), g, ld, din(0), L.accumulate[0],
+                                R.stream);
       }
       return;
     }
     if (L.im2col_ld) {  // wgrad into the padded rows, then added to the gradient (+=)
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-      L.dwpad.fill_bytes(0, stream_);
-      L.fc->backward_filter(cublas_, L.cols.data(), dz, L.dwpad.data(), nullptr, fc_partial_.as<float>());
+      L.dwpad.fill_bytes(0, R.stream);
+      L.fc->backward_filter(R.cublas, L.cols.data(), dz, L.dwpad.data(), nullptr, R.fc_partial);
       kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * L.in_shape[0].c,
-                                 L.dwpad.as<T>(), static_cast<T*>(L.w_diff[0]), stream_);
+                                 L.dwpad.as<T>(), static_cast<T*>(L.w_diff[0]), R.stream);
       return;
     }
-    L.fc->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], nullptr, fc_partial_.as<float>());
-    if (L.in_diff[0]) L.fc->backward_data(cublas_, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
+    L.fc->backward_filter(R.cublas, L.in[0], dz, L.w_diff[0], nullptr, R.fc_partial);
+    if (L.in_diff[0]) L.fc->backward_data(R.cublas, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
     return;
   }
   if (opt_.channels_last) {
     if (bias || L.fused_relu || L.staged)
       kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.conv->y_shape(), dz, db,
-                                     bias_partial_.as<float>(), stream_);
+                                     R.bias_partial, R.stream);
   } else if (bias || L.fused_relu) {
-    kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), L.fused_relu, dz, db, bias_partial_.as<float>(),
-                              stream_);
+    kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), L.fused_relu, dz, db, R.bias_partial, R.stream);
   }
   if (L.gemm1x1) {
-    L.gemm1x1->backward_filter(cublas_, L.in[0], dz, L.w_diff[0], gemm_partial_.data());
-    if (L.in_diff[0]) L.gemm1x1->backward_data(cublas_, L.w[0], dz, L.in_diff[0], L.accumulate[0]);
+    L.gemm1x1->backward_filter(R.cublas, L.in[0], dz, L.w_diff[0], R.gemm_partial);
+    if (L.in_diff[0]) L.gemm1x1->backward_data(R.cublas, L.w[0], dz, L.in_diff[0], L.accumulate[0]);
     return;
   }
-  L.conv->backward_filter(cudnn_, L.in[0], dz, L.w_diff[0], ws, wsb, true);
-  if (L.in_diff[0]) L.conv->backward_data(cudnn_, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
+  L.conv->backward_filter(R.cudnn, L.in[0], dz, L.w_diff[0], ws, wsb, true);
+  if (L.in_diff[0]) L.conv->backward_data(R.cudnn, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
 }
 
-template void GpuNet::conv_forward<float>(Layer&);
-template void GpuNet::conv_forward<__nv_bfloat16>(Layer&);
-template void GpuNet::conv_backward<float>(Layer&);
-template void GpuNet::conv_backward<__nv_bfloat16>(Layer&);
+template void GpuNet::conv_forward<float>(Layer&, const Lane&);
+template void GpuNet::conv_forward<__nv_bfloat16>(Layer&, const Lane&);
+template void GpuNet::conv_backward<float>(Layer&, const Lane&);
+template void GpuNet::conv_backward<__nv_bfloat16>(Layer&, const Lane&);
 
 }  // namespace incept

@@ -36,6 +36,30 @@ struct GpuNet::Layer {
   bool skip = false;                     // a ReLU folded into the previous convolution
 };
 
+// What a layer runs with: a stream, handles bound to it, and scratch no other lane touches. Lane
+// 0 points at the net's own stream_, handles and buffers; the others own theirs (own_*).
+struct GpuNet::Lane {
+  cudaStream_t stream = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+  cublasHandle_t cublas = nullptr;
+  void* ws = nullptr;  // cuDNN workspace
+  std::size_t ws_bytes = 0;
+  void* cublas_ws = nullptr;  // cuBLASLt epilogue GEMMs (the cuBLAS handle has it set too)
+  std::size_t cublas_ws_bytes = 0;
+  void* staging = nullptr;        // dense output / gradient of a staged convolution
+  float* bias_partial = nullptr;  // split bias-gradient reduction
+  float* fc_partial = nullptr;    // split weight-gradient GEMM products
+  void* gemm_partial = nullptr;   // NCHW fp32 1x1 per-image products
+  void* cols = nullptr;           // im2col rows (GEMM convolutions that do not keep theirs)
+  void* dcols = nullptr;          // their gradient
+  Stream own_stream;
+  CudnnHandle own_cudnn;
+  CublasHandle own_cublas;
+  DeviceBuffer own_ws, own_cublas_ws, own_staging, own_bias_partial, own_fc_partial, own_gemm_partial,
+      own_cols, own_dcols;
+  Event join;  // recorded on this lane where a region joins
+};
+
 // Channels-last 1x1 stride-1 unpadded convolutions are plain GEMMs over the N*H*W pixels:
 // cuBLAS runs them (cuDNN 9.19's legacy API measured 0.15-0.3 ms for any NHWC 1x1 layer of
 // GoogLeNet on H100, 2-5x its NCHW time) and writes concat slices directly (row stride).

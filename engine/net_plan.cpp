@@ -188,6 +188,64 @@ void plan_gradients(NetPlan& plan, std::vector<char>& root_has_diff) {
   }
 }
 
+// Inception modules: a Concat whose bottoms are each the end of a chain of single-input layers
+// from one shared blob, the chains' layers making up the index range up to the Concat.
+void find_regions(NetPlan& plan) {
+  const int nl = int(plan.layers.size());
+  std::vector<int> consumers(plan.blobs.size(), 0);  // layers reading a blob, in-place writers not counted
+  for (const LayerPlan& lp : plan.layers)
+    for (int b : lp.bottoms)
+      if (std::count(lp.tops.begin(), lp.tops.end(), b) == 0) ++consumers[b];
+  for (int c = 0; c < nl; ++c) {
+    const LayerPlan& cat = plan.layers[c];
+    if (cat.kind() != LayerKind::kConcat || cat.bottoms.size() < 2) continue;
+    std::vector<int> branch_of(nl, -1);
+    int fork = -1, first = c;
+    bool ok = true;
+    for (std::size_t i = 0; i < cat.bottoms.size() && ok; ++i) {
+      int blob = cat.bottoms[i];
+      for (;;) {  // the layers writing `blob` (producer, then in-place ones), then its producer's input
+        const int p = plan.blobs[blob].producer;
+        if (p < 0 || p >= c || consumers[blob] != 1) {
+          ok = false;
+          break;
+        }
+        for (int l = p; l < c; ++l) {
+          const LayerPlan& lp = plan.layers[l];
+          if (std::count(lp.tops.begin(), lp.tops.end(), blob) == 0) continue;
+          if (branch_of[l] >= 0 && branch_of[l] != int(i)) ok = false;
+          branch_of[l] = int(i);
+          first = std::min(first, l);
+        }
+        const LayerPlan& pl = plan.layers[p];
+        if (!ok || pl.bottoms.size() != 1 || plan.blobs[pl.bottoms[0]].is_label) {
+          ok = false;
+          break;
+        }
+        const int x = pl.bottoms[0];
+        if (consumers[x] > 1) {  // the shared input
+          if (fork >= 0 && fork != x) ok = false;
+          fork = x;
+          break;
+        }
+        blob = x;
+      }
+    }
+    if (!ok || fork < 0 || plan.blobs[fork].producer >= first) continue;
+    BranchRegion r;
+    r.first = first;
+    r.last = c;
+    r.fork = fork;
+    for (int l = first; l < c && ok; ++l) {
+      if (branch_of[l] < 0) ok = false;
+      r.branch.push_back(branch_of[l]);
+    }
+    r.branch.push_back(0);
+    if (ok && (plan.regions.empty() || plan.regions.back().last < first))
+      plan.regions.push_back(std::move(r));
+  }
+}
+
 void place_memory(NetPlan& plan, const std::vector<char>& root_has_diff) {
   const int nl = int(plan.layers.size());
   const bool train = plan.options.training;
@@ -217,17 +275,34 @@ void place_memory(NetPlan& plan, const std::vector<char>& root_has_diff) {
     if (bp.is_output) last[bp.root] = end;
     if (bp.is_input) first[b] = 0;
   }
+  // A lifetime that begins or ends inside a region's forward or backward span is widened to the
+  // whole span: any two buffers touched in one region then overlap and never share memory.
+  auto widen = [&](int a, int b) {
+    for (const BranchRegion& r : plan.regions) {
+      const int spans[2][2] = {{r.first, r.last}, {bwd(r.last), bwd(r.first)}};
+      for (const auto& s : spans) {
+        if (!train && s[0] > nl - 1) continue;
+        if (a >= s[0] && a <= s[1]) a = s[0];
+        if (b >= s[0] && b <= s[1]) b = s[1];
+      }
+    }
+    return std::pair{a, b};
+  };
   MemoryPlan mem(plan.options.align);
+  auto add = [&](std::int64_t elems, int a, int b) {
+    const auto [wa, wb] = widen(a, b);
+    return mem.add(elems, wa, wb);
+  };
   std::vector<int> value_id(nb, -1), diff_id(nb, -1), saved_id(nl, -1);
   for (int b = 0; b < nb; ++b) {
     const BlobPlan& bp = plan.blobs[b];
     if (bp.root != b || bp.is_label) continue;
-    value_id[b] = mem.add(bp.shape.count(), first[b], std::max(last[b], first[b]));
-    if (root_has_diff[b] && dlast[b] >= 0) diff_id[b] = mem.add(bp.shape.count(), dfirst[b], dlast[b]);
+    value_id[b] = add(bp.shape.count(), first[b], std::max(last[b], first[b]));
+    if (root_has_diff[b] && dlast[b] >= 0) diff_id[b] = add(bp.shape.count(), dfirst[b], dlast[b]);
   }
   for (int l = 0; l < nl; ++l) {
     const LayerPlan& lp = plan.layers[l];
-    if (lp.saved_elems > 0) saved_id[l] = mem.add(lp.saved_elems, l, lp.run_backward ? bwd(l) : l);
+    if (lp.saved_elems > 0) saved_id[l] = add(lp.saved_elems, l, lp.run_backward ? bwd(l) : l);
   }
   mem.place();
   plan.activation_elems = mem.arena_elems();
@@ -263,8 +338,19 @@ NetPlan plan_net(const NetSpec& spec, const PlanOptions& options) {
   alias_concats(plan);
   std::vector<char> root_has_diff;
   plan_gradients(plan, root_has_diff);
+  if (plan.options.branch_regions) find_regions(plan);
   place_memory(plan, root_has_diff);
   return plan;
+}
+
+int BranchRegion::branches() const {
+  return branch.empty() ? 0 : 1 + *std::max_element(branch.begin(), branch.end());
+}
+
+const BranchRegion* NetPlan::region_of(int l) const {
+  for (const BranchRegion& r : regions)
+    if (l >= r.first && l <= r.last) return &r;
+  return nullptr;
 }
 
 std::int64_t NetPlan::param_count() const {

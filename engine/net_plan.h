@@ -31,6 +31,9 @@ struct PlanOptions {
   int height = 0, width = 0;  // network input (after crop); 0: the data layer's crop_size
   int num_classes = 0;        // fills InnerProduct num_output 0 (DIGITS' classifiers)
   std::int64_t align = 64;    // arena offset alignment in elements
+  // Find BranchRegions (concurrent branches) and plan memory so they may run concurrently
+  // (a little more arena: buffers touched in one region never share memory).
+  bool branch_regions = true;
 };
 
 struct BlobPlan {
@@ -73,6 +76,19 @@ struct LayerPlan {
   LayerKind kind() const { return LayerKind(params.index()); }
 };
 
+// Branches that may run at the same time (an inception module): the layers [first, last], `last`
+// the Concat that joins them, every layer in between on exactly one branch, each branch a chain
+// from one shared input blob (`fork`, produced before `first`) to one bottom of the Concat.
+// A GPU backend may run each branch on its own stream between a fork at `first` and a join at
+// `last` (backward: the reverse); the memory plan keeps every buffer touched inside a region
+// apart from every other one touched there, so no reuse of arena memory can race.
+struct BranchRegion {
+  int first = 0, last = 0;
+  int fork = -1;            // the blob every branch reads first
+  std::vector<int> branch;  // per layer of [first, last]: its branch (0, 1, ...); the Concat 0
+  int branches() const;
+};
+
 struct NetPlan {
   std::string name;
   PlanOptions options;
@@ -84,11 +100,14 @@ struct NetPlan {
   std::int64_t unshared_elems = 0;    // what it would be without lifetime reuse
   std::int64_t param_elems = 0;       // arena of parameters (= gradients = momentum)
   std::int64_t workspace_elems = 0;   // largest per-layer scratch
+  std::vector<BranchRegion> regions;  // in layer order, disjoint (PlanOptions::branch_regions)
 
   std::int64_t param_count() const;               // learnable values (without alignment padding)
   int blob(const std::string& name) const;        // latest blob of that name; throws if none
   int find_layer(const std::string& name) const;  // -1 if none
   int conv_count() const;
+  // The region layer l belongs to, or null.
+  const BranchRegion* region_of(int l) const;
   // "activations 123.4 MiB (unshared 456.7), params 51.0 MiB x3, workspace 9.8 MiB" for T of `bytes`.
   std::string memory_summary(int bytes_per_elem = 4) const;
 };

@@ -28,6 +28,60 @@ NetPlan plan(Stage stage, int classes, int batch = 2) {
   return plan_net(models::googlenet(), o);
 }
 
+// The inception modules are found as regions whose branches may run concurrently, and the memory
+// plan never lets two buffers touched inside one region share arena memory (a GPU running the
+// branches on several streams would race on it otherwise).
+TEST(GoogLeNetPlan, InceptionModulesAreBranchRegionsWithDisjointMemory) {
+  for (const Stage stage : {Stage::kTrain, Stage::kVal}) {
+    const NetPlan p = plan(stage, 1000, 4);
+    ASSERT_EQ(p.regions.size(), 9u) << (stage == Stage::kTrain ? "train" : "val");
+    for (const BranchRegion& r : p.regions) {
+      const LayerPlan& cat = p.layers[r.last];
+      ASSERT_EQ(cat.kind(), LayerKind::kConcat);
+      const std::string module = cat.name.substr(0, cat.name.find('/'));
+      EXPECT_EQ(p.layers[r.first].name, module + "/1x1");
+      EXPECT_EQ(r.branches(), 4) << module;
+      EXPECT_EQ(p.layers[r.first].bottoms[0], r.fork) << module;  // the module's input
+      EXPECT_LT(p.blobs[r.fork].producer, r.first) << module;
+      ASSERT_EQ(int(r.branch.size()), r.last - r.first + 1);
+      for (int l = r.first; l < r.last; ++l) {
+        const std::string& name = p.layers[l].name;
+        const int want = name.find("/1x1") != std::string::npos || name.find("relu_1x1") != std::string::npos
+                             ? 0
+                         : name.find("3x3") != std::string::npos ? 1
+                         : name.find("5x5") != std::string::npos ? 2
+                                                                 : 3;
+        EXPECT_EQ(r.branch[l - r.first], want) << name;
+      }
+      // Every arena range touched in the region (values and gradients of the roots of every blob
+      // its layers read or write, their saved state) is disjoint from every other one.
+      std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+      std::set<int> roots;
+      for (int l = r.first; l <= r.last; ++l) {
+        const LayerPlan& lp = p.layers[l];
+        for (const auto* v : {&lp.bottoms, &lp.tops})
+          for (int b : *v) roots.insert(p.blobs[b].root);
+        if (lp.saved_elems > 0) ranges.emplace_back(lp.saved_offset, lp.saved_offset + lp.saved_elems);
+      }
+      for (int root : roots) {
+        const BlobPlan& b = p.blobs[root];
+        if (b.is_label) continue;
+        ranges.emplace_back(b.offset, b.offset + b.shape.count());
+        if (b.diff_offset >= 0) ranges.emplace_back(b.diff_offset, b.diff_offset + b.shape.count());
+      }
+      std::sort(ranges.begin(), ranges.end());
+      for (std::size_t i = 1; i < ranges.size(); ++i)
+        EXPECT_LE(ranges[i - 1].second, ranges[i].first)
+            << module << ": two buffers of the region share memory";
+    }
+  }
+  PlanOptions o;
+  o.batch = 2;
+  o.num_classes = 10;
+  o.branch_regions = false;
+  EXPECT_TRUE(plan_net(models::googlenet(), o).regions.empty());
+}
+
 Nchw shape_of(const NetPlan& p, const std::string& blob) {
   Nchw s = p.blobs[p.blob(blob)].shape;
   s.n_stride = 0;

@@ -226,13 +226,15 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16GemmConvs) {
 // Runs `steps` SGD steps from a fixed init on a fixed batch; returns the final parameters
 // and the loss after each step.
 std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec, DType dtype, bool graph,
-                                                            int steps, bool channels_last = false) {
+                                                            int steps, bool channels_last = false,
+                                                            int branch_lanes = 1) {
   NetPlan plan = make_plan(spec, 16, 10);
   GpuNetOptions opt;
   opt.dtype = dtype;
   opt.deterministic = true;
   opt.dropout_seed = 5;
   opt.channels_last = channels_last;
+  opt.branch_lanes = branch_lanes;
   GpuNet gpu(plan, opt);
   gpu.init_params(42);
   const Nchw in = plan.blobs[plan.data_blob].shape;
@@ -270,6 +272,23 @@ TEST(GpuNet, GraphReplayIsBitwiseEagerChannelsLast) {
   EXPECT_EQ(l_eager, l_graph);
   auto [w_again, l_again] = run_steps(models::lenet(), DType::kBF16, true, 5, true);
   EXPECT_EQ(0, std::memcmp(w_graph.data(), w_again.data(), w_graph.size() * 4));
+}
+
+// GoogLeNet's inception branches on four streams (GpuNetOptions::branch_lanes) give the bits of
+// one stream, eager and in the graph: the branches share no scratch and add to their common input
+// gradient in the one-stream order.
+TEST(GpuNet, BranchLanesGiveTheBitsOfOneStream) {
+  INCEPT_REQUIRE_GPU();
+  for (DType t : {DType::kBF16, DType::kF32}) {
+    auto [w1, l1] = run_steps(models::googlenet(), t, true, 3, true, 1);
+    auto [w4, l4] = run_steps(models::googlenet(), t, true, 3, true, 4);
+    auto [e4, le4] = run_steps(models::googlenet(), t, false, 3, true, 4);
+    EXPECT_EQ(0, std::memcmp(w1.data(), w4.data(), w1.size() * 4)) << kernels::dtype_name(t);
+    EXPECT_EQ(l1, l4) << kernels::dtype_name(t);
+    EXPECT_EQ(0, std::memcmp(w1.data(), e4.data(), w1.size() * 4)) << kernels::dtype_name(t) << " eager";
+    EXPECT_EQ(l1, le4) << kernels::dtype_name(t) << " eager";
+    for (float v : l1) EXPECT_TRUE(std::isfinite(v)) << kernels::dtype_name(t);
+  }
 }
 
 TEST(GpuNet, SameSeedSameBits) {
