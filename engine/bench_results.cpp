@@ -184,11 +184,18 @@ Table training_table(const Results& r) {
 
 Table loader_table(const Results& r) {
   Table t{{"part", "configuration", "img/s", "per core", "note"}, {false, false, true, true, false}, {}};
+  const bool runs = !r.runs.empty();
+  if (runs) {
+    t.head.push_back("run");
+    t.right.push_back(true);
+  }
   for (const Kind kind : {Kind::kLoader, Kind::kIngest})
     for (const Row& row : r.rows)
-      if (row.kind == kind)
+      if (row.kind == kind) {
         t.rows.push_back({kind == Kind::kLoader ? "loader" : "ingest", row.what, rate(row.img_s),
                           rate(row.per_core_img_s), row.note});
+        if (runs) t.rows.back().push_back(std::to_string(row.run + 1));
+      }
   return t;
 }
 
