@@ -172,16 +172,6 @@ void GpuNet::build_layers() {
     }
   }
   saved_ = DeviceBuffer(std::max<std::size_t>(saved_bytes, 256));
-  // Bias-gradient partial sums: layers run one after another on one stream, so one buffer
-  // sized for the largest convolution output serves them all.
-  std::size_t partial_elems = 1;
-  for (const LayerPlan& lp : plan_.layers) {
-    if (lp.kind() != LayerKind::kConvolution || !plan_.options.training) continue;
-    const Nchw& y = plan_.blobs[lp.tops[0]].shape;
-    partial_elems = std::max(
-        partial_elems, nhwc ? kernels::relu_bias_bwd_nhwc_scratch(y) : kernels::relu_bias_bwd_scratch(y));
-  }
-  bias_partial_ = DeviceBuffer(partial_elems * 4);
   scratch_ = DeviceBuffer(std::max<std::size_t>(scratch_elems, 1) * 4);
   outputs_ = DeviceBuffer(std::size_t(std::max(n_outputs, 1)) * 4);
   outputs_.fill_bytes(0, stream_);
@@ -225,14 +215,13 @@ void GpuNet::build_layers() {
   }
 
   // Library plans: cuDNN convolutions (algorithms measured now) and cuBLAS inner products.
-  ConvNeeds need;
   const std::size_t probe_ws_bytes = opt_.workspace_limit;
   DeviceBuffer probe_ws(probe_ws_bytes);
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = *layers_[l];
     const LayerPlan& lp = *L.plan;
     if (lp.kind() == LayerKind::kConvolution) {
-      plan_conv(l, need, probe_ws.data(), probe_ws_bytes);
+      plan_conv(l, probe_ws.data(), probe_ws_bytes);
     } else if (lp.kind() == LayerKind::kInnerProduct) {
       const Nchw& x = L.in_shape[0];
       if (!x.dense()) throw Error(fmt::format("layer {}: InnerProduct needs a dense input", lp.name));
@@ -253,16 +242,7 @@ void GpuNet::build_layers() {
                                 L->plan->name, kind_name(k)));
     }
   probe_ws = DeviceBuffer();
-  workspace_ = DeviceBuffer(std::max<std::size_t>(need.workspace, 256));
-  if (need.gemm_partial) gemm_partial_ = DeviceBuffer(need.gemm_partial * esize_);
-  std::size_t fc_partial_elems = 0;
-  for (const auto& L : layers_)
-    if (L->fc && plan_.options.training)
-      fc_partial_elems = std::max(fc_partial_elems, L->fc->wgrad_partial_elems());
-  if (fc_partial_elems) fc_partial_ = DeviceBuffer(fc_partial_elems * 4);
-  if (need.cols) cols_ = DeviceBuffer(need.cols * esize_);
-  if (need.dcols && plan_.options.training) dcols_ = DeviceBuffer(need.dcols * esize_);
-
+  // Workspaces, staging and partial-sum buffers, per lane (the main lane's are members).
   plan_lanes();
 
   // Fused epilogues for the GEMM convolutions (bias + the folded ReLU), within their lane's
@@ -277,120 +257,6 @@ void GpuNet::build_layers() {
     }
 
   acts_.fill_bytes(0, stream_);
-}
-
-void GpuNet::plan_lanes() {
-  const int n = int(layers_.size());
-  const int want = std::max(opt_.branch_lanes, 1);
-  lane_of_.assign(n, 0);
-  int lanes = 1;
-  for (const BranchRegion& r : plan_.regions)
-    for (int l = r.first; l <= r.last; ++l) {
-      lane_of_[l] = r.branch[l - r.first] % want;
-      lanes = std::max(lanes, lane_of_[l] + 1);
-    }
-  region_lanes_.clear();
-  for (const BranchRegion& r : plan_.regions) {
-    std::vector<int> side;
-    for (int l = r.first; l <= r.last; ++l)
-      if (lane_of_[l] > 0 && std::find(side.begin(), side.end(), lane_of_[l]) == side.end())
-        side.push_back(lane_of_[l]);
-    std::sort(side.begin(), side.end());
-    region_lanes_.push_back(side);
-  }
-  // What each lane's layers need (bytes).
-  struct Need {
-    std::size_t ws = 0, staging = 0, bias_partial = 0, fc_partial = 0, gemm_partial = 0, cols = 0, dcols = 0;
-  };
-  std::vector<Need> need(lanes);
-  const bool train = plan_.options.training;
-  for (int l = 0; l < n; ++l) {
-    const Layer& L = *layers_[l];
-    Need& d = need[lane_of_[l]];
-    if (L.plan->kind() == LayerKind::kConvolution && train) {
-      const Nchw& y = L.out_shape[0];
-      d.bias_partial =
-          std::max(d.bias_partial, 4 * (opt_.channels_last ? kernels::relu_bias_bwd_nhwc_scratch(y)
-                                                           : kernels::relu_bias_bwd_scratch(y)));
-    }
-    if (L.conv) {
-      d.ws = std::max(d.ws, L.conv->workspace_bytes());
-      if (L.staged) d.staging = std::max(d.staging, std::size_t(L.out_shape[0].count()) * esize_);
-    }
-    if (L.fc && train) d.fc_partial = std::max(d.fc_partial, 4 * L.fc->wgrad_partial_elems());
-    if (L.gemm1x1 && train) d.gemm_partial = std::max(d.gemm_partial, L.gemm1x1->partial_elems() * esize_);
-    if (L.spatial_gemm) {
-      const Nchw& y = L.out_shape[0];
-      const std::size_t rows_kc = std::size_t(y.n) * y.h * y.w * L.fc->shape().k * esize_;
-      if (!L.cols.bytes()) d.cols = std::max(d.cols, rows_kc);
-      if (train) d.dcols = std::max(d.dcols, rows_kc);
-    }
-  }
-  auto buffer = [](std::size_t bytes) { return bytes ? DeviceBuffer(bytes) : DeviceBuffer(); };
-  // Lane 0: the net's own members, sized again for its layers only.
-  const Need& z = need[0];
-  workspace_ = buffer(std::max<std::size_t>(z.ws, 256));
-  staging_ = buffer(z.staging);
-  bias_partial_ = buffer(std::max<std::size_t>(z.bias_partial, 4));
-  fc_partial_ = buffer(z.fc_partial);
-  gemm_partial_ = buffer(z.gemm_partial);
-  cols_ = buffer(z.cols);
-  dcols_ = buffer(z.dcols);
-  lanes_.clear();
-  auto first = std::make_unique<Lane>();
-  first->stream = stream_;
-  first->cudnn = cudnn_;
-  first->cublas = cublas_;
-  first->ws = workspace_.data();
-  first->ws_bytes = workspace_.bytes();
-  first->cublas_ws = cublas_ws_.data();
-  first->cublas_ws_bytes = cublas_ws_.bytes();
-  first->staging = staging_.data();
-  first->bias_partial = bias_partial_.as<float>();
-  first->fc_partial = fc_partial_.as<float>();
-  first->gemm_partial = gemm_partial_.data();
-  first->cols = cols_.data();
-  first->dcols = dcols_.data();
-  lanes_.push_back(std::move(first));
-  for (int k = 1; k < lanes; ++k) {
-    auto a = std::make_unique<Lane>();
-    a->own_stream = make_stream();
-    a->own_cudnn = make_cudnn();
-    a->own_cublas = make_cublas();
-    a->stream = a->own_stream;
-    a->cudnn = a->own_cudnn;
-    a->cublas = a->own_cublas;
-    CUDNN_CHECK(cudnnSetStream(a->cudnn, a->stream));
-    CUBLAS_CHECK(cublasSetStream(a->cublas, a->stream));
-    // The main lane's cuBLAS workspace size, so cuBLAS chooses the same kernels on every lane (the
-    // results do not depend on branch_lanes; tests/test_gpu_net.cpp checks it bitwise).
-    a->own_cublas_ws = DeviceBuffer(cublas_ws_.bytes());
-    CUBLAS_CHECK(cublasSetWorkspace(a->cublas, a->own_cublas_ws.data(), a->own_cublas_ws.bytes()));
-    a->cublas_ws = a->own_cublas_ws.data();
-    a->cublas_ws_bytes = a->own_cublas_ws.bytes();
-    const Need& d = need[k];
-    a->own_ws = buffer(std::max<std::size_t>(d.ws, 256));
-    a->ws = a->own_ws.data();
-    a->ws_bytes = a->own_ws.bytes();
-    a->own_staging = buffer(d.staging);
-    a->staging = a->own_staging.data();
-    a->own_bias_partial = buffer(std::max<std::size_t>(d.bias_partial, 4));
-    a->bias_partial = a->own_bias_partial.as<float>();
-    a->own_fc_partial = buffer(d.fc_partial);
-    a->fc_partial = a->own_fc_partial.as<float>();
-    a->own_gemm_partial = buffer(d.gemm_partial);
-    a->gemm_partial = a->own_gemm_partial.data();
-    a->own_cols = buffer(d.cols);
-    a->cols = a->own_cols.data();
-    a->own_dcols = buffer(d.dcols);
-    a->dcols = a->own_dcols.data();
-    a->join = make_event(false);
-    lanes_.push_back(std::move(a));
-  }
-  fork_ = make_event(false);
-  layer_done_.clear();
-  if (lanes > 1)
-    for (int l = 0; l < n; ++l) layer_done_.push_back(make_event(false));
 }
 
 // ---- parameters -------------------------------------------------------------------------
@@ -446,23 +312,6 @@ void GpuNet::set_step_values(const StepValues& v) {
 
 void GpuNet::zero_grads() {
   params_->zero_grads(stream_);
-}
-
-// Branch lanes: a region's side lanes start after everything before it on the main stream
-// (fork) and the main stream goes on after all of them (join); forward needs nothing else (each
-// branch reads the fork blob and its own chain, and writes its own slice of the Concat).
-void GpuNet::fork(const BranchRegion& r) {
-  const auto& side = region_lanes_[&r - plan_.regions.data()];
-  if (side.empty()) return;
-  CUDA_CHECK(cudaEventRecord(fork_, stream_));
-  for (int k : side) CUDA_CHECK(cudaStreamWaitEvent(lanes_[k]->stream, fork_, 0));
-}
-
-void GpuNet::join(const BranchRegion& r) {
-  for (int k : region_lanes_[&r - plan_.regions.data()]) {
-    CUDA_CHECK(cudaEventRecord(lanes_[k]->join, lanes_[k]->stream));
-    CUDA_CHECK(cudaStreamWaitEvent(stream_, lanes_[k]->join, 0));
-  }
 }
 
 void GpuNet::forward_layer(int l) {  // alone: on its lane, ordered with the main stream
@@ -998,21 +847,10 @@ std::vector<LayerTime> GpuNet::time_layers(int iters) {
   return out;
 }
 
-namespace {
-// Scratch a side lane owns (bytes).
-template <typename LaneT>
-std::size_t lane_bytes(const LaneT& a) {
-  return a.own_ws.bytes() + a.own_cublas_ws.bytes() + a.own_staging.bytes() + a.own_bias_partial.bytes() +
-         a.own_fc_partial.bytes() + a.own_gemm_partial.bytes() + a.own_cols.bytes() + a.own_dcols.bytes();
-}
-}  // namespace
-
 std::size_t GpuNet::device_bytes() const {
-  std::size_t side = 0;
-  for (const auto& a : lanes_) side += lane_bytes(*a);
   return acts_.bytes() + params_->device_bytes() + saved_.bytes() + workspace_.bytes() + cublas_ws_.bytes() +
          scratch_.bytes() + outputs_.bytes() + bias_partial_.bytes() + staging_.bytes() + im2col_bytes() +
-         gemm_partial_.bytes() + fc_partial_.bytes() + side;
+         gemm_partial_.bytes() + fc_partial_.bytes() + lanes_bytes();
 }
 
 std::size_t GpuNet::im2col_bytes() const {
@@ -1038,12 +876,9 @@ std::string GpuNet::memory_report() const {
       im2col_bytes() ? fmt::format(", im2col {:.1f} MiB", mib(im2col_bytes())) : std::string(),
       gemm_partial_.bytes() ? fmt::format(", 1x1 wgrad partials {:.1f} MiB", mib(gemm_partial_.bytes()))
                             : std::string(),
-      lanes_.size() > 1 ? fmt::format(", {} branch lanes' scratch {:.1f} MiB", lanes_.size() - 1, mib([&] {
-                                        std::size_t b = 0;
-                                        for (const auto& a : lanes_) b += lane_bytes(*a);
-                                        return b;
-                                      }()))
-                        : std::string(),
+      lanes_.size() > 1
+          ? fmt::format(", {} branch lanes' scratch {:.1f} MiB", lanes_.size() - 1, mib(lanes_bytes()))
+          : std::string(),
       mib(device_bytes()));
 }
 

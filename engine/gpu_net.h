@@ -228,12 +228,9 @@ class GpuNet {
  private:
   struct Layer;  // per-layer device state (descriptors, pointers), gpu_net_layer.h
   struct Lane;   // a stream with its handles and scratch (branch_lanes), gpu_net_layer.h
-  // Scratch the convolution plans need (elements of the dtype, workspace in bytes).
-  struct ConvNeeds {
-    std::size_t workspace = 0, gemm_partial = 0, cols = 0, dcols = 0;
-  };
-  // gpu_net_conv.cpp: one convolution's plan (algorithms, GEMM shapes, buffers) and its step.
-  void plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size_t probe_bytes);
+  // gpu_net_conv.cpp: one convolution's plan (algorithms, GEMM shapes, buffers) and its step;
+  // plan_lanes() sizes the scratch it runs with.
+  void plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes);
   void fold_relu(std::size_t l);  // runs the following in-place ReLU in the convolution's bias pass
   template <typename T>
   void conv_forward(Layer& L, const Lane& R);
@@ -245,6 +242,7 @@ class GpuNet {
   void run_backward(int l, const Lane& R);
   void fork(const BranchRegion& r);  // side lanes of r wait for the main stream
   void join(const BranchRegion& r);  // the main stream waits for r's side lanes
+  std::size_t lanes_bytes() const;   // scratch the side lanes own
   void enqueue_step(bool update);
   std::int64_t act_offset(int blob, std::int64_t nchw_offset) const;  // arena offset in this layout
   std::size_t im2col_bytes() const;

@@ -24,7 +24,7 @@ void GpuNet::fold_relu(std::size_t l) {
   }
 }
 
-void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size_t probe_bytes) {
+void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
   Layer& L = *layers_[l];
   const LayerPlan& lp = *L.plan;
   const bool nhwc = opt_.channels_last;
@@ -39,7 +39,6 @@ void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size
     fold_relu(l);
   } else if (!nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 && conv_as_gemm(lp)) {
     L.gemm1x1 = std::make_unique<Conv1x1Gemm>(L.in_shape[0], L.out_shape[0], opt_.dtype, opt_.allow_tf32);
-    if (plan_.options.training) need.gemm_partial = std::max(need.gemm_partial, L.gemm1x1->partial_elems());
     fold_relu(l);
   } else if (nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0]) {
     // conv1 (C = 3): cuDNN's channels-last kernels run it at ~12 TFLOP/s; im2col + GEMM is
@@ -55,18 +54,14 @@ void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size
     fold_relu(l);
   } else if (nhwc && spatial_gemm && taps % 8 == 0) {
     // Channels-last spatial convolution as im2col + GEMM. The rows stay in the layer's own
-    // buffer until backward (keep_im2col; else in the shared cols_, rebuilt in backward); the
-    // data gradient goes through dcols_ and col2im.
+    // buffer until backward (keep_im2col; else in its lane's cols, rebuilt in backward); the
+    // data gradient goes through the lane's dcols and col2im.
     const Nchw& y = L.out_shape[0];
     const int kc = taps, rows = y.n * y.h * y.w;
     L.spatial_gemm = true;
     L.fc = std::make_unique<GpuFc>(FcShape{rows, kc, y.c, kc, int(nhwc_pixel_stride(y))}, opt_.dtype,
                                    opt_.allow_tf32);
-    if (opt_.keep_im2col && plan_.options.training)
-      L.cols = DeviceBuffer(std::size_t(rows) * kc * esize_);
-    else
-      need.cols = std::max(need.cols, std::size_t(rows) * kc);
-    need.dcols = std::max(need.dcols, std::size_t(rows) * kc);
+    if (opt_.keep_im2col && plan_.options.training) L.cols = DeviceBuffer(std::size_t(rows) * kc * esize_);
     fold_relu(l);
   } else {
     ConvPlanOptions co;
@@ -83,8 +78,8 @@ void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size
     co.nhwc = nhwc;
     const Nchw& y = L.out_shape[0];
     L.staged = nhwc && !y.dense();
-    // One dense staging buffer serves every staged layer (layers run one after another); it
-    // grows here, at plan time, to the largest of them.
+    // The algorithm search below writes its output to a staging buffer that grows here to the
+    // largest staged layer; plan_lanes() then gives each lane one sized for its own layers.
     if (L.staged && staging_.bytes() < std::size_t(y.count()) * esize_)
       staging_ = DeviceBuffer(std::size_t(y.count()) * esize_);
     L.conv = std::make_unique<CudnnConv>(L.in_shape[0], g, L.staged ? Nchw{y.n, y.c, y.h, y.w} : y, co);
@@ -92,7 +87,6 @@ void GpuNet::plan_conv(std::size_t l, ConvNeeds& need, void* probe_ws, std::size
     // and the gradient arena for the weights, so the parameters are never touched.
     L.conv->choose_algorithms(cudnn_, L.in[0], L.w_diff[0], L.staged ? staging_.data() : L.out[0],
                               g.bias ? L.w_diff[1] : nullptr, probe_ws, probe_bytes);
-    need.workspace = std::max(need.workspace, L.conv->workspace_bytes());
     fold_relu(l);
   }
 }
