@@ -14,6 +14,8 @@
 #   SANITIZE_BUDGET_S (default 420): runs that would start after this many seconds are listed
 #   as "not run", and a run is stopped 30 s after it (the whole script stays under ~7.5 min);
 #   SANITIZE_RUN_TIMEOUT_S (default 240) bounds each run.
+#   SANITIZE_RUNS (default: all): which runs of the list below, by number from 1, e.g.
+#   "11-17" or "3,5,11-13" (to finish the runs an earlier call's budget left out).
 # Exit status: 0 when every run finished with 0 sanitizer errors and its tests passed, 1 when
 # not, 2 when compute-sanitizer or OUT_DIR is missing.
 set -uo pipefail
@@ -86,12 +88,31 @@ summary=$out/summary.txt
   printf '%-10s %-18s %-60s %8s %6s %5s %s\n' tool program filter errors rc s tests
 } >"$summary"
 
+# selected N: is run N in SANITIZE_RUNS (all when unset)?
+selected() {
+  [[ -z ${SANITIZE_RUNS:-} ]] && return 0
+  local part lo hi
+  for part in ${SANITIZE_RUNS//,/ }; do
+    if [[ $part =~ ^([0-9]+)-([0-9]+)$ ]]; then
+      lo=${BASH_REMATCH[1]} hi=${BASH_REMATCH[2]}
+    elif [[ $part =~ ^[0-9]+$ ]]; then
+      lo=$part hi=$part
+    else
+      echo "sanitize_gpu: SANITIZE_RUNS: '$part' is not N or N-M" >&2
+      exit 2
+    fi
+    ((10#$1 >= 10#$lo && 10#$1 <= 10#$hi)) && return 0
+  done
+  return 1
+}
+
 start=$(date +%s)
 fail=0
 n=0
 for r in "${runs[@]}"; do
   read -r tool prog filter <<<"$r"
   n=$((n + 1))
+  selected $n || continue
   log=$out/$(printf '%02d' $n).$tool.$prog.log
   elapsed=$(($(date +%s) - start))
   path=$(program_path "$prog")
