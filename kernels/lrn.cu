@@ -206,7 +206,7 @@ __global__ void lrn_bwd_nhwc_kernel(LrnNhwcArgs a, const T* __restrict__ x, cons
     }
     float r[kR];
 #pragma unroll
-    for (int t = 0; t < kR; ++t) r[t] = dv[t] * yv[t] / sv[t];  // zero outside [0, C): dv = yv = 0
+    for (int t = 0; t < kR; ++t) r[t] = __fdividef(dv[t] * yv[t], sv[t]);  // zero outside [0, C): dv = yv = 0
     T* dp = dx + n * a.x.ns + static_cast<long long>(i) * a.x.pix + c;
     Pack<T, V> out;
     if (accumulate) out = *reinterpret_cast<const Pack<T, V>*>(dp);
