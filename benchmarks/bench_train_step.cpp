@@ -59,7 +59,8 @@ struct Mode {
   bool winograd = false;
   bool nhwc = false;
   SpatialConv spatial = SpatialConv::kAuto;
-  int lanes = 0;  // GpuNetOptions::branch_lanes; 0: recommended_options'
+  int lanes = 0;               // GpuNetOptions::branch_lanes; 0: recommended_options'
+  std::string conv1 = "auto";  // GpuNetOptions::few_channel_conv: auto (the default), implicit or gemm
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -81,12 +82,13 @@ class MemoryPeak {
 };
 
 std::string mode_name(const Mode& m) {
-  return fmt::format("{} {} {}{}{}{}{}", m.dtype, m.nhwc ? "NHWC" : "NCHW", m.graph ? "graph" : "eager",
+  return fmt::format("{} {} {}{}{}{}{}{}", m.dtype, m.nhwc ? "NHWC" : "NCHW", m.graph ? "graph" : "eager",
                      m.tf32 ? " tf32" : "", m.winograd ? " winograd" : "",
                      m.spatial == SpatialConv::kGemm    ? " gemm"
                      : m.spatial == SpatialConv::kCudnn ? " cudnn"
                                                         : "",
-                     m.lanes ? fmt::format(" {} lane{}", m.lanes, m.lanes > 1 ? "s" : "") : "");
+                     m.lanes ? fmt::format(" {} lane{}", m.lanes, m.lanes > 1 ? "s" : "") : "",
+                     m.conv1 == "auto" ? "" : " conv1-" + m.conv1);
 }
 
 int current_device() {
@@ -106,6 +108,7 @@ GpuNetOptions net_options(const Mode& m) {
   opt.channels_last = m.nhwc;
   opt.spatial_conv = m.spatial;
   if (m.lanes) opt.branch_lanes = m.lanes;
+  if (m.conv1 != "auto") opt.few_channel_conv = m.conv1 == "implicit";
   return opt;
 }
 
@@ -445,6 +448,12 @@ int main(int argc, char** argv) {
   app.add_option("--lanes", lanes_list,
                  "branch lanes (streams) for the inception branches, one run each, e.g. 1 4 (0: the default)")
       ->capture_default_str();
+  std::string conv1 = "auto";
+  app.add_option("--conv1", conv1,
+                 "conv1 (channels-last bf16): auto = GpuNetOptions' default (gemm), implicit = the "
+                 "implicit-GEMM kernel (kernels/conv_few_channels_gpu.h; compute capability 8.0+), gemm = "
+                 "im2col + cuBLAS")
+      ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
   app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
@@ -507,6 +516,9 @@ int main(int argc, char** argv) {
                                              : SpatialConv::kAuto;
             if (lanes < 0) throw Error("--lanes must be >= 0");
             m.lanes = lanes;
+            if (conv1 != "auto" && conv1 != "gemm" && conv1 != "implicit")
+              throw Error("--conv1 must be auto, implicit or gemm, got " + conv1);
+            m.conv1 = conv1;
             if (parallel) {
               results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
               continue;

@@ -855,7 +855,8 @@ std::size_t GpuNet::device_bytes() const {
 
 std::size_t GpuNet::im2col_bytes() const {
   std::size_t b = 0;
-  for (const auto& L : layers_) b += L->cols.bytes() + L->wpad.bytes() + L->dwpad.bytes();
+  for (const auto& L : layers_)
+    b += L->cols.bytes() + L->wpad.bytes() + L->dwpad.bytes() + L->few_partial.bytes();
   return b + cols_.bytes() + dcols_.bytes();
 }
 
@@ -873,7 +874,8 @@ std::string GpuNet::memory_report() const {
       mib(params_->grad_bytes()), mib(pe * 4), mib(saved_.bytes()), mib(workspace_.bytes()),
       mib(cublas_ws_.bytes()),
       staging_.bytes() ? fmt::format(", branch staging {:.1f} MiB", mib(staging_.bytes())) : std::string(),
-      im2col_bytes() ? fmt::format(", im2col {:.1f} MiB", mib(im2col_bytes())) : std::string(),
+      im2col_bytes() ? fmt::format(", im2col rows / conv1 partial sums {:.1f} MiB", mib(im2col_bytes()))
+                     : std::string(),
       gemm_partial_.bytes() ? fmt::format(", 1x1 wgrad partials {:.1f} MiB", mib(gemm_partial_.bytes()))
                             : std::string(),
       lanes_.size() > 1
@@ -884,8 +886,13 @@ std::string GpuNet::memory_report() const {
 
 std::vector<std::string> GpuNet::algorithm_report() const {
   std::vector<std::string> out;
-  for (const auto& L : layers_)
+  for (const auto& L : layers_) {
     if (L->conv) out.push_back(fmt::format("{}: {}", L->plan->name, L->conv->describe()));
+    if (L->few_channels)
+      out.push_back(fmt::format("{}: implicit GEMM (kernels/conv_few_channels)", L->plan->name));
+    if (L->im2col_ld)
+      out.push_back(fmt::format("{}: im2col rows of {} + cuBLAS GEMM", L->plan->name, L->im2col_ld));
+  }
   return out;
 }
 

@@ -82,6 +82,14 @@ struct GpuNetOptions {
   // layers leave most SMs idle one at a time. Results do not depend on it: a gradient that
   // several branches add to is added in the one-stream order.
   int branch_lanes = 4;
+  // Channels-last bf16 from compute capability 8.0: a first convolution with few input
+  // channels (conv1) as an implicit GEMM on tensor cores (kernels/conv_few_channels_gpu.h),
+  // forward with bias and ReLU, weight gradient through the ReLU mask, instead of im2col rows
+  // + cuBLAS. Saves the rows (456 MiB at batch 128: GoogLeNet's device memory 2.65 -> 2.21 GiB)
+  // but measured 2 % slower per step on an H200 (conv1 forward 0.45 vs 0.56 ms, weight
+  // gradient 0.48 vs 0.36 ms), so it is off by default. With it, conv1's output gradient stays
+  // unmasked in the blob (no layer reads it).
+  bool few_channel_conv = false;
   std::uint64_t dropout_seed = 0;
   // Data parallelism: this replica's first example within the global batch, so dropout masks
   // are those of the same examples on one GPU (kernels/dropout_ref.h).
@@ -222,7 +230,7 @@ class GpuNet {
   // Device memory by arena, for the start-up report.
   std::string memory_report() const;
   std::size_t device_bytes() const;
-  // cuDNN algorithm choices, one line per convolution.
+  // How each convolution runs: the cuDNN algorithms chosen, or the kernel that runs conv1.
   std::vector<std::string> algorithm_report() const;
 
  private:

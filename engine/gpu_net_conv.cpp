@@ -4,9 +4,11 @@
 // all pixels (channels-last 1x1), im2col + GEMM + col2im (channels-last RxS: fp32 by default),
 // and im2col into padded rows for a first layer with few channels (conv1).
 #include <algorithm>
+#include <type_traits>
 
 #include "engine/gpu_net_layer.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/conv_few_channels_gpu.h"
 #include "kernels/im2col_gpu.h"
 #include "kernels/layout.h"
 
@@ -39,6 +41,15 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
     fold_relu(l);
   } else if (!nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 && conv_as_gemm(lp)) {
     L.gemm1x1 = std::make_unique<Conv1x1Gemm>(L.in_shape[0], L.out_shape[0], opt_.dtype, opt_.allow_tf32);
+    fold_relu(l);
+  } else if (nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0] && opt_.dtype == DType::kBF16 &&
+             opt_.few_channel_conv &&
+             kernels::conv_few_channels_supported(L.in_shape[0], g, L.out_shape[0])) {
+    // conv1 in bf16: implicit GEMM, the taps gathered in shared memory (no im2col rows)
+    L.few_channels = true;
+    if (plan_.options.training)
+      L.few_partial = DeviceBuffer(
+          kernels::conv_few_channels_wgrad_scratch(L.in_shape[0], g, L.out_shape[0]) * sizeof(float));
     fold_relu(l);
   } else if (nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0]) {
     // conv1 (C = 3): cuDNN's channels-last kernels run it at ~12 TFLOP/s; im2col + GEMM is
@@ -100,6 +111,14 @@ void GpuNet::conv_forward(Layer& L, const Lane& R) {
   auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
   const bool bias = std::get<ConvParams>(lp.params).geom.bias;
   const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (L.few_channels) {
+      kernels::conv_few_channels_fwd(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
+                                     static_cast<const T*>(L.w[0]), b, L.fused_relu, L.out_shape[0], out(0),
+                                     R.stream);
+      return;
+    }
+  }
   if (L.fc) {  // channels-last GEMM convolution: one GEMM straight into the (slice) output
     const void* x = L.in[0];
     const void* w = L.w[0];
@@ -154,6 +173,14 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   T* dz = L.staged ? static_cast<T*>(R.staging) : static_cast<T*>(L.out_diff[0]);
   T* db = bias ? static_cast<T*>(L.w_diff[1]) : nullptr;
   const T* y = static_cast<const T*>(L.out[0]);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (L.few_channels) {  // dz, the weight and the bias gradient in one pass (no input gradient)
+      kernels::conv_few_channels_bwd_filter(
+          L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom, L.out_shape[0], y, dout(0),
+          L.fused_relu, static_cast<T*>(L.w_diff[0]), db, L.few_partial.as<float>(), R.stream);
+      return;
+    }
+  }
   if (L.fc) {  // channels-last 1x1 GEMM: mask and bias gradient in place in the slice
     if (bias || L.fused_relu)
       kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,

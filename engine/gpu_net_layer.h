@@ -31,6 +31,10 @@ struct GpuNet::Layer {
   // (cols, kept for wgrad), filters padded to rows of im2col_ld (wpad, dwpad), one GEMM (fc).
   int im2col_ld = 0;
   DeviceBuffer cols, wpad, dwpad;
+  // ... or (GpuNetOptions::few_channel_conv) one implicit-GEMM kernel, with its weight
+  // gradient's per-block partial sums in few_partial.
+  bool few_channels = false;
+  DeviceBuffer few_partial;
   std::unique_ptr<Conv1x1Gemm> gemm1x1;  // NCHW fp32 1x1 convolution on cuBLAS
   bool spatial_gemm = false;             // channels-last RxS convolution as im2col (cols_) + GEMM (fc)
   bool skip = false;                     // a ReLU folded into the previous convolution

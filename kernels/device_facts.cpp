@@ -14,6 +14,7 @@ namespace {
 
 constexpr int kCachedDevices = 64;           // devices beyond this are queried on every call
 std::atomic<int> sm_counts[kCachedDevices];  // 0: not read yet
+std::atomic<int> capabilities[kCachedDevices];
 
 }  // namespace
 
@@ -34,6 +35,22 @@ int sm_count() {
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
   return sm_count(device);
+}
+
+int compute_capability() {
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  const bool cached = device >= 0 && device < kCachedDevices;
+  if (cached) {
+    const int cc = capabilities[device].load(std::memory_order_relaxed);
+    if (cc > 0) return cc;
+  }
+  int major = 0, minor = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  const int cc = major * 10 + minor;
+  if (cached) capabilities[device].store(cc, std::memory_order_relaxed);
+  return cc;
 }
 
 }  // namespace incept::kernels

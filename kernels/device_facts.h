@@ -13,5 +13,8 @@ namespace incept::kernels {
 int sm_count();
 // The same for device `device`.
 int sm_count(int device);
+// Compute capability of the current device as major * 10 + minor (60 on a P100, 90 on an
+// H100). Cached like sm_count.
+int compute_capability();
 
 }  // namespace incept::kernels

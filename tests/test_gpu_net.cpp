@@ -75,7 +75,8 @@ double median_of(std::vector<double> v) {
 // channels_last: the GPU keeps activations NHWC and filters KRSC; every host API stays NCHW, so
 // the comparison is the same.
 Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType dtype, std::uint64_t seed,
-                            bool channels_last = false, SpatialConv spatial = SpatialConv::kAuto) {
+                            bool channels_last = false, SpatialConv spatial = SpatialConv::kAuto,
+                            bool few_channel_conv = false) {
   std::printf("  layout %s\n", channels_last ? "NHWC" : "NCHW");
   NetPlan plan = make_plan(spec, batch, classes);
   CpuNet<double> cpu(plan);
@@ -98,12 +99,19 @@ Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType d
   std::copy(labels.begin(), labels.end(), cpu.labels());
 
   GpuNetOptions opt;
+  opt.few_channel_conv = few_channel_conv;
   opt.dtype = dtype;
   opt.dropout_seed = seed + 1;
   opt.channels_last = channels_last;
   opt.spatial_conv = spatial;
   GpuNet gpu(plan, opt);
   std::printf("  %s\n", gpu.memory_report().c_str());
+  if (few_channel_conv) {  // the option must have taken conv1 off the im2col path
+    const auto report = gpu.algorithm_report();
+    EXPECT_TRUE(std::any_of(report.begin(), report.end(), [](const std::string& r) {
+      return r.find("implicit GEMM") != std::string::npos;
+    }));
+  }
   gpu.set_params(w);
   gpu.set_input(x);
   CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), labels.size() * 4, cudaMemcpyHostToDevice));
@@ -221,6 +229,13 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16GemmConvs) {
   INCEPT_REQUIRE_GPU();
   expect_bf16_closeness(
       compare_with_cpu(models::googlenet(), 4, 1000, DType::kBF16, 26, true, SpatialConv::kGemm), 8e-2);
+}
+
+// bf16 channels-last with conv1 as the implicit-GEMM kernel (GpuNetOptions::few_channel_conv).
+TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16Conv1Implicit) {
+  INCEPT_REQUIRE_GPU();
+  expect_bf16_closeness(
+      compare_with_cpu(models::googlenet(), 4, 1000, DType::kBF16, 27, true, SpatialConv::kAuto, true), 8e-2);
 }
 
 // Runs `steps` SGD steps from a fixed init on a fixed batch; returns the final parameters

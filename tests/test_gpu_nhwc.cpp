@@ -17,6 +17,9 @@
 
 #include "gpu_test_data.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/conv_few_channels_gpu.h"
+#include "kernels/conv_ref.h"
+#include "kernels/device_facts.h"
 #include "kernels/im2col_gpu.h"
 #include "kernels/im2col_ref.h"
 #include "kernels/input_transform_gpu.h"
@@ -511,6 +514,122 @@ TEST(GpuNhwc, Im2col) {
   check_im2col<float>(2, all(16), 14, 14, 3, 1, 1);  // inception 3x3 / 5x5 shapes, vector paths
   check_im2col<bf16>(2, Chans{32, 96, 64, 0}, 14, 14, 5, 1, 2);
   check_im2col<float>(2, all(8), 9, 11, 3, 2, 1);  // stride 2: taps that no output reads
+}
+
+// ---- conv1 as an implicit GEMM (bf16 tensor cores) ------------------------------------------
+
+// KRSC (channels-last filters) <-> KCRS (the reference's).
+std::vector<float> krsc_to_kcrs(const std::vector<float>& w, int k, int c, int r, int s) {
+  std::vector<float> o(w.size());
+  for (int n = 0; n < k; ++n)
+    for (int ch = 0; ch < c; ++ch)
+      for (int i = 0; i < r; ++i)
+        for (int j = 0; j < s; ++j)
+          o[((std::size_t(n) * c + ch) * r + i) * s + j] = w[((std::size_t(n) * r + i) * s + j) * c + ch];
+  return o;
+}
+
+// Forward (bias, ReLU) and the weight gradient (through the ReLU mask, added to a gradient
+// that already holds values) against Caffe's NCHW convolution. Both round once: RMS error
+// about 1.6e-3, limit 4e-3 (a result 1 % off fails).
+void check_conv_few(int n, const Chans& xc, int h, int w, int r, int stride, int pad, const Chans& yc,
+                    bool bias, bool relu) {
+  ConvGeom g;
+  g.num_output = yc.c, g.kernel_h = g.kernel_w = r, g.stride_h = g.stride_w = stride, g.pad_h = g.pad_w = pad;
+  g.bias = bias;
+  const int ho = conv_out_dim(h, r, stride, pad), wo = conv_out_dim(w, r, stride, pad);
+  const Slice xsl = nhwc_view(n, xc, h, w), ysl = nhwc_view(n, yc, ho, wo);
+  const Nchw &xs = xsl.view, &ys = ysl.view;
+  char what[200];
+  std::snprintf(what, sizeof what, "conv_few_channels %dx%sx%dx%d k%d s%d p%d -> %s%s%s", n,
+                describe(xc).c_str(), h, w, r, stride, pad, describe(yc).c_str(), bias ? " +bias" : "",
+                relu ? " +relu" : "");
+  ASSERT_TRUE(kernels::conv_few_channels_supported(xs, g, ys)) << what;
+  const int taps = r * r * xc.c;
+  const auto x =
+      inside_only_nhwc(xsl, rounded<bf16>(random_floats(std::size_t(xsl.total), fresh_seed("conv x"))));
+  const auto wk = rounded<bf16>(random_floats(std::size_t(g.num_output) * taps, fresh_seed("conv w")));
+  const auto b = rounded<bf16>(random_floats(std::size_t(g.num_output), fresh_seed("conv b")));
+  DeviceBuffer dx = upload<bf16>(x), dwt = upload<bf16>(wk), db = upload<bf16>(b);
+  DeviceBuffer dy = poisoned<bf16>(std::size_t(ysl.total));
+  kernels::conv_few_channels_fwd(xs, dx.as<bf16>() + xsl.offset, g, dwt.as<bf16>(),
+                                 bias ? db.as<bf16>() : nullptr, relu, ys, dy.as<bf16>() + ysl.offset,
+                                 nullptr);
+  const auto yg = download<bf16>(dy, std::size_t(ysl.total));
+
+  const Nchw xd{n, xc.c, h, w}, yd{n, yc.c, ho, wo};
+  const auto x_nchw = gather_nhwc(xsl, x);
+  const auto w_kcrs = krsc_to_kcrs(wk, g.num_output, xc.c, r, r);
+  std::vector<float> col(std::size_t(ref::conv_col_elems(xd, g))), want(yd.count());
+  ref::conv_fwd(xd, x_nchw.data(), g, w_kcrs.data(), bias ? b.data() : nullptr, yd, want.data(), col.data());
+  if (relu)
+    for (auto& v : want) v = std::max(v, 0.f);
+  report(std::string(what) + " forward", rel_error(gather_nhwc(ysl, yg), want), 4e-3);
+  EXPECT_EQ(changed_outside_nhwc(ysl, std::vector<float>(yg.size(), NAN), yg), 0u) << what;
+
+  // weight gradient through the GPU's own output (its ReLU mask), added to random gradients
+  const auto y_in = inside_only_nhwc(ysl, yg);
+  auto g_full =
+      inside_only_nhwc(ysl, rounded<bf16>(random_floats(std::size_t(ysl.total), fresh_seed("conv dy"))));
+  const auto dw0 = rounded<bf16>(random_floats(wk.size(), fresh_seed("conv dw0")));
+  const auto db0 = rounded<bf16>(random_floats(b.size(), fresh_seed("conv db0")));
+  DeviceBuffer d_y = upload<bf16>(y_in), d_g = upload<bf16>(g_full), d_dw = upload<bf16>(dw0),
+               d_db = upload<bf16>(db0);
+  DeviceBuffer partial(kernels::conv_few_channels_wgrad_scratch(xs, g, ys) * sizeof(float));
+  partial.fill_bytes(0xFF);  // every partial sum the reduction reads must have been written
+  kernels::conv_few_channels_bwd_filter(xs, dx.as<bf16>() + xsl.offset, g, ys, d_y.as<bf16>() + ysl.offset,
+                                        d_g.as<bf16>() + ysl.offset, relu, d_dw.as<bf16>(),
+                                        bias ? d_db.as<bf16>() : nullptr, partial.as<float>(), nullptr);
+  const auto dwg = download<bf16>(d_dw, wk.size()), dbg = download<bf16>(d_db, b.size());
+  auto dz = gather_nhwc(ysl, g_full);
+  const auto yv = gather_nhwc(ysl, y_in);
+  if (relu)
+    for (std::size_t i = 0; i < dz.size(); ++i) dz[i] = yv[i] > 0.f ? dz[i] : 0.f;
+  auto dw_ref = krsc_to_kcrs(dw0, g.num_output, xc.c, r, r);
+  auto db_ref = db0;
+  ref::conv_bwd_filter(xd, x_nchw.data(), yd, dz.data(), g, dw_ref.data(), bias ? db_ref.data() : nullptr,
+                       col.data());
+  report(std::string(what) + " dw (+=)", rel_error(krsc_to_kcrs(dwg, g.num_output, xc.c, r, r), dw_ref),
+         4e-3);
+  if (bias)
+    report(std::string(what) + " db (+=)", rel_error(dbg, db_ref), 4e-3);
+  else
+    EXPECT_EQ(rel_error(dbg, db0), 0.0) << what << ": db changed without a bias";
+}
+
+TEST(GpuNhwc, ConvFewChannels) {
+  INCEPT_REQUIRE_GPU();
+  if (kernels::compute_capability() < 80) {
+    std::printf("  compute capability %d: no bf16 tensor cores, the kernels refuse it\n",
+                kernels::compute_capability());
+    ConvGeom g;
+    g.num_output = 64, g.kernel_h = g.kernel_w = 7, g.stride_h = g.stride_w = 2, g.pad_h = g.pad_w = 3;
+    EXPECT_FALSE(kernels::conv_few_channels_supported(Nchw{2, 3, 224, 224}, g, Nchw{2, 64, 112, 112}));
+    return;
+  }
+  check_conv_few(2, all(3), 224, 224, 7, 2, 3, all(64), true, true);            // GoogLeNet's conv1
+  check_conv_few(3, all(3), 37, 41, 7, 2, 3, all(64), true, false);             // a partial last tile
+  check_conv_few(2, all(3), 23, 19, 5, 2, 2, Chans{32, 48, 8, 0}, true, true);  // an output slice
+  // a second block of 16 channels, 3 row segments; 24 and 16 taps per filter row, 8 rows
+  check_conv_few(2, all(2), 28, 150, 5, 1, 0, all(80), true, true);
+  check_conv_few(2, all(4), 9, 11, 6, 1, 2, all(48), true, true);
+  check_conv_few(1, all(2), 12, 10, 8, 1, 3, all(16), true, true);
+  check_conv_few(1, all(4), 17, 15, 3, 1, 1, all(16), false, false);  // no bias, no ReLU
+  // what the kernels refuse: more taps per filter row than fit (AlexNet's 11x11x3), an odd
+  // stride * channels (LeNet: 1 channel, stride 1), channels not a multiple of 16, an output
+  // pixel stride that breaks 16-byte stores, an input that is a channel slice
+  ConvGeom g;
+  g.num_output = 64, g.kernel_h = g.kernel_w = 7, g.stride_h = g.stride_w = 2, g.pad_h = g.pad_w = 3;
+  EXPECT_FALSE(kernels::conv_few_channels_supported(Nchw{1, 3, 24, 24, 5 * 24 * 24}, g, Nchw{1, 64, 12, 12}));
+  g.num_output = 64, g.kernel_h = g.kernel_w = 11, g.stride_h = g.stride_w = 4;
+  EXPECT_FALSE(kernels::conv_few_channels_supported(Nchw{1, 3, 227, 227}, g, Nchw{1, 64, 55, 55}));
+  g.num_output = 32, g.kernel_h = g.kernel_w = 5, g.stride_h = g.stride_w = 1;
+  EXPECT_FALSE(kernels::conv_few_channels_supported(Nchw{1, 1, 28, 28}, g, Nchw{1, 32, 24, 24}));
+  g.num_output = 20;
+  EXPECT_FALSE(kernels::conv_few_channels_supported(Nchw{1, 2, 28, 28}, g, Nchw{1, 20, 24, 24}));
+  g.num_output = 16;
+  EXPECT_FALSE(
+      kernels::conv_few_channels_supported(Nchw{1, 2, 28, 28}, g, Nchw{1, 16, 24, 24, 20 * 24 * 24}));
 }
 
 }  // namespace
