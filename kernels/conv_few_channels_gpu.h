@@ -30,10 +30,11 @@
 namespace incept::kernels {
 
 // Whether the kernels below run this convolution on the current device: compute capability
-// 8.0 and up, S*C <= 32 taps per filter row, R <= 8 rows, R*S*C <= 192 taps, stride_w * C even (the tap pairs
-// the tensor cores read are 4-byte aligned), an input view with dense pixels (pixel stride C: its
-// rows are contiguous), K a multiple of 16, an output view whose pixel stride is a
-// multiple of 8 (16-byte vector stores), and shapes with 32-bit element indices.
+// 8.0 and up; S*C <= 32 taps per filter row, R <= 8 rows, R*S*C <= 192 taps; stride_w * C even
+// (the tap pairs the tensor cores read are 4-byte aligned); the input rows under 64 output
+// pixels, (63 * stride_w + S) * C values, fit 496; an input view with dense pixels (pixel
+// stride C: its rows are contiguous); K a multiple of 16; an output view whose pixel stride is
+// a multiple of 8 (16-byte vector stores); shapes with 32-bit element indices.
 bool conv_few_channels_supported(const Nchw& xs, const ConvGeom& g, const Nchw& ys);
 
 // y = relu?(conv(x, w) + b). y must be 16-byte aligned (checked).
