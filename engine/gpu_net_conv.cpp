@@ -2,7 +2,8 @@
 // cuDNN (NCHW, and channels-last 3x3/5x5 in bf16, with a dense staging output where the
 // output is a concat slice), strided-batched cuBLAS GEMMs (NCHW fp32 1x1), one cuBLAS GEMM over
 // all pixels (channels-last 1x1), im2col + GEMM + col2im (channels-last RxS: fp32 by default),
-// and im2col into padded rows for a first layer with few channels (conv1).
+// and im2col into padded rows for a first layer with few channels (conv1; or, with
+// GpuNetOptions::few_channel_conv, the implicit-GEMM kernels of kernels/conv_few_channels_gpu.h).
 #include <algorithm>
 #include <type_traits>
 

@@ -6,15 +6,17 @@
 // to shared memory with coalesced loads). For window row r, output pixel px reads the run of
 // L = S * C taps that starts px * stride_w * C further along the patch row, so the tile's
 // tap matrix A[px][r * L + q] = patch[r][px * stride_w * C + q] never has to be written out:
-// the MMA fragments are loaded straight from the patch (stride_w * C even keeps every pair of
-// taps 4-byte aligned). Each run is padded to KS * 16 taps (KS = ceil(L / 16)) whose filter
-// values are zero; the padding reads the next pixels' values (finite) or the zeroed slack.
+// the MMA fragments are loaded straight from the patch. In the forward pass the taps are the
+// MMA's k dimension, read in pairs (stride_w * C even keeps every pair 4-byte aligned), and
+// each run is padded to KS * 16 taps (KS = ceil(L / 16)) whose filter values are zero; the
+// padding reads the next pixels' values (finite) or the zeroed slack.
 //
 // Forward (a block owns 64 output channels, blockIdx.y): D[px][n] = sum over (r, q) of
 // A[px][r, q] * W[n][r, q] + b[n]; 8 warps, each 16 pixels x 32 channels. The result goes
 // through shared memory to 16-byte stores.
-// Weight gradient: D[n][r, q] = sum over px of dz[px][n] * A[px][r, q] with dz = relu'(y) * dy
-// formed on load; dz^T fragments come from a [pixel][channel] tile via ldmatrix.trans. Each
+// Weight gradient: D[n][k] = sum over px of dz[px][n] * A[px][k] over the R * S * C taps k as
+// dense n8 columns (the pixels are the k dimension), dz = relu'(y) * dy formed on load; dz^T
+// fragments come from a [pixel][channel] tile via ldmatrix.trans. Each
 // block keeps its sums in registers over all its tiles, writes them once, and a second kernel
 // adds the blocks' sums in block order to dw and db.
 #include <algorithm>
@@ -39,8 +41,8 @@ constexpr int kMaxRuns = 2;       // k16 steps per window row (L <= 32)
 constexpr int kMaxTaps = 192;     // R * S * C: the weight gradient keeps 3 column tiles per warp
 constexpr int kMaxRows = 8;       // window rows (R)
 constexpr int kSmemLimit = 48 << 10;
-constexpr int kPatchRows = 8;    // = kMaxRows: patch rows a thread loads for
-constexpr int kPatchPerRow = 2;  // elements per row and thread: patch_w <= kPatchPerRow * kThreads
+constexpr int kPatchRows = kMaxRows;  // patch rows a thread loads for
+constexpr int kPatchPerRow = 2;       // elements per row and thread: patch_w <= kPatchPerRow * kThreads
 
 struct FewArgs {
   int h, w, c;  // input
