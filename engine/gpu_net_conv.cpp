@@ -43,26 +43,26 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
   } else if (!nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 && conv_as_gemm(lp)) {
     L.gemm1x1 = std::make_unique<Conv1x1Gemm>(L.in_shape[0], L.out_shape[0], opt_.dtype, opt_.allow_tf32);
     fold_relu(l);
-  } else if (nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0] && opt_.dtype == DType::kBF16 &&
-             opt_.few_channel_conv &&
-             kernels::conv_few_channels_supported(L.in_shape[0], g, L.out_shape[0])) {
-    // conv1 in bf16: implicit GEMM, the taps gathered in shared memory (no im2col rows)
-    L.few_channels = true;
-    if (plan_.options.training)
-      L.few_partial = DeviceBuffer(
-          kernels::conv_few_channels_wgrad_scratch(L.in_shape[0], g, L.out_shape[0]) * sizeof(float));
-    fold_relu(l);
   } else if (nhwc && L.in_shape[0].c % 8 != 0 && !L.in_diff[0]) {
-    // conv1 (C = 3): cuDNN's channels-last kernels run it at ~12 TFLOP/s; im2col + GEMM is
-    // bandwidth-bound instead. Only where no input gradient is needed (no col2im).
+    // conv1 (C = 3; no input gradient). cuDNN's channels-last kernels run it at ~12 TFLOP/s.
     const Nchw& y = L.out_shape[0];
-    L.im2col_ld = (taps + 7) / 8 * 8;
-    const int rows = y.n * y.h * y.w;
-    L.fc = std::make_unique<GpuFc>(FcShape{rows, L.im2col_ld, y.c, L.im2col_ld, int(nhwc_pixel_stride(y))},
-                                   opt_.dtype, opt_.allow_tf32);
-    L.cols = DeviceBuffer(std::size_t(rows) * L.im2col_ld * esize_);
-    L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
-    L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+    if (opt_.dtype == DType::kBF16 && opt_.few_channel_conv &&
+        kernels::conv_few_channels_supported(L.in_shape[0], g, y)) {
+      // implicit GEMM, the taps read from the input rows in shared memory (no im2col rows)
+      L.few_channels = true;
+      if (plan_.options.training)
+        L.few_partial =
+            DeviceBuffer(kernels::conv_few_channels_wgrad_scratch(L.in_shape[0], g, y) * sizeof(float));
+    } else {
+      // im2col + GEMM, bandwidth-bound; the rows stay for the weight gradient (no col2im)
+      L.im2col_ld = (taps + 7) / 8 * 8;
+      const int rows = y.n * y.h * y.w;
+      L.fc = std::make_unique<GpuFc>(FcShape{rows, L.im2col_ld, y.c, L.im2col_ld, int(nhwc_pixel_stride(y))},
+                                     opt_.dtype, opt_.allow_tf32);
+      L.cols = DeviceBuffer(std::size_t(rows) * L.im2col_ld * esize_);
+      L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+      L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
+    }
     fold_relu(l);
   } else if (nhwc && spatial_gemm && taps % 8 == 0) {
     // Channels-last spatial convolution as im2col + GEMM. The rows stay in the layer's own
