@@ -450,7 +450,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string conv1 = "auto";
   app.add_option("--conv1", conv1,
-                 "conv1 (channels-last bf16): auto = GpuNetOptions' default (gemm), implicit = the "
+                 "conv1 (channels-last bf16): auto = GpuNetOptions' default (implicit), implicit = the "
                  "implicit-GEMM kernel (kernels/conv_few_channels_gpu.h; compute capability 8.0+), gemm = "
                  "im2col + cuBLAS")
       ->capture_default_str();

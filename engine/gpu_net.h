@@ -85,12 +85,13 @@ struct GpuNetOptions {
   // Channels-last bf16 from compute capability 8.0: a first convolution with few input
   // channels (conv1) as an implicit GEMM on tensor cores (kernels/conv_few_channels_gpu.h),
   // forward with bias and ReLU, weight gradient through the ReLU mask, instead of im2col rows
-  // + cuBLAS. Saves the rows: GoogLeNet's device memory 2,669 -> 2,198 MiB at batch 128 and
-  // 1,480 -> 1,257 MiB at batch 64 (H200). The step time is the same within the order in
-  // which runs are timed (8.58 vs 8.64 ms at batch 128 in one call, 9.13 vs 8.92 in another,
-  // the second run faster each time); off by default until the whole GPU suite has run with it
-  // on. With it, conv1's output gradient stays unmasked in the blob (no layer reads it).
-  bool few_channel_conv = false;
+  // + cuBLAS (false: that path). Saves the rows: GoogLeNet's device memory 2,669 -> 2,198 MiB
+  // at batch 128 and 1,480 -> 1,257 MiB at batch 64 (H200), at the same step time within the
+  // order in which runs are timed (8.58 vs 8.64 ms at batch 128 in one call, 9.13 vs 8.92 in
+  // another, the second run faster each time). Elsewhere (fp32, NCHW, older GPUs, shapes it
+  // does not cover) it changes nothing. With it, conv1's output gradient stays unmasked in
+  // the blob (no layer reads it).
+  bool few_channel_conv = true;
   std::uint64_t dropout_seed = 0;
   // Data parallelism: this replica's first example within the global batch, so dropout masks
   // are those of the same examples on one GPU (kernels/dropout_ref.h).

@@ -215,8 +215,12 @@ TEST_F(TwoGpuTrainerTest, TwoGpusFollowOneGpuAtTheSameGlobalBatch) {
   // 200 steps (20 epochs, DIGITS' step policy, a validation each epoch) both ways: the same
   // validation curve. Rounding differences grow through ReLUs and max pools over so many steps
   // on 300 images, so the bounds are looser than one step's: on an H200 the final val loss was
-  // 1.694 (2 GPUs) vs 1.787 (1 GPU), 5.2 % apart, top-1 41 % both (2026-11-30). A wrong
-  // gradient scale or a replica left out of the sum moves the curve much further.
+  // 1.694 (2 GPUs) vs 1.787 (1 GPU), 5.2 % apart, top-1 41 % both (2026-11-30); in a later run
+  // 1.696 vs 1.676, top-1 41 % vs 53 % (after LRN backward's division changed by ~2 ulp: a
+  // change of rounding that small moves each curve that far). Top-1 over 100 images near 45 %
+  // has a standard deviation of 5 points per run, 7 for the difference of two runs: its bound
+  // is 2 of those (15 points), far below what a wrong gradient scale or a replica left out of
+  // the sum does to it; the loss bound is the tighter check.
   TrainConfig c1 = config("job1", {0}), c2 = config("job2", {0, 1});
   c1.form.epochs = c2.form.epochs = 20;
   c1.form.snapshot_interval = c2.form.snapshot_interval = 100;
@@ -235,7 +239,7 @@ TEST_F(TwoGpuTrainerTest, TwoGpusFollowOneGpuAtTheSameGlobalBatch) {
       testing::metric(a.final_val, "accuracy"));
   EXPECT_LT(va.back(), 0.8 * va.front()) << "the job did not learn: the comparison would say little";
   EXPECT_NEAR(vb.back(), va.back(), 0.1 * va.back());
-  EXPECT_NEAR(testing::metric(b.final_val, "accuracy"), testing::metric(a.final_val, "accuracy"), 0.05);
+  EXPECT_NEAR(testing::metric(b.final_val, "accuracy"), testing::metric(a.final_val, "accuracy"), 0.15);
 }
 
 TEST_F(TwoGpuTrainerTest, ResumeOnTwoGpusIsBitwise) {
