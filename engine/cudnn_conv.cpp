@@ -241,6 +241,9 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
   apply_math(bwd_data_desc_, bwd_data_.math);
   apply_math(bwd_filter_desc_, bwd_filter_.math);
   chosen_ = true;
+  for (auto& g : graph_) g.reset();
+  if (opt_.measure && opt_.try_graph_api && opt_.nhwc && opt_.dtype == DType::kBF16)
+    choose_graph_plans(h, x, w, y, ws, limit);
 
   // Fused bias+ReLU: cuDNN's legacy fused call runs only IMPLICIT_PRECOMP_GEMM, which may be
   // slower than the best plain algorithm plus our bias_relu kernel, so both are timed.
@@ -271,13 +274,67 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
   if (fused_) fwd_fused_ws_ = fws;
 }
 
+// Each direction's legacy choice and the backend API's fastest plan timed the same way (5 calls
+// after a warm-up), with the beta a step uses; the plan is kept only where it is faster by more
+// than the timing noise (3 %).
+void CudnnConv::choose_graph_plans(cudnnHandle_t h, void* x, void* w, void* y, void* ws, std::size_t limit) {
+  cudaStream_t s = nullptr;
+  CUDNN_CHECK(cudnnGetStream(h, &s));
+  const float one = 1.f, zero = 0.f;
+  for (const ConvDirection d :
+       {ConvDirection::kForward, ConvDirection::kBackwardData, ConvDirection::kBackwardFilter}) {
+    const bool acc =
+        d == ConvDirection::kBackwardFilter || (d == ConvDirection::kBackwardData && opt_.dgrad_accumulates);
+    const float* beta = acc ? &one : &zero;
+    float legacy = -1.f;
+    if (d == ConvDirection::kForward)
+      legacy = time_ms(s, 5, [&] {
+        CUDNN_CHECK(cudnnConvolutionForward(h, &one, x_desc_, x, w_desc_, w, fwd_desc_,
+                                            static_cast<cudnnConvolutionFwdAlgo_t>(fwd_.algo), ws, limit,
+                                            beta, y_desc_, y));
+      });
+    else if (d == ConvDirection::kBackwardData)
+      legacy = time_ms(s, 5, [&] {
+        CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, y, bwd_data_desc_,
+                                                 static_cast<cudnnConvolutionBwdDataAlgo_t>(bwd_data_.algo),
+                                                 ws, limit, beta, x_desc_, x));
+      });
+    else
+      legacy = time_ms(s, 5, [&] {
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+            h, &one, x_desc_, x, y_desc_, y, bwd_filter_desc_,
+            static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwd_filter_.algo), ws, limit, beta, w_desc_, w));
+      });
+    legacy_ms_[int(d)] = legacy;
+    auto plan = std::make_unique<CudnnGraphConv>(h, x_, g_, y_, d, *beta);
+    const float ms = plan->choose(h, x, w, y, ws, limit, opt_.deterministic);
+    if (ms > 0.f && ms < 0.97f * legacy) graph_[int(d)] = std::move(plan);
+  }
+}
+
+const CudnnGraphConv* CudnnConv::graph_for(ConvDirection d, bool accumulate, const void* a, const void* b,
+                                           const void* c, std::size_t ws_bytes) const {
+  const CudnnGraphConv* g = graph_[int(d)].get();
+  if (g == nullptr || g->beta() != (accumulate ? 1.f : 0.f) || !CudnnGraphConv::fits(a, b, c) ||
+      g->workspace_bytes() > ws_bytes)
+    return nullptr;
+  return g;
+}
+
 std::size_t CudnnConv::workspace_bytes() const {
-  return std::max(
-      {fwd_.workspace, bwd_data_.workspace, bwd_filter_.workspace, fused_ ? fwd_fused_ws_ : std::size_t(0)});
+  std::size_t graph = 0;
+  for (const auto& g : graph_)
+    if (g) graph = std::max(graph, g->workspace_bytes());
+  return std::max({fwd_.workspace, bwd_data_.workspace, bwd_filter_.workspace,
+                   fused_ ? fwd_fused_ws_ : std::size_t(0), graph});
 }
 
 void CudnnConv::forward(cudnnHandle_t h, const void* x, const void* w, void* y, void* ws,
                         std::size_t ws_bytes, bool accumulate) const {
+  if (const CudnnGraphConv* g = graph_for(ConvDirection::kForward, accumulate, x, w, y, ws_bytes)) {
+    g->run(h, x, w, y, ws);
+    return;
+  }
   const float one = 1.f, beta = accumulate ? 1.f : 0.f;
   CUDNN_CHECK(cudnnConvolutionForward(h, &one, x_desc_, x, w_desc_, w, fwd_desc_,
                                       static_cast<cudnnConvolutionFwdAlgo_t>(fwd_.algo), ws, ws_bytes, &beta,
@@ -312,6 +369,10 @@ void CudnnConv::forward_bias_relu(cudnnHandle_t h, const void* x, const void* w,
 
 void CudnnConv::backward_data(cudnnHandle_t h, const void* w, const void* dy, void* dx, void* ws,
                               std::size_t ws_bytes, bool accumulate) const {
+  if (const CudnnGraphConv* g = graph_for(ConvDirection::kBackwardData, accumulate, dx, w, dy, ws_bytes)) {
+    g->run(h, dx, w, dy, ws);
+    return;
+  }
   const float one = 1.f, beta = accumulate ? 1.f : 0.f;
   CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, dy, bwd_data_desc_,
                                            static_cast<cudnnConvolutionBwdDataAlgo_t>(bwd_data_.algo), ws,
@@ -320,6 +381,10 @@ void CudnnConv::backward_data(cudnnHandle_t h, const void* w, const void* dy, vo
 
 void CudnnConv::backward_filter(cudnnHandle_t h, const void* x, const void* dy, void* dw, void* ws,
                                 std::size_t ws_bytes, bool accumulate) const {
+  if (const CudnnGraphConv* g = graph_for(ConvDirection::kBackwardFilter, accumulate, x, dw, dy, ws_bytes)) {
+    g->run(h, x, dw, dy, ws);
+    return;
+  }
   const float one = 1.f, beta = accumulate ? 1.f : 0.f;
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, x_desc_, x, y_desc_, dy, bwd_filter_desc_,
                                              static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwd_filter_.algo),
@@ -341,7 +406,16 @@ std::string CudnnConv::describe() const {
                 math(bwd_data_.math), bwd_data_.time_ms, bwd_data_.workspace / 1048576.0, bwd_filter_.algo,
                 math(bwd_filter_.math), bwd_filter_.time_ms, bwd_filter_.workspace / 1048576.0,
                 fused_ ? "yes" : "no", fused_ms_, unfused_ms_);
-  return buf;
+  std::string out = buf;
+  static const char* kDir[3] = {"fwd", "dgrad", "wgrad"};
+  for (int d = 0; d < 3; ++d)
+    if (graph_[d]) {
+      char g[240];
+      std::snprintf(g, sizeof g, " | %s via %s (legacy %.3f ms)", kDir[d], graph_[d]->describe().c_str(),
+                    legacy_ms_[d]);
+      out += g;
+    }
+  return out;
 }
 
 }  // namespace incept

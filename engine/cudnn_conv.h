@@ -13,8 +13,10 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
+#include "engine/cudnn_graph.h"
 #include "engine/owners.h"
 #include "kernels/dtype_gpu.h"
 #include "kernels/shapes.h"
@@ -43,6 +45,10 @@ struct ConvPlanOptions {
   // (beta = 1), where cuDNN's fastest beta = 0 choice can be several times slower. When
   // measuring, the best few candidates are re-timed with the beta a step uses.
   bool dgrad_accumulates = false;
+  // Channels-last bf16 with measure: also time the fastest engines cuDNN's backend API proposes
+  // (engine/cudnn_graph.h) for each direction, with the beta a step uses, and run a direction
+  // through that plan where it beat the legacy choice in the same timing.
+  bool try_graph_api = true;
 };
 
 // Chosen algorithm of one direction, with its workspace need and measured time (ms, or -1
@@ -97,9 +103,15 @@ class CudnnConv {
   const ConvGeom& geom() const { return g_; }
   // "fwd algo 1 (tensor op) 0.12 ms ws 0 MiB | dgrad ... | wgrad ..." for logs.
   std::string describe() const;
+  // The backend-API plan a direction runs through (null: the legacy algorithm).
+  const CudnnGraphConv* graph_plan(ConvDirection d) const { return graph_[int(d)].get(); }
 
  private:
   void apply_math(cudnnConvolutionDescriptor_t d, cudnnMathType_t m) const;
+  void choose_graph_plans(cudnnHandle_t h, void* x, void* w, void* y, void* ws, std::size_t limit);
+  // The plan for direction d when it serves this call (its beta, aligned pointers), else null.
+  const CudnnGraphConv* graph_for(ConvDirection d, bool accumulate, const void* a, const void* b,
+                                  const void* c, std::size_t ws_bytes) const;
 
   Nchw x_, y_;
   ConvGeom g_;
@@ -113,6 +125,8 @@ class CudnnConv {
   bool fused_ = false;
   std::size_t fwd_fused_ws_ = 0;  // IMPLICIT_PRECOMP_GEMM's workspace when fused_
   float fused_ms_ = -1.f, unfused_ms_ = -1.f;
+  std::unique_ptr<CudnnGraphConv> graph_[3];  // by ConvDirection, where faster than the legacy choice
+  float legacy_ms_[3] = {-1.f, -1.f, -1.f};   // the legacy choice timed beside the backend plans
 };
 
 // Sets a 4-d tensor descriptor for a (possibly strided) NCHW view.

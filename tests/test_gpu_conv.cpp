@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <type_traits>
 
 #include "engine/cudnn_conv.h"
 #include "engine/gpu_fc.h"
@@ -149,6 +150,50 @@ void check_conv(const ConvCase& cc, bool nhwc = false) {
   EXPECT_EQ(written_outside(xs, dx), 0u);
   std::snprintf(what, sizeof what, "conv bwd filter (+=) %s %s %s", cc.name, name_of<T>(), lay);
   report(what, rel_error(dwg, dwref), tol<T>(kConvFp32Tol));
+
+  // The backend API's plans on their own (channels-last bf16), whatever CudnnConv chose: the
+  // fastest heuristic config of each direction against the same references (forward into a
+  // poisoned output, backward data likewise, backward filter adding onto dw0 with beta = 1).
+  // (Not for conv1's 3 input channels: no engine takes them, and the net runs conv1 itself.)
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (!nhwc || cc.c % 8 != 0) return;
+    DeviceBuffer sws(opt.workspace_limit), gy = poisoned<T>(ys.total), gdx = poisoned<T>(xs.total),
+                                           gdw = upload<T>(dev_w(dw0));
+    const struct {
+      ConvDirection d;
+      float beta;
+      T* a;
+      T* b;
+      T* c;
+      const char* name;
+    } runs[3] = {
+        {ConvDirection::kForward, 0.f, d_x.as<T>() + xo, d_w.as<T>(), gy.as<T>() + yo, "fwd"},
+        {ConvDirection::kBackwardData, 0.f, gdx.as<T>() + xo, d_w.as<T>(), d_dy.as<T>() + yo, "bwd data"},
+        {ConvDirection::kBackwardFilter, 1.f, d_x.as<T>() + xo, gdw.as<T>(), d_dy.as<T>() + yo,
+         "bwd filter (+=)"}};
+    for (const auto& r : runs) {
+      CudnnGraphConv g(h, xs.view, cc.g, ys.view, r.d, r.beta);
+      {  // planning on scratch copies (the search overwrites its output)
+        DeviceBuffer sx = upload<T>(dev_x(x)), sw = upload<T>(dev_w(w)), sy = upload<T>(dev_y(dy));
+        ASSERT_GT(g.choose(h, sx.as<T>() + xo, sw.data(), sy.as<T>() + yo, sws.data(), sws.bytes(), false),
+                  0.f)
+            << cc.name << " " << r.name << ": no backend plan ran";
+      }
+      std::printf("  %s bf16 NHWC %s: %s\n", cc.name, r.name, g.describe().c_str());
+      DeviceBuffer gws(std::max<std::size_t>(g.workspace_bytes(), 16));
+      g.run(h, r.a, r.b, r.c, gws.data());
+    }
+    const auto gyh = host_y(download<T>(gy, ys.total)), gdxh = host_x(download<T>(gdx, xs.total)),
+               gdwh = host_w(download<T>(gdw, wn));
+    std::snprintf(what, sizeof what, "graph conv fwd %s bf16 NHWC", cc.name);
+    report(what, rel_error(gather(ys, gyh), gather(ys, y2ref)), tol<T>(kConvFp32Tol));
+    EXPECT_EQ(written_outside(ys, gyh), 0u);
+    std::snprintf(what, sizeof what, "graph conv bwd data %s bf16 NHWC", cc.name);
+    report(what, rel_error(gather(xs, gdxh), gather(xs, dxref)), tol<T>(kConvFp32Tol));
+    EXPECT_EQ(written_outside(xs, gdxh), 0u);
+    std::snprintf(what, sizeof what, "graph conv bwd filter (+=) %s bf16 NHWC", cc.name);
+    report(what, rel_error(gdwh, dwref), tol<T>(kConvFp32Tol));
+  }
 }
 
 const ConvCase kCases[] = {
