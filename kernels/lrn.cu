@@ -123,15 +123,46 @@ __device__ inline void load_group(const T* p, float* out) {
 }
 
 // out[t] = p[c0 + t] for t in [0, n) with zeros outside [0, c_dim); the middle V at c0 + off
-// come from one vector load.
+// come from one vector load. When the halo on each side fits in one group (off <= V and
+// n - off - V <= V) the halos come from the neighbouring groups' vector loads (whole groups:
+// the vector path has C % V == 0, so a neighbouring group is wholly inside [0, C) or wholly
+// outside), not from one scalar load per channel: the same values with far fewer load
+// instructions (the neighbours' groups are in L1, read by the neighbouring threads).
 template <typename T, int V, int kOff, int kN>
 __device__ inline void load_window(const T* p, int c0, int c_dim, float* out) {
-  load_group<T, V>(p + c0 + kOff, out + kOff);
+  constexpr int kAfter = kN - kOff - V;
+  const int c = c0 + kOff;  // this thread's first channel
+  load_group<T, V>(p + c, out + kOff);
+  if constexpr (V > 1 && kOff <= V && kAfter <= V) {
+    if constexpr (kOff > 0) {
+      float prev[V];
+      if (c >= V) {
+        load_group<T, V>(p + c - V, prev);
+      } else {
 #pragma unroll
-  for (int t = 0; t < kN; ++t) {
-    if (t >= kOff && t < kOff + V) continue;
-    const int cc = c0 + t;
-    out[t] = (cc >= 0 && cc < c_dim) ? to_f32(p[cc]) : 0.f;
+        for (int e = 0; e < V; ++e) prev[e] = 0.f;
+      }
+#pragma unroll
+      for (int t = 0; t < kOff; ++t) out[t] = prev[V - kOff + t];
+    }
+    if constexpr (kAfter > 0) {
+      float next[V];
+      if (c + V < c_dim) {
+        load_group<T, V>(p + c + V, next);
+      } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) next[e] = 0.f;
+      }
+#pragma unroll
+      for (int t = 0; t < kAfter; ++t) out[kOff + V + t] = next[t];
+    }
+  } else {
+#pragma unroll
+    for (int t = 0; t < kN; ++t) {
+      if (t >= kOff && t < kOff + V) continue;
+      const int cc = c0 + t;
+      out[t] = (cc >= 0 && cc < c_dim) ? to_f32(p[cc]) : 0.f;
+    }
   }
 }
 
