@@ -57,13 +57,21 @@ bool g_verbose = false;
 
 struct ConvShape {
   const char* name;
-  int c, h, w, k, r, pad;  // square filters, stride 1, dilation 1
+  int c, h, w, k, r, pad;  // square filters, dilation 1
+  int stride = 1;
 };
 
 constexpr ConvShape kShapes[] = {
-    {"conv2/3x3", 64, 56, 56, 192, 3, 1},         {"inception_3a/3x3", 96, 28, 28, 128, 3, 1},
-    {"inception_3b/3x3", 128, 28, 28, 192, 3, 1}, {"inception_3a/5x5", 16, 28, 28, 32, 5, 2},
-    {"inception_4e/3x3", 160, 14, 14, 320, 3, 1}, {"conv2/3x3_reduce", 64, 56, 56, 64, 1, 0},
+    {"conv2/3x3", 64, 56, 56, 192, 3, 1},
+    {"inception_3a/3x3", 96, 28, 28, 128, 3, 1},
+    {"inception_3b/3x3", 128, 28, 28, 192, 3, 1},
+    {"inception_3a/5x5", 16, 28, 28, 32, 5, 2},
+    {"inception_4e/3x3", 160, 14, 14, 320, 3, 1},
+    {"conv2/3x3_reduce", 64, 56, 56, 64, 1, 0},
+    // conv1 (7x7 stride 2) as the data has it (3 channels) and zero-padded to 4 and 8 channels
+    {"conv1/7x7_s2", 3, 224, 224, 64, 7, 3, 2},
+    {"conv1/7x7_s2 C4", 4, 224, 224, 64, 7, 3, 2},
+    {"conv1/7x7_s2 C8", 8, 224, 224, 64, 7, 3, 2},
 };
 
 enum class Dir { kFwd = 0, kBwdData = 1, kBwdFilter = 2 };
@@ -72,8 +80,8 @@ constexpr const char* kDirNames[] = {"fwd", "dgrad", "wgrad"};
 struct Problem {
   ConvShape s;
   int n;
-  int p() const { return s.h + 2 * s.pad - s.r + 1; }
-  int q() const { return s.w + 2 * s.pad - s.r + 1; }
+  int p() const { return (s.h + 2 * s.pad - s.r) / s.stride + 1; }
+  int q() const { return (s.w + 2 * s.pad - s.r) / s.stride + 1; }
   std::int64_t x_count() const { return std::int64_t(n) * s.c * s.h * s.w; }
   std::int64_t w_count() const { return std::int64_t(s.k) * s.c * s.r * s.r; }
   std::int64_t y_count() const { return std::int64_t(n) * s.k * p() * q(); }
@@ -172,8 +180,8 @@ LegacyDescs make_legacy_descs(const Problem& p) {
   set_nhwc_desc(d.y, Nchw{p.n, p.s.k, p.p(), p.q()}, kernels::DType::kBF16);
   CUDNN_CHECK(
       cudnnSetFilter4dDescriptor(d.w, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NHWC, p.s.k, p.s.c, p.s.r, p.s.r));
-  CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.conv, p.s.pad, p.s.pad, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION,
-                                              CUDNN_DATA_FLOAT));
+  CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.conv, p.s.pad, p.s.pad, p.s.stride, p.s.stride, 1, 1,
+                                              CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, CUDNN_TENSOR_OP_MATH));
   return d;
 }
@@ -301,14 +309,15 @@ OpGraph build_graph(cudnnHandle_t h, const Problem& p, Dir dir, float beta) {
   g.conv = create(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
   const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
-  const std::int64_t spatial = 2, pads[2] = {p.s.pad, p.s.pad}, ones[2] = {1, 1};
+  const std::int64_t spatial = 2, pads[2] = {p.s.pad, p.s.pad}, ones[2] = {1, 1},
+                     strides[2] = {p.s.stride, p.s.stride};
   SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp);
   SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
   SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial);
   SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pads);
   SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pads);
   SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, ones);
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, ones);
+  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, strides);
   BACKEND_CHECK(cudnnBackendFinalize(g.conv));
 
   const float alpha = 1.f;
@@ -376,7 +385,7 @@ constexpr const char* kKnobNames[] = {
     "idx",    "sliced",  "splitrs", "single", "ldgc",  "specfilt", "kcfg",      "ws",    "cga",
     "cgam",   "cgan",    "block",   "occ",    "arr",   "cpb",      "splitcols", "rows",  "cols",
     "load",   "ctas",    "streamk", "splitp", "tm",    "tn",       "warpspec",  "swapab"};
-static_assert(std::size(kKnobNames) == CUDNN_KNOB_TYPE_COUNTS, "a knob type without a name");
+// (A cuDNN with more knob types prints the new ones as k<number>.)
 
 std::string knob_text(const std::vector<Knob>& knobs) {
   std::string s;
@@ -410,12 +419,11 @@ std::string engine_notes(cudnnBackendDescriptor_t engine) {
                                CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &nn, num) != CUDNN_STATUS_SUCCESS)
     return "?";
   for (std::int64_t i = 0; i < nn; ++i)
-    s += std::string(s.empty() ? "" : ",") + (num[i] < CUDNN_NUMERICAL_NOTE_TYPE_COUNT ? kNum[num[i]] : "n?");
+    s += std::string(s.empty() ? "" : ",") + (std::size_t(num[i]) < std::size(kNum) ? kNum[num[i]] : "n?");
   if (cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
                                CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nb, beh) == CUDNN_STATUS_SUCCESS)
     for (std::int64_t i = 0; i < nb; ++i)
-      s +=
-          std::string(s.empty() ? "" : ",") + (beh[i] < CUDNN_BEHAVIOR_NOTE_TYPE_COUNT ? kBeh[beh[i]] : "b?");
+      s += std::string(s.empty() ? "" : ",") + (std::size_t(beh[i]) < std::size(kBeh) ? kBeh[beh[i]] : "b?");
   return s.empty() ? "-" : s;
 }
 
@@ -788,9 +796,10 @@ void bench_direction(const Context& ctx, const Problem& p, Dir dir, const Buffer
 }
 
 void bench_shape(const Context& ctx, const Problem& p, const std::string& dirs) {
-  std::printf("\n== %s  N=%d C=%d %dx%d -> K=%d %dx%d pad %d stride 1 -> %dx%d  (%.1f GFLOP per direction)\n",
-              p.s.name, p.n, p.s.c, p.s.h, p.s.w, p.s.k, p.s.r, p.s.r, p.s.pad, p.p(), p.q(),
-              p.flops() / 1e9);
+  std::printf(
+      "\n== %s  N=%d C=%d %dx%d -> K=%d %dx%d pad %d stride %d -> %dx%d  (%.1f GFLOP per direction)\n",
+      p.s.name, p.n, p.s.c, p.s.h, p.s.w, p.s.k, p.s.r, p.s.r, p.s.pad, p.s.stride, p.p(), p.q(),
+      p.flops() / 1e9);
   Buffers b{DeviceBuffer(p.x_count() * sizeof(bf16)), DeviceBuffer(p.w_count() * sizeof(bf16)),
             DeviceBuffer(p.y_count() * sizeof(bf16)), DeviceBuffer(p.y_count() * sizeof(bf16)),
             DeviceBuffer(p.x_count() * sizeof(bf16)), DeviceBuffer(p.w_count() * sizeof(bf16))};

@@ -306,9 +306,15 @@ void CudnnConv::choose_graph_plans(cudnnHandle_t h, void* x, void* w, void* y, v
             static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwd_filter_.algo), ws, limit, beta, w_desc_, w));
       });
     legacy_ms_[int(d)] = legacy;
-    auto plan = std::make_unique<CudnnGraphConv>(h, x_, g_, y_, d, *beta);
-    const float ms = plan->choose(h, x, w, y, ws, limit, opt_.deterministic);
-    if (ms > 0.f && ms < 0.97f * legacy) graph_[int(d)] = std::move(plan);
+    // A cuDNN whose backend API refuses this graph (another version, a deprecated attribute
+    // gone) leaves the direction on its legacy algorithm.
+    try {
+      auto plan = std::make_unique<CudnnGraphConv>(h, x_, g_, y_, d, *beta);
+      const float ms = plan->choose(h, x, w, y, ws, limit, opt_.deterministic);
+      if (ms > 0.f && ms < 0.97f * legacy) graph_[int(d)] = std::move(plan);
+    } catch (const CudaError&) {
+      cudaGetLastError();
+    }
   }
 }
 
