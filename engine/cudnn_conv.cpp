@@ -133,18 +133,6 @@ bool pick(const Perf* perf, int n, const AlgoFilter& f, ConvAlgoChoice* out, boo
   return false;
 }
 
-float time_ms(cudaStream_t s, int reps, auto&& fn) {
-  Event a = make_event(), b = make_event();
-  for (int i = 0; i < 2; ++i) fn();
-  CUDA_CHECK(cudaEventRecord(a, s));
-  for (int i = 0; i < reps; ++i) fn();
-  CUDA_CHECK(cudaEventRecord(b, s));
-  CUDA_CHECK(cudaEventSynchronize(b));
-  float ms = 0;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-  return ms / reps;
-}
-
 // Re-times up to kRetime acceptable candidates of a Find list with the beta a step uses
 // (call(choice) runs one call with beta = 1 and returns its status); keeps *out when none runs.
 template <typename Perf, typename Call>
@@ -162,7 +150,7 @@ void retime_with_beta(cudaStream_t s, const Perf* perf, int n, const AlgoFilter&
       cudaGetLastError();
       continue;
     }
-    const float ms = time_ms(s, 5, [&] { CUDNN_CHECK(call(c)); });
+    const float ms = plan_time_ms(s, 5, [&] { CUDNN_CHECK(call(c)); });
     if (best < 0.f || ms < best) {
       best = ms;
       best_choice = c;
@@ -268,8 +256,8 @@ void CudnnConv::choose_algorithms(cudnnHandle_t h, void* x, void* w, void* y, vo
     cudaGetLastError();
     return;  // this dtype/layout has no fused kernel: conv + bias_relu kernel
   }
-  fused_ms_ = time_ms(s, 10, [&] { CUDNN_CHECK(fused_call()); });
-  unfused_ms_ = time_ms(s, 10, [&] { forward_bias_relu(h, x, w, bias, y, ws, limit); });
+  fused_ms_ = plan_time_ms(s, 10, [&] { CUDNN_CHECK(fused_call()); });
+  unfused_ms_ = plan_time_ms(s, 10, [&] { forward_bias_relu(h, x, w, bias, y, ws, limit); });
   fused_ = fused_ms_ < unfused_ms_;
   if (fused_) fwd_fused_ws_ = fws;
 }
@@ -288,19 +276,19 @@ void CudnnConv::choose_graph_plans(cudnnHandle_t h, void* x, void* w, void* y, v
     const float* beta = acc ? &one : &zero;
     float legacy = -1.f;
     if (d == ConvDirection::kForward)
-      legacy = time_ms(s, 5, [&] {
+      legacy = plan_time_ms(s, 5, [&] {
         CUDNN_CHECK(cudnnConvolutionForward(h, &one, x_desc_, x, w_desc_, w, fwd_desc_,
                                             static_cast<cudnnConvolutionFwdAlgo_t>(fwd_.algo), ws, limit,
                                             beta, y_desc_, y));
       });
     else if (d == ConvDirection::kBackwardData)
-      legacy = time_ms(s, 5, [&] {
+      legacy = plan_time_ms(s, 5, [&] {
         CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, w_desc_, w, y_desc_, y, bwd_data_desc_,
                                                  static_cast<cudnnConvolutionBwdDataAlgo_t>(bwd_data_.algo),
                                                  ws, limit, beta, x_desc_, x));
       });
     else
-      legacy = time_ms(s, 5, [&] {
+      legacy = plan_time_ms(s, 5, [&] {
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(
             h, &one, x_desc_, x, y_desc_, y, bwd_filter_desc_,
             static_cast<cudnnConvolutionBwdFilterAlgo_t>(bwd_filter_.algo), ws, limit, beta, w_desc_, w));

@@ -27,6 +27,18 @@ BackendDesc backend_create(cudnnBackendDescriptorType_t t) {
   return BackendDesc(d);
 }
 
+float plan_time_ms(cudaStream_t s, int reps, const std::function<void()>& fn) {
+  Event a = make_event(), b = make_event();
+  for (int i = 0; i < 2; ++i) fn();
+  CUDA_CHECK(cudaEventRecord(a, s));
+  for (int i = 0; i < reps; ++i) fn();
+  CUDA_CHECK(cudaEventRecord(b, s));
+  CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  return ms / reps;
+}
+
 namespace {
 
 BackendDesc create(cudnnBackendDescriptorType_t t) {
@@ -183,7 +195,6 @@ float CudnnGraphConv::choose(cudnnHandle_t h, void* x, void* w, void* y, void* w
     return -1.f;
   cudaStream_t s = nullptr;
   CUDNN_CHECK(cudnnGetStream(h, &s));
-  Event a = make_event(), b = make_event();
   int tried = 0;
   for (std::int64_t i = 0; i < got && tried < max_configs; ++i) {
     BackendDesc engine = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
@@ -209,15 +220,8 @@ float CudnnGraphConv::choose(cudnnHandle_t h, void* x, void* w, void* y, void* w
       cudaGetLastError();
       continue;
     }
-    constexpr int kReps = 5;
-    cudnnBackendExecute(h, plan, pack);  // warm-up
-    CUDA_CHECK(cudaEventRecord(a, s));
-    for (int r = 0; r < kReps; ++r) BACKEND_CHECK(cudnnBackendExecute(h, plan, pack));
-    CUDA_CHECK(cudaEventRecord(b, s));
-    CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    ms /= kReps;
+    // The same timing as the legacy choice it competes with (CudnnConv::choose_graph_plans).
+    const float ms = plan_time_ms(s, 5, [&] { BACKEND_CHECK(cudnnBackendExecute(h, plan, pack)); });
     if (time_ms_ < 0.f || ms < time_ms_) {
       time_ms_ = ms;
       plan_ = std::move(plan);

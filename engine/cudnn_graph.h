@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "engine/owners.h"
@@ -33,6 +34,10 @@ void backend_check(cudnnStatus_t st, const char* what, const char* file, int lin
 #define BACKEND_CHECK(expr) ::incept::backend_check((expr), #expr, __FILE__, __LINE__)
 // A new backend descriptor of type t (throws if cuDNN cannot make one).
 BackendDesc backend_create(cudnnBackendDescriptorType_t t);
+
+// Mean ms of one call of fn on stream s over `reps` calls after two warm-up calls (CUDA events).
+// Synchronizes: for choosing algorithms when a net is planned, never inside a step.
+float plan_time_ms(cudaStream_t s, int reps, const std::function<void()>& fn);
 
 enum class ConvDirection { kForward = 0, kBackwardData = 1, kBackwardFilter = 2 };
 
