@@ -61,6 +61,7 @@ struct Mode {
   SpatialConv spatial = SpatialConv::kAuto;
   int lanes = 0;               // GpuNetOptions::branch_lanes; 0: recommended_options'
   std::string conv1 = "auto";  // GpuNetOptions::few_channel_conv: auto (the default), implicit or gemm
+  bool side_heads = false;     // PlanOptions::side_heads: the auxiliary heads as branches
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -88,7 +89,8 @@ std::string mode_name(const Mode& m) {
                      : m.spatial == SpatialConv::kCudnn ? " cudnn"
                                                         : "",
                      m.lanes ? fmt::format(" {} lane{}", m.lanes, m.lanes > 1 ? "s" : "") : "",
-                     m.conv1 == "auto" ? "" : " conv1-" + m.conv1);
+                     m.conv1 == "auto" ? "" : " conv1-" + m.conv1) +
+         (m.side_heads ? " side-heads" : "");
 }
 
 int current_device() {
@@ -170,6 +172,7 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
   po.stage = Stage::kTrain;
   po.batch = batch;
   po.num_classes = classes;
+  po.side_heads = m.side_heads;
   NetPlan plan = plan_net(models::googlenet(), po);
   MemoryPeak mem;
   GpuNet net(plan, net_options(m));
@@ -211,6 +214,7 @@ Result run_parallel(const Mode& m, const std::vector<int>& gpus, int batch, int 
   po.stage = Stage::kTrain;
   po.batch = batch;
   po.num_classes = classes;
+  po.side_heads = m.side_heads;
   const NetPlan plan = plan_net(models::googlenet(), po);
   struct Replica {
     std::unique_ptr<MemoryPeak> mem;
@@ -455,6 +459,11 @@ int main(int argc, char** argv) {
                  "im2col + cuBLAS")
       ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
+  bool side_heads = false;
+  app.add_flag(
+      "--side-heads", side_heads,
+      "plan the auxiliary heads as one more branch of the next inception module (PlanOptions::side_heads), "
+      "so the lanes run them beside it");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
   app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
   app.add_flag("--layers", layers, "print the per-layer forward/backward time table");
@@ -519,6 +528,7 @@ int main(int argc, char** argv) {
             if (conv1 != "auto" && conv1 != "gemm" && conv1 != "implicit")
               throw Error("--conv1 must be auto, implicit or gemm, got " + conv1);
             m.conv1 = conv1;
+            m.side_heads = side_heads;
             if (parallel) {
               results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
               continue;

@@ -246,6 +246,36 @@ void find_regions(NetPlan& plan) {
   }
 }
 
+// PlanOptions::side_heads: the layers between a region's fork producer and its first layer join
+// it as one more branch when they form a side head: each reads only the fork, labels and blobs
+// of the head, and nothing after the head reads the head's blobs.
+void add_side_heads(NetPlan& plan) {
+  const int nl = int(plan.layers.size());
+  std::vector<int> last_reader(plan.blobs.size(), -1);
+  for (int l = 0; l < nl; ++l)
+    for (int b : plan.layers[l].bottoms) last_reader[b] = std::max(last_reader[b], l);
+  for (BranchRegion& r : plan.regions) {
+    const int h0 = plan.blobs[r.fork].producer + 1, h1 = r.first;  // the head: [h0, h1)
+    if (h0 <= 0 || h0 >= h1) continue;
+    bool ok = true, reads_fork = false;
+    for (int l = h0; l < h1 && ok; ++l) {
+      for (int b : plan.layers[l].bottoms) {
+        const int p = plan.blobs[b].producer;
+        if (b == r.fork)
+          reads_fork = true;
+        else if (!plan.blobs[b].is_label && (p < h0 || p >= h1))
+          ok = false;
+      }
+      for (int t : plan.layers[l].tops)
+        if (last_reader[t] >= h1 || plan.blobs[t].root != t) ok = false;
+    }
+    if (!ok || !reads_fork) continue;
+    const int head = r.branches();
+    r.branch.insert(r.branch.begin(), std::size_t(h1 - h0), head);
+    r.first = h0;
+  }
+}
+
 void place_memory(NetPlan& plan, const std::vector<char>& root_has_diff) {
   const int nl = int(plan.layers.size());
   const bool train = plan.options.training;
@@ -338,7 +368,10 @@ NetPlan plan_net(const NetSpec& spec, const PlanOptions& options) {
   alias_concats(plan);
   std::vector<char> root_has_diff;
   plan_gradients(plan, root_has_diff);
-  if (plan.options.branch_regions) find_regions(plan);
+  if (plan.options.branch_regions) {
+    find_regions(plan);
+    if (plan.options.side_heads) add_side_heads(plan);
+  }
   place_memory(plan, root_has_diff);
   return plan;
 }

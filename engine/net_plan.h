@@ -34,6 +34,11 @@ struct PlanOptions {
   // Find BranchRegions (concurrent branches) and plan memory so they may run concurrently
   // (a little more arena: buffers touched in one region never share memory).
   bool branch_regions = true;
+  // With branch_regions: an auxiliary head (GoogLeNet's loss1/loss2: layers that read only the
+  // fork blob of the next inception region, labels and each other, ending in losses or
+  // accuracies that no later layer reads) joins that region as one more branch, so a GPU may
+  // run it beside the module instead of before it.
+  bool side_heads = false;
 };
 
 struct BlobPlan {
@@ -78,7 +83,9 @@ struct LayerPlan {
 
 // Branches that may run at the same time (an inception module): the layers [first, last], `last`
 // the Concat that joins them, every layer in between on exactly one branch, each branch a chain
-// from one shared input blob (`fork`, produced before `first`) to one bottom of the Concat.
+// from one shared input blob (`fork`, produced before `first`) to one bottom of the Concat; with
+// PlanOptions::side_heads also an auxiliary head (the last branch), which reads the fork and
+// ends in its losses.
 // A GPU backend may run each branch on its own stream between a fork at `first` and a join at
 // `last` (backward: the reverse); the memory plan keeps every buffer touched inside a region
 // apart from every other one touched there, so no reuse of arena memory can race.

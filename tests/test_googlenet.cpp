@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 #include "engine/cpu_net.h"
@@ -28,6 +29,36 @@ NetPlan plan(Stage stage, int classes, int batch = 2) {
   return plan_net(models::googlenet(), o);
 }
 
+// Every arena range touched in region r (values and gradients of the roots of every blob its
+// layers read or write, their saved state) is disjoint from every other one.
+void expect_disjoint_memory(const NetPlan& p, const BranchRegion& r, const std::string& what) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+  std::set<int> roots;
+  for (int l = r.first; l <= r.last; ++l) {
+    const LayerPlan& lp = p.layers[l];
+    for (const auto* v : {&lp.bottoms, &lp.tops})
+      for (int b : *v) roots.insert(p.blobs[b].root);
+    if (lp.saved_elems > 0) ranges.emplace_back(lp.saved_offset, lp.saved_offset + lp.saved_elems);
+  }
+  for (int root : roots) {
+    const BlobPlan& b = p.blobs[root];
+    if (b.is_label) continue;
+    ranges.emplace_back(b.offset, b.offset + b.shape.count());
+    if (b.diff_offset >= 0) ranges.emplace_back(b.diff_offset, b.diff_offset + b.shape.count());
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i)
+    EXPECT_LE(ranges[i - 1].second, ranges[i].first) << what << ": two buffers of the region share memory";
+}
+
+// The branch an inception layer belongs to, from its name (1x1, 3x3 chain, 5x5 chain, pool chain).
+int inception_branch(const std::string& name) {
+  return name.find("/1x1") != std::string::npos || name.find("relu_1x1") != std::string::npos ? 0
+         : name.find("3x3") != std::string::npos                                              ? 1
+         : name.find("5x5") != std::string::npos                                              ? 2
+                                                                                              : 3;
+}
+
 // The inception modules are found as regions whose branches may run concurrently, and the memory
 // plan never lets two buffers touched inside one region share arena memory (a GPU running the
 // branches on several streams would race on it otherwise).
@@ -44,35 +75,9 @@ TEST(GoogLeNetPlan, InceptionModulesAreBranchRegionsWithDisjointMemory) {
       EXPECT_EQ(p.layers[r.first].bottoms[0], r.fork) << module;  // the module's input
       EXPECT_LT(p.blobs[r.fork].producer, r.first) << module;
       ASSERT_EQ(int(r.branch.size()), r.last - r.first + 1);
-      for (int l = r.first; l < r.last; ++l) {
-        const std::string& name = p.layers[l].name;
-        const int want = name.find("/1x1") != std::string::npos || name.find("relu_1x1") != std::string::npos
-                             ? 0
-                         : name.find("3x3") != std::string::npos ? 1
-                         : name.find("5x5") != std::string::npos ? 2
-                                                                 : 3;
-        EXPECT_EQ(r.branch[l - r.first], want) << name;
-      }
-      // Every arena range touched in the region (values and gradients of the roots of every blob
-      // its layers read or write, their saved state) is disjoint from every other one.
-      std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
-      std::set<int> roots;
-      for (int l = r.first; l <= r.last; ++l) {
-        const LayerPlan& lp = p.layers[l];
-        for (const auto* v : {&lp.bottoms, &lp.tops})
-          for (int b : *v) roots.insert(p.blobs[b].root);
-        if (lp.saved_elems > 0) ranges.emplace_back(lp.saved_offset, lp.saved_offset + lp.saved_elems);
-      }
-      for (int root : roots) {
-        const BlobPlan& b = p.blobs[root];
-        if (b.is_label) continue;
-        ranges.emplace_back(b.offset, b.offset + b.shape.count());
-        if (b.diff_offset >= 0) ranges.emplace_back(b.diff_offset, b.diff_offset + b.shape.count());
-      }
-      std::sort(ranges.begin(), ranges.end());
-      for (std::size_t i = 1; i < ranges.size(); ++i)
-        EXPECT_LE(ranges[i - 1].second, ranges[i].first)
-            << module << ": two buffers of the region share memory";
+      for (int l = r.first; l < r.last; ++l)
+        EXPECT_EQ(r.branch[l - r.first], inception_branch(p.layers[l].name)) << p.layers[l].name;
+      expect_disjoint_memory(p, r, module);
     }
   }
   PlanOptions o;
@@ -80,6 +85,45 @@ TEST(GoogLeNetPlan, InceptionModulesAreBranchRegionsWithDisjointMemory) {
   o.num_classes = 10;
   o.branch_regions = false;
   EXPECT_TRUE(plan_net(models::googlenet(), o).regions.empty());
+}
+
+// PlanOptions::side_heads: loss1's head joins inception_4b's region and loss2's joins 4e's, as a
+// fifth branch (in the val net too, with its accuracy layers); the other modules are unchanged,
+// and every region's buffers stay disjoint.
+TEST(GoogLeNetPlan, AuxiliaryHeadsJoinTheNextModuleAsABranch) {
+  for (const Stage stage : {Stage::kTrain, Stage::kVal}) {
+    PlanOptions o;
+    o.stage = stage;
+    o.batch = 4;
+    o.num_classes = 1000;
+    o.side_heads = true;
+    const NetPlan p = plan_net(models::googlenet(), o);
+    const char* what = stage == Stage::kTrain ? "train" : "val";
+    ASSERT_EQ(p.regions.size(), 9u) << what;
+    int heads = 0;
+    for (const BranchRegion& r : p.regions) {
+      const std::string module = p.layers[r.last].name.substr(0, p.layers[r.last].name.find('/'));
+      const std::string head = module == "inception_4b" ? "loss1/" : module == "inception_4e" ? "loss2/" : "";
+      ASSERT_EQ(int(r.branch.size()), r.last - r.first + 1) << what;
+      if (head.empty()) {
+        EXPECT_EQ(p.layers[r.first].name, module + "/1x1") << what;
+        EXPECT_EQ(r.branches(), 4) << module;
+      } else {
+        ++heads;
+        EXPECT_EQ(p.layers[r.first].name, head + "ave_pool") << what;
+        EXPECT_EQ(r.branches(), 5) << module;
+        EXPECT_EQ(p.layers[r.first].bottoms[0], r.fork) << module;
+      }
+      for (int l = r.first; l < r.last; ++l) {
+        const std::string& name = p.layers[l].name;
+        EXPECT_EQ(r.branch[l - r.first],
+                  name.rfind(head.empty() ? "-" : head, 0) == 0 ? 4 : inception_branch(name))
+            << what << " " << name;
+      }
+      expect_disjoint_memory(p, r, module);
+    }
+    EXPECT_EQ(heads, 2) << what;
+  }
 }
 
 Nchw shape_of(const NetPlan& p, const std::string& blob) {
@@ -253,6 +297,37 @@ TEST(GoogLeNet, ValPlanMatchesTrainPlanWithoutDropout) {
   for (const char* name : {"loss1/loss", "loss2/loss", "loss"})
     EXPECT_NEAR(train.output(name), val.output(name), 1e-4 * std::abs(val.output(name))) << name;
   EXPECT_GE(val.output("accuracy-top5"), val.output("accuracy"));
+}
+
+// PlanOptions::side_heads changes only where the buffers live (the auxiliary heads' buffers kept
+// apart from the next module's): one forward and backward gives the same bits, losses and every
+// parameter gradient, as the plan without it (an aliasing mistake would change them).
+TEST(GoogLeNet, SideHeadsPlanGivesTheSameBits) {
+  PlanOptions o;
+  o.batch = 1;
+  o.num_classes = 7;
+  CpuNet<float> a(plan_net(models::googlenet(), o));
+  o.side_heads = true;
+  CpuNet<float> b(plan_net(models::googlenet(), o));
+  ASSERT_NE(a.plan().regions[3].first, b.plan().regions[3].first);  // inception_4b's region grew
+  a.init_params(5);
+  std::copy(a.params().begin(), a.params().end(), b.params().begin());
+  a.set_dropout_seed(6);
+  b.set_dropout_seed(6);
+  const auto x = testing::random_floats(3 * 224 * 224, 7, -60, 60);
+  std::copy(x.begin(), x.end(), a.data());
+  std::copy(x.begin(), x.end(), b.data());
+  a.labels()[0] = b.labels()[0] = 4;
+  EXPECT_EQ(a.forward(0), b.forward(0));
+  a.zero_grads();
+  b.zero_grads();
+  a.backward();
+  b.backward();
+  for (const char* name : {"loss1/loss", "loss2/loss", "loss"})
+    EXPECT_EQ(a.output(name), b.output(name)) << name;
+  for (std::size_t p = 0; p < a.plan().params.size(); ++p)
+    EXPECT_EQ(0, std::memcmp(a.grad(int(p)), b.grad(int(p)), a.plan().params[p].count * sizeof(float)))
+        << a.plan().params[p].layer;
 }
 
 // A few SGD steps of the whole net (DIGITS' solver settings with base_lr 0.001: at batch 2 on

@@ -23,8 +23,9 @@ namespace {
 
 using kernels::DType;
 
-NetPlan make_plan(const NetSpec& spec, int batch, int classes) {
+NetPlan make_plan(const NetSpec& spec, int batch, int classes, bool side_heads = false) {
   PlanOptions o;
+  o.side_heads = side_heads;
   o.stage = Stage::kTrain;
   o.batch = batch;
   o.num_classes = classes;
@@ -253,8 +254,8 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16Conv1Im2col) {
 // and the loss after each step.
 std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec, DType dtype, bool graph,
                                                             int steps, bool channels_last = false,
-                                                            int branch_lanes = 1) {
-  NetPlan plan = make_plan(spec, 16, 10);
+                                                            int branch_lanes = 1, bool side_heads = false) {
+  NetPlan plan = make_plan(spec, 16, 10, side_heads);
   GpuNetOptions opt;
   opt.dtype = dtype;
   opt.deterministic = true;
@@ -313,6 +314,11 @@ TEST(GpuNet, BranchLanesGiveTheBitsOfOneStream) {
     EXPECT_EQ(l1, l4) << kernels::dtype_name(t);
     EXPECT_EQ(0, std::memcmp(w1.data(), e4.data(), w1.size() * 4)) << kernels::dtype_name(t) << " eager";
     EXPECT_EQ(l1, le4) << kernels::dtype_name(t) << " eager";
+    // The auxiliary heads as one more branch of the next module (PlanOptions::side_heads): their
+    // gradients still reach the fork blob in the one-stream order, so the same bits again.
+    auto [h4, lh4] = run_steps(models::googlenet(), t, true, 3, true, 4, true);
+    EXPECT_EQ(0, std::memcmp(w1.data(), h4.data(), w1.size() * 4)) << kernels::dtype_name(t) << " side heads";
+    EXPECT_EQ(l1, lh4) << kernels::dtype_name(t) << " side heads";
     for (float v : l1) EXPECT_TRUE(std::isfinite(v)) << kernels::dtype_name(t);
   }
 }
