@@ -31,6 +31,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -74,7 +75,10 @@ constexpr ConvShape kShapes[] = {
     {"conv1/7x7_s2 C8", 8, 224, 224, 64, 7, 3, 2},
 };
 
-enum class Dir { kFwd = 0, kBwdData = 1, kBwdFilter = 2 };
+enum class Dir { kFwd = 0, kBwdData = 1, kBwdFilter = 2 };  // numbered as ConvDirection
+static_assert(int(Dir::kFwd) == int(ConvDirection::kForward) &&
+              int(Dir::kBwdData) == int(ConvDirection::kBackwardData) &&
+              int(Dir::kBwdFilter) == int(ConvDirection::kBackwardFilter));
 constexpr const char* kDirNames[] = {"fwd", "dgrad", "wgrad"};
 
 struct Problem {
@@ -276,87 +280,25 @@ BackendDesc create(cudnnBackendDescriptorType_t t) {
   return backend_create(t);
 }
 
-// bf16 tensor of logical dims {N, C, H, W} stored channels-last (also filters: {K, C, R, S} as KRSC).
-BackendDesc make_tensor(std::int64_t uid, std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) {
-  BackendDesc d = create(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-  const cudnnDataType_t dt = CUDNN_DATA_BFLOAT16;
-  const std::int64_t dims[4] = {n, c, h, w}, strides[4] = {h * w * c, 1, w * c, c}, align = 16;
-  SET_ATTR(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
-  SET_ATTR(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims);
-  SET_ATTR(d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides);
-  SET_ATTR(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
-  SET_ATTR(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
-  BACKEND_CHECK(cudnnBackendFinalize(d));
-  return d;
-}
-
-// Tensor ids of the variant pack: the activation side (x or dx), the filter (w or dw), the
-// output side (y or dy).
-constexpr std::int64_t kUidX = 1, kUidW = 2, kUidY = 3;
-
-// One convolution operation in an operation graph; the descriptors it refers to live as long.
+// One convolution operation in an operation graph, built by the engine's CudnnGraphConv (which
+// owns the descriptors), with the number of global engines cuDNN has for it.
 struct OpGraph {
-  BackendDesc x, w, y, conv, op, graph;
+  std::unique_ptr<CudnnGraphConv> conv;
+  cudnnBackendDescriptor_t graph = nullptr;
   std::int64_t engine_count = 0;
 };
 
 OpGraph build_graph(cudnnHandle_t h, const Problem& p, Dir dir, float beta) {
+  ConvGeom geom;
+  geom.num_output = p.s.k;
+  geom.kernel_h = geom.kernel_w = p.s.r;
+  geom.stride_h = geom.stride_w = p.s.stride;
+  geom.pad_h = geom.pad_w = p.s.pad;
   OpGraph g;
-  g.x = make_tensor(kUidX, p.n, p.s.c, p.s.h, p.s.w);
-  g.w = make_tensor(kUidW, p.s.k, p.s.c, p.s.r, p.s.r);
-  g.y = make_tensor(kUidY, p.n, p.s.k, p.p(), p.q());
-
-  g.conv = create(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
-  const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
-  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
-  const std::int64_t spatial = 2, pads[2] = {p.s.pad, p.s.pad}, ones[2] = {1, 1},
-                     strides[2] = {p.s.stride, p.s.stride};
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp);
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial);
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pads);
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pads);
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, ones);
-  SET_ATTR(g.conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, strides);
-  BACKEND_CHECK(cudnnBackendFinalize(g.conv));
-
-  const float alpha = 1.f;
-  cudnnBackendDescriptor_t x = g.x, w = g.w, y = g.y, conv = g.conv;
-  if (dir == Dir::kFwd) {
-    g.op = create(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-             &conv);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-  } else if (dir == Dir::kBwdData) {
-    g.op = create(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-             &conv);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-  } else {
-    g.op = create(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-             &conv);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-    SET_ATTR(g.op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-  }
-  BACKEND_CHECK(cudnnBackendFinalize(g.op));
-
-  g.graph = create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-  cudnnBackendDescriptor_t op = g.op;
-  SET_ATTR(g.graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &op);
-  set_handle(g.graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, "CUDNN_ATTR_OPERATIONGRAPH_HANDLE", h);
-  BACKEND_CHECK(cudnnBackendFinalize(g.graph));
+  g.conv = std::make_unique<CudnnGraphConv>(h, Nchw{p.n, p.s.c, p.s.h, p.s.w}, geom,
+                                            Nchw{p.n, p.s.k, p.p(), p.q()},
+                                            static_cast<ConvDirection>(int(dir)), beta);
+  g.graph = g.conv->operation_graph();
   std::int64_t got = 0;
   BACKEND_CHECK(cudnnBackendGetAttribute(g.graph, CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT,
                                          CUDNN_TYPE_INT64, 1, &got, &g.engine_count));
@@ -544,20 +486,9 @@ cudnnStatus_t make_plan(cudnnHandle_t h, const Config& c, Plan& p) {
 }
 
 BackendDesc make_variant_pack(const Buffers& b, Dir dir, void* ws) {
-  void* ptrs[3];
-  if (dir == Dir::kFwd)
-    ptrs[0] = b.x.data(), ptrs[1] = b.w.data(), ptrs[2] = b.y_out.data();
-  else if (dir == Dir::kBwdData)
-    ptrs[0] = b.dx_out.data(), ptrs[1] = b.w.data(), ptrs[2] = b.dy.data();
-  else
-    ptrs[0] = b.x.data(), ptrs[1] = b.dw_out.data(), ptrs[2] = b.dy.data();
-  const std::int64_t uids[3] = {kUidX, kUidW, kUidY};
-  BackendDesc pack = create(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  SET_ATTR(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids);
-  SET_ATTR(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs);
-  SET_ATTR(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
-  BACKEND_CHECK(cudnnBackendFinalize(pack));
-  return pack;
+  if (dir == Dir::kFwd) return backend_conv_pack(b.x.data(), b.w.data(), b.y_out.data(), ws);
+  if (dir == Dir::kBwdData) return backend_conv_pack(b.dx_out.data(), b.w.data(), b.dy.data(), ws);
+  return backend_conv_pack(b.x.data(), b.dw_out.data(), b.dy.data(), ws);
 }
 
 // ---- one shape and direction ------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <tuple>
 #include <vector>
 
 #include "engine/check.h"
@@ -45,8 +46,6 @@ BackendDesc create(cudnnBackendDescriptorType_t t) {
   return backend_create(t);
 }
 
-// Tensor ids in the variant pack: activation side (x or dx), filter (w or dw), output side (y or dy).
-constexpr std::int64_t kUidX = 1, kUidW = 2, kUidY = 3;
 constexpr std::int64_t kAlignment = 16;
 
 // Sets one attribute that must be accepted (a refusal is a bug here, reported with its name).
@@ -58,21 +57,6 @@ void set(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t a, cudnnBackend
 }
 void set_desc(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t a, cudnnBackendDescriptor_t v) {
   set(d, a, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &v);
-}
-
-// A bf16 channels-last view of logical dims {N, C, H, W} with pixel stride P (= C when dense).
-BackendDesc tensor(std::int64_t uid, const Nchw& s) {
-  const std::int64_t hw = std::int64_t(s.h) * s.w, pix = s.nstride() / std::max<std::int64_t>(hw, 1);
-  const std::int64_t dims[4] = {s.n, s.c, s.h, s.w}, strides[4] = {s.nstride(), 1, s.w * pix, pix};
-  const cudnnDataType_t dt = CUDNN_DATA_BFLOAT16;
-  BackendDesc d = create(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-  set(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
-  set(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims);
-  set(d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides);
-  set(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
-  set(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &kAlignment);
-  BACKEND_CHECK(cudnnBackendFinalize(d));
-  return d;
 }
 
 // Numerical notes that rule an engine out: results that differ from a plain fp32-accumulated
@@ -101,8 +85,24 @@ bool acceptable(cudnnBackendDescriptor_t engine, bool deterministic) {
   return true;
 }
 
-BackendDesc variant_pack(const void* x, const void* w, const void* y, void* workspace) {
-  const std::int64_t uids[3] = {kUidX, kUidW, kUidY};
+}  // namespace
+
+BackendDesc backend_nhwc_tensor(std::int64_t uid, const Nchw& s) {
+  const std::int64_t hw = std::int64_t(s.h) * s.w, pix = s.nstride() / std::max<std::int64_t>(hw, 1);
+  const std::int64_t dims[4] = {s.n, s.c, s.h, s.w}, strides[4] = {s.nstride(), 1, s.w * pix, pix};
+  const cudnnDataType_t dt = CUDNN_DATA_BFLOAT16;
+  BackendDesc d = create(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+  set(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
+  set(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims);
+  set(d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides);
+  set(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+  set(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &kAlignment);
+  BACKEND_CHECK(cudnnBackendFinalize(d));
+  return d;
+}
+
+BackendDesc backend_conv_pack(const void* x, const void* w, const void* y, void* workspace) {
+  const std::int64_t uids[3] = {kConvUidX, kConvUidW, kConvUidY};
   void* ptrs[3] = {const_cast<void*>(x), const_cast<void*>(w), const_cast<void*>(y)};
   BackendDesc pack = create(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
   set(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids);
@@ -112,14 +112,12 @@ BackendDesc variant_pack(const void* x, const void* w, const void* y, void* work
   return pack;
 }
 
-}  // namespace
-
 CudnnGraphConv::CudnnGraphConv(cudnnHandle_t h, const Nchw& x, const ConvGeom& g, const Nchw& y,
                                ConvDirection dir, float beta)
     : dir_(dir), beta_(beta) {
-  x_ = tensor(kUidX, x);
-  w_ = tensor(kUidW, Nchw{g.num_output, x.c, g.kernel_h, g.kernel_w});
-  y_ = tensor(kUidY, y);
+  x_ = backend_nhwc_tensor(kConvUidX, x);
+  w_ = backend_nhwc_tensor(kConvUidW, Nchw{g.num_output, x.c, g.kernel_h, g.kernel_w});
+  y_ = backend_nhwc_tensor(kConvUidY, y);
   conv_ = create(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
   const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
@@ -215,7 +213,7 @@ float CudnnGraphConv::choose(cudnnHandle_t h, void* x, void* w, void* y, void* w
         ws < 0 || std::size_t(ws) > workspace_bytes)
       continue;
     ++tried;
-    BackendDesc pack = variant_pack(x, w, y, workspace);
+    BackendDesc pack = backend_conv_pack(x, w, y, workspace);
     if (cudnnBackendExecute(h, plan, pack) != CUDNN_STATUS_SUCCESS) {
       cudaGetLastError();
       continue;
@@ -240,7 +238,7 @@ bool CudnnGraphConv::fits(const void* x, const void* w, const void* y) {
 void CudnnGraphConv::run(cudnnHandle_t h, const void* x, const void* w, const void* y,
                          void* workspace) const {
   if (!plan_) throw Error("CudnnGraphConv::run: no plan was chosen");
-  BackendDesc pack = variant_pack(x, w, y, workspace);
+  BackendDesc pack = backend_conv_pack(x, w, y, workspace);
   BACKEND_CHECK(cudnnBackendExecute(h, plan_, pack));
 }
 

@@ -34,6 +34,15 @@ void backend_check(cudnnStatus_t st, const char* what, const char* file, int lin
 #define BACKEND_CHECK(expr) ::incept::backend_check((expr), #expr, __FILE__, __LINE__)
 // A new backend descriptor of type t (throws if cuDNN cannot make one).
 BackendDesc backend_create(cudnnBackendDescriptorType_t t);
+// A finalized bf16 tensor descriptor of a channels-last view: logical dims {N, C, H, W}, pixel
+// stride P = nstride() / (H * W) (= C when dense; filters: {K, C, R, S} dense is KRSC), pointers
+// 16-byte aligned; `uid` names it in a variant pack.
+BackendDesc backend_nhwc_tensor(std::int64_t uid, const Nchw& s);
+// The tensor ids of a convolution graph's variant pack: the activation side (x or dx), the
+// filter (w or dw), the output side (y or dy).
+constexpr std::int64_t kConvUidX = 1, kConvUidW = 2, kConvUidY = 3;
+// A finalized variant pack of those three pointers and the workspace.
+BackendDesc backend_conv_pack(const void* x, const void* w, const void* y, void* workspace);
 
 // Mean ms of one call of fn on stream s over `reps` calls after two warm-up calls (CUDA events).
 // Synchronizes: for choosing algorithms when a net is planned, never inside a step.
@@ -65,8 +74,10 @@ class CudnnGraphConv {
   static bool fits(const void* x, const void* w, const void* y);
   // Runs the chosen plan on the handle's stream (capturable in a CUDA graph).
   void run(cudnnHandle_t h, const void* x, const void* w, const void* y, void* workspace) const;
-  // "engine 62 (knobs ...) 0.183 ms ws 0.0 MiB" for logs.
+  // "graph engine 62 (heuristic #4) 0.205 ms ws 0.0 MiB" for logs.
   std::string describe() const;
+  // The finalized operation graph (for tools that explore its engines: bench_cudnn_engines).
+  cudnnBackendDescriptor_t operation_graph() const { return graph_; }
 
  private:
   ConvDirection dir_;
