@@ -114,7 +114,7 @@ BackendDesc backend_conv_pack(const void* x, const void* w, const void* y, void*
 
 CudnnGraphConv::CudnnGraphConv(cudnnHandle_t h, const Nchw& x, const ConvGeom& g, const Nchw& y,
                                ConvDirection dir, float beta)
-    : dir_(dir), beta_(beta) {
+    : beta_(beta) {
   x_ = backend_nhwc_tensor(kConvUidX, x);
   w_ = backend_nhwc_tensor(kConvUidW, Nchw{g.num_output, x.c, g.kernel_h, g.kernel_w});
   y_ = backend_nhwc_tensor(kConvUidY, y);

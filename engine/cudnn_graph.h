@@ -80,7 +80,6 @@ class CudnnGraphConv {
   cudnnBackendDescriptor_t operation_graph() const { return graph_; }
 
  private:
-  ConvDirection dir_;
   float beta_ = 0.f;
   BackendDesc x_, w_, y_, conv_, op_, graph_;
   BackendDesc plan_;
