@@ -62,6 +62,7 @@ struct Mode {
   int lanes = 0;               // GpuNetOptions::branch_lanes; 0: recommended_options'
   std::string conv1 = "auto";  // GpuNetOptions::few_channel_conv: auto (the default), implicit or gemm
   bool side_heads = false;     // PlanOptions::side_heads: the auxiliary heads as branches
+  int graph_configs = 0;       // GpuNetOptions::graph_configs; 0: the default
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -90,7 +91,8 @@ std::string mode_name(const Mode& m) {
                                                         : "",
                      m.lanes ? fmt::format(" {} lane{}", m.lanes, m.lanes > 1 ? "s" : "") : "",
                      m.conv1 == "auto" ? "" : " conv1-" + m.conv1) +
-         (m.side_heads ? " side-heads" : "");
+         (m.side_heads ? " side-heads" : "") +
+         (m.graph_configs ? fmt::format(" {} configs", m.graph_configs) : "");
 }
 
 int current_device() {
@@ -111,6 +113,7 @@ GpuNetOptions net_options(const Mode& m) {
   opt.spatial_conv = m.spatial;
   if (m.lanes) opt.branch_lanes = m.lanes;
   if (m.conv1 != "auto") opt.few_channel_conv = m.conv1 == "implicit";
+  if (m.graph_configs > 0) opt.graph_configs = m.graph_configs;
   return opt;
 }
 
@@ -464,6 +467,10 @@ int main(int argc, char** argv) {
       "--side-heads", side_heads,
       "plan the auxiliary heads as one more branch of the next inception module (PlanOptions::side_heads), "
       "so the lanes run them beside it");
+  int graph_configs = 0;
+  app.add_option("--graph-configs", graph_configs,
+                 "bf16 channels-last: heuristic engine configs of cuDNN's backend API timed per convolution "
+                 "direction (GpuNetOptions::graph_configs; 0: the default)");
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
   app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
   app.add_flag("--layers", layers, "print the per-layer forward/backward time table");
@@ -529,6 +536,8 @@ int main(int argc, char** argv) {
               throw Error("--conv1 must be auto, implicit or gemm, got " + conv1);
             m.conv1 = conv1;
             m.side_heads = side_heads;
+            if (graph_configs < 0) throw Error("--graph-configs must be >= 0");
+            m.graph_configs = graph_configs;
             if (parallel) {
               results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
               continue;

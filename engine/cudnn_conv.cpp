@@ -298,7 +298,7 @@ void CudnnConv::choose_graph_plans(cudnnHandle_t h, void* x, void* w, void* y, v
     // gone) leaves the direction on its legacy algorithm.
     try {
       auto plan = std::make_unique<CudnnGraphConv>(h, x_, g_, y_, d, *beta);
-      const float ms = plan->choose(h, x, w, y, ws, limit, opt_.deterministic);
+      const float ms = plan->choose(h, x, w, y, ws, limit, opt_.deterministic, opt_.graph_configs);
       if (ms > 0.f && ms < 0.97f * legacy) graph_[int(d)] = std::move(plan);
     } catch (const CudaError&) {
       cudaGetLastError();

@@ -49,6 +49,8 @@ struct ConvPlanOptions {
   // (engine/cudnn_graph.h) for each direction, with the beta a step uses, and run a direction
   // through that plan where it beat the legacy choice in the same timing.
   bool try_graph_api = true;
+  // How many of the heuristic's engine configs each direction times (CudnnGraphConv::choose).
+  int graph_configs = 12;
 };
 
 // Chosen algorithm of one direction, with its workspace need and measured time (ms, or -1

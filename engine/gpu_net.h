@@ -76,6 +76,9 @@ struct GpuNetOptions {
   // tensor-op wgrad needs 300 MiB: 2.9 -> 0.95 ms on H100) and 256 MiB in fp32 (unchanged;
   // 512 MiB was not shown to help fp32).
   std::size_t workspace_limit = 0;
+  // Channels-last bf16 cuDNN convolutions: how many of the backend API's heuristic engine
+  // configs each direction times against the legacy algorithm (engine/cudnn_graph.h).
+  int graph_configs = 12;
   // Branches of a BranchRegion (inception modules, engine/net_plan.h) on up to this many streams
   // (lanes), each lane with its own cuDNN/cuBLAS handles and scratch, forked and joined with
   // events (captured into the step's graph as parallel branches); 1: one stream. Narrow branch

@@ -86,6 +86,7 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
     co.workspace_limit = opt_.workspace_limit;
     co.deterministic = opt_.deterministic;
     co.try_fused_bias_relu = opt_.fuse_conv_relu;
+    co.graph_configs = opt_.graph_configs;
     co.dgrad_accumulates = L.in_diff[0] != nullptr && L.accumulate[0];
     co.nhwc = nhwc;
     const Nchw& y = L.out_shape[0];

@@ -610,7 +610,13 @@ TEST(GpuNhwc, ConvFewChannels) {
   check_conv_few(2, all(3), 224, 224, 7, 2, 3, all(64), true, true);            // GoogLeNet's conv1
   check_conv_few(3, all(3), 37, 41, 7, 2, 3, all(64), true, false);             // a partial last tile
   check_conv_few(2, all(3), 23, 19, 5, 2, 2, Chans{32, 48, 8, 0}, true, true);  // an output slice
-  // a second block of 16 channels, 3 row segments; 24 and 16 taps per filter row, 8 rows
+  // more of the quad path (even stride, C <= 4): 1 channel and one k16 step per window row, a
+  // partial second block of channels and column tiles past the end; 6 rows of 6 taps
+  check_conv_few(2, all(1), 30, 70, 3, 2, 1, all(80), true, true);
+  check_conv_few(1, all(3), 20, 140, 6, 2, 3, all(32), false, true);
+  check_conv_few(2, all(2), 9, 13, 4, 2, 0, all(16), true, false);
+  // the general path (odd strides): a second block of 16 channels, 3 row segments; 24 and 16
+  // taps per filter row, 8 rows
   check_conv_few(2, all(2), 28, 150, 5, 1, 0, all(80), true, true);
   check_conv_few(2, all(4), 9, 11, 6, 1, 2, all(48), true, true);
   check_conv_few(1, all(2), 12, 10, 8, 1, 3, all(16), true, true);
