@@ -242,6 +242,7 @@ void GpuNet::build_layers() {
                                 L->plan->name, kind_name(k)));
     }
   probe_ws = DeviceBuffer();
+  if (nhwc && plan_.options.training) fold_relu_masks();
   // Workspaces, staging and partial-sum buffers, per lane (the main lane's are members).
   plan_lanes();
 
@@ -648,12 +649,17 @@ void GpuNet::run_backward(int l, const Lane& R) {
                                static_cast<const std::int32_t*>(L.saved), din(0), L.accumulate[0], R.stream);
         break;
       case LayerKind::kLRN:
-        if (L.in_diff[0])
-          (opt_.channels_last
-               ? kernels::lrn_bwd_nhwc<T>
-               : kernels::lrn_bwd<T>)(L.in_shape[0], in(0), L.out_shape[0], static_cast<const T*>(L.out[0]),
-                                      dout(0), static_cast<const float*>(L.saved),
-                                      std::get<LrnParams>(lp.params).geom, din(0), L.accumulate[0], R.stream);
+        if (L.in_diff[0]) {
+          if (opt_.channels_last)
+            kernels::lrn_bwd_nhwc<T>(L.in_shape[0], in(0), L.out_shape[0], static_cast<const T*>(L.out[0]),
+                                     dout(0), static_cast<const float*>(L.saved),
+                                     std::get<LrnParams>(lp.params).geom, din(0), L.accumulate[0], R.stream,
+                                     L.relu_mask);
+          else
+            kernels::lrn_bwd<T>(L.in_shape[0], in(0), L.out_shape[0], static_cast<const T*>(L.out[0]),
+                                dout(0), static_cast<const float*>(L.saved),
+                                std::get<LrnParams>(lp.params).geom, din(0), L.accumulate[0], R.stream);
+        }
         break;
       case LayerKind::kConcat:
         break;  // bottoms' gradients are slices of the top's gradient

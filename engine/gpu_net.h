@@ -245,6 +245,10 @@ class GpuNet {
   // plan_lanes() sizes the scratch it runs with.
   void plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes);
   void fold_relu(std::size_t l);  // runs the following in-place ReLU in the convolution's bias pass
+  // Training, channels-last: an LRN whose input is a folded ReLU's output and its only reader
+  // applies that ReLU's mask in its backward pass (Layer::relu_mask), instead of the
+  // convolution's bias pass (which then only sums the bias gradient, reading dy once).
+  void fold_relu_masks();
   template <typename T>
   void conv_forward(Layer& L, const Lane& R);
   template <typename T>

@@ -27,6 +27,27 @@ void GpuNet::fold_relu(std::size_t l) {
   }
 }
 
+void GpuNet::fold_relu_masks() {
+  for (std::size_t m = 0; m < layers_.size(); ++m) {
+    Layer& M = *layers_[m];
+    const LayerPlan& mp = *M.plan;
+    if (mp.kind() != LayerKind::kLRN || !M.in_diff[0] || M.accumulate[0]) continue;
+    const int blob = mp.bottoms[0];
+    Layer* producer = nullptr;
+    int readers = 0;
+    for (const auto& L : layers_) {
+      if (L->skip) continue;  // the folded ReLU itself
+      const LayerPlan& lp = *L->plan;
+      readers += int(std::count(lp.bottoms.begin(), lp.bottoms.end(), blob));
+      if (lp.kind() == LayerKind::kConvolution && L->fused_relu && lp.tops[0] == blob) producer = L.get();
+    }
+    if (producer && readers == 1) {
+      M.relu_mask = true;
+      producer->relu_masked_by_consumer = true;
+    }
+  }
+}
+
 void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
   Layer& L = *layers_[l];
   const LayerPlan& lp = *L.plan;
@@ -170,6 +191,7 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   auto dout = [&](int i) { return static_cast<const T*>(L.out_diff[i]); };
   auto din = [&](int i) { return static_cast<T*>(L.in_diff[i]); };
   const bool bias = std::get<ConvParams>(lp.params).geom.bias;
+  const bool relu = L.fused_relu && !L.relu_masked_by_consumer;  // the mask is still to apply
   // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass; staged
   // (channels-last slice output): dz is written densely into the staging buffer.
   T* dz = L.staged ? static_cast<T*>(R.staging) : static_cast<T*>(L.out_diff[0]);
@@ -177,16 +199,16 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   const T* y = static_cast<const T*>(L.out[0]);
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (L.few_channels) {  // dz, the weight and the bias gradient in one pass (no input gradient)
-      kernels::conv_few_channels_bwd_filter(
-          L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom, L.out_shape[0], y, dout(0),
-          L.fused_relu, static_cast<T*>(L.w_diff[0]), db, L.few_partial.as<float>(), R.stream);
+      kernels::conv_few_channels_bwd_filter(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
+                                            L.out_shape[0], y, dout(0), relu, static_cast<T*>(L.w_diff[0]),
+                                            db, L.few_partial.as<float>(), R.stream);
       return;
     }
   }
   if (L.fc) {  // channels-last 1x1 GEMM: mask and bias gradient in place in the slice
-    if (bias || L.fused_relu)
-      kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.out_shape[0], dz, db,
-                                     R.bias_partial, R.stream);
+    if (bias || relu)
+      kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), relu, L.out_shape[0], dz, db, R.bias_partial,
+                                     R.stream);
     if (L.spatial_gemm) {  // wgrad from the rows (kept, or rebuilt), then dgrad via dcols_ + col2im
       const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
       const int ld = L.fc->shape().k;
@@ -213,11 +235,11 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
     return;
   }
   if (opt_.channels_last) {
-    if (bias || L.fused_relu || L.staged)
-      kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), L.fused_relu, L.conv->y_shape(), dz, db,
+    if (bias || relu || L.staged)
+      kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), relu, L.conv->y_shape(), dz, db,
                                      R.bias_partial, R.stream);
-  } else if (bias || L.fused_relu) {
-    kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), L.fused_relu, dz, db, R.bias_partial, R.stream);
+  } else if (bias || relu) {
+    kernels::relu_bias_bwd<T>(L.out_shape[0], y, dout(0), relu, dz, db, R.bias_partial, R.stream);
   }
   if (L.gemm1x1) {
     L.gemm1x1->backward_filter(R.cublas, L.in[0], dz, L.w_diff[0], R.gemm_partial);

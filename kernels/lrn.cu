@@ -200,7 +200,7 @@ __global__ void lrn_fwd_nhwc_kernel(LrnNhwcArgs a, const T* __restrict__ x, T* _
 template <typename T, int V, int kHalf>
 __global__ void lrn_bwd_nhwc_kernel(LrnNhwcArgs a, const T* __restrict__ x, const T* __restrict__ y,
                                     const T* __restrict__ dy, const float* __restrict__ scale, T* dx,
-                                    bool accumulate) {
+                                    bool accumulate, bool relu_mask) {
   constexpr int kR = V + 2 * kHalf;  // ratios dy * y / scale at channels [c - kHalf, c + V + kHalf)
   constexpr int kX = V + 4 * kHalf;  // x at [c - 2 kHalf, c + V + 2 kHalf) when scale is recomputed
   const float cache_ratio = 2.f * a.alpha_over_size * a.beta;
@@ -248,6 +248,7 @@ __global__ void lrn_bwd_nhwc_kernel(LrnNhwcArgs a, const T* __restrict__ x, cons
       for (int d = 0; d <= 2 * kHalf; ++d) acc += r[e + d];
       float v = dv[kHalf + e] * pow_neg_beta(sv[kHalf + e], a.beta) - cache_ratio * xc[e] * acc;
       if (accumulate) v += to_f32(out.v[e]);
+      if (relu_mask && !(xc[e] > 0.f)) v = 0.f;
       out.v[e] = from_f32<T>(v);
     }
     *reinterpret_cast<Pack<T, V>*>(dp) = out;
@@ -340,16 +341,17 @@ void lrn_fwd_nhwc(const Nchw& xs, const T* x, const LrnGeom& g, const Nchw& ys, 
 
 template <typename T>
 void lrn_bwd_nhwc(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const float* scale,
-                  const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream) {
+                  const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream, bool relu_mask) {
   check_nhwc_view(xs, "lrn_bwd_nhwc");
   check_nhwc_view(ys, "lrn_bwd_nhwc");
+  if (relu_mask && accumulate) throw Error("lrn_bwd_nhwc: relu_mask needs an overwritten dx");
   if (xs.count() == 0) return;
   const bool ptrs_aligned = aligned16(x) && aligned16(y) && aligned16(dy) && aligned16(dx);
   lrn_nhwc_dispatch<T>(xs, ys, ptrs_aligned, g, [&]<int V, int H>() {
     const LrnNhwcArgs a = lrn_nhwc_args(xs, ys, g, V);
     lrn_bwd_nhwc_kernel<T, V, H>
-        <<<grid_for(std::size_t(a.pixels) * a.groups, kThreads), kThreads, 0, stream>>>(a, x, y, dy, scale,
-                                                                                        dx, accumulate);
+        <<<grid_for(std::size_t(a.pixels) * a.groups, kThreads), kThreads, 0, stream>>>(
+            a, x, y, dy, scale, dx, accumulate, relu_mask);
     KERNEL_CHECK("lrn_bwd_nhwc_kernel");
   });
 }
@@ -368,7 +370,7 @@ template void lrn_bwd<__nv_bfloat16>(const Nchw&, const __nv_bfloat16*, const Nc
   template void lrn_fwd_nhwc<T>(const Nchw&, const T*, const LrnGeom&, const Nchw&, T*, float*,       \
                                 cudaStream_t);                                                        \
   template void lrn_bwd_nhwc<T>(const Nchw&, const T*, const Nchw&, const T*, const T*, const float*, \
-                                const LrnGeom&, T*, bool, cudaStream_t);
+                                const LrnGeom&, T*, bool, cudaStream_t, bool);
 INCEPT_INSTANTIATE(float)
 INCEPT_INSTANTIATE(__nv_bfloat16)
 #undef INCEPT_INSTANTIATE

@@ -32,8 +32,10 @@ template <typename T>
 void lrn_fwd_nhwc(const Nchw& xs, const T* x, const LrnGeom& g, const Nchw& ys, T* y, float* scale,
                   cudaStream_t stream);
 
+// relu_mask: x is the output of a ReLU whose only consumer is this LRN, and dx is also that
+// ReLU's input gradient: 0 where x <= 0 (saves the ReLU's own pass; needs !accumulate).
 template <typename T>
 void lrn_bwd_nhwc(const Nchw& xs, const T* x, const Nchw& ys, const T* y, const T* dy, const float* scale,
-                  const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream);
+                  const LrnGeom& g, T* dx, bool accumulate, cudaStream_t stream, bool relu_mask = false);
 
 }  // namespace incept::kernels

@@ -393,6 +393,27 @@ void check_lrn(int n, const Chans& xc, const Chans& yc, int h, int w, bool store
   std::snprintf(what, sizeof what, "lrn_bwd_nhwc (+=) %s", name_of<T>());
   report(what, rel_error(gather_nhwc(xs, dxa), dxaref), tol<T>(1e-5));
   EXPECT_EQ(changed_outside_nhwc(xs, dx0, dxa), 0u) << what;
+
+  // relu_mask (x the output of a ReLU read only by this LRN): the same bits where x > 0, +0
+  // elsewhere; an accumulating call with it is refused
+  DeviceBuffer d_dxm = poisoned<T>(xs.total);
+  kernels::lrn_bwd_nhwc(xs.view, d_x.as<T>() + xs.offset, ys.view, d_yr.as<T>() + ys.offset,
+                        d_dy.as<T>() + ys.offset, s, g, d_dxm.as<T>() + xs.offset, false, nullptr, true);
+  const auto dxm = download<T>(d_dxm, xs.total);
+  std::size_t wrong = 0, masked = 0;
+  for (std::size_t i = 0; i < dxm.size(); ++i) {
+    if (std::isnan(x[i])) continue;  // outside the view (inside_only_nhwc)
+    const float want = x[i] > 0.f ? dx[i] : 0.f;
+    masked += x[i] > 0.f ? 0 : 1;
+    if (!(dxm[i] == want && !std::signbit(dxm[i]) == !std::signbit(want))) ++wrong;
+  }
+  EXPECT_EQ(wrong, 0u) << "lrn_bwd_nhwc relu_mask " << name_of<T>() << " " << shape;
+  EXPECT_GT(masked, 0u);
+  EXPECT_EQ(changed_outside_nhwc(xs, std::vector<float>(xs.total, NAN), dxm), 0u) << "relu_mask";
+  EXPECT_THROW(
+      kernels::lrn_bwd_nhwc(xs.view, d_x.as<T>() + xs.offset, ys.view, d_yr.as<T>() + ys.offset,
+                            d_dy.as<T>() + ys.offset, s, g, d_dxm.as<T>() + xs.offset, true, nullptr, true),
+      Error);
 }
 
 template <typename T>
