@@ -61,8 +61,9 @@ struct Mode {
   SpatialConv spatial = SpatialConv::kAuto;
   int lanes = 0;               // GpuNetOptions::branch_lanes; 0: recommended_options'
   std::string conv1 = "auto";  // GpuNetOptions::few_channel_conv: auto (the default), implicit or gemm
-  bool side_heads = false;     // PlanOptions::side_heads: the auxiliary heads as branches
-  int graph_configs = 0;       // GpuNetOptions::graph_configs; 0: the default
+  bool side_heads = PlanOptions{}.side_heads;  // the auxiliary heads as branches
+  int graph_configs = 0;                       // GpuNetOptions::graph_configs; 0: the default
+  bool lrn_relu_mask = false;                  // GpuNetOptions::lrn_relu_mask
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -91,8 +92,11 @@ std::string mode_name(const Mode& m) {
                                                         : "",
                      m.lanes ? fmt::format(" {} lane{}", m.lanes, m.lanes > 1 ? "s" : "") : "",
                      m.conv1 == "auto" ? "" : " conv1-" + m.conv1) +
-         (m.side_heads ? " side-heads" : "") +
-         (m.graph_configs ? fmt::format(" {} configs", m.graph_configs) : "");
+         (m.side_heads == PlanOptions{}.side_heads ? ""
+          : m.side_heads                           ? " side-heads"
+                                                   : " no-side-heads") +
+         (m.graph_configs ? fmt::format(" {} configs", m.graph_configs) : "") +
+         (m.lrn_relu_mask ? " lrn-relu-mask" : "");
 }
 
 int current_device() {
@@ -114,6 +118,7 @@ GpuNetOptions net_options(const Mode& m) {
   if (m.lanes) opt.branch_lanes = m.lanes;
   if (m.conv1 != "auto") opt.few_channel_conv = m.conv1 == "implicit";
   if (m.graph_configs > 0) opt.graph_configs = m.graph_configs;
+  if (m.lrn_relu_mask) opt.lrn_relu_mask = true;
   return opt;
 }
 
@@ -462,11 +467,14 @@ int main(int argc, char** argv) {
                  "im2col + cuBLAS")
       ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
-  bool side_heads = false;
+  bool no_side_heads = false;
+  app.add_flag("--no-side-heads", no_side_heads,
+               "plan the auxiliary heads before the next inception module instead of as one more branch of "
+               "it (PlanOptions::side_heads, on by default)");
+  bool lrn_relu_mask = false;
   app.add_flag(
-      "--side-heads", side_heads,
-      "plan the auxiliary heads as one more branch of the next inception module (PlanOptions::side_heads), "
-      "so the lanes run them beside it");
+      "--lrn-relu-mask", lrn_relu_mask,
+      "norm2's backward applies conv2/3x3's ReLU mask (GpuNetOptions::lrn_relu_mask, off by default)");
   int graph_configs = 0;
   app.add_option("--graph-configs", graph_configs,
                  "bf16 channels-last: heuristic engine configs of cuDNN's backend API timed per convolution "
@@ -535,9 +543,10 @@ int main(int argc, char** argv) {
             if (conv1 != "auto" && conv1 != "gemm" && conv1 != "implicit")
               throw Error("--conv1 must be auto, implicit or gemm, got " + conv1);
             m.conv1 = conv1;
-            m.side_heads = side_heads;
+            m.side_heads = !no_side_heads;
             if (graph_configs < 0) throw Error("--graph-configs must be >= 0");
             m.graph_configs = graph_configs;
+            m.lrn_relu_mask = lrn_relu_mask;
             if (parallel) {
               results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
               continue;

@@ -242,7 +242,7 @@ void GpuNet::build_layers() {
                                 L->plan->name, kind_name(k)));
     }
   probe_ws = DeviceBuffer();
-  if (nhwc && plan_.options.training) fold_relu_masks();
+  if (nhwc && plan_.options.training && opt_.lrn_relu_mask) fold_relu_masks();
   // Workspaces, staging and partial-sum buffers, per lane (the main lane's are members).
   plan_lanes();
 

@@ -83,8 +83,17 @@ struct GpuNetOptions {
   // (lanes), each lane with its own cuDNN/cuBLAS handles and scratch, forked and joined with
   // events (captured into the step's graph as parallel branches); 1: one stream. Narrow branch
   // layers leave most SMs idle one at a time. Results do not depend on it: a gradient that
-  // several branches add to is added in the one-stream order.
-  int branch_lanes = 4;
+  // several branches add to is added in the one-stream order. GoogLeNet's modules have 4
+  // branches, 5 where an auxiliary head joins (PlanOptions::side_heads); a net uses no more
+  // lanes than its regions have branches.
+  int branch_lanes = 5;
+  // Training, channels-last: an LRN whose input is a folded ReLU's output, read by nothing else
+  // (GoogLeNet's norm2 after conv2/3x3), applies that ReLU's mask in its own backward pass, and
+  // the convolution's bias pass then reads dy once instead of y and dy, writing nothing (H200,
+  // batch 128: conv2/3x3 backward 0.506 -> 0.438 ms, norm2 0.249 -> 0.263; the same bits).
+  // Off until tests/gpu_b128_layers.cpp checks the two layers as the pair they then are: it
+  // compares norm2's input gradient unmasked and feeds conv2/3x3 an unmasked gradient.
+  bool lrn_relu_mask = false;
   // Channels-last bf16 from compute capability 8.0: a first convolution with few input
   // channels (conv1) as an implicit GEMM on tensor cores (kernels/conv_few_channels_gpu.h),
   // forward with bias and ReLU, weight gradient through the ReLU mask, instead of im2col rows

@@ -37,8 +37,9 @@ struct PlanOptions {
   // With branch_regions: an auxiliary head (GoogLeNet's loss1/loss2: layers that read only the
   // fork blob of the next inception region, labels and each other, ending in losses or
   // accuracies that no later layer reads) joins that region as one more branch, so a GPU may
-  // run it beside the module instead of before it.
-  bool side_heads = false;
+  // run it beside the module instead of before it (with GpuNetOptions::branch_lanes 5, on its
+  // own stream: H200, batch 128, 7.72 -> 7.60 ms a step; batch 64, 4.60 -> 4.50 ms).
+  bool side_heads = true;
 };
 
 struct BlobPlan {

@@ -628,26 +628,33 @@ __global__ void __launch_bounds__(kThreads, 3)
     // the next tile's patch into the other buffer (last read a tile ago), then one barrier
     if (t + gridDim.x < a.tiles)
       store_pairs<C>(q, sl, sn, next, reinterpret_cast<unsigned short*>(smem + ((it + 1) & 1) * pbytes), 0u);
-    // bias (+ReLU), rounded once, stored as channel pairs
+    // bias (+ReLU), rounded once. A row's 16 channels are 4 pairs (n8 tile 0) and 4 pairs
+    // (tile 1) over the lanes t4 = 0..3; neighbouring lanes swap one pair, so each lane stores
+    // 4 adjacent channels (8 bytes) and a warp's store covers whole 32-byte sectors.
+    // n_valid is a multiple of 16: a warp's channels are all valid or none is.
     bf16* yrow =
         y + static_cast<long long>(s.n) * a.y.ns + static_cast<long long>(s.oy * a.wo + s.ox0) * a.y.pix + n0;
+    const bool odd = t4 & 1;
+    const int nst = wn * 16 + (odd ? 8 + 2 * (t4 - 1) : 2 * t4);  // this lane's first channel
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int p = wm * 32 + mi * 16 + g + 8 * h;
-        if (p >= s.count) continue;
+        std::uint32_t wv[2];
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt) {
-          const int n = wn * 16 + nt * 8 + 2 * t4;
-          if (n >= n_valid) continue;
           float v0 = acc[mi][nt][2 * h] + bias[nt][0], v1 = acc[mi][nt][2 * h + 1] + bias[nt][1];
           if (relu) {
             v0 = v0 > 0.f ? v0 : 0.f;
             v1 = v1 > 0.f ? v1 : 0.f;
           }
-          *reinterpret_cast<__nv_bfloat162*>(yrow + p * a.y.pix + n) = __floats2bfloat162_rn(v0, v1);
+          const __nv_bfloat162 pr = __floats2bfloat162_rn(v0, v1);
+          wv[nt] = *reinterpret_cast<const std::uint32_t*>(&pr);
         }
+        const std::uint32_t got = __shfl_xor_sync(0xFFFFFFFFu, odd ? wv[0] : wv[1], 1);
+        const uint2 out = odd ? make_uint2(got, wv[1]) : make_uint2(wv[0], got);
+        const int p = wm * 32 + mi * 16 + g + 8 * h;
+        if (p < s.count && wn * 16 < n_valid) *reinterpret_cast<uint2*>(yrow + p * a.y.pix + nst) = out;
       }
     __syncthreads();
     s = sn;

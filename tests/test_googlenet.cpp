@@ -21,11 +21,14 @@
 namespace incept {
 namespace {
 
+// Without side heads (the auxiliary heads before their module, as Caffe orders them); the tests
+// of PlanOptions::side_heads (on by default) set it themselves.
 NetPlan plan(Stage stage, int classes, int batch = 2) {
   PlanOptions o;
   o.stage = stage;
   o.batch = batch;
   o.num_classes = classes;
+  o.side_heads = false;
   return plan_net(models::googlenet(), o);
 }
 
@@ -306,6 +309,7 @@ TEST(GoogLeNet, SideHeadsPlanGivesTheSameBits) {
   PlanOptions o;
   o.batch = 1;
   o.num_classes = 7;
+  o.side_heads = false;
   CpuNet<float> a(plan_net(models::googlenet(), o));
   o.side_heads = true;
   CpuNet<float> b(plan_net(models::googlenet(), o));
