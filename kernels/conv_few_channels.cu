@@ -96,6 +96,22 @@ inline int wgrad_smem(const FewArgs& a) {
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
+// A block's bias-gradient sums: thread t holds db[8] for channels (t % 8) * 8 + [0, 8); the
+// threads with the same channels are added in thread order into out[0, kTileN). red: kThreads
+// x 8 floats of shared memory that no thread still reads.
+__device__ inline void block_bias_sums(const float* db, float* red, float* out) {
+  const int tid = threadIdx.x;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) red[tid * 8 + e] = db[e];
+  __syncthreads();
+  if (tid < kTileN) {
+    const int grp = tid / 8, e = tid % 8;
+    float sum = 0.f;
+    for (int t = grp; t < kThreads; t += kTileN / 8) sum += red[t * 8 + e];
+    out[tid] = sum;
+  }
+}
+
 __device__ inline void mma_bf16(float* d, const std::uint32_t* a, const std::uint32_t* b) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -365,18 +381,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         o[1] = acc[j][m][2 * h + 1];
       }
   }
-  // the bias sums: threads with the same 8 channels added in thread order
-  __syncthreads();
-  float* red = reinterpret_cast<float*>(zs);  // kThreads x 8
-#pragma unroll
-  for (int e = 0; e < 8; ++e) red[tid * 8 + e] = db[e];
-  __syncthreads();
-  if (tid < kTileN) {
-    const int grp = tid / 8, e = tid % 8;
-    float sum = 0.f;
-    for (int t = grp; t < kThreads; t += kTileN / 8) sum += red[t * 8 + e];
-    out[kTileN * cols + tid] = sum;
-  }
+  __syncthreads();  // the dz tile becomes the bias sums' scratch
+  block_bias_sums(db, reinterpret_cast<float*>(zs), out + kTileN * cols);
 #else
   __trap();
 #endif
@@ -815,20 +821,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         o[1] = acc[m][j][2 * h + 1];
       }
   }
-  if constexpr (!kOnes) {
-    // the bias sums: threads with the same 8 channels added in thread order (the loop's last
-    // barrier means no warp still reads the dz tiles)
-    float* red = reinterpret_cast<float*>(zbuf(0));  // kThreads x 8
-#pragma unroll
-    for (int e = 0; e < 8; ++e) red[tid * 8 + e] = db[e];
-    __syncthreads();
-    if (tid < kTileN) {
-      const int grp = tid / 8, e = tid % 8;
-      float sum = 0.f;
-      for (int i = grp; i < kThreads; i += kTileN / 8) sum += red[i * 8 + e];
-      out[kTileN * cols + tid] = sum;
-    }
-  }
+  if constexpr (!kOnes)  // the loop's last barrier: no warp still reads the dz tiles
+    block_bias_sums(db, reinterpret_cast<float*>(zbuf(0)), out + kTileN * cols);
 #else
   __trap();
 #endif

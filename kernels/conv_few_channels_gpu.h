@@ -12,6 +12,12 @@
 // from run to run on one device. A non-finite input value can reach a few more outputs than
 // it would through Caffe's convolution (zero-weight padding taps read neighbouring pixels).
 //
+// Two implementations behind the same launchers: with an even horizontal stride and at most 4
+// channels (conv1: 3 channels, stride 2) the "quad path" stores each input pixel as 4 values in
+// shared memory, so every window starts 16-byte aligned and both kernels load their tensor-core
+// fragments with ldmatrix (H200, batch 128: forward 0.45 -> 0.32 ms, weight gradient 0.48 ->
+// 0.23 ms); other shapes take the general path, one 32-bit load per fragment register.
+//
 // The CPU reference is Caffe's convolution (kernels/conv_ref.h) in NCHW: tests gather the
 // channels-last views into NCHW and the KRSC filters into KCRS to compare.
 //
