@@ -193,7 +193,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int kWarps = kThreads / 32;
   constexpr int kMaxColTiles = (kMaxTaps / 8 + kWarps - 1) / kWarps;
-  constexpr int kPasses = kTileP * (kTileN / 8) / kThreads;  // dz loads per thread
+  constexpr int kPasses = kDzPasses;
   extern __shared__ __align__(128) unsigned char smem[];
   unsigned short* patch = reinterpret_cast<unsigned short*>(smem);
   bf16* zs = reinterpret_cast<bf16*>(smem + patch_bytes(a));  // dz [pixel][kLdz]
@@ -219,18 +219,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   // dz = relu'(y) * dy of tile s, loaded into registers a tile ahead like the patch
   Pack<bf16, 8> dv[kPasses], yv[kPasses];
-  auto load_dz = [&](const Tile& s) {
-    const long long yo = static_cast<long long>(s.n) * a.y.ns +
-                         static_cast<long long>(s.oy * a.wo + s.ox0) * a.y.pix + n0 + c8;
-#pragma unroll
-    for (int it = 0; it < kPasses; ++it) {
-      const int p = (tid + it * kThreads) / (kTileN / 8);
-      if (p < s.count && c8 < n_valid) {
-        dv[it] = *reinterpret_cast<const Pack<bf16, 8>*>(dy + yo + p * a.y.pix);
-        if (relu) yv[it] = *reinterpret_cast<const Pack<bf16, 8>*>(y + yo + p * a.y.pix);
-      }
-    }
-  };
+  auto load_dz = [&](const Tile& s) { load_dz_tile(a, s, y, dy, relu, n0, n_valid, c8, dv, yv); };
   PatchRegs next;
   Tile sn = tile_at(a, blockIdx.x);
   if (blockIdx.x < a.tiles) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/device_facts.h"
+#include "kernels/dtype_gpu.h"
 #include "kernels/nhwc_view.h"
 #include "kernels/shapes.h"
 
@@ -80,6 +81,27 @@ inline unsigned wgrad_blocks(const FewArgs& a) {
 }
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+
+constexpr int kDzPasses = kTileP * (kTileN / 8) / kThreads;  // dz vectors a thread loads per tile
+
+// A weight gradient's dy (and, with relu, y) of tile s for this thread's 8 channels c8 of the
+// block's n0 + [0, kTileN): pass it is pixel (threadIdx.x + it * kThreads) / 8. Into registers a
+// tile ahead (nothing reads them until the tile's dz is formed); pixels past the tile and
+// channels past n_valid are left as they were.
+__device__ inline void load_dz_tile(const FewArgs& a, const Tile& s, const bf16* __restrict__ y,
+                                    const bf16* __restrict__ dy, bool relu, int n0, int n_valid, int c8,
+                                    Pack<bf16, 8>* dv, Pack<bf16, 8>* yv) {
+  const long long yo =
+      static_cast<long long>(s.n) * a.y.ns + static_cast<long long>(s.oy * a.wo + s.ox0) * a.y.pix + n0 + c8;
+#pragma unroll
+  for (int it = 0; it < kDzPasses; ++it) {
+    const int p = (threadIdx.x + it * kThreads) / (kTileN / 8);
+    if (p < s.count && c8 < n_valid) {
+      dv[it] = *reinterpret_cast<const Pack<bf16, 8>*>(dy + yo + p * a.y.pix);
+      if (relu) yv[it] = *reinterpret_cast<const Pack<bf16, 8>*>(y + yo + p * a.y.pix);
+    }
+  }
+}
 
 // A block's bias-gradient sums: thread t holds db[8] for channels (t % 8) * 8 + [0, 8); the
 // threads with the same channels are added in thread order into out[0, kTileN). red: kThreads

@@ -275,8 +275,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     conv_quad_wgrad_kernel(QuadArgs q, const unsigned short* __restrict__ x, const bf16* __restrict__ y,
                            const bf16* __restrict__ dy, bool relu, float* __restrict__ partial) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  constexpr int kPasses = kTileP * (kTileN / 8) / kThreads;  // dz loads per thread
-  constexpr int kQuadPairs = (kQuadMaxNw + 1) / 2;           // ldmatrix.x4 per k16 step
+  constexpr int kPasses = kDzPasses;
+  constexpr int kQuadPairs = (kQuadMaxNw + 1) / 2;  // ldmatrix.x4 per k16 step
   extern __shared__ __align__(128) unsigned char smem[];
   const FewArgs& a = q.f;
   const int pbytes = quad_patch_bytes(q);
@@ -305,18 +305,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   float acc[2][kQuadMaxNw][4] = {};
 
   Pack<bf16, 8> dv[kPasses], yv[kPasses];
-  auto load_dz = [&](const Tile& s) {
-    const long long yo = static_cast<long long>(s.n) * a.y.ns +
-                         static_cast<long long>(s.oy * a.wo + s.ox0) * a.y.pix + n0 + c8;
-#pragma unroll
-    for (int it = 0; it < kPasses; ++it) {
-      const int p = (tid + it * kThreads) / (kTileN / 8);
-      if (p < s.count && c8 < n_valid) {
-        dv[it] = *reinterpret_cast<const Pack<bf16, 8>*>(dy + yo + p * a.y.pix);
-        if (relu) yv[it] = *reinterpret_cast<const Pack<bf16, 8>*>(y + yo + p * a.y.pix);
-      }
-    }
-  };
+  auto load_dz = [&](const Tile& s) { load_dz_tile(a, s, y, dy, relu, n0, n_valid, c8, dv, yv); };
   // dz = relu'(y) * dy of the loaded tile into zs (zeros past its pixels), summed into db
   auto store_dz = [&](const Tile& s, bf16* zs) {
 #pragma unroll
