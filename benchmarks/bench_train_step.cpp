@@ -63,7 +63,7 @@ struct Mode {
   std::string conv1 = "auto";  // GpuNetOptions::few_channel_conv: auto (the default), implicit or gemm
   bool side_heads = PlanOptions{}.side_heads;  // the auxiliary heads as branches
   int graph_configs = 0;                       // GpuNetOptions::graph_configs; 0: the default
-  bool lrn_relu_mask = false;                  // GpuNetOptions::lrn_relu_mask
+  bool lrn_relu_mask = GpuNetOptions{}.lrn_relu_mask;
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -96,7 +96,9 @@ std::string mode_name(const Mode& m) {
           : m.side_heads                           ? " side-heads"
                                                    : " no-side-heads") +
          (m.graph_configs ? fmt::format(" {} configs", m.graph_configs) : "") +
-         (m.lrn_relu_mask ? " lrn-relu-mask" : "");
+         (m.lrn_relu_mask == GpuNetOptions{}.lrn_relu_mask ? ""
+          : m.lrn_relu_mask                                ? " lrn-relu-mask"
+                                                           : " no-lrn-relu-mask");
 }
 
 int current_device() {
@@ -118,7 +120,7 @@ GpuNetOptions net_options(const Mode& m) {
   if (m.lanes) opt.branch_lanes = m.lanes;
   if (m.conv1 != "auto") opt.few_channel_conv = m.conv1 == "implicit";
   if (m.graph_configs > 0) opt.graph_configs = m.graph_configs;
-  if (m.lrn_relu_mask) opt.lrn_relu_mask = true;
+  opt.lrn_relu_mask = m.lrn_relu_mask;
   return opt;
 }
 
@@ -471,10 +473,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-side-heads", no_side_heads,
                "plan the auxiliary heads before the next inception module instead of as one more branch of "
                "it (PlanOptions::side_heads, on by default)");
-  bool lrn_relu_mask = false;
-  app.add_flag(
-      "--lrn-relu-mask", lrn_relu_mask,
-      "norm2's backward applies conv2/3x3's ReLU mask (GpuNetOptions::lrn_relu_mask, off by default)");
+  bool no_lrn_relu_mask = false;
+  app.add_flag("--no-lrn-relu-mask", no_lrn_relu_mask,
+               "conv2/3x3 applies its own ReLU mask instead of norm2's backward applying it "
+               "(GpuNetOptions::lrn_relu_mask, on by default)");
   int graph_configs = 0;
   app.add_option("--graph-configs", graph_configs,
                  "bf16 channels-last: heuristic engine configs of cuDNN's backend API timed per convolution "
@@ -546,7 +548,7 @@ int main(int argc, char** argv) {
             m.side_heads = !no_side_heads;
             if (graph_configs < 0) throw Error("--graph-configs must be >= 0");
             m.graph_configs = graph_configs;
-            m.lrn_relu_mask = lrn_relu_mask;
+            m.lrn_relu_mask = !no_lrn_relu_mask;
             if (parallel) {
               results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
               continue;

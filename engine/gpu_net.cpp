@@ -813,6 +813,14 @@ bool GpuNet::relu_folded(int l) const {
   return layers_[l]->skip;
 }
 
+bool GpuNet::relu_mask_left_to_consumer(int l) const {
+  return layers_[l]->relu_masked_by_consumer;
+}
+
+bool GpuNet::applies_relu_mask(int l) const {
+  return layers_[l]->relu_mask;
+}
+
 // ---- reports ------------------------------------------------------------------------------------
 
 std::vector<LayerTime> GpuNet::time_layers(int iters) {

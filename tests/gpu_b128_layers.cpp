@@ -174,7 +174,16 @@ UnitOutputs gpu_unit(GpuNet& gpu, int l, const UnitInputs& in) {
     r.y.assign(y.begin(), y.end());
   }
   gpu.zero_grads();
-  if (!loss) gpu.set_blob_diff(lp.tops[0], to_float(in.dy[0]));
+  if (!loss && gpu.relu_mask_left_to_consumer(l)) {
+    // Its consumer (norm2) applies the ReLU's mask in the step, so its backward takes dy
+    // masked: masked here by the GPU's own output, as that consumer masks by its input.
+    std::vector<double> dy = in.dy[0];
+    for (std::size_t i = 0; i < dy.size(); ++i)
+      if (!(r.y[i] > 0)) dy[i] = 0;
+    gpu.set_blob_diff(lp.tops[0], to_float(dy));
+  } else if (!loss) {
+    gpu.set_blob_diff(lp.tops[0], to_float(in.dy[0]));
+  }
   for (std::size_t i = 0; i < lp.bottoms.size(); ++i)
     if (lp.bottom_diff[i] && lp.accumulate[i]) gpu.set_blob_diff(lp.bottoms[i], to_float(in.prior[i]));
   gpu.backward_layer(l);
@@ -317,8 +326,11 @@ TEST(GoogLeNetB128, Bf16LayerByLayer) {
                                                                : std::vector<double>());
     }
     if (!loss) in.dy.push_back(relu ? dy_above_relu[l] : rounded_bf16(cpu.blob_diff(lp.tops[0])));
-    const UnitOutputs own =
+    UnitOutputs own =
         reference_unit(plan, l, relu, in, weights, labels, opt.dropout_seed, step, cpu.shards());
+    if (gpu.applies_relu_mask(l))  // the LRN that also applies its producer's ReLU mask (norm2)
+      for (std::size_t j = 0; j < own.dx[0].size(); ++j)
+        if (!(in.x[0][j] > 0)) own.dx[0][j] = 0;
     const UnitOutputs got = gpu_unit(gpu, l, in);
     const Check fwd = check(got.y, own.y);
     // With a ReLU: the reference backward through the GPU's mask (see kFlipBand), and the flips.
