@@ -37,6 +37,9 @@
 #include "engine/train_backend.h"
 #include "incept_commit.h"
 #include "models/models.h"
+#ifdef INCEPT_HAVE_CUPTI
+#include "benchmarks/trace/kernel_trace.h"
+#endif
 
 namespace {
 
@@ -64,6 +67,8 @@ struct Mode {
   bool side_heads = PlanOptions{}.side_heads;  // the auxiliary heads as branches
   int graph_configs = 0;                       // GpuNetOptions::graph_configs; 0: the default
   bool lrn_relu_mask = GpuNetOptions{}.lrn_relu_mask;
+  bool memset_kernels = GpuNetOptions{}.memset_kernels;
+  bool pool_relu_mask = GpuNetOptions{}.pool_relu_mask;
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -98,7 +103,13 @@ std::string mode_name(const Mode& m) {
          (m.graph_configs ? fmt::format(" {} configs", m.graph_configs) : "") +
          (m.lrn_relu_mask == GpuNetOptions{}.lrn_relu_mask ? ""
           : m.lrn_relu_mask                                ? " lrn-relu-mask"
-                                                           : " no-lrn-relu-mask");
+                                                           : " no-lrn-relu-mask") +
+         (m.memset_kernels == GpuNetOptions{}.memset_kernels ? ""
+          : m.memset_kernels                                 ? " memset-kernels"
+                                                             : " memset-nodes") +
+         (m.pool_relu_mask == GpuNetOptions{}.pool_relu_mask ? ""
+          : m.pool_relu_mask                                 ? " pool-relu-mask"
+                                                             : " no-pool-relu-mask");
 }
 
 int current_device() {
@@ -121,6 +132,8 @@ GpuNetOptions net_options(const Mode& m) {
   if (m.conv1 != "auto") opt.few_channel_conv = m.conv1 == "implicit";
   if (m.graph_configs > 0) opt.graph_configs = m.graph_configs;
   opt.lrn_relu_mask = m.lrn_relu_mask;
+  opt.memset_kernels = m.memset_kernels;
+  opt.pool_relu_mask = m.pool_relu_mask;
   return opt;
 }
 
@@ -176,8 +189,41 @@ std::vector<float> timed_steps(GpuNet& net, int first, int steps, bool graph, in
   return times;
 }
 
+// `steps` more steps under CUPTI, each synchronized: every record to `path` (CSV, times in us
+// from the step's first start) and each step's span, busy time and idle gaps printed.
+void trace_steps(GpuNet& net, int first, int steps, bool graph, const std::string& path) {
+#ifdef INCEPT_HAVE_CUPTI
+  std::ofstream csv(path);
+  if (!csv) throw Error("--trace: cannot write " + path);
+  csv << "step,kind,stream,start_us,end_us,blocks,threads,name\n";
+  bench::KernelTrace trace;
+  CUDA_CHECK(cudaDeviceSynchronize());
+  trace.collect();  // anything before the first traced step
+  for (int i = 0; i < steps; ++i) {
+    net.train_step(step_values(first + i), graph);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<bench::TraceRecord> recs = trace.collect();
+    if (recs.empty()) throw Error("--trace: CUPTI recorded nothing");
+    const std::uint64_t t0 = recs.front().start_ns;
+    for (const bench::TraceRecord& r : recs)
+      csv << fmt::format("{},{},{},{:.3f},{:.3f},{},{},\"{}\"\n", i, r.kind, r.stream,
+                         double(r.start_ns - t0) / 1e3, double(r.end_ns - t0) / 1e3, r.blocks, r.threads,
+                         r.name);
+    const bench::TraceSummary s = bench::summarize(recs);
+    std::printf(
+        "  trace step %d: span %.1f us, GPU busy %.1f us, idle %.1f us, %d records on %d streams, "
+        "their sum %.1f us\n",
+        i, s.span_us, s.busy_us, s.span_us - s.busy_us, s.records, s.streams, s.sum_us);
+  }
+  log_info("kernel trace of {} steps in {}", steps, path);
+#else
+  (void)net, (void)first, (void)steps, (void)graph;
+  throw Error("--trace " + path + ": this build has no CUPTI (CUDA::cupti was not found at configure time)");
+#endif
+}
+
 Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool layers,
-           std::vector<LayerTime>* layer_times, bool algos = false) {
+           std::vector<LayerTime>* layer_times, bool algos = false, const std::string& trace = "") {
   PlanOptions po;
   po.stage = Stage::kTrain;
   po.batch = batch;
@@ -207,6 +253,7 @@ Result run(const Mode& m, int batch, int classes, int warmup, int steps, bool la
       "{:.0f} MiB",
       r.mode, r.ms, *std::min_element(times.begin(), times.end()),
       *std::max_element(times.begin(), times.end()), r.img_s, loss, r.peak_mib);
+  if (!trace.empty()) trace_steps(net, warmup + steps, 5, m.graph, trace);
   if (layers && layer_times) *layer_times = net.time_layers(std::max(5, steps / 2));
   return r;
 }
@@ -473,6 +520,19 @@ int main(int argc, char** argv) {
   app.add_flag("--no-side-heads", no_side_heads,
                "plan the auxiliary heads before the next inception module instead of as one more branch of "
                "it (PlanOptions::side_heads, on by default)");
+  std::string trace;
+  app.add_option(
+      "--trace", trace,
+      "after timing, 5 more steps under CUPTI: every kernel, memset and memcpy with its stream and "
+      "times to this CSV, and each step's busy and idle time printed");
+  bool no_pool_relu_mask = false;
+  app.add_flag(
+      "--no-pool-relu-mask", no_pool_relu_mask,
+      "conv1 applies its own ReLU mask instead of pool1 (GpuNetOptions::pool_relu_mask, on by default)");
+  bool memset_nodes = false;
+  app.add_flag("--memset-nodes", memset_nodes,
+               "keep the memset nodes of the step's CUDA graph instead of running them as kernel nodes "
+               "(GpuNetOptions::memset_kernels)");
   bool no_lrn_relu_mask = false;
   app.add_flag("--no-lrn-relu-mask", no_lrn_relu_mask,
                "conv2/3x3 applies its own ReLU mask instead of norm2's backward applying it "
@@ -549,6 +609,8 @@ int main(int argc, char** argv) {
             if (graph_configs < 0) throw Error("--graph-configs must be >= 0");
             m.graph_configs = graph_configs;
             m.lrn_relu_mask = !no_lrn_relu_mask;
+            m.memset_kernels = !memset_nodes;
+            m.pool_relu_mask = !no_pool_relu_mask;
             if (parallel) {
               results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
               continue;
@@ -556,7 +618,7 @@ int main(int argc, char** argv) {
             const std::string key = fmt::format("{} {}{}", d, m.nhwc ? "NHWC" : "NCHW",
                                                 lanes ? fmt::format(" {} lanes", lanes) : "");
             std::vector<LayerTime> lt;
-            results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos));
+            results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos, trace));
             if (!dataset.empty())
               results.push_back(run_dataset(m, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
             if (eager) {

@@ -13,6 +13,7 @@
 #include "engine/check.h"
 #include "engine/fillers.h"
 #include "engine/gpu_net_layer.h"
+#include "engine/graph_rewrite.h"
 #include "engine/layers.h"
 #include "engine/log.h"
 #include "kernels/bias_relu_gpu.h"
@@ -242,7 +243,7 @@ void GpuNet::build_layers() {
                                 L->plan->name, kind_name(k)));
     }
   probe_ws = DeviceBuffer();
-  if (nhwc && plan_.options.training && opt_.lrn_relu_mask) fold_relu_masks();
+  if (nhwc && plan_.options.training) fold_relu_masks(opt_.lrn_relu_mask, opt_.pool_relu_mask);
   // Workspaces, staging and partial-sum buffers, per lane (the main lane's are members).
   plan_lanes();
 
@@ -532,6 +533,7 @@ void GpuNet::train_step(const StepValues& v, bool graph, bool do_update) {
     }
     CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
     graph_ = Graph(g);
+    if (opt_.memset_kernels) memset_nodes_to_kernels(g);
     cudaGraphExec_t exec = nullptr;
     CUDA_CHECK(cudaGraphInstantiate(&exec, graph_, 0));
     graph_exec_ = GraphExec(exec);
@@ -566,7 +568,8 @@ void GpuNet::run_forward(int l, const Lane& R) {
       case LayerKind::kPooling:
         if (opt_.channels_last)
           kernels::pool_fwd_nhwc<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom,
-                                    L.out_shape[0], out(0), static_cast<std::uint8_t*>(L.saved), R.stream);
+                                    L.out_shape[0], out(0), static_cast<std::uint8_t*>(L.saved), R.stream,
+                                    L.relu_mask);
         else
           kernels::pool_fwd<T>(L.in_shape[0], in(0), std::get<PoolParams>(lp.params).geom, L.out_shape[0],
                                out(0), static_cast<std::int32_t*>(L.saved), R.stream);

@@ -93,6 +93,13 @@ struct GpuNetOptions {
   // batch 128: conv2/3x3 backward 0.506 -> 0.438 ms, norm2 0.249 -> 0.263; the same bits; step
   // 7.61 -> 7.52 ms).
   bool lrn_relu_mask = true;
+  // The same for a MAX pooling (GoogLeNet's pool1 after conv1): its forward marks windows whose
+  // maximum is not positive as having no winner (kernels/pool_gpu.h), so its backward gives
+  // those inputs no gradient, and conv1's weight gradient reads dy alone, not y.
+  bool pool_relu_mask = true;
+  // The step's CUDA graph runs the memsets cuBLAS and cuDNN capture as kernel nodes
+  // (engine/graph_rewrite.h): a memset node stalls its stream for a few microseconds.
+  bool memset_kernels = true;
   // Channels-last bf16 from compute capability 8.0: a first convolution with few input
   // channels (conv1) as an implicit GEMM on tensor cores (kernels/conv_few_channels_gpu.h),
   // forward with bias and ReLU, weight gradient through the ReLU mask, instead of im2col rows
@@ -229,9 +236,9 @@ class GpuNet {
   void forward_layer(int l);
   void backward_layer(int l);
   bool relu_folded(int l) const;
-  // With GpuNetOptions::lrn_relu_mask: layer l is a convolution whose folded ReLU's mask its
-  // consumer applies (its backward_layer takes dy already masked), or the LRN that applies it
-  // (its input gradient is +0 where its input is not positive).
+  // With GpuNetOptions::lrn_relu_mask / pool_relu_mask: layer l is a convolution whose folded
+  // ReLU's mask its consumer applies (its backward_layer takes dy already masked), or the LRN
+  // or MAX pooling that applies it (its input gradient is +0 where its input is not positive).
   bool relu_mask_left_to_consumer(int l) const;
   bool applies_relu_mask(int l) const;
 
@@ -258,10 +265,11 @@ class GpuNet {
   // plan_lanes() sizes the scratch it runs with.
   void plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes);
   void fold_relu(std::size_t l);  // runs the following in-place ReLU in the convolution's bias pass
-  // Training, channels-last: an LRN whose input is a folded ReLU's output and its only reader
-  // applies that ReLU's mask in its backward pass (Layer::relu_mask), instead of the
-  // convolution's bias pass (which then only sums the bias gradient, reading dy once).
-  void fold_relu_masks();
+  // Training, channels-last: an LRN (`lrn`) or MAX pooling (`max_pool`) whose input is a folded
+  // ReLU's output and its only reader applies that ReLU's mask (Layer::relu_mask), instead of
+  // the convolution (whose bias pass then only sums the bias gradient, reading dy once, and
+  // conv1's weight gradient does not read y).
+  void fold_relu_masks(bool lrn, bool max_pool);
   template <typename T>
   void conv_forward(Layer& L, const Lane& R);
   template <typename T>

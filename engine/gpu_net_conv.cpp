@@ -27,11 +27,14 @@ void GpuNet::fold_relu(std::size_t l) {
   }
 }
 
-void GpuNet::fold_relu_masks() {
+void GpuNet::fold_relu_masks(bool lrn, bool max_pool_too) {
   for (std::size_t m = 0; m < layers_.size(); ++m) {
     Layer& M = *layers_[m];
     const LayerPlan& mp = *M.plan;
-    if (mp.kind() != LayerKind::kLRN || !M.in_diff[0] || M.accumulate[0]) continue;
+    const bool max_pool = max_pool_too && mp.kind() == LayerKind::kPooling &&
+                          std::get<PoolParams>(mp.params).geom.method == PoolMethod::kMax && M.saved;
+    if (!(lrn && mp.kind() == LayerKind::kLRN) && !max_pool) continue;
+    if (!M.in_diff[0] || M.accumulate[0]) continue;
     const int blob = mp.bottoms[0];
     Layer* producer = nullptr;
     int readers = 0;

@@ -26,11 +26,12 @@ struct GpuNet::Layer {
   std::unique_ptr<CudnnConv> conv;
   std::unique_ptr<GpuFc> fc;  // InnerProduct, or (channels_last) a 1x1 stride-1 convolution as a GEMM
   bool fused_relu = false;    // conv: the next (in-place ReLU) layer is folded in
-  // conv with fused_relu: its output's only consumer (an LRN, relu_mask) applies the ReLU's
+  // conv with fused_relu: its output's only consumer (an LRN or MAX pooling, relu_mask) applies the ReLU's
   // mask in its backward pass, so this layer's backward does not
   bool relu_masked_by_consumer = false;
-  bool relu_mask = false;  // LRN, channels-last: its input gradient also passes the ReLU mask (above)
-  bool staged = false;     // conv, channels_last: output is a slice; cuDNN writes staging_ (dense)
+  bool relu_mask =
+      false;  // LRN / MAX pooling, channels-last: its input gradient also passes the ReLU mask (above)
+  bool staged = false;  // conv, channels_last: output is a slice; cuDNN writes staging_ (dense)
   // Channels-last first convolution with few input channels: im2col rows of im2col_ld taps
   // (cols, kept for wgrad), filters padded to rows of im2col_ld (wpad, dwpad), one GEMM (fc).
   int im2col_ld = 0;

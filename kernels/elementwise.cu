@@ -1,4 +1,6 @@
 // Elementwise vector ops (elementwise.h): grid-stride loops, one element per step.
+#include <algorithm>
+
 #include "engine/check.h"
 #include "kernels/elementwise.h"
 
@@ -54,6 +56,22 @@ void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst) {
   }
 }
 
+// One element of elem_size bytes per index: width per row, rows pitch bytes apart.
+__global__ void memset_node_kernel(char* dst, std::size_t pitch, unsigned value, unsigned elem_size,
+                                   std::size_t width, std::size_t total) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::size_t row = i / width, col = i - row * width;
+    char* at = dst + row * pitch + col * elem_size;
+    if (elem_size == 4)
+      *reinterpret_cast<unsigned*>(at) = value;
+    else if (elem_size == 2)
+      *reinterpret_cast<unsigned short*>(at) = static_cast<unsigned short>(value);
+    else
+      *at = static_cast<char>(value);
+  }
+}
+
 __global__ void widen_bf16_kernel(std::size_t n, const __nv_bfloat16* __restrict__ src,
                                   float* __restrict__ dst) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
@@ -65,6 +83,26 @@ void widen_bf16(std::size_t n, const __nv_bfloat16* src, float* dst, cudaStream_
   if (n == 0) return;
   widen_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, src, dst);
   KERNEL_CHECK("widen_bf16_kernel");
+}
+
+cudaGraphNode_t add_memset_kernel_node(cudaGraph_t graph, const cudaGraphNode_t* deps, std::size_t num_deps,
+                                       const cudaMemsetParams& p) {
+  if (p.elementSize != 1 && p.elementSize != 2 && p.elementSize != 4)
+    throw Error("add_memset_kernel_node: elementSize must be 1, 2 or 4");
+  char* dst = static_cast<char*>(p.dst);
+  std::size_t pitch = p.height > 1 ? p.pitch : p.width * p.elementSize;
+  unsigned value = p.value, elem = p.elementSize;
+  std::size_t width = p.width, total = p.width * p.height;
+  void* args[] = {&dst, &pitch, &value, &elem, &width, &total};
+  cudaKernelNodeParams k{};
+  k.func = reinterpret_cast<void*>(&memset_node_kernel);
+  k.blockDim = dim3(256);
+  k.gridDim = dim3(static_cast<unsigned>(grid_for(std::max<std::size_t>(total, 1), 256)));
+  k.sharedMemBytes = 0;
+  k.kernelParams = args;
+  cudaGraphNode_t node = nullptr;
+  CUDA_CHECK(cudaGraphAddKernelNode(&node, graph, deps, num_deps, &k));
+  return node;
 }
 
 void widen_bf16_ref(std::size_t n, const std::uint16_t* src_bits, float* dst) {

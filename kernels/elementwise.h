@@ -25,4 +25,12 @@ void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst);
 void widen_bf16(std::size_t n, const __nv_bfloat16* src, float* dst, cudaStream_t stream);
 void widen_bf16_ref(std::size_t n, const std::uint16_t* src_bits, float* dst);
 
+// A kernel node that does what a memset node with these parameters does (elementSize 1, 2 or
+// 4; width elements per row, height rows, pitch bytes apart), added to `graph` after `deps`.
+// Why: in a CUDA graph, a memset node between two kernels stalls the stream for a few
+// microseconds (cuBLAS and cuDNN issue 4-byte ones before their split-K kernels); a kernel
+// node does not (see engine/graph_rewrite.h).
+cudaGraphNode_t add_memset_kernel_node(cudaGraph_t graph, const cudaGraphNode_t* deps, std::size_t num_deps,
+                                       const cudaMemsetParams& p);
+
 }  // namespace incept::kernels

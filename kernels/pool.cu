@@ -161,7 +161,7 @@ __device__ __forceinline__ Site site(unsigned j, int groups, int v, int h, int w
 
 template <typename T, int V, bool kMax>
 __global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T* __restrict__ y,
-                                     std::uint8_t* __restrict__ mask) {
+                                     std::uint8_t* __restrict__ mask, bool relu_mask) {
   const PoolArgs& a = b.a;
   const unsigned total = static_cast<unsigned>(a.n) * a.ho * a.wo * b.groups;
   for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < total; j += gridDim.x * blockDim.x) {
@@ -210,7 +210,8 @@ __global__ void pool_fwd_nhwc_kernel(PoolNhwcArgs b, const T* __restrict__ x, T*
     if (kMax && mask) {
       Pack<std::uint8_t, V> m;
 #pragma unroll
-      for (int e = 0; e < V; ++e) m.v[e] = static_cast<std::uint8_t>(idx[e] < 0 ? 255 : idx[e]);
+      for (int e = 0; e < V; ++e)
+        m.v[e] = static_cast<std::uint8_t>(idx[e] < 0 || (relu_mask && !(acc[e] > 0.f)) ? 255 : idx[e]);
       *reinterpret_cast<Pack<std::uint8_t, V>*>(mask + static_cast<long long>(q) * a.c + c) = m;
     }
   }
@@ -287,8 +288,8 @@ __device__ __forceinline__ std::uint32_t bit_select(std::uint32_t mask, std::uin
 
 template <int V>
 __global__ void pool_max_fwd_nhwc_bf16_kernel(PoolNhwcArgs b, const __nv_bfloat16* __restrict__ x,
-                                              __nv_bfloat16* __restrict__ y,
-                                              std::uint8_t* __restrict__ mask) {
+                                              __nv_bfloat16* __restrict__ y, std::uint8_t* __restrict__ mask,
+                                              bool relu_mask) {
   constexpr int kWords = V / 2;
   const PoolArgs& a = b.a;
   const unsigned total = static_cast<unsigned>(a.n) * a.ho * a.wo * b.groups;
@@ -324,6 +325,13 @@ __global__ void pool_max_fwd_nhwc_bf16_kernel(PoolNhwcArgs b, const __nv_bfloat1
     *reinterpret_cast<Pack<std::uint32_t, kWords>*>(
         y + n * b.y.ns + static_cast<long long>(oy * a.wo + ox) * b.y.pix + c) = out;
     if (mask) {
+      if (relu_mask) {  // a window whose maximum is not positive: no winner (0x00FF)
+        const __nv_bfloat162 zero = __floats2bfloat162_rn(0.f, 0.f);
+#pragma unroll
+        for (int k = 0; k < kWords; ++k)
+          idx[k] = bit_select(__hgt2_mask(*reinterpret_cast<const __nv_bfloat162*>(&best[k]), zero), idx[k],
+                              0x00FF00FFu);
+      }
       Pack<std::uint32_t, kWords / 2> m;  // the low byte of each 16-bit index, in channel order
 #pragma unroll
       for (int k = 0; k < kWords / 2; ++k) m.v[k] = __byte_perm(idx[2 * k], idx[2 * k + 1], 0x6420);
@@ -458,7 +466,8 @@ bool pool_vector_ok(const Nchw& xs, const void* x, const Nchw& ys, const void* y
 
 template <typename T, int V>
 void launch_pool_nhwc(bool fwd, const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, const T* dy,
-                      T* y_or_dx, std::uint8_t* mask, bool accumulate, cudaStream_t stream) {
+                      T* y_or_dx, std::uint8_t* mask, bool accumulate, cudaStream_t stream,
+                      bool relu_mask = false) {
   const PoolNhwcArgs b{make_args(xs, g, ys), nhwc_args(xs), nhwc_args(ys), xs.c / V};
   const bool mx = g.method == PoolMethod::kMax;
   constexpr bool kPacked = std::is_same_v<T, __nv_bfloat16> && V % 8 == 0;  // bf16 MAX on packed pairs
@@ -466,14 +475,14 @@ void launch_pool_nhwc(bool fwd, const Nchw& xs, const T* x, const PoolGeom& g, c
     const unsigned blocks = grid_for(static_cast<std::size_t>(ys.count() / V), kThreads);
     if constexpr (kPacked)
       if (mx) {
-        pool_max_fwd_nhwc_bf16_kernel<V><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, mask);
+        pool_max_fwd_nhwc_bf16_kernel<V><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, mask, relu_mask);
         KERNEL_CHECK("pool_max_fwd_nhwc_bf16_kernel");
         return;
       }
     if (mx)
-      pool_fwd_nhwc_kernel<T, V, true><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, mask);
+      pool_fwd_nhwc_kernel<T, V, true><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, mask, relu_mask);
     else
-      pool_fwd_nhwc_kernel<T, V, false><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, nullptr);
+      pool_fwd_nhwc_kernel<T, V, false><<<blocks, kThreads, 0, stream>>>(b, x, y_or_dx, nullptr, false);
     KERNEL_CHECK("pool_fwd_nhwc_kernel");
   } else {
     const unsigned blocks = grid_for(static_cast<std::size_t>(xs.count() / V), kThreads);
@@ -495,7 +504,7 @@ void launch_pool_nhwc(bool fwd, const Nchw& xs, const T* x, const PoolGeom& g, c
 
 template <typename T>
 void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& ys, T* y, std::uint8_t* mask,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, bool relu_mask) {
   check_shapes(xs, g0, ys);
   check_nhwc_view(xs, "pool_fwd_nhwc");
   check_nhwc_view(ys, "pool_fwd_nhwc");
@@ -503,12 +512,14 @@ void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g0, const Nchw& y
   const PoolGeom g = pool_resolve(xs, g0);
   if (g.method == PoolMethod::kMax && g.kernel_h * g.kernel_w > 255)
     throw Error("pool_fwd_nhwc: MAX windows of more than 255 taps do not fit the uint8 mask");
+  if (relu_mask && (g.method != PoolMethod::kMax || mask == nullptr))
+    throw Error("pool_fwd_nhwc: relu_mask needs MAX pooling with a mask");
   if (pool_vector_ok<T>(xs, x, ys, y, 32))
-    launch_pool_nhwc<T, 2 * kVec16<T>>(true, xs, x, g, ys, nullptr, y, mask, false, stream);
+    launch_pool_nhwc<T, 2 * kVec16<T>>(true, xs, x, g, ys, nullptr, y, mask, false, stream, relu_mask);
   else if (pool_vector_ok<T>(xs, x, ys, y, 16))
-    launch_pool_nhwc<T, kVec16<T>>(true, xs, x, g, ys, nullptr, y, mask, false, stream);
+    launch_pool_nhwc<T, kVec16<T>>(true, xs, x, g, ys, nullptr, y, mask, false, stream, relu_mask);
   else
-    launch_pool_nhwc<T, 1>(true, xs, x, g, ys, nullptr, y, mask, false, stream);
+    launch_pool_nhwc<T, 1>(true, xs, x, g, ys, nullptr, y, mask, false, stream, relu_mask);
 }
 
 template <typename T>
@@ -538,7 +549,7 @@ void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g0, const Nchw& ys, const T* 
   template void pool_bwd<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::int32_t*, T*,  \
                             bool, cudaStream_t);                                                           \
   template void pool_fwd_nhwc<T>(const Nchw&, const T*, const PoolGeom&, const Nchw&, T*, std::uint8_t*,   \
-                                 cudaStream_t);                                                            \
+                                 cudaStream_t, bool);                                                      \
   template void pool_bwd_nhwc<T>(const Nchw&, const PoolGeom&, const Nchw&, const T*, const std::uint8_t*, \
                                  T*, bool, cudaStream_t);
 INCEPT_INSTANTIATE(float)

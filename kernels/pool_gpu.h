@@ -34,9 +34,13 @@ void pool_bwd(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy, co
 // window: mask[((n * Ho + oy) * Wo + ox) * C + c] = (iy - (oy * sh - ph)) * kw + (ix - (ox * sw - pw))
 // (a quarter of the int32 mask's traffic; windows of at most 255 taps). Same rules and same
 // results as pool_fwd/bwd.
+// relu_mask (MAX, training): x is the output of a ReLU that nothing but this pooling reads; a
+// window whose maximum is not positive gets the mask 255 (no winner), so pool_bwd_nhwc passes
+// its input no gradient: the input gradient is then that ReLU's too (+0 where x is not
+// positive, the same bits elsewhere), and the ReLU's producer need not apply its mask.
 template <typename T>
 void pool_fwd_nhwc(const Nchw& xs, const T* x, const PoolGeom& g, const Nchw& ys, T* y, std::uint8_t* mask,
-                   cudaStream_t stream);
+                   cudaStream_t stream, bool relu_mask = false);
 
 template <typename T>
 void pool_bwd_nhwc(const Nchw& xs, const PoolGeom& g, const Nchw& ys, const T* dy, const std::uint8_t* mask,

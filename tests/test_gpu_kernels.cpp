@@ -5,9 +5,13 @@
 // 1e-2 (bf16); masks and dropout bit-exact.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
+#include "engine/graph_rewrite.h"
 #include "gpu_test_data.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
@@ -408,6 +412,82 @@ TEST(GpuKernels, InputTransform) {
   check_input_transform<float>(true);
   check_input_transform<float>(false);
   check_input_transform<bf16>(true);
+}
+
+// ---- memset nodes as kernel nodes (engine/graph_rewrite.h) -----------------------------------
+
+TEST(GpuKernels, MemsetNodesBecomeKernelNodes) {
+  INCEPT_REQUIRE_GPU();
+  constexpr std::size_t kBytes = 96;
+  std::vector<DeviceBuffer> buf;
+  for (int i = 0; i < 4; ++i) {
+    buf.emplace_back(kBytes);
+    CUDA_CHECK(cudaMemset(buf.back().data(), 0x11, kBytes));
+  }
+  cudaGraph_t g = nullptr;
+  CUDA_CHECK(cudaGraphCreate(&g, 0));
+  auto memset_node = [&](void* dst, unsigned value, unsigned elem, std::size_t width, std::size_t height,
+                         std::size_t pitch, const cudaGraphNode_t* deps, std::size_t n) {
+    cudaMemsetParams p{};
+    p.dst = dst;
+    p.value = value;
+    p.elementSize = elem;
+    p.width = width;
+    p.height = height;
+    p.pitch = pitch;
+    cudaGraphNode_t node = nullptr;
+    CUDA_CHECK(cudaGraphAddMemsetNode(&node, g, deps, n, &p));
+    return node;
+  };
+  // A: all 0x22, then (after it) a 4-byte pattern in 3 rows of 5, 32 bytes apart; D: a copy of
+  // A made after both (so the dependencies must survive); B: 7 halves; C: 9 bytes.
+  const cudaGraphNode_t a0 = memset_node(buf[0].data(), 0x22, 1, kBytes, 1, 0, nullptr, 0);
+  const cudaGraphNode_t a1 = memset_node(buf[0].data(), 0xDEADBEEFu, 4, 5, 3, 32, &a0, 1);
+  memset_node(buf[1].data(), 0xBEEF, 2, 7, 1, 0, nullptr, 0);
+  memset_node(buf[2].data(), 0x5A, 1, 9, 1, 0, nullptr, 0);
+  // A large one stays a memset node.
+  DeviceBuffer big(kMemsetKernelMaxBytes + 4);
+  memset_node(big.data(), 0x33, 4, big.bytes() / 4, 1, 0, nullptr, 0);
+  cudaGraphNode_t copy = nullptr;
+  CUDA_CHECK(cudaGraphAddMemcpyNode1D(&copy, g, &a1, 1, buf[3].data(), buf[0].data(), kBytes,
+                                      cudaMemcpyDeviceToDevice));
+  EXPECT_EQ(memset_nodes_to_kernels(g), 4);
+  std::size_t n = 0;
+  CUDA_CHECK(cudaGraphGetNodes(g, nullptr, &n));
+  std::vector<cudaGraphNode_t> nodes(n);
+  CUDA_CHECK(cudaGraphGetNodes(g, nodes.data(), &n));
+  int kernels = 0, memsets = 0;
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType t{};
+    CUDA_CHECK(cudaGraphNodeGetType(node, &t));
+    kernels += t == cudaGraphNodeTypeKernel;
+    memsets += t == cudaGraphNodeTypeMemset;
+  }
+  EXPECT_EQ(kernels, 4);
+  EXPECT_EQ(memsets, 1);
+  cudaGraphExec_t exec = nullptr;
+  CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+  for (int rep = 0; rep < 3; ++rep) CUDA_CHECK(cudaGraphLaunch(exec, nullptr));
+  CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<std::vector<unsigned char>> got(4, std::vector<unsigned char>(kBytes));
+  for (int i = 0; i < 4; ++i)
+    CUDA_CHECK(cudaMemcpy(got[i].data(), buf[i].data(), kBytes, cudaMemcpyDeviceToHost));
+  std::vector<unsigned char> a(kBytes, 0x22), b(kBytes, 0x11), c(kBytes, 0x11);
+  const unsigned word = 0xDEADBEEFu;
+  for (int r = 0; r < 3; ++r)
+    for (int e = 0; e < 5; ++e) std::memcpy(&a[r * 32 + e * 4], &word, 4);
+  const unsigned short half = 0xBEEF;
+  for (int e = 0; e < 7; ++e) std::memcpy(&b[e * 2], &half, 2);
+  for (int e = 0; e < 9; ++e) c[e] = 0x5A;
+  EXPECT_EQ(got[0], a);
+  EXPECT_EQ(got[1], b);
+  EXPECT_EQ(got[2], c);
+  EXPECT_EQ(got[3], a) << "the copy after the memsets ran before them";
+  std::vector<unsigned> big_got(big.bytes() / 4);
+  CUDA_CHECK(cudaMemcpy(big_got.data(), big.data(), big.bytes(), cudaMemcpyDeviceToHost));
+  EXPECT_EQ(std::count(big_got.begin(), big_got.end(), 0x33u), std::ptrdiff_t(big_got.size()));
+  CUDA_CHECK(cudaGraphExecDestroy(exec));
+  CUDA_CHECK(cudaGraphDestroy(g));
 }
 
 }  // namespace

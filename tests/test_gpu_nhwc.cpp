@@ -223,6 +223,45 @@ TEST(GpuNhwc, BiasReluBf16) {
 
 // ---- pooling -------------------------------------------------------------------------------
 
+// MAX pooling with relu_mask on a ReLU's output (most values 0, many all-zero windows): the
+// same outputs, and an input gradient equal to the plain one where x > 0 and +0 elsewhere.
+template <typename T>
+void check_pool_relu_mask(const char* label, const Slice& xs, const Slice& ys, const PoolGeom& g,
+                          const DeviceBuffer& d_dy) {
+  auto x = inside_only_nhwc(xs, rounded<T>(random_floats(xs.total, fresh_seed("pool_nhwc relu x"))));
+  for (float& v : x)
+    if (!std::isnan(v)) v = std::max(v - 0.6f, 0.f);  // ~80 % zeros
+  DeviceBuffer d_x = upload<T>(x), d_y = poisoned<T>(ys.total), d_ym = poisoned<T>(ys.total);
+  DeviceBuffer d_mask(ys.view.count()), d_maskm(ys.view.count());
+  DeviceBuffer d_dx = poisoned<T>(xs.total), d_dxm = poisoned<T>(xs.total);
+  auto* mask = d_mask.as<std::uint8_t>();
+  auto* maskm = d_maskm.as<std::uint8_t>();
+  const T* dy = d_dy.as<T>() + ys.offset;
+  kernels::pool_fwd_nhwc(xs.view, d_x.as<T>() + xs.offset, g, ys.view, d_y.as<T>() + ys.offset, mask,
+                         nullptr);
+  kernels::pool_fwd_nhwc(xs.view, d_x.as<T>() + xs.offset, g, ys.view, d_ym.as<T>() + ys.offset, maskm,
+                         nullptr, true);
+  kernels::pool_bwd_nhwc(xs.view, g, ys.view, dy, mask, d_dx.as<T>() + xs.offset, false, nullptr);
+  kernels::pool_bwd_nhwc(xs.view, g, ys.view, dy, maskm, d_dxm.as<T>() + xs.offset, false, nullptr);
+  const auto y = download<T>(d_y, ys.total), ym = download<T>(d_ym, ys.total);
+  const auto dx = download<T>(d_dx, xs.total), dxm = download<T>(d_dxm, xs.total);
+  std::size_t wrong_y = 0, wrong = 0, masked = 0;
+  for (std::size_t i = 0; i < y.size(); ++i)
+    if (!std::isnan(y[i]) && y[i] != ym[i]) ++wrong_y;
+  for (std::size_t i = 0; i < dxm.size(); ++i) {
+    if (std::isnan(x[i])) continue;  // outside the view
+    const float want = x[i] > 0.f ? dx[i] : 0.f;
+    masked += x[i] > 0.f || dx[i] == 0.f ? 0 : 1;  // a gradient the mask removed
+    if (!(dxm[i] == want && !std::signbit(dxm[i]) == !std::signbit(want))) ++wrong;
+  }
+  EXPECT_EQ(wrong_y, 0u) << "pool_fwd_nhwc relu_mask " << label << " " << name_of<T>();
+  EXPECT_EQ(wrong, 0u) << "pool_bwd_nhwc after relu_mask " << label << " " << name_of<T>();
+  EXPECT_GT(masked, 0u) << label << ": no window lost its gradient to the mask";
+  EXPECT_EQ(changed_outside_nhwc(xs, std::vector<float>(xs.total, NAN), dxm), 0u) << "relu_mask " << label;
+  std::printf("  pool relu_mask %-28s %s: %zu input gradients masked, the rest the same bits\n", label,
+              name_of<T>(), masked);
+}
+
 template <typename T>
 void check_pool(const char* label, int n, const Chans& xc, const Chans& yc, int h, int w, const PoolGeom& g) {
   ASSERT_EQ(xc.c, yc.c);
@@ -286,6 +325,7 @@ void check_pool(const char* label, int n, const Chans& xc, const Chans& yc, int 
   std::snprintf(what, sizeof what, "pool_bwd_nhwc (+=) %s %s", label, name_of<T>());
   report(what, rel_error(gather_nhwc(xs, dxa), dxaref), tol<T>(1e-6));
   EXPECT_EQ(changed_outside_nhwc(xs, dx0, dxa), 0u) << what;
+  if (is_max) check_pool_relu_mask<T>(label, xs, ys, g, d_dy);
 }
 
 PoolGeom pool(PoolMethod m, int k, int s, int p = 0, bool global = false) {
