@@ -27,13 +27,14 @@ void GpuNet::fold_relu(std::size_t l) {
   }
 }
 
-void GpuNet::fold_relu_masks(bool lrn, bool max_pool_too) {
+void GpuNet::fold_relu_masks(bool lrn, bool max_pool) {
   for (std::size_t m = 0; m < layers_.size(); ++m) {
     Layer& M = *layers_[m];
     const LayerPlan& mp = *M.plan;
-    const bool max_pool = max_pool_too && mp.kind() == LayerKind::kPooling &&
-                          std::get<PoolParams>(mp.params).geom.method == PoolMethod::kMax && M.saved;
-    if (!(lrn && mp.kind() == LayerKind::kLRN) && !max_pool) continue;
+    const bool folds_lrn = lrn && mp.kind() == LayerKind::kLRN;
+    const bool folds_pool = max_pool && mp.kind() == LayerKind::kPooling &&
+                            std::get<PoolParams>(mp.params).geom.method == PoolMethod::kMax && M.saved;
+    if (!folds_lrn && !folds_pool) continue;
     if (!M.in_diff[0] || M.accumulate[0]) continue;
     const int blob = mp.bottoms[0];
     Layer* producer = nullptr;

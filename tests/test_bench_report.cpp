@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "benchmarks/trace/trace_summary.h"
 #include "engine/bar_chart.h"
 #include "engine/bench_results.h"
 #include "testing/test_util.h"
@@ -49,6 +50,31 @@ chart::BarChart two_groups() {
   c.groups = {{"1 GPU", {{"a", "incept", 12000, ""}, {"b", "PyTorch", 6000, "6k"}}},
               {"2 GPUs", {{"c", "other", 3000, ""}, {"d", "incept", NAN, ""}}}};
   return c;
+}
+
+// bench_train_step --trace: a step's span, busy time (overlaps counted once, gaps not at all)
+// and the sum of durations, whatever order the records come in.
+TEST(TraceSummary, CountsOverlapsOnceAndGapsNotAtAll) {
+  using bench::TraceRecord;
+  auto rec = [](std::uint32_t stream, std::uint64_t start_us, std::uint64_t end_us) {
+    TraceRecord r;
+    r.kind = "kernel";
+    r.stream = stream;
+    r.start_ns = start_us * 1000;
+    r.end_ns = end_us * 1000;
+    return r;
+  };
+  // 100-110 alone, then 115-140 on one stream overlapping 120-130 and 125-150 on two others,
+  // a gap to 160, then 160-170 inside which 162-165 runs: busy 10 + 35 + 10 = 55 us of 70.
+  const std::vector<TraceRecord> step = {rec(3, 160, 170), rec(1, 115, 140), rec(1, 100, 110),
+                                         rec(2, 120, 130), rec(4, 125, 150), rec(2, 162, 165)};
+  const bench::TraceSummary s = bench::summarize(step);
+  EXPECT_DOUBLE_EQ(s.span_us, 70);
+  EXPECT_DOUBLE_EQ(s.busy_us, 55);
+  EXPECT_DOUBLE_EQ(s.sum_us, 10 + 25 + 10 + 25 + 10 + 3);
+  EXPECT_EQ(s.records, 6);
+  EXPECT_EQ(s.streams, 4);
+  EXPECT_EQ(bench::summarize({}).records, 0);
 }
 
 TEST(BarChart, BarsScaleWithTheirValueAndTakeTheirSeriesColour) {

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
-#include <set>
 
 #include "engine/error.h"
 
@@ -92,29 +91,6 @@ std::vector<TraceRecord> KernelTrace::collect() {
   std::sort(out.begin(), out.end(),
             [](const TraceRecord& a, const TraceRecord& b) { return a.start_ns < b.start_ns; });
   return out;
-}
-
-TraceSummary summarize(const std::vector<TraceRecord>& step) {
-  TraceSummary s;
-  if (step.empty()) return s;
-  std::uint64_t first = step.front().start_ns, last = 0, covered_to = first, busy = 0, sum = 0;
-  std::set<std::uint32_t> streams;
-  for (const TraceRecord& r : step) {  // in start order
-    first = std::min(first, r.start_ns);
-    last = std::max(last, r.end_ns);
-    sum += r.end_ns - r.start_ns;
-    if (r.end_ns > covered_to) {
-      busy += r.end_ns - std::max(r.start_ns, covered_to);
-      covered_to = r.end_ns;
-    }
-    streams.insert(r.stream);
-  }
-  s.span_us = double(last - first) / 1e3;
-  s.busy_us = double(busy) / 1e3;
-  s.sum_us = double(sum) / 1e3;
-  s.records = int(step.size());
-  s.streams = int(streams.size());
-  return s;
 }
 
 }  // namespace incept::bench
