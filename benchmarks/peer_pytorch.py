@@ -31,7 +31,9 @@ its loss, compiled once (static shapes). The first step (compile, for eager cuDN
 and the rest of the warm-up are timed apart from the measured steps. Then --steps steps run
 back to back with a CUDA event after each; the median gap is the step time (img/s from it),
 peak memory is torch.cuda.max_memory_allocated over the whole configuration (a fresh process,
-so reset per configuration). Compile caches start empty per configuration unless --cache-dir.
+so reset per configuration), beside max_memory_reserved and device_in_use_mib (free device
+memory before the run minus after its steps: everything it holds beyond the CUDA context, as
+bench_train_step's "in use"). Compile caches start empty per configuration unless --cache-dir.
 A final table names PyTorch's best per model, batch and dtype. --json writes everything (after
 each configuration, so a cut-short run keeps what it measured).
 
@@ -201,10 +203,24 @@ def make_sgd(params, kind):
     return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=2e-4, foreach=True), "foreach"
 
 
+def device_free_bytes(dev):
+    """Free device memory (cudaMemGetInfo), or None where it cannot be read. The difference
+    between before a run and after its steps is everything the run holds on the GPU beyond the
+    CUDA context: the caching allocator's reserve (its peak: it never gives memory back here),
+    cuDNN's and cuBLAS's own allocations, the CUDA graphs, the compiled kernels' code. That is
+    what bench_train_step's "in use" measures for incept; max_memory_allocated counts only
+    tensors."""
+    try:
+        return torch.cuda.mem_get_info(dev)[0]
+    except Exception:  # noqa: BLE001 (a measurement must never break the run)
+        return None
+
+
 def measure(cfg, rank=0, world=1):
     """Builds, compiles, warms up and times one configuration on this process's GPU."""
     dev = torch.device("cuda", rank if world > 1 else cfg["device"])
     torch.cuda.set_device(dev)
+    free_before = device_free_bytes(dev)  # after the context exists, before anything of the run
     torch.backends.cudnn.benchmark = True
     math_mode = set_fp32_math(cfg["dtype"] == "tf32")
     torch.manual_seed(cfg["seed"])
@@ -268,13 +284,15 @@ def measure(cfg, rank=0, world=1):
     ms = statistics.median(times)
     peak_alloc = torch.cuda.max_memory_allocated(dev) / 2**20
     peak_reserved = torch.cuda.max_memory_reserved(dev) / 2**20
+    free_after = device_free_bytes(dev)
+    in_use = (free_before - free_after) / 2**20 if free_before is not None and free_after is not None else -1.0
 
     if world > 1:  # the slowest rank sets the pace; memory is the largest per GPU
         import torch.distributed as dist
-        t = torch.tensor([ms, total_ms, peak_alloc, peak_reserved, first_step_s, warmup_s],
+        t = torch.tensor([ms, total_ms, peak_alloc, peak_reserved, first_step_s, warmup_s, in_use],
                          dtype=torch.float64, device=dev)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        ms, total_ms, peak_alloc, peak_reserved, first_step_s, warmup_s = t.tolist()
+        ms, total_ms, peak_alloc, peak_reserved, first_step_s, warmup_s, in_use = t.tolist()
 
     images = cfg["batch"] * world
     return {
@@ -283,6 +301,7 @@ def measure(cfg, rank=0, world=1):
         "ms_min": round(min(times), 3), "ms_max": round(max(times), 3),
         "first_step_s": round(first_step_s, 1), "warmup_s": round(warmup_s, 1),
         "peak_alloc_mib": round(peak_alloc, 1), "peak_reserved_mib": round(peak_reserved, 1),
+        "device_in_use_mib": round(in_use, 1) if in_use >= 0 else None,
         "loss_first": round(first_loss, 4), "loss_last": round(last_loss, 4),
         "finite": math.isfinite(first_loss) and math.isfinite(last_loss),
         "params": params, "sgd": sgd, "graphs": dynamo_graphs() if mode != "eager" else None,
@@ -516,8 +535,14 @@ def print_row(r, out=sys.stdout):
         return
     print(f"{r['name']:34s} {r['img_per_s']:9.1f} img/s {r['ms_per_step']:8.2f} ms/step "
           f"(min {r['ms_min']:.2f} max {r['ms_max']:.2f})  first step {r['first_step_s']:6.1f} s  "
-          f"warm-up {r['warmup_s']:5.1f} s  peak {r['peak_alloc_mib']:8.1f} MiB  "
+          f"warm-up {r['warmup_s']:5.1f} s  peak {r['peak_alloc_mib']:8.1f} MiB{in_use_text(r)}  "
           f"loss {r['loss_first']:.3f}->{r['loss_last']:.3f}", file=out, flush=True)
+
+
+def in_use_text(r):
+    """", 2010 MiB in use" where the run measured what it holds on the device (device_in_use_mib)."""
+    v = r.get("device_in_use_mib")
+    return f", {v:.0f} MiB in use" if v is not None else ""
 
 
 def best_rows(rows):
@@ -550,7 +575,7 @@ def print_summary(rows, skipped):
         gpus = f"{r['gpus']} GPUs x " if r["ddp"] else ""
         print(f"{r['model']:6s} {gpus}batch {r['batch']:<4d} {r['dtype']:5s} {r['img_per_s']:9.1f} img/s  "
               f"{r['ms_per_step']:7.2f} ms/step  by {r['name']} (first step {r['first_step_s']:.1f} s, "
-              f"peak {r['peak_alloc_mib']:.0f} MiB)")
+              f"peak {r['peak_alloc_mib']:.0f} MiB{in_use_text(r)})")
 
 
 def git_commit():
