@@ -355,16 +355,23 @@ void GpuNet::backward() {
     if (r && l == r->last) fork(*r);
     if (r) {
       const LayerPlan& lp = *L.plan;
-      auto wait_for = [&](int blob) {
+      auto other_lane = [&](int blob) {
         const int w = last_writer[blob];
-        if (w >= 0 && lane_of_[w] != lane_of_[l])
-          CUDA_CHECK(cudaStreamWaitEvent(lane.stream, layer_done_[w], 0));
+        return w >= 0 && lane_of_[w] != lane_of_[l] ? w : -1;
       };
-      for (int t : lp.tops) wait_for(t);
+      for (int t : lp.tops)
+        if (const int w = other_lane(t); w >= 0)
+          CUDA_CHECK(cudaStreamWaitEvent(lane.stream, layer_done_[w], 0));
+      // The input gradient (the fork blob's, which the branches add to in the one-stream order):
+      // a convolution waits just before its data gradient (conv_backward), unless the layer
+      // zeroes a gradient first.
       for (std::size_t i = 0; i < lp.bottoms.size(); ++i)
-        if (lp.bottom_diff[i]) wait_for(lp.bottoms[i]);
+        if (const int w = lp.bottom_diff[i] ? other_lane(lp.bottoms[i]) : -1; w >= 0)
+          input_grad_waits_.push_back(layer_done_[w]);
+      if (lp.kind() != LayerKind::kConvolution || !lp.zero_diffs.empty()) wait_input_grad(lane);
     }
     run_backward(l, lane);
+    wait_input_grad(lane);  // a layer that wrote no input gradient
     if (r) {
       const LayerPlan& lp = *L.plan;
       CUDA_CHECK(cudaEventRecord(layer_done_[l], lane.stream));
@@ -552,6 +559,7 @@ void GpuNet::forward_step(const StepValues& v) {
 void GpuNet::run_forward(int l, const Lane& R) {
   Layer& L = *layers_[l];
   if (L.skip) return;
+  bind_handles(R);
   const LayerPlan& lp = *L.plan;
   NvtxRange range(lp.name);
   const auto* step = reinterpret_cast<const std::uint64_t*>(step_dev_.data());
@@ -618,6 +626,11 @@ void GpuNet::run_forward(int l, const Lane& R) {
   });
 }
 
+void GpuNet::wait_input_grad(const Lane& R) {
+  for (cudaEvent_t e : input_grad_waits_) CUDA_CHECK(cudaStreamWaitEvent(R.stream, e, 0));
+  input_grad_waits_.clear();
+}
+
 void GpuNet::run_backward(int l, const Lane& R) {
   Layer& L = *layers_[l];
   const LayerPlan& lp = *L.plan;
@@ -627,6 +640,7 @@ void GpuNet::run_backward(int l, const Lane& R) {
         cudaMemsetAsync(acts_.as<char>() + b.diff_offset * esize_, 0, b.shape.count() * esize_, R.stream));
   }
   if (!lp.run_backward || L.skip) return;
+  bind_handles(R);
   NvtxRange range(lp.name + " bwd");
   const auto* step = reinterpret_cast<const std::uint64_t*>(step_dev_.data());
   with_dtype(opt_.dtype, [&]<typename T>() {

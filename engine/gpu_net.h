@@ -278,6 +278,10 @@ class GpuNet {
   void plan_lanes();  // lanes_, lane_of_ and every lane's scratch (after the convolutions are planned)
   void run_forward(int l, const Lane& R);
   void run_backward(int l, const Lane& R);
+  void wait_input_grad(const Lane& R);
+  // Points cudnn_ and cublas_ at R's stream, and cublas_ at R's workspace (run_forward,
+  // run_backward).
+  void bind_handles(const Lane& R);  // issues and clears input_grad_waits_ on R's stream
   void fork(const BranchRegion& r);  // side lanes of r wait for the main stream
   void join(const BranchRegion& r);  // the main stream waits for r's side lanes
   std::size_t lanes_bytes() const;   // scratch the side lanes own
@@ -318,6 +322,12 @@ class GpuNet {
   std::vector<int> lane_of_;                    // per layer
   std::vector<std::vector<int>> region_lanes_;  // per plan region: its side lanes
   std::vector<Event> layer_done_;               // per layer: recorded after its backward in a region
+  // backward(): events of other lanes' layers that must be done before the running layer writes
+  // its input gradient. A convolution issues them just before its data gradient
+  // (wait_input_grad), so its bias pass and weight gradient overlap the wait; anything else
+  // before it starts.
+  std::vector<cudaEvent_t> input_grad_waits_;
+  const Lane* handles_bound_ = nullptr;  // the lane cudnn_ and cublas_ are bound to
   Event fork_;
   Graph graph_;
   GraphExec graph_exec_;

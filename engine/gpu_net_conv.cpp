@@ -221,6 +221,7 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
       L.fc->backward_filter(R.cublas, cols, dz, L.w_diff[0], nullptr, R.fc_partial);
       if (L.in_diff[0]) {
         L.fc->backward_data(R.cublas, dz, L.w[0], R.dcols, false);
+        wait_input_grad(R);
         kernels::col2im_nhwc<T>(L.in_shape[0], static_cast<T*>(R.dcols), g, ld, din(0), L.accumulate[0],
                                 R.stream);
       }
@@ -235,6 +236,7 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
       return;
     }
     L.fc->backward_filter(R.cublas, L.in[0], dz, L.w_diff[0], nullptr, R.fc_partial);
+    wait_input_grad(R);
     if (L.in_diff[0]) L.fc->backward_data(R.cublas, dz, L.w[0], L.in_diff[0], L.accumulate[0]);
     return;
   }
@@ -247,10 +249,12 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   }
   if (L.gemm1x1) {
     L.gemm1x1->backward_filter(R.cublas, L.in[0], dz, L.w_diff[0], R.gemm_partial);
+    wait_input_grad(R);
     if (L.in_diff[0]) L.gemm1x1->backward_data(R.cublas, L.w[0], dz, L.in_diff[0], L.accumulate[0]);
     return;
   }
   L.conv->backward_filter(R.cudnn, L.in[0], dz, L.w_diff[0], ws, wsb, true);
+  wait_input_grad(R);  // other lanes' writes of the gradient this one adds to (backward())
   if (L.in_diff[0]) L.conv->backward_data(R.cudnn, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
 }
 

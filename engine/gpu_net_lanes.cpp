@@ -84,17 +84,16 @@ void GpuNet::plan_lanes() {
   for (int k = 1; k < lanes; ++k) {
     auto a = std::make_unique<Lane>();
     a->own_stream = make_stream();
-    a->own_cudnn = make_cudnn();
-    a->own_cublas = make_cublas();
     a->stream = a->own_stream;
-    a->cudnn = a->own_cudnn;
-    a->cublas = a->own_cublas;
-    CUDNN_CHECK(cudnnSetStream(a->cudnn, a->stream));
-    CUBLAS_CHECK(cublasSetStream(a->cublas, a->stream));
-    // The main lane's cuBLAS workspace size, so cuBLAS chooses the same kernels on every lane (the
-    // results do not depend on branch_lanes; tests/test_gpu_net.cpp checks it bitwise).
+    // One cuDNN and one cuBLAS handle for every lane (on CUDA 13 a cuBLAS handle costs 64 MiB of
+    // device memory and a cuDNN one 10 MiB), bound to the running layer's stream (and cuBLAS
+    // workspace) by bind_handles, as cuBLAS documents for several streams and PyTorch does with
+    // its per-thread handles. Each lane has its own cuBLAS workspace of the main lane's size, so
+    // cuBLAS chooses the same kernels on every lane (the results do not depend on branch_lanes;
+    // tests/test_gpu_net.cpp checks it bitwise).
+    a->cudnn = cudnn_;
+    a->cublas = cublas_;
     a->own_cublas_ws = DeviceBuffer(cublas_ws_.bytes());
-    CUBLAS_CHECK(cublasSetWorkspace(a->cublas, a->own_cublas_ws.data(), a->own_cublas_ws.bytes()));
     a->cublas_ws = a->own_cublas_ws.data();
     a->cublas_ws_bytes = a->own_cublas_ws.bytes();
     const Need& d = need[k];
@@ -116,6 +115,7 @@ void GpuNet::plan_lanes() {
     a->join = make_event(false);
     lanes_.push_back(std::move(a));
   }
+  handles_bound_ = lanes_[0].get();  // cudnn_ and cublas_ are on stream_, cublas_ with cublas_ws_
   fork_ = make_event(false);
   layer_done_.clear();
   if (lanes > 1)
@@ -137,6 +137,14 @@ void GpuNet::join(const BranchRegion& r) {
     CUDA_CHECK(cudaEventRecord(lanes_[k]->join, lanes_[k]->stream));
     CUDA_CHECK(cudaStreamWaitEvent(stream_, lanes_[k]->join, 0));
   }
+}
+
+void GpuNet::bind_handles(const Lane& R) {
+  if (handles_bound_ == &R) return;
+  CUDNN_CHECK(cudnnSetStream(cudnn_, R.stream));
+  CUBLAS_CHECK(cublasSetStream(cublas_, R.stream));  // this resets the workspace to cuBLAS's pool
+  CUBLAS_CHECK(cublasSetWorkspace(cublas_, R.cublas_ws, R.cublas_ws_bytes));
+  handles_bound_ = &R;
 }
 
 std::size_t GpuNet::lanes_bytes() const {

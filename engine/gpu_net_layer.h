@@ -45,13 +45,13 @@ struct GpuNet::Layer {
   bool skip = false;                     // a ReLU folded into the previous convolution
 };
 
-// What a layer runs with: a stream, handles bound to it, and scratch no other lane touches. Lane
-// 0 points at the net's own stream_, handles and buffers; the others own theirs (own_*).
+// What a layer runs with: a stream, the net's handles (bound to it per layer), and scratch no other lane
+// touches. Lane 0 points at the net's own stream_, handles and buffers; the others own theirs (own_*).
 struct GpuNet::Lane {
   cudaStream_t stream = nullptr;
-  cudnnHandle_t cudnn = nullptr;
-  cublasHandle_t cublas = nullptr;
-  void* ws = nullptr;  // cuDNN workspace
+  cudnnHandle_t cudnn = nullptr;    // the net's one handle: bind_handles(lane) before using it
+  cublasHandle_t cublas = nullptr;  // the net's one handle: bind_handles(lane) before using it
+  void* ws = nullptr;               // cuDNN workspace
   std::size_t ws_bytes = 0;
   void* cublas_ws = nullptr;  // cuBLASLt epilogue GEMMs (the cuBLAS handle has it set too)
   std::size_t cublas_ws_bytes = 0;
@@ -62,8 +62,6 @@ struct GpuNet::Lane {
   void* cols = nullptr;           // im2col rows (GEMM convolutions that do not keep theirs)
   void* dcols = nullptr;          // their gradient
   Stream own_stream;
-  CudnnHandle own_cudnn;
-  CublasHandle own_cublas;
   DeviceBuffer own_ws, own_cublas_ws, own_staging, own_bias_partial, own_fc_partial, own_gemm_partial,
       own_cols, own_dcols;
   Event join;  // recorded on this lane where a region joins
