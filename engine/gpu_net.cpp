@@ -18,6 +18,7 @@
 #include "engine/log.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
+#include "kernels/elementwise.h"
 #include "kernels/im2col_gpu.h"
 #include "kernels/layout.h"
 #include "kernels/lrn_gpu.h"
@@ -57,6 +58,9 @@ GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options, std::shared_ptr<GpuPa
     : plan_(std::move(plan)), opt_(options), esize_(kernels::dtype_size(options.dtype)) {
   if (opt_.workspace_limit == 0)
     opt_.workspace_limit = std::size_t(opt_.dtype == DType::kBF16 ? 512 : 256) << 20;
+  if (opt_.round_grads_bf16 && opt_.dtype != DType::kF32)
+    throw Error(fmt::format("net {}: rounding the gradients to bf16 is an fp32 experiment (the net is {})",
+                            plan_.name, kernels::dtype_name(opt_.dtype)));
   if (params) {
     params->check_layout(plan_);
     if (params->dtype() != opt_.dtype || params->channels_last() != opt_.channels_last)
@@ -489,6 +493,8 @@ ReduceTiming GpuNet::time_grad_reduce(const StepValues& v, int iters,
 }
 
 void GpuNet::update() {
+  if (opt_.round_grads_bf16)
+    kernels::round_to_bf16(params_->grad_bytes() / 4, static_cast<float*>(params_->grads()), stream_);
   params_->update(
       reinterpret_cast<const kernels::SgdStepParams*>(step_dev_.as<char>() + offsetof(StepDevice, sgd)),
       stream_);

@@ -56,6 +56,11 @@ struct GpuNetOptions {
   bool allow_winograd = false;                  // fp32 mode: non-fused Winograd on 3x3 (faster, less precise)
   bool measure_algorithms = true;               // time cuDNN algorithms when the net is built
   bool deterministic = false;  // deterministic cuDNN algorithms, chosen by heuristics (not timing)
+  // fp32 only, an experiment: every parameter gradient the update reads (after the all-reduce,
+  // with several GPUs) is first rounded to bf16, the storage a bf16 net's gradients have, while
+  // everything else stays fp32. Training with and without it measures what that rounding alone
+  // costs (issue #12; tests/test_bf16_grads.cpp does the same on the CPU).
+  bool round_grads_bf16 = false;
   bool fuse_conv_relu = true;
   // NCHW fp32: 1x1 stride-1 convolutions as strided-batched cuBLAS GEMMs (engine/conv1x1_gemm.h)
   // instead of cuDNN.

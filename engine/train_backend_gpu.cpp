@@ -54,10 +54,11 @@ class GpuBackend final : public TrainBackend {
   }
 
   std::string describe() const override {
-    return fmt::format("GPU {}: {}, {} {}{}", c_.device, describe_gpu(c_.device),
+    return fmt::format("GPU {}: {}, {} {}{}{}", c_.device, describe_gpu(c_.device),
                        kernels::dtype_name(train_->options().dtype),
                        train_->options().channels_last ? "channels-last" : "NCHW",
-                       train_->options().deterministic ? ", deterministic" : "");
+                       train_->options().deterministic ? ", deterministic" : "",
+                       train_->options().round_grads_bf16 ? ", gradients rounded to bf16 (experiment)" : "");
   }
   std::string memory_report() const override {
     std::string s = "training net: " + train_->memory_report();

@@ -115,6 +115,7 @@ json job_json(const JobSetup& j) {
           {"precision", j.precision},
           {"grad_allreduce", c.grad_allreduce},
           {"deterministic", c.deterministic},
+          {"round_grads_bf16", c.round_grads_bf16},
           {"gpus", c.gpus},
           {"max_iter_override", c.max_iter},
           {"display_override", c.display},
@@ -187,6 +188,7 @@ TrainConfig read_job_config(const std::string& job_dir) {
     c.grad_allreduce = j.value("grad_allreduce", std::string("fp32"));
     c.seed = j.at("seed");
     c.deterministic = j.value("deterministic", false);
+    c.round_grads_bf16 = j.value("round_grads_bf16", false);
     c.max_iter = j.value("max_iter_override", std::int64_t(0));
     c.display = j.value("display_override", std::int64_t(0));
     c.blob_format = parse_blob_format(j.value("blob_format", std::string("compatible")));
@@ -318,6 +320,8 @@ JobSetup prepare_job(TrainConfig c) {
     if (precision == "bf16") throw Error("the CPU reference trains in fp32: use --precision fp32 or auto");
     precision = "fp32";
   }
+  if (c.round_grads_bf16 && (c.gpus.empty() || precision != "fp32"))
+    throw Error("--round-grads-bf16 is an experiment for fp32 training on the GPU (--precision fp32)");
   j.c = c;
   j.job = fs::path(c.job_dir);
   j.ds = ds;
@@ -354,6 +358,7 @@ BackendConfig backend_template(const JobSetup& j) {
     bc.gpu =
         recommended_options(bc.device, j.precision == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32);
     bc.gpu.deterministic = j.c.deterministic;
+    bc.gpu.round_grads_bf16 = j.c.round_grads_bf16;
     bc.graph = j.c.graph;
   }
   return bc;

@@ -40,6 +40,7 @@ struct TrainConfig {
   std::string grad_allreduce = "fp32";  // data parallel in bf16: sum the gradients in fp32 or bf16
   std::uint64_t seed = 0;               // data order, augmentation, fillers, dropout
   bool deterministic = false;           // GPU: deterministic algorithms (bitwise resume in fp32)
+  bool round_grads_bf16 = false;        // GPU fp32: gradients rounded to bf16 (GpuNetOptions)
   std::string mean = "image";           // image | pixel | none (DIGITS' "Subtract mean")
   int crop = 0;                         // 0: the network's crop_size
   int loader_threads = 0;               // 0: automatic

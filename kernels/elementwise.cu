@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "engine/check.h"
+#include "kernels/dtype_gpu.h"
 #include "kernels/elementwise.h"
 
 namespace incept::kernels {
@@ -85,6 +86,18 @@ void widen_bf16(std::size_t n, const __nv_bfloat16* src, float* dst, cudaStream_
   KERNEL_CHECK("widen_bf16_kernel");
 }
 
+__global__ void round_to_bf16_kernel(std::size_t n, float* x) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    x[i] = __bfloat162float(__float2bfloat16_rn(x[i]));
+}
+
+void round_to_bf16(std::size_t n, float* x, cudaStream_t stream) {
+  if (n == 0) return;
+  round_to_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, x);
+  KERNEL_CHECK("round_to_bf16_kernel");
+}
+
 cudaGraphNode_t add_memset_kernel_node(cudaGraph_t graph, const cudaGraphNode_t* deps, std::size_t num_deps,
                                        const cudaMemsetParams& p) {
   if (p.elementSize != 1 && p.elementSize != 2 && p.elementSize != 4)
@@ -103,6 +116,10 @@ cudaGraphNode_t add_memset_kernel_node(cudaGraph_t graph, const cudaGraphNode_t*
   cudaGraphNode_t node = nullptr;
   CUDA_CHECK(cudaGraphAddKernelNode(&node, graph, deps, num_deps, &k));
   return node;
+}
+
+void round_to_bf16_ref(std::size_t n, float* x) {
+  for (std::size_t i = 0; i < n; ++i) x[i] = bf16_bits_to_f32(f32_to_bf16_bits(x[i]));
 }
 
 void widen_bf16_ref(std::size_t n, const std::uint16_t* src_bits, float* dst) {

@@ -25,6 +25,11 @@ void sum_rows_add_ref(int rows, long long cols, const float* src, float* dst);
 void widen_bf16(std::size_t n, const __nv_bfloat16* src, float* dst, cudaStream_t stream);
 void widen_bf16_ref(std::size_t n, const std::uint16_t* src_bits, float* dst);
 
+// x[i] = float(bf16(x[i])) for i < n: each value rounded to bf16 (to nearest even, as the
+// device's conversion does) and kept in fp32.
+void round_to_bf16(std::size_t n, float* x, cudaStream_t stream);
+void round_to_bf16_ref(std::size_t n, float* x);
+
 // A kernel node that does what a memset node with these parameters does (elementSize 1, 2 or
 // 4; width elements per row, height rows, pitch bytes apart), added to `graph` after `deps`.
 // Why: in a CUDA graph, a memset node between two kernels stalls the stream for a few

@@ -16,6 +16,7 @@
 #include "engine/cpu_net.h"
 #include "engine/solver.h"
 #include "kernels/dtype_gpu.h"
+#include "kernels/elementwise.h"
 #include "models/models.h"
 
 namespace incept {
@@ -64,12 +65,11 @@ TrainRun train(const Split& train_set, const Split& test_set, int steps, bool bf
     load(net, train_set, offset + std::int64_t(it) * kBatch);
     r.losses.push_back(net.forward(std::uint64_t(it)));
     net.backward();
-    if (bf16_grads)
-      for (float& g : net.grads()) {
-        const float b = kernels::bf16_bits_to_f32(kernels::f32_to_bf16_bits(g));
-        r.rounded += b != g;
-        g = b;
-      }
+    if (bf16_grads) {  // what GpuNetOptions::round_grads_bf16 runs on the GPU
+      const std::vector<float> raw(net.grads().begin(), net.grads().end());
+      kernels::round_to_bf16_ref(raw.size(), net.grads().data());
+      for (std::size_t i = 0; i < raw.size(); ++i) r.rounded += net.grads()[i] != raw[i];
+    }
     solver.apply_update();
     solver.set_iter(it + 1);
   }
@@ -89,6 +89,20 @@ TrainRun train(const Split& train_set, const Split& test_set, int steps, bool bf
   r.test_accuracy = correct / double(n);
   r.test_loss = loss / double(n);
   return r;
+}
+
+// The rounding itself: to nearest, ties to even, as the device's __float2bfloat16_rn.
+TEST(Bf16Gradients, RoundToBf16RoundsToNearestEven) {
+  std::vector<float> x = {1.f,  1.f + 0x1p-8f, 1.f + 3 * 0x1p-8f, 1.f + 0x1p-8f + 0x1p-20f, -2.5f,
+                          0.1f, 3.4e38f};
+  kernels::round_to_bf16_ref(x.size(), x.data());
+  EXPECT_EQ(x[0], 1.f);
+  EXPECT_EQ(x[1], 1.f);             // tie, even below
+  EXPECT_EQ(x[2], 1.f + 0x1p-6f);   // tie, even above
+  EXPECT_EQ(x[3], 1.f + 0x1p-7f);   // past the tie: up
+  EXPECT_EQ(x[4], -2.5f);           // exact in bf16
+  EXPECT_EQ(x[5], 0.10009765625f);  // 0.1's nearest bf16
+  EXPECT_TRUE(std::isinf(x[6]));    // beyond bf16's largest finite
 }
 
 TEST(Bf16Gradients, LeNetOnFashionMnistLearnsAsWellAsWithFp32Gradients) {

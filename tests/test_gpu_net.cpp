@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -357,6 +358,53 @@ TEST(GpuNet, BlobWritesStayInTheirView) {
     EXPECT_EQ(gpu.blob_diff(branch), values) << (nhwc ? "NHWC" : "NCHW");
     EXPECT_EQ(gpu.blob_diff(neighbour), other) << (nhwc ? "NHWC" : "NCHW");
   }
+}
+
+// GpuNetOptions::round_grads_bf16 (fp32 nets): the update reads every gradient rounded to bf16,
+// and nothing else changes. One step of two LeNets from the same weights and inputs, with and
+// without it: the gradients it leaves are the others' rounded to bf16, bit for bit, and the
+// weights differ exactly where the rounding changed a gradient (and the update noticed).
+TEST(GpuNet, RoundGradsBf16RoundsWhatTheUpdateReads) {
+  INCEPT_REQUIRE_GPU();
+  const NetPlan plan = make_plan(models::lenet(), 16, 10);
+  auto one_step = [&](bool round) {
+    GpuNetOptions opt;
+    opt.deterministic = true;
+    opt.round_grads_bf16 = round;
+    GpuNet gpu(plan, opt);
+    gpu.init_params(42);
+    const Nchw in = plan.blobs[plan.data_blob].shape;
+    gpu.set_input(testing::random_floats(std::size_t(in.count()), 43, 0.f, 1.f));
+    std::vector<std::int32_t> labels(16);
+    for (int i = 0; i < 16; ++i) labels[i] = i % 10;
+    CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), 64, cudaMemcpyHostToDevice));
+    gpu.train_step(StepValues{.iteration = 0, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-4f}, true);
+    std::vector<float> w(plan.param_elems), g(plan.param_elems);
+    gpu.get_params(w);
+    gpu.get_grads(g);
+    return std::tuple{w, g, gpu.output("loss")};
+  };
+  const auto [w_raw, g_raw, loss_raw] = one_step(false);
+  const auto [w_rnd, g_rnd, loss_rnd] = one_step(true);
+  EXPECT_EQ(loss_raw, loss_rnd);  // the same forward
+  std::int64_t rounded = 0, moved = 0, moved_elsewhere = 0;
+  for (std::size_t i = 0; i < g_raw.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(g_rnd[i]), std::bit_cast<std::uint32_t>(round_bf16(g_raw[i])))
+        << "gradient " << i << ": " << g_raw[i];
+    const bool changed = g_rnd[i] != g_raw[i];
+    rounded += changed;
+    if (w_rnd[i] != w_raw[i]) (changed ? moved : moved_elsewhere) += 1;
+  }
+  std::printf("  %lld of %zu gradients changed by the rounding; %lld weights moved by it\n",
+              (long long)rounded, g_raw.size(), (long long)moved);
+  EXPECT_GT(rounded, std::int64_t(g_raw.size() / 2));
+  EXPECT_GT(moved, 0);
+  EXPECT_EQ(moved_elsewhere, 0);
+  // A bf16 net refuses the option.
+  GpuNetOptions bad;
+  bad.dtype = DType::kBF16;
+  bad.round_grads_bf16 = true;
+  EXPECT_THROW(GpuNet(plan, bad), Error);
 }
 
 TEST(GpuNet, SgdLowersTheLoss) {

@@ -2,7 +2,10 @@
 // each compared with a CPU computation in double precision on random data.
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -77,6 +80,39 @@ TEST(GpuSmoke, SumRowsAddMatchesCpu) {
   dd.download(got.data(), got.size() * 4);
   kernels::sum_rows_add_ref(rows, cols, src.data(), dst.data());
   EXPECT_LT(rel_error(got, dst), 1e-6);
+}
+
+// fp32 -> bf16 -> fp32 in place (GpuNetOptions::round_grads_bf16): the same bits as the host
+// rounding, ties to even, infinities, NaN, denormals and values past bf16's largest included.
+TEST(GpuSmoke, RoundToBf16MatchesCpu) {
+  INCEPT_REQUIRE_GPU();
+  std::vector<float> x = random_floats(100003, 7, -3.f, 3.f);
+  const float specials[] = {0.f,
+                            -0.f,
+                            1.f + 0x1p-8f,      // tie: down to 1 (even)
+                            1.f + 3 * 0x1p-8f,  // tie: up to 1 + 2^-6 (even)
+                            3.4e38f,            // past the midpoint above bf16's largest finite: inf
+                            1e-40f,             // fp32 denormal
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN()};
+  std::copy(std::begin(specials), std::end(specials), x.begin());
+  DeviceBuffer d(x.size() * 4);
+  d.upload(x.data(), x.size() * 4);
+  kernels::round_to_bf16(x.size(), d.as<float>(), nullptr);
+  std::vector<float> got(x.size());
+  d.download(got.data(), got.size() * 4);
+  kernels::round_to_bf16_ref(x.size(), x.data());
+  EXPECT_EQ(x[2], 1.f);
+  EXPECT_EQ(x[3], 1.f + 0x1p-6f);
+  EXPECT_TRUE(std::isinf(x[4]));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {
+      EXPECT_TRUE(std::isnan(got[i])) << i;
+      continue;
+    }
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(got[i]), std::bit_cast<std::uint32_t>(x[i])) << i << ": " << x[i];
+  }
 }
 
 TEST(GpuSmoke, CublasGemmMatchesCpu) {

@@ -75,6 +75,7 @@ TEST(TrainTool, HelpListsEveryOptionWithItsDefault) {
                           "--precision",
                           "--seed",
                           "--deterministic",
+                          "--round-grads-bf16",
                           "--resume",
                           "--mean",
                           "--crop-size",
@@ -119,6 +120,14 @@ TEST_F(TrainToolTest, GoogLeNetOnTheCpuFinishesWithASummary) {
   EXPECT_EQ(
       run_command(kTool + " --dataset " + dataset() + " --output " + job.string() + " --gpus none", &out), 1);
   EXPECT_NE(out.find("--resume"), std::string::npos) << out;
+  // The bf16-gradient experiment is for fp32 on a GPU only; the folder is left alone.
+  EXPECT_EQ(run_command(kTool + " --dataset " + dataset() + " --output " + (tmp_ / "job_r").string() +
+                            " --gpus none --round-grads-bf16",
+                        &out),
+            1);
+  EXPECT_NE(out.find("--round-grads-bf16 is an experiment for fp32 training on the GPU"), std::string::npos)
+      << out;
+  EXPECT_FALSE(fs::exists(tmp_ / "job_r" / "job.json"));
 }
 
 TEST_F(TrainToolTest, CtrlCWritesASnapshotAndResumeFinishes) {

@@ -102,6 +102,9 @@ int main(int argc, char** argv) {
   app.add_flag(
       "--deterministic", c.deterministic,
       "deterministic GPU algorithms: the same seed gives the same bits (and --resume continues bitwise)");
+  app.add_flag("--round-grads-bf16", c.round_grads_bf16,
+               "experiment, fp32 only: round every parameter gradient to bf16 before the update (what a bf16 "
+               "run stores), to measure what that rounding alone costs");
   app.add_flag("--resume", c.resume, "continue the job in --output from its latest snapshot");
   app.add_option("--mean", c.mean, "subtract the mean: image, pixel or none")->capture_default_str();
   app.add_option("--crop-size", c.crop, "input crop (0: the network's, 224)")->capture_default_str();
