@@ -85,10 +85,12 @@ struct GpuNetOptions {
   // configs each direction times against the legacy algorithm (engine/cudnn_graph.h).
   int graph_configs = 12;
   // Branches of a BranchRegion (inception modules, engine/net_plan.h) on up to this many streams
-  // (lanes), each lane with its own cuDNN/cuBLAS handles and scratch, forked and joined with
-  // events (captured into the step's graph as parallel branches); 1: one stream. Narrow branch
-  // layers leave most SMs idle one at a time. Results do not depend on it: a gradient that
-  // several branches add to is added in the one-stream order. GoogLeNet's modules have 4
+  // (lanes), each lane with its own scratch and cuBLAS workspace (the net's cuDNN and cuBLAS
+  // handles are bound to the running layer's lane), forked and joined with events (captured into
+  // the step's graph as parallel branches); 1: one stream. Narrow branch layers leave most SMs
+  // idle one at a time. Results do not depend on it: a gradient that several branches add to is
+  // added in the one-stream order, and a branch's convolution waits for the branch before it only
+  // just before adding its data gradient. GoogLeNet's modules have 4
   // branches, 5 where an auxiliary head joins (PlanOptions::side_heads); a net uses no more
   // lanes than its regions have branches.
   int branch_lanes = 5;
