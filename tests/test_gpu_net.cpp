@@ -253,6 +253,16 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16Conv1Im2col) {
 
 // Runs `steps` SGD steps from a fixed init on a fixed batch; returns the final parameters
 // and the loss after each step.
+// The step tests' starting point: weights from seed 42, inputs from seed 43, labels i % 10 (batch 16).
+void load_step_data(GpuNet& gpu, const NetPlan& plan) {
+  gpu.init_params(42);
+  const Nchw in = plan.blobs[plan.data_blob].shape;
+  gpu.set_input(testing::random_floats(std::size_t(in.count()), 43, 0.f, 1.f));
+  std::vector<std::int32_t> labels(16);
+  for (int i = 0; i < 16; ++i) labels[i] = i % 10;
+  CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), 64, cudaMemcpyHostToDevice));
+}
+
 std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec, DType dtype, bool graph,
                                                             int steps, bool channels_last = false,
                                                             int branch_lanes = 1, bool side_heads = false) {
@@ -264,12 +274,7 @@ std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec,
   opt.channels_last = channels_last;
   opt.branch_lanes = branch_lanes;
   GpuNet gpu(plan, opt);
-  gpu.init_params(42);
-  const Nchw in = plan.blobs[plan.data_blob].shape;
-  gpu.set_input(testing::random_floats(std::size_t(in.count()), 43, 0.f, 1.f));
-  std::vector<std::int32_t> labels(16);
-  for (int i = 0; i < 16; ++i) labels[i] = i % 10;
-  CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), 64, cudaMemcpyHostToDevice));
+  load_step_data(gpu, plan);
   std::vector<float> losses;
   for (int s = 0; s < steps; ++s) {
     gpu.train_step(
@@ -372,12 +377,7 @@ TEST(GpuNet, RoundGradsBf16RoundsWhatTheUpdateReads) {
     opt.deterministic = true;
     opt.round_grads_bf16 = round;
     GpuNet gpu(plan, opt);
-    gpu.init_params(42);
-    const Nchw in = plan.blobs[plan.data_blob].shape;
-    gpu.set_input(testing::random_floats(std::size_t(in.count()), 43, 0.f, 1.f));
-    std::vector<std::int32_t> labels(16);
-    for (int i = 0; i < 16; ++i) labels[i] = i % 10;
-    CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), 64, cudaMemcpyHostToDevice));
+    load_step_data(gpu, plan);
     gpu.train_step(StepValues{.iteration = 0, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-4f}, true);
     std::vector<float> w(plan.param_elems), g(plan.param_elems);
     gpu.get_params(w);
