@@ -285,10 +285,10 @@ class GpuNet {
   void plan_lanes();  // lanes_, lane_of_ and every lane's scratch (after the convolutions are planned)
   void run_forward(int l, const Lane& R);
   void run_backward(int l, const Lane& R);
-  void wait_input_grad(const Lane& R);
+  void wait_input_grad(const Lane& R);  // issues and clears input_grad_waits_ on R's stream
   // Points cudnn_ and cublas_ at R's stream, and cublas_ at R's workspace (run_forward,
   // run_backward).
-  void bind_handles(const Lane& R);  // issues and clears input_grad_waits_ on R's stream
+  void bind_handles(const Lane& R);
   void fork(const BranchRegion& r);  // side lanes of r wait for the main stream
   void join(const BranchRegion& r);  // the main stream waits for r's side lanes
   std::size_t lanes_bytes() const;   // scratch the side lanes own

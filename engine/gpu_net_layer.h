@@ -45,8 +45,9 @@ struct GpuNet::Layer {
   bool skip = false;                     // a ReLU folded into the previous convolution
 };
 
-// What a layer runs with: a stream, the net's handles (bound to it per layer), and scratch no other lane
-// touches. Lane 0 points at the net's own stream_, handles and buffers; the others own theirs (own_*).
+// What a layer runs with: a stream, the net's handles (bound to the lane per layer), and scratch
+// no other lane touches. Lane 0 points at the net's own stream_ and buffers; the others own their
+// stream and buffers (own_*). Every lane uses the net's one cuDNN and cuBLAS handle.
 struct GpuNet::Lane {
   cudaStream_t stream = nullptr;
   cudnnHandle_t cudnn = nullptr;    // the net's one handle: bind_handles(lane) before using it
