@@ -5,9 +5,10 @@
 // CUDA-event-timed samples after warm-up; a sample times several back-to-back launches.
 // Inception branches write into their channel slice of the concat output, as in the net.
 //
-//   bench_kernels [--batch 128] [--samples 20] [--dtype fp32,bf16] [--skip-conv]
+//   bench_kernels [--batch 128] [--samples 20] [--dtype fp32,bf16] [--skip-conv] [--fp32-gemm-math]
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -397,6 +398,97 @@ void bench_conv1_im2col(cudaStream_t s, int nb) {
       kernels::dtype_name(t), t_im2col, cols_mb / t_im2col, t_pad, t_gemm, (cols_mb + y_mb) / t_gemm, t_bias,
       t_rb, t_wgrad, (cols_mb + y_mb) / t_wgrad);
 }
+// The fp32 GEMMs of conv2/3x3 (channels-last im2col convolution, the largest of the fp32 step)
+// under each cuBLAS math for fp32 operands: time, and accuracy against a double reference on a
+// slice of the output. Strict fp32 (PEDANTIC, what incept runs) against plain COMPUTE_32F,
+// TF32 and, from cuBLAS 12.9, BF16x9 emulation (three bf16 terms per value on tensor cores,
+// strategy EAGER), to see whether any of them could run the fp32 step faster at fp32 accuracy.
+void bench_fp32_gemm_math(cudaStream_t s, int nb) {
+  struct Shape {
+    const char* name;
+    cublasOperation_t ta, tb;
+    int m, n, k;
+  };
+  const int p = nb * 56 * 56;  // conv2/3x3's output pixels
+  const Shape shapes[] = {{"conv2/3x3 forward  [192 x P] k 576", CUBLAS_OP_T, CUBLAS_OP_N, 192, p, 576},
+                          {"conv2/3x3 dgrad    [576 x P] k 192", CUBLAS_OP_N, CUBLAS_OP_N, 576, p, 192},
+                          {"conv2/3x3 wgrad    [576 x 192] k P", CUBLAS_OP_N, CUBLAS_OP_T, 576, 192, p}};
+  struct Math {
+    const char* name;
+    cublasComputeType_t ct;
+    bool emulate;
+  };
+  std::vector<Math> maths = {{"PEDANTIC (strict)", CUBLAS_COMPUTE_32F_PEDANTIC, false},
+                             {"COMPUTE_32F", CUBLAS_COMPUTE_32F, false},
+                             {"FAST_TF32", CUBLAS_COMPUTE_32F_FAST_TF32, false}};
+#if CUBLAS_VERSION >= 120900
+  maths.push_back({"EMULATED_16BFX9 (eager)", CUBLAS_COMPUTE_32F_EMULATED_16BFX9, true});
+#endif
+  CublasHandle h = make_cublas();
+  CUBLAS_CHECK(cublasSetStream(h, s));
+  DeviceBuffer ws(std::size_t(32) << 20);
+  CUBLAS_CHECK(cublasSetWorkspace(h, ws.data(), ws.bytes()));
+  std::printf(
+      "== fp32 GEMM maths, conv2/3x3 at batch %d (P = %d); error: relative L2 and worst element "
+      "of a 64 x 64 output block against double\n",
+      nb, p);
+  for (const Shape& g : shapes) {
+    const int lda = g.ta == CUBLAS_OP_N ? g.m : g.k, ldb = g.tb == CUBLAS_OP_N ? g.k : g.n;
+    DeviceBuffer a(std::size_t(g.m) * g.k * 4), b(std::size_t(g.k) * g.n * 4), c(std::size_t(g.m) * g.n * 4);
+    fill_random(a, DType::kF32, 11);
+    fill_random(b, DType::kF32, 12);
+    // Reference for the output block [0, rows) x [0, cols): C[i, j] = sum_l A(i, l) B(l, j),
+    // column-major (a block, so the k = P weight gradient stays a few seconds on the host).
+    const int rows = std::min(g.m, 64), cols = std::min(g.n, 64);
+    std::vector<float> ha(std::size_t(g.m) * g.k), hb(std::size_t(g.k) * g.n);
+    a.download(ha.data(), ha.size() * 4);
+    b.download(hb.data(), hb.size() * 4);
+    auto A = [&](int i, int l) {
+      return double(g.ta == CUBLAS_OP_N ? ha[std::size_t(l) * lda + i] : ha[std::size_t(i) * lda + l]);
+    };
+    auto B = [&](int l, int j) {
+      return double(g.tb == CUBLAS_OP_N ? hb[std::size_t(j) * ldb + l] : hb[std::size_t(l) * ldb + j]);
+    };
+    std::vector<double> ref(std::size_t(rows) * cols);
+    for (int j = 0; j < cols; ++j)
+      for (int i = 0; i < rows; ++i) {
+        double acc = 0;
+        for (int l = 0; l < g.k; ++l) acc += A(i, l) * B(l, j);
+        ref[std::size_t(j) * rows + i] = acc;
+      }
+    const double flops = 2.0 * g.m * g.n * double(g.k);
+    for (const Math& mt : maths) {
+#if CUBLAS_VERSION >= 120900
+      CUBLAS_CHECK(cublasSetEmulationStrategy(
+          h, mt.emulate ? CUBLAS_EMULATION_STRATEGY_EAGER : CUBLAS_EMULATION_STRATEGY_DEFAULT));
+#endif
+      const float alpha = 1.f, beta = 0.f;
+      auto run = [&] {
+        return cublasGemmEx(h, g.ta, g.tb, g.m, g.n, g.k, &alpha, a.data(), CUDA_R_32F, lda, b.data(),
+                            CUDA_R_32F, ldb, &beta, c.data(), CUDA_R_32F, g.m, mt.ct, CUBLAS_GEMM_DEFAULT);
+      };
+      if (const cublasStatus_t st = run(); st != CUBLAS_STATUS_SUCCESS) {
+        std::printf("%-36s %-24s not supported here (%s)\n", g.name, mt.name, cublasGetStatusName(st));
+        continue;
+      }
+      const float ms = time_ms(
+          s, [&] { CUBLAS_CHECK(run()); }, 2);
+      std::vector<float> got(std::size_t(g.m) * cols);
+      CUDA_CHECK(cudaMemcpy(got.data(), c.data(), got.size() * 4, cudaMemcpyDeviceToHost));
+      double num = 0, den = 0, worst = 0;
+      for (int j = 0; j < cols; ++j)
+        for (int i = 0; i < rows; ++i) {
+          const double r = ref[std::size_t(j) * rows + i], d = got[std::size_t(j) * g.m + i] - r;
+          num += d * d;
+          den += r * r;
+          worst = std::max(worst, std::abs(d) / (std::abs(r) + 1e-3));
+        }
+      std::printf("%-36s %-24s %8.3f ms %6.1f TFLOP/s  error %.2e (worst %.2e)\n", g.name, mt.name, ms,
+                  flops / (ms * 1e9), std::sqrt(num / std::max(den, 1e-300)), worst);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -408,6 +500,10 @@ int main(int argc, char** argv) {
   app.add_option("--samples", g_samples, "timed samples per kernel (median reported, >= 20)");
   app.add_option("--dtype", dtypes, "fp32,bf16");
   app.add_flag("--skip-conv", skip_conv, "hand-written kernels only");
+  bool gemm_math = false;
+  app.add_flag("--fp32-gemm-math", gemm_math,
+               "only this: conv2/3x3's fp32 GEMMs under each cuBLAS math (strict, 32F, TF32, BF16x9 "
+               "emulation), time and error against double");
   CLI11_PARSE(app, argc, argv);
   if (gpu_count() == 0) {
     std::fprintf(stderr, "bench_kernels: %s\n", no_gpu_reason().c_str());
@@ -416,6 +512,10 @@ int main(int argc, char** argv) {
   g_samples = std::max(g_samples, 20);
   std::printf("GPU: %s  batch %d  samples %d (median)\n", describe_gpu(0).c_str(), batch, g_samples);
   Stream s = make_stream();
+  if (gemm_math) {
+    bench_fp32_gemm_math(s, batch);
+    return 0;
+  }
   for (const char* dn : {"fp32", "bf16"}) {
     if (dtypes.find(dn) == std::string::npos) continue;
     const DType t = std::string(dn) == "fp32" ? DType::kF32 : DType::kBF16;
