@@ -19,6 +19,7 @@
 #include "engine/gpu_fc.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
+#include "kernels/elementwise.h"
 #include "kernels/im2col_gpu.h"
 #include "kernels/input_transform_gpu.h"
 #include "kernels/lrn_gpu.h"
@@ -399,20 +400,74 @@ void bench_conv1_im2col(cudaStream_t s, int nb) {
       t_rb, t_wgrad, (cols_mb + y_mb) / t_wgrad);
 }
 // The fp32 GEMMs of conv2/3x3 (channels-last im2col convolution, the largest of the fp32 step)
+// and of a 1x1 and a 3x3 inception layer
 // under each cuBLAS math for fp32 operands: time, and accuracy against a double reference on a
 // slice of the output. Strict fp32 (PEDANTIC, what incept runs) against plain COMPUTE_32F,
 // TF32 and, from cuBLAS 12.9, BF16x9 emulation (three bf16 terms per value on tensor cores,
 // strategy EAGER), to see whether any of them could run the fp32 step faster at fp32 accuracy.
+// 3xTF32: A and B split into TF32 big + small parts (kernels::split_tf32), then
+// C = As Bb + Ab Bs + Ab Bb as three TF32 GEMMs accumulating in fp32 (small terms first). Timed
+// with and without the split passes (an im2col could write the split rows itself).
+void report_3xtf32(cublasHandle_t h, cudaStream_t s, const char* name, cublasOperation_t ta,
+                   cublasOperation_t tb, int m, int n, int k, DeviceBuffer& a, int lda, DeviceBuffer& b,
+                   int ldb, DeviceBuffer& c, const std::vector<double>& ref, int rows, int cols,
+                   double flops) {
+  const std::size_t na = std::size_t(m) * k, nb = std::size_t(k) * n;
+  DeviceBuffer ab(na * 4), as(na * 4), bb(nb * 4), bs(nb * 4);
+#if CUBLAS_VERSION >= 120900
+  CUBLAS_CHECK(cublasSetEmulationStrategy(h, CUBLAS_EMULATION_STRATEGY_DEFAULT));
+#endif
+  auto split = [&] {
+    kernels::split_tf32(na, a.as<float>(), ab.as<float>(), as.as<float>(), s);
+    kernels::split_tf32(nb, b.as<float>(), bb.as<float>(), bs.as<float>(), s);
+  };
+  auto gemms = [&] {
+    const float one = 1.f, zero = 0.f;
+    const DeviceBuffer* terms[3][2] = {{&as, &bb}, {&ab, &bs}, {&ab, &bb}};
+    for (int t = 0; t < 3; ++t)
+      CUBLAS_CHECK(cublasGemmEx(h, ta, tb, m, n, k, &one, terms[t][0]->data(), CUDA_R_32F, lda,
+                                terms[t][1]->data(), CUDA_R_32F, ldb, t == 0 ? &zero : &one, c.data(),
+                                CUDA_R_32F, m, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+  };
+  split();
+  gemms();
+  const float ms_all = time_ms(
+      s,
+      [&] {
+        split();
+        gemms();
+      },
+      2);
+  const float ms_gemms = time_ms(s, gemms, 2);
+  std::vector<float> got(std::size_t(m) * cols);
+  CUDA_CHECK(cudaMemcpy(got.data(), c.data(), got.size() * 4, cudaMemcpyDeviceToHost));
+  double num = 0, den = 0, worst = 0;
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < rows; ++i) {
+      const double r = ref[std::size_t(j) * rows + i], d = got[std::size_t(j) * m + i] - r;
+      num += d * d;
+      den += r * r;
+      worst = std::max(worst, std::abs(d) / (std::abs(r) + 1e-3));
+    }
+  std::printf("%-36s %-24s %8.3f ms %6.1f TFLOP/s  error %.2e (worst %.2e); the 3 GEMMs alone %.3f ms\n",
+              name, "3xTF32 (split + 3 GEMMs)", ms_all, flops / (ms_all * 1e9),
+              std::sqrt(num / std::max(den, 1e-300)), worst, ms_gemms);
+}
+
 void bench_fp32_gemm_math(cudaStream_t s, int nb) {
   struct Shape {
     const char* name;
     cublasOperation_t ta, tb;
     int m, n, k;
   };
-  const int p = nb * 56 * 56;  // conv2/3x3's output pixels
+  const int p = nb * 56 * 56, p28 = nb * 28 * 28, p14 = nb * 14 * 14;  // output pixels at 56, 28, 14
   const Shape shapes[] = {{"conv2/3x3 forward  [192 x P] k 576", CUBLAS_OP_T, CUBLAS_OP_N, 192, p, 576},
                           {"conv2/3x3 dgrad    [576 x P] k 192", CUBLAS_OP_N, CUBLAS_OP_N, 576, p, 192},
-                          {"conv2/3x3 wgrad    [576 x 192] k P", CUBLAS_OP_N, CUBLAS_OP_T, 576, 192, p}};
+                          {"conv2/3x3 wgrad    [576 x 192] k P", CUBLAS_OP_N, CUBLAS_OP_T, 576, 192, p},
+                          {"3a/1x1 forward     [64 x P28] k 192", CUBLAS_OP_T, CUBLAS_OP_N, 64, p28, 192},
+                          {"3a/1x1 wgrad       [192 x 64] k P28", CUBLAS_OP_N, CUBLAS_OP_T, 192, 64, p28},
+                          {"4d/3x3 forward   [288 x P14] k 1296", CUBLAS_OP_T, CUBLAS_OP_N, 288, p14, 1296},
+                          {"4d/3x3 dgrad     [1296 x P14] k 288", CUBLAS_OP_N, CUBLAS_OP_N, 1296, p14, 288}};
   struct Math {
     const char* name;
     cublasComputeType_t ct;
@@ -486,6 +541,7 @@ void bench_fp32_gemm_math(cudaStream_t s, int nb) {
       std::printf("%-36s %-24s %8.3f ms %6.1f TFLOP/s  error %.2e (worst %.2e)\n", g.name, mt.name, ms,
                   flops / (ms * 1e9), std::sqrt(num / std::max(den, 1e-300)), worst);
     }
+    report_3xtf32(h, s, g.name, g.ta, g.tb, g.m, g.n, g.k, a, lda, b, ldb, c, ref, rows, cols, flops);
   }
 }
 

@@ -1,5 +1,7 @@
 // Elementwise vector ops (elementwise.h): grid-stride loops, one element per step.
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 
 #include "engine/check.h"
 #include "kernels/dtype_gpu.h"
@@ -90,6 +92,39 @@ __global__ void round_to_bf16_kernel(std::size_t n, float* x) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
     x[i] = __bfloat162float(__float2bfloat16_rn(x[i]));
+}
+
+// x rounded to TF32 as fp32 bits (see split_tf32), the same on host and device.
+__host__ __device__ inline std::uint32_t tf32_big_bits(std::uint32_t u) {
+  if (((u >> 23) & 0xFFu) == 0xFFu) return u;  // inf, NaN
+  const std::uint32_t r = (u + 0xFFFu + ((u >> 13) & 1u)) & 0xFFFFE000u;
+  return ((r >> 23) & 0xFFu) == 0xFFu ? (u & 0xFFFFE000u) : r;
+}
+
+__global__ void split_tf32_kernel(std::size_t n, const float* x, float* big, float* small) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const float v = x[i];
+    const float b = __uint_as_float(tf32_big_bits(__float_as_uint(v)));
+    big[i] = b;
+    small[i] = isfinite(v) ? v - b : 0.f;
+  }
+}
+
+void split_tf32(std::size_t n, const float* x, float* big, float* small, cudaStream_t stream) {
+  if (n == 0) return;
+  split_tf32_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, x, big, small);
+  KERNEL_CHECK("split_tf32_kernel");
+}
+
+void split_tf32_ref(std::size_t n, const float* x, float* big, float* small) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t u;
+    __builtin_memcpy(&u, &x[i], 4);
+    const std::uint32_t r = tf32_big_bits(u);
+    __builtin_memcpy(&big[i], &r, 4);
+    small[i] = std::isfinite(x[i]) ? x[i] - big[i] : 0.f;
+  }
 }
 
 void round_to_bf16(std::size_t n, float* x, cudaStream_t stream) {

@@ -30,6 +30,14 @@ void widen_bf16_ref(std::size_t n, const std::uint16_t* src_bits, float* dst);
 void round_to_bf16(std::size_t n, float* x, cudaStream_t stream);
 void round_to_bf16_ref(std::size_t n, float* x);
 
+// fp32 x = big + small exactly: big[i] is x[i] rounded to TF32 (10 mantissa bits, to nearest
+// even; truncated where rounding would overflow to inf), small[i] = x[i] - big[i] (exact).
+// inf and NaN go to big with small 0. The operand split of "3xTF32" fp32 GEMMs:
+// A B ~ Ab Bb + Ab Bs + As Bb on TF32 tensor cores, with fp32-level error (the dropped As Bs
+// and the TF32 rounding of the small parts are ~2^-22 of the product).
+void split_tf32(std::size_t n, const float* x, float* big, float* small, cudaStream_t stream);
+void split_tf32_ref(std::size_t n, const float* x, float* big, float* small);
+
 // A kernel node that does what a memset node with these parameters does (elementSize 1, 2 or
 // 4; width elements per row, height rows, pitch bytes apart), added to `graph` after `deps`.
 // Why: in a CUDA graph, a memset node between two kernels stalls the stream for a few

@@ -115,6 +115,47 @@ TEST(GpuSmoke, RoundToBf16MatchesCpu) {
   }
 }
 
+// The 3xTF32 operand split: the same bits as the CPU reference, big with TF32's 10 mantissa
+// bits (low 13 bits zero), big + small exactly x.
+TEST(GpuSmoke, SplitTf32MatchesCpu) {
+  INCEPT_REQUIRE_GPU();
+  std::vector<float> x = random_floats(100003, 9, -3.f, 3.f);
+  const float specials[] = {0.f,
+                            -0.f,
+                            1.f + 0x1p-11f,             // tie: down to 1 (even)
+                            1.f + 3 * 0x1p-11f,         // tie: up to 1 + 2^-9 (even)
+                            1.f + 0x1p-11f + 0x1p-20f,  // past the tie: up
+                            3.4028235e38f,              // rounding would overflow: truncated
+                            1e-40f,                     // fp32 denormal
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN()};
+  std::copy(std::begin(specials), std::end(specials), x.begin());
+  DeviceBuffer d(x.size() * 4), db(x.size() * 4), ds(x.size() * 4);
+  d.upload(x.data(), x.size() * 4);
+  kernels::split_tf32(x.size(), d.as<float>(), db.as<float>(), ds.as<float>(), nullptr);
+  std::vector<float> gb(x.size()), gs(x.size()), rb(x.size()), rs(x.size());
+  db.download(gb.data(), gb.size() * 4);
+  ds.download(gs.data(), gs.size() * 4);
+  kernels::split_tf32_ref(x.size(), x.data(), rb.data(), rs.data());
+  EXPECT_EQ(rb[2], 1.f);
+  EXPECT_EQ(rb[3], 1.f + 0x1p-9f);
+  EXPECT_EQ(rb[4], 1.f + 0x1p-10f);
+  EXPECT_EQ(rb[5], std::bit_cast<float>(std::bit_cast<std::uint32_t>(3.4028235e38f) & 0xFFFFE000u));
+  EXPECT_TRUE(std::isinf(rb[7]) && rs[7] == 0.f);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(gb[i]), std::bit_cast<std::uint32_t>(rb[i])) << i << ": " << x[i];
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(gs[i]), std::bit_cast<std::uint32_t>(rs[i])) << i << ": " << x[i];
+    if (!std::isfinite(x[i])) continue;
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(rb[i]) & 0x1FFFu, 0u) << i;
+    ASSERT_EQ(rb[i] + rs[i], x[i]) << i;
+    // Half a TF32 unit at most, where it rounded (not for the truncated one, nor denormals).
+    if (i != 5 && std::isnormal(x[i])) {
+      ASSERT_LE(std::abs(rs[i]), std::abs(x[i]) * 0x1p-11f) << i;
+    }
+  }
+}
+
 TEST(GpuSmoke, CublasGemmMatchesCpu) {
   INCEPT_REQUIRE_GPU();
   // C[M,N] = A[M,K] * B[K,N], row-major on the host; cuBLAS sees column-major, so we ask it
