@@ -894,7 +894,7 @@ std::size_t GpuNet::im2col_bytes() const {
   std::size_t b = 0;
   for (const auto& L : layers_)
     b += L->cols.bytes() + L->wpad.bytes() + L->dwpad.bytes() + L->few_partial.bytes();
-  return b + cols_.bytes() + dcols_.bytes();
+  return b + cols_.bytes();
 }
 
 std::string GpuNet::memory_report() const {
@@ -927,8 +927,11 @@ std::vector<std::string> GpuNet::algorithm_report() const {
     if (L->conv) out.push_back(fmt::format("{}: {}", L->plan->name, L->conv->describe()));
     if (L->few_channels)
       out.push_back(fmt::format("{}: implicit GEMM (kernels/conv_few_channels)", L->plan->name));
-    if (L->im2col_ld)
-      out.push_back(fmt::format("{}: im2col rows of {} + cuBLAS GEMM", L->plan->name, L->im2col_ld));
+    if (L->spatial_gemm)
+      out.push_back(fmt::format("{}: im2col rows of {} + cuBLAS GEMM, {} image{} per chunk, rows {}",
+                                L->plan->name, L->fc->shape().k, L->chunk_images,
+                                L->chunk_images > 1 ? "s" : "",
+                                L->cols.bytes() ? "kept for the weight gradient" : "in the lane's buffer"));
   }
   return out;
 }

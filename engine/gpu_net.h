@@ -66,9 +66,18 @@ struct GpuNetOptions {
   // instead of cuDNN.
   bool gemm_1x1 = true;
   SpatialConv spatial_conv = SpatialConv::kAuto;
-  // Training, GEMM convolutions: each layer keeps its im2col rows from forward for its weight
-  // gradient instead of rebuilding them (GoogLeNet fp32 batch 128: ~3.3 GiB more, ~1.3 ms less).
-  bool keep_im2col = true;
+  // Channels-last GEMM convolutions (fp32's RxS layers and conv1; bf16 with SpatialConv::kGemm
+  // or without few_channel_conv) run im2col, their GEMMs and col2im on chunks of whole images:
+  // the most images whose im2col rows fit im2col_chunk_bytes (a divisor of the batch, at least
+  // one image; 0: the whole batch at once). Training either keeps each layer's rows of the
+  // whole batch from forward for its weight gradient (keep_im2col) or rebuilds them chunk by
+  // chunk in backward in its lane's one row buffer, which also takes each chunk's row gradient
+  // for col2im. GoogLeNet fp32 at batch 128 on an H200 (session 11): kept, whole batch
+  // 37.05 ms/step and 9,550 MiB in use; rebuilt in chunks of 256 MiB, the default, about
+  // 1.5 ms more and less than half the memory (benchmarks/RESULTS.md), under what PyTorch's
+  // compiled fp32 step allocates.
+  bool keep_im2col = false;
+  std::size_t im2col_chunk_bytes = std::size_t(256) << 20;
   // GEMM convolutions (channels-last): bias and ReLU in cuBLASLt's epilogue where it has an
   // algorithm for the shape, instead of a separate pass over the output.
   bool gemm_epilogue = true;
@@ -281,6 +290,10 @@ class GpuNet {
   void conv_forward(Layer& L, const Lane& R);
   template <typename T>
   void conv_backward(Layer& L, const Lane& R);
+  template <typename T>
+  void spatial_gemm_forward(Layer& L, const Lane& R);
+  template <typename T>
+  void spatial_gemm_backward(Layer& L, const Lane& R, T* dz);
   void build_layers();
   void plan_lanes();  // lanes_, lane_of_ and every lane's scratch (after the convolutions are planned)
   void run_forward(int l, const Lane& R);
@@ -313,9 +326,9 @@ class GpuNet {
   DeviceBuffer staging_;       // channels_last: dense output / gradient of a branch convolution
   DeviceBuffer gemm_partial_;  // NCHW fp32 1x1 convolutions: per-image weight-gradient products
   DeviceBuffer fc_partial_;    // fp32 per-slice weight-gradient products of the GEMM convolutions
-  DeviceBuffer cols_, dcols_;  // channels-last spatial convolutions as GEMMs: im2col rows, their gradient
-  DeviceBuffer outputs_;       // fp32 scalar outputs (losses, accuracies), one per output layer
-  DeviceBuffer output_sums_;   // fp64 sums of outputs_ over steps (take_output_sums)
+  DeviceBuffer cols_;         // channels-last spatial convolutions as GEMMs: im2col rows, then their gradient
+  DeviceBuffer outputs_;      // fp32 scalar outputs (losses, accuracies), one per output layer
+  DeviceBuffer output_sums_;  // fp64 sums of outputs_ over steps (take_output_sums)
   int n_outputs_ = 0;
   DeviceBuffer labels_;
   DeviceBuffer step_dev_;  // StepDevice (iteration + SgdStepParams)

@@ -60,6 +60,26 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
   const bool spatial_gemm = opt_.spatial_conv == SpatialConv::kGemm ||
                             (opt_.spatial_conv == SpatialConv::kAuto && opt_.dtype == DType::kF32);
   const int taps = g.kernel_h * g.kernel_w * L.in_shape[0].c;  // R * S * C
+  // Channels-last RxS convolution as im2col rows of ld (>= taps) + one GEMM per chunk of
+  // images: the largest divisor of the batch whose rows fit GpuNetOptions::im2col_chunk_bytes
+  // (at least one image; the batch when 0). Training keeps the whole batch's rows in the layer's
+  // own buffer for the weight gradient (keep_im2col), else they are rebuilt in backward in the
+  // lane's cols, which then also takes the rows' gradient for col2im.
+  auto plan_im2col_gemm = [&](int ld) {
+    const Nchw& y = L.out_shape[0];
+    L.spatial_gemm = true;
+    const std::size_t image_rows_bytes = std::size_t(y.h) * y.w * ld * esize_;
+    L.chunk_images = y.n;
+    if (opt_.im2col_chunk_bytes)
+      while (L.chunk_images > 1 && (y.n % L.chunk_images != 0 ||
+                                    std::size_t(L.chunk_images) * image_rows_bytes > opt_.im2col_chunk_bytes))
+        --L.chunk_images;
+    L.fc =
+        std::make_unique<GpuFc>(FcShape{L.chunk_images * y.h * y.w, ld, y.c, ld, int(nhwc_pixel_stride(y))},
+                                opt_.dtype, opt_.allow_tf32);
+    if (opt_.keep_im2col && plan_.options.training)
+      L.cols = DeviceBuffer(std::size_t(y.n) * image_rows_bytes);
+  };
   if (nhwc && conv_as_gemm(lp)) {
     const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
     FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
@@ -79,26 +99,16 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
         L.few_partial =
             DeviceBuffer(kernels::conv_few_channels_wgrad_scratch(L.in_shape[0], g, y) * sizeof(float));
     } else {
-      // im2col + GEMM, bandwidth-bound; the rows stay for the weight gradient (no col2im)
+      // im2col + GEMM, bandwidth-bound, rows and filters padded to im2col_ld taps (16-byte
+      // aligned rows; no input gradient, so no col2im)
       L.im2col_ld = (taps + 7) / 8 * 8;
-      const int rows = y.n * y.h * y.w;
-      L.fc = std::make_unique<GpuFc>(FcShape{rows, L.im2col_ld, y.c, L.im2col_ld, int(nhwc_pixel_stride(y))},
-                                     opt_.dtype, opt_.allow_tf32);
-      L.cols = DeviceBuffer(std::size_t(rows) * L.im2col_ld * esize_);
+      plan_im2col_gemm(L.im2col_ld);
       L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
       L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
     }
     fold_relu(l);
   } else if (nhwc && spatial_gemm && taps % 8 == 0) {
-    // Channels-last spatial convolution as im2col + GEMM. The rows stay in the layer's own
-    // buffer until backward (keep_im2col; else in its lane's cols, rebuilt in backward); the
-    // data gradient goes through the lane's dcols and col2im.
-    const Nchw& y = L.out_shape[0];
-    const int kc = taps, rows = y.n * y.h * y.w;
-    L.spatial_gemm = true;
-    L.fc = std::make_unique<GpuFc>(FcShape{rows, kc, y.c, kc, int(nhwc_pixel_stride(y))}, opt_.dtype,
-                                   opt_.allow_tf32);
-    if (opt_.keep_im2col && plan_.options.training) L.cols = DeviceBuffer(std::size_t(rows) * kc * esize_);
+    plan_im2col_gemm(taps);
     fold_relu(l);
   } else {
     ConvPlanOptions co;
@@ -146,25 +156,15 @@ void GpuNet::conv_forward(Layer& L, const Lane& R) {
       return;
     }
   }
-  if (L.fc) {  // channels-last GEMM convolution: one GEMM straight into the (slice) output
-    const void* x = L.in[0];
-    const void* w = L.w[0];
-    const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-    if (L.spatial_gemm) {  // RxS: im2col rows first
-      T* cols = L.cols.bytes() ? L.cols.as<T>() : static_cast<T*>(R.cols);
-      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, int(L.fc->shape().k), cols, R.stream);
-      x = cols;
-    } else if (L.im2col_ld) {  // conv1: im2col rows and filters padded to im2col_ld
-      kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, L.im2col_ld, L.cols.as<T>(), R.stream);
-      kernels::pad_rows<T>(g.num_output, g.kernel_h * g.kernel_w * L.in_shape[0].c, L.im2col_ld,
-                           static_cast<const T*>(L.w[0]), L.wpad.as<T>(), R.stream);
-      x = L.cols.data();
-      w = L.wpad.data();
-    }
+  if (L.spatial_gemm) {  // RxS: im2col rows, then a GEMM, per chunk of images
+    spatial_gemm_forward<T>(L, R);
+    return;
+  }
+  if (L.fc) {  // channels-last 1x1 convolution: one GEMM straight into the (slice) output
     if (bias && L.fc->fused_forward_ready()) {  // bias (+ReLU) in cuBLASLt's epilogue
-      L.fc->forward_fused(cublas_lt_, x, w, L.out[0], R.cublas_ws, R.cublas_ws_bytes, R.stream);
+      L.fc->forward_fused(cublas_lt_, L.in[0], L.w[0], L.out[0], R.cublas_ws, R.cublas_ws_bytes, R.stream);
     } else {
-      L.fc->forward(R.cublas, x, w, nullptr, false, L.out[0]);
+      L.fc->forward(R.cublas, L.in[0], L.w[0], nullptr, false, L.out[0]);
       if (bias || L.fused_relu)
         kernels::bias_relu_fwd_nhwc<T>(L.out_shape[0], b, L.fused_relu, out(0), R.stream);
     }
@@ -193,7 +193,6 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   const std::size_t wsb = R.ws_bytes;
   auto in = [&](int i) { return static_cast<const T*>(L.in[i]); };
   auto dout = [&](int i) { return static_cast<const T*>(L.out_diff[i]); };
-  auto din = [&](int i) { return static_cast<T*>(L.in_diff[i]); };
   const bool bias = std::get<ConvParams>(lp.params).geom.bias;
   const bool relu = L.fused_relu && !L.relu_masked_by_consumer;  // the mask is still to apply
   // dz = relu'(y) * dy in place (fused ReLU) and db += sum dz, in one pass; staged
@@ -213,26 +212,8 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
     if (bias || relu)
       kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), relu, L.out_shape[0], dz, db, R.bias_partial,
                                      R.stream);
-    if (L.spatial_gemm) {  // wgrad from the rows (kept, or rebuilt), then dgrad via dcols_ + col2im
-      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-      const int ld = L.fc->shape().k;
-      T* cols = L.cols.bytes() ? L.cols.as<T>() : static_cast<T*>(R.cols);
-      if (!L.cols.bytes()) kernels::im2col_nhwc<T>(L.in_shape[0], in(0), g, ld, cols, R.stream);
-      L.fc->backward_filter(R.cublas, cols, dz, L.w_diff[0], nullptr, R.fc_partial);
-      if (L.in_diff[0]) {
-        L.fc->backward_data(R.cublas, dz, L.w[0], R.dcols, false);
-        wait_input_grad(R);
-        kernels::col2im_nhwc<T>(L.in_shape[0], static_cast<T*>(R.dcols), g, ld, din(0), L.accumulate[0],
-                                R.stream);
-      }
-      return;
-    }
-    if (L.im2col_ld) {  // wgrad into the padded rows, then added to the gradient (+=)
-      const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
-      L.dwpad.fill_bytes(0, R.stream);
-      L.fc->backward_filter(R.cublas, L.cols.data(), dz, L.dwpad.data(), nullptr, R.fc_partial);
-      kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * L.in_shape[0].c,
-                                 L.dwpad.as<T>(), static_cast<T*>(L.w_diff[0]), R.stream);
+    if (L.spatial_gemm) {  // im2col + GEMM per chunk of images
+      spatial_gemm_backward<T>(L, R, dz);
       return;
     }
     L.fc->backward_filter(R.cublas, L.in[0], dz, L.w_diff[0], nullptr, R.fc_partial);
@@ -256,6 +237,74 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   L.conv->backward_filter(R.cudnn, L.in[0], dz, L.w_diff[0], ws, wsb, true);
   wait_input_grad(R);  // other lanes' writes of the gradient this one adds to (backward())
   if (L.in_diff[0]) L.conv->backward_data(R.cudnn, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
+}
+
+// Channels-last RxS convolution as im2col + GEMM over chunks of L.chunk_images images: each
+// chunk's rows (kept in L.cols at the chunk's place, else in the lane's cols) and one GEMM of
+// L.fc (sized for a chunk) into the chunk's output rows (a slice view: the images' stride).
+template <typename T>
+void GpuNet::spatial_gemm_forward(Layer& L, const Lane& R) {
+  const ConvGeom& g = std::get<ConvParams>(L.plan->params).geom;
+  const Nchw &xs = L.in_shape[0], &ys = L.out_shape[0];
+  const int c = L.chunk_images, k = L.fc->shape().k;
+  const std::size_t chunk_rows = std::size_t(c) * ys.h * ys.w;
+  const T* b = g.bias ? static_cast<const T*>(L.w[1]) : nullptr;
+  const void* w = L.w[0];
+  if (L.im2col_ld) {  // conv1: filters padded to the rows' im2col_ld taps
+    kernels::pad_rows<T>(g.num_output, g.kernel_h * g.kernel_w * xs.c, L.im2col_ld, static_cast<const T*>(w),
+                         L.wpad.as<T>(), R.stream);
+    w = L.wpad.data();
+  }
+  Nchw xc = xs, yc = ys;
+  xc.n = yc.n = c;
+  xc.n_stride = xs.nstride();
+  yc.n_stride = ys.nstride();
+  for (int i = 0, j = 0; i < xs.n; i += c, ++j) {
+    const T* x = static_cast<const T*>(L.in[0]) + i * xs.nstride();
+    T* y = static_cast<T*>(L.out[0]) + i * ys.nstride();
+    T* cols = L.cols.bytes() ? L.cols.as<T>() + j * chunk_rows * k : static_cast<T*>(R.cols);
+    kernels::im2col_nhwc<T>(xc, x, g, k, cols, R.stream);
+    if (b && L.fc->fused_forward_ready()) {  // bias (+ReLU) in cuBLASLt's epilogue
+      L.fc->forward_fused(cublas_lt_, cols, w, y, R.cublas_ws, R.cublas_ws_bytes, R.stream);
+    } else {
+      L.fc->forward(R.cublas, cols, w, nullptr, false, y);
+      if (b || L.fused_relu) kernels::bias_relu_fwd_nhwc<T>(yc, b, L.fused_relu, y, R.stream);
+    }
+  }
+}
+
+// Its backward after the ReLU mask and bias gradient (dz, in place in the output gradient): per
+// chunk, the weight gradient from the rows (kept, or rebuilt in the lane's cols), then the rows'
+// gradient (into the lane's cols, which the weight gradient has read) and col2im into the chunk's input
+// gradient. The first col2im waits for the other lanes' writes of that gradient (wait_input_grad).
+template <typename T>
+void GpuNet::spatial_gemm_backward(Layer& L, const Lane& R, T* dz) {
+  const ConvGeom& g = std::get<ConvParams>(L.plan->params).geom;
+  const Nchw &xs = L.in_shape[0], &ys = L.out_shape[0];
+  const int c = L.chunk_images, k = L.fc->shape().k;
+  const std::size_t chunk_rows = std::size_t(c) * ys.h * ys.w;
+  Nchw xc = xs;
+  xc.n = c;
+  xc.n_stride = xs.nstride();
+  // conv1 (im2col_ld): the weight gradient of the padded filters, added to the gradient after
+  // the last chunk
+  void* dw = L.im2col_ld ? L.dwpad.data() : L.w_diff[0];
+  if (L.im2col_ld) L.dwpad.fill_bytes(0, R.stream);
+  for (int i = 0, j = 0; i < xs.n; i += c, ++j) {
+    const T* x = static_cast<const T*>(L.in[0]) + i * xs.nstride();
+    const T* dy = dz + i * ys.nstride();
+    T* cols = L.cols.bytes() ? L.cols.as<T>() + j * chunk_rows * k : static_cast<T*>(R.cols);
+    if (!L.cols.bytes()) kernels::im2col_nhwc<T>(xc, x, g, k, cols, R.stream);
+    L.fc->backward_filter(R.cublas, cols, dy, dw, nullptr, R.fc_partial);
+    if (!L.in_diff[0]) continue;
+    L.fc->backward_data(R.cublas, dy, L.w[0], R.cols, false);
+    if (i == 0) wait_input_grad(R);
+    kernels::col2im_nhwc<T>(xc, static_cast<const T*>(R.cols), g, k,
+                            static_cast<T*>(L.in_diff[0]) + i * xs.nstride(), L.accumulate[0], R.stream);
+  }
+  if (L.im2col_ld)
+    kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * xs.c, L.dwpad.as<T>(),
+                               static_cast<T*>(L.w_diff[0]), R.stream);
 }
 
 template void GpuNet::conv_forward<float>(Layer&, const Lane&);

@@ -29,7 +29,7 @@ void GpuNet::plan_lanes() {
   }
   // What each lane's layers need (bytes).
   struct Need {
-    std::size_t ws = 0, staging = 0, bias_partial = 0, fc_partial = 0, gemm_partial = 0, cols = 0, dcols = 0;
+    std::size_t ws = 0, staging = 0, bias_partial = 0, fc_partial = 0, gemm_partial = 0, cols = 0;
   };
   std::vector<Need> need(lanes);
   const bool train = plan_.options.training;
@@ -50,9 +50,11 @@ void GpuNet::plan_lanes() {
     if (L.gemm1x1 && train) d.gemm_partial = std::max(d.gemm_partial, L.gemm1x1->partial_elems() * esize_);
     if (L.spatial_gemm) {
       const Nchw& y = L.out_shape[0];
-      const std::size_t rows_kc = std::size_t(y.n) * y.h * y.w * L.fc->shape().k * esize_;
-      if (!L.cols.bytes()) d.cols = std::max(d.cols, rows_kc);
-      if (train) d.dcols = std::max(d.dcols, rows_kc);
+      const std::size_t rows_kc = std::size_t(L.chunk_images) * y.h * y.w * L.fc->shape().k * esize_;
+      // One chunk's rows (a layer that does not keep its own) and, in backward, the rows'
+      // gradient: the weight gradient has read the rows before the data gradient's GEMM writes
+      // into the same buffer (one stream).
+      if (!L.cols.bytes() || (train && L.in_diff[0])) d.cols = std::max(d.cols, rows_kc);
     }
   }
   auto buffer = [](std::size_t bytes) { return bytes ? DeviceBuffer(bytes) : DeviceBuffer(); };
@@ -64,7 +66,6 @@ void GpuNet::plan_lanes() {
   fc_partial_ = buffer(z.fc_partial);
   gemm_partial_ = buffer(z.gemm_partial);
   cols_ = buffer(z.cols);
-  dcols_ = buffer(z.dcols);
   lanes_.clear();
   auto first = std::make_unique<Lane>();
   first->stream = stream_;
@@ -79,7 +80,6 @@ void GpuNet::plan_lanes() {
   first->fc_partial = fc_partial_.as<float>();
   first->gemm_partial = gemm_partial_.data();
   first->cols = cols_.data();
-  first->dcols = dcols_.data();
   lanes_.push_back(std::move(first));
   for (int k = 1; k < lanes; ++k) {
     auto a = std::make_unique<Lane>();
@@ -110,8 +110,6 @@ void GpuNet::plan_lanes() {
     a->gemm_partial = a->own_gemm_partial.data();
     a->own_cols = buffer(d.cols);
     a->cols = a->own_cols.data();
-    a->own_dcols = buffer(d.dcols);
-    a->dcols = a->own_dcols.data();
     a->join = make_event(false);
     lanes_.push_back(std::move(a));
   }
@@ -151,7 +149,7 @@ std::size_t GpuNet::lanes_bytes() const {
   std::size_t b = 0;
   for (const auto& a : lanes_)
     b += a->own_ws.bytes() + a->own_cublas_ws.bytes() + a->own_staging.bytes() + a->own_bias_partial.bytes() +
-         a->own_fc_partial.bytes() + a->own_gemm_partial.bytes() + a->own_cols.bytes() + a->own_dcols.bytes();
+         a->own_fc_partial.bytes() + a->own_gemm_partial.bytes() + a->own_cols.bytes();
   return b;
 }
 

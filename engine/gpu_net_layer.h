@@ -42,7 +42,8 @@ struct GpuNet::Layer {
   DeviceBuffer few_partial;
   std::unique_ptr<Conv1x1Gemm> gemm1x1;  // NCHW fp32 1x1 convolution on cuBLAS
   bool spatial_gemm = false;             // channels-last RxS convolution as im2col (cols_) + GEMM (fc)
-  bool skip = false;                     // a ReLU folded into the previous convolution
+  int chunk_images = 0;  // spatial_gemm: images per im2col chunk (fc's rows); the batch when not chunked
+  bool skip = false;     // a ReLU folded into the previous convolution
 };
 
 // What a layer runs with: a stream, the net's handles (bound to the lane per layer), and scratch
@@ -60,11 +61,11 @@ struct GpuNet::Lane {
   float* bias_partial = nullptr;  // split bias-gradient reduction
   float* fc_partial = nullptr;    // split weight-gradient GEMM products
   void* gemm_partial = nullptr;   // NCHW fp32 1x1 per-image products
-  void* cols = nullptr;           // im2col rows (GEMM convolutions that do not keep theirs)
-  void* dcols = nullptr;          // their gradient
+  void* cols =
+      nullptr;  // im2col rows of one chunk (GEMM convolutions that do not keep theirs), then their gradient
   Stream own_stream;
   DeviceBuffer own_ws, own_cublas_ws, own_staging, own_bias_partial, own_fc_partial, own_gemm_partial,
-      own_cols, own_dcols;
+      own_cols;
   Event join;  // recorded on this lane where a region joins
 };
 

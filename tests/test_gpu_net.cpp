@@ -10,7 +10,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "engine/cpu_net.h"
 #include "engine/gpu_net.h"
@@ -51,6 +54,7 @@ struct Comparison {
   // between two roundings move single gradient elements by O(1), so the tail of the error is
   // set by the arithmetic's precision, not by the backend; fp32 mode is judged against it.
   double cpu32_worst = 0, cpu32_median = 0;
+  std::vector<std::string> algos;  // GpuNet::algorithm_report()
 };
 
 // Relative L2 error of every parameter blob's gradient: err[p] for plan.params[p].
@@ -79,7 +83,8 @@ double median_of(std::vector<double> v) {
 // the comparison is the same.
 Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType dtype, std::uint64_t seed,
                             bool channels_last = false, SpatialConv spatial = SpatialConv::kAuto,
-                            bool few_channel_conv = true) {
+                            bool few_channel_conv = true,
+                            const std::function<void(GpuNetOptions&)>& adjust = {}) {
   std::printf("  layout %s\n", channels_last ? "NHWC" : "NCHW");
   NetPlan plan = make_plan(spec, batch, classes);
   CpuNet<double> cpu(plan);
@@ -107,6 +112,7 @@ Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType d
   opt.dropout_seed = seed + 1;
   opt.channels_last = channels_last;
   opt.spatial_conv = spatial;
+  if (adjust) adjust(opt);
   GpuNet gpu(plan, opt);
   std::printf("  %s\n", gpu.memory_report().c_str());
   if (dtype == DType::kBF16 && channels_last) {
@@ -134,7 +140,8 @@ Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType d
   cpu.backward();
 
   Comparison c;
-  for (const std::string& line : gpu.algorithm_report()) std::printf("  algo %s\n", line.c_str());
+  c.algos = gpu.algorithm_report();
+  for (const std::string& line : c.algos) std::printf("  algo %s\n", line.c_str());
   for (const auto& [name, v] : gpu.scalar_outputs()) {
     const double ref = cpu.output(name);
     const double err = std::fabs(v - ref) / std::max(std::fabs(ref), 1e-6);
@@ -228,6 +235,27 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32) {
   expect_fp32_parity(compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 23, true));
 }
 
+// fp32 channels-last with the spatial convolutions' im2col rows in chunks of one image
+// (GpuNetOptions::im2col_chunk_bytes), rebuilt in backward (keep_im2col off) or kept.
+TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Im2colChunks) {
+  INCEPT_REQUIRE_GPU();
+  for (const bool keep : {false, true}) {
+    SCOPED_TRACE(keep ? "rows kept" : "rows rebuilt");
+    const Comparison c = compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 28, true,
+                                          SpatialConv::kAuto, true, [&](GpuNetOptions& o) {
+                                            o.keep_im2col = keep;
+                                            o.im2col_chunk_bytes = 1;
+                                          });
+    expect_fp32_parity(c);
+    // conv1, conv2/3x3 and the inception modules' 3x3 and 5x5 layers, each over 4 chunks
+    const std::string want =
+        std::string("1 image per chunk, rows ") + (keep ? "kept" : "in the lane's buffer");
+    EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
+                            [&](const std::string& a) { return a.find(want) != std::string::npos; }),
+              20);
+  }
+}
+
 TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16) {
   INCEPT_REQUIRE_GPU();
   expect_bf16_closeness(compare_with_cpu(models::googlenet(), 4, 1000, DType::kBF16, 24, true), 8e-2);
@@ -263,9 +291,9 @@ void load_step_data(GpuNet& gpu, const NetPlan& plan) {
   CUDA_CHECK(cudaMemcpy(gpu.labels(), labels.data(), 64, cudaMemcpyHostToDevice));
 }
 
-std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec, DType dtype, bool graph,
-                                                            int steps, bool channels_last = false,
-                                                            int branch_lanes = 1, bool side_heads = false) {
+std::pair<std::vector<float>, std::vector<float>> run_steps(
+    const NetSpec& spec, DType dtype, bool graph, int steps, bool channels_last = false, int branch_lanes = 1,
+    bool side_heads = false, const std::function<void(GpuNetOptions&)>& adjust = {}) {
   NetPlan plan = make_plan(spec, 16, 10, side_heads);
   GpuNetOptions opt;
   opt.dtype = dtype;
@@ -273,6 +301,7 @@ std::pair<std::vector<float>, std::vector<float>> run_steps(const NetSpec& spec,
   opt.dropout_seed = 5;
   opt.channels_last = channels_last;
   opt.branch_lanes = branch_lanes;
+  if (adjust) adjust(opt);
   GpuNet gpu(plan, opt);
   load_step_data(gpu, plan);
   std::vector<float> losses;
@@ -327,6 +356,16 @@ TEST(GpuNet, BranchLanesGiveTheBitsOfOneStream) {
     EXPECT_EQ(l1, lh4) << kernels::dtype_name(t) << " side heads";
     for (float v : l1) EXPECT_TRUE(std::isfinite(v)) << kernels::dtype_name(t);
   }
+  // fp32 with the spatial convolutions in chunks of one image, rows rebuilt in backward: each
+  // lane's one row buffer holds a chunk's rows, then their gradient.
+  auto chunks = [](GpuNetOptions& o) {
+    o.keep_im2col = false;
+    o.im2col_chunk_bytes = 1;
+  };
+  auto [c1, lc1] = run_steps(models::googlenet(), DType::kF32, true, 3, true, 1, false, chunks);
+  auto [c4, lc4] = run_steps(models::googlenet(), DType::kF32, true, 3, true, 4, false, chunks);
+  EXPECT_EQ(0, std::memcmp(c1.data(), c4.data(), c1.size() * 4)) << "fp32 im2col chunks";
+  EXPECT_EQ(lc1, lc4) << "fp32 im2col chunks";
 }
 
 TEST(GpuNet, SameSeedSameBits) {
