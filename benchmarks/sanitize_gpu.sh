@@ -78,6 +78,7 @@ runs=(
   "initcheck test_gpu_nhwc *"
   "memcheck test_gpu_net GpuNet.GoogLeNetBatch4MatchesCpuFp32:GpuNet.GoogLeNetBatch4MatchesCpuBf16"
   "memcheck test_gpu_trainer GpuTrainerTest.GraphEqualsEagerAndResumeIsBitwise"
+  "memcheck test_gpu_net GpuNet.BranchLanesGiveTheBitsOfOneStream"
 )
 
 export INCEPT_REQUIRE_GPU=1
