@@ -72,10 +72,9 @@ struct GpuNetOptions {
   // one image; 0: the whole batch at once). Training either keeps each layer's rows of the
   // whole batch from forward for its weight gradient (keep_im2col) or rebuilds them chunk by
   // chunk in backward in its lane's one row buffer, which also takes each chunk's row gradient
-  // for col2im. GoogLeNet fp32 at batch 128 on an H200 (session 11): kept, whole batch
-  // 37.05 ms/step and 9,550 MiB in use; rebuilt in chunks of 256 MiB, the default, about
-  // 1.5 ms more and less than half the memory (benchmarks/RESULTS.md), under what PyTorch's
-  // compiled fp32 step allocates.
+  // for col2im. GoogLeNet fp32 at batch 128 on an H200 (session 11): rows kept, whole batch:
+  // 37.1 ms/step, 9,550 MiB in use; rebuilt in chunks of 256 MiB (the defaults): 39.0 ms,
+  // 4,480 MiB, under the 4,959 MiB PyTorch's compiled fp32 step allocates (benchmarks/RESULTS.md).
   bool keep_im2col = false;
   std::size_t im2col_chunk_bytes = std::size_t(256) << 20;
   // GEMM convolutions (channels-last): bias and ReLU in cuBLASLt's epilogue where it has an
