@@ -217,6 +217,7 @@ JobSetup prepare_job(TrainConfig c) {
     TrainConfig saved = read_job_config(c.job_dir);
     if (!c.gpus.empty() || saved.gpus.empty()) saved.gpus = c.gpus;  // a resume may move to other GPUs
     saved.loader_threads = c.loader_threads;
+    saved.keep_im2col = c.keep_im2col;  // memory vs speed, the same values either way
     saved.graph = c.graph;
     saved.stop_at = c.stop_at;
     saved.dist = c.dist;
@@ -322,6 +323,8 @@ JobSetup prepare_job(TrainConfig c) {
   }
   if (c.round_grads_bf16 && (c.gpus.empty() || precision != "fp32"))
     throw Error("--round-grads-bf16 is an experiment for fp32 training on the GPU (--precision fp32)");
+  if (c.keep_im2col && c.gpus.empty())
+    throw Error("--keep-im2col is a GPU memory/speed choice: the CPU reference has no im2col rows to keep");
   j.c = c;
   j.job = fs::path(c.job_dir);
   j.ds = ds;
@@ -359,6 +362,7 @@ BackendConfig backend_template(const JobSetup& j) {
         recommended_options(bc.device, j.precision == "bf16" ? kernels::DType::kBF16 : kernels::DType::kF32);
     bc.gpu.deterministic = j.c.deterministic;
     bc.gpu.round_grads_bf16 = j.c.round_grads_bf16;
+    bc.gpu.keep_im2col = j.c.keep_im2col;
     bc.graph = j.c.graph;
   }
   return bc;

@@ -41,6 +41,7 @@ struct TrainConfig {
   std::uint64_t seed = 0;               // data order, augmentation, fillers, dropout
   bool deterministic = false;           // GPU: deterministic algorithms (bitwise resume in fp32)
   bool round_grads_bf16 = false;        // GPU fp32: gradients rounded to bf16 (GpuNetOptions)
+  bool keep_im2col = false;             // GPU: GEMM convolutions keep their rows (GpuNetOptions; per run)
   std::string mean = "image";           // image | pixel | none (DIGITS' "Subtract mean")
   int crop = 0;                         // 0: the network's crop_size
   int loader_threads = 0;               // 0: automatic

@@ -366,6 +366,13 @@ TEST(GpuNet, BranchLanesGiveTheBitsOfOneStream) {
   auto [c4, lc4] = run_steps(models::googlenet(), DType::kF32, true, 3, true, 4, false, chunks);
   EXPECT_EQ(0, std::memcmp(c1.data(), c4.data(), c1.size() * 4)) << "fp32 im2col chunks";
   EXPECT_EQ(lc1, lc4) << "fp32 im2col chunks";
+  // Kept rows are the same rows: the same bits (train_googlenet --keep-im2col changes no result).
+  auto [k4, lk4] = run_steps(models::googlenet(), DType::kF32, true, 3, true, 4, false, [](GpuNetOptions& o) {
+    o.keep_im2col = true;
+    o.im2col_chunk_bytes = 1;
+  });
+  EXPECT_EQ(0, std::memcmp(c1.data(), k4.data(), c1.size() * 4)) << "fp32 im2col chunks, rows kept";
+  EXPECT_EQ(lc1, lk4) << "fp32 im2col chunks, rows kept";
 }
 
 TEST(GpuNet, SameSeedSameBits) {

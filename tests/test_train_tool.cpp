@@ -76,6 +76,7 @@ TEST(TrainTool, HelpListsEveryOptionWithItsDefault) {
                           "--seed",
                           "--deterministic",
                           "--round-grads-bf16",
+                          "--keep-im2col",
                           "--resume",
                           "--mean",
                           "--crop-size",
@@ -128,6 +129,13 @@ TEST_F(TrainToolTest, GoogLeNetOnTheCpuFinishesWithASummary) {
   EXPECT_NE(out.find("--round-grads-bf16 is an experiment for fp32 training on the GPU"), std::string::npos)
       << out;
   EXPECT_FALSE(fs::exists(tmp_ / "job_r" / "job.json"));
+  // So is keeping the im2col rows (the CPU has none).
+  EXPECT_EQ(run_command(kTool + " --dataset " + dataset() + " --output " + (tmp_ / "job_k").string() +
+                            " --gpus none --keep-im2col",
+                        &out),
+            1);
+  EXPECT_NE(out.find("--keep-im2col is a GPU memory/speed choice"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(tmp_ / "job_k" / "job.json"));
 }
 
 TEST_F(TrainToolTest, CtrlCWritesASnapshotAndResumeFinishes) {

@@ -105,6 +105,11 @@ int main(int argc, char** argv) {
   app.add_flag("--round-grads-bf16", c.round_grads_bf16,
                "experiment, fp32 only: round every parameter gradient to bf16 before the update (what a bf16 "
                "run stores), to measure what that rounding alone costs");
+  app.add_flag(
+      "--keep-im2col", c.keep_im2col,
+      "GPU: the GEMM convolutions (fp32's 3x3/5x5 layers and conv1) keep their im2col rows from "
+      "forward for the weight gradient instead of rebuilding them in chunks: ~5 % faster, about twice "
+      "the device memory (GoogLeNet fp32 at batch 128 on an H200: 37.1 vs 39.0 ms, 9.3 vs 4.4 GiB)");
   app.add_flag("--resume", c.resume, "continue the job in --output from its latest snapshot");
   app.add_option("--mean", c.mean, "subtract the mean: image, pixel or none")->capture_default_str();
   app.add_option("--crop-size", c.crop, "input crop (0: the network's, 224)")->capture_default_str();
