@@ -20,6 +20,7 @@
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/dropout_gpu.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm_tf32x3_gpu.h"
 #include "kernels/im2col_gpu.h"
 #include "kernels/input_transform_gpu.h"
 #include "kernels/lrn_gpu.h"
@@ -399,6 +400,25 @@ void bench_conv1_im2col(cudaStream_t s, int nb) {
       kernels::dtype_name(t), t_im2col, cols_mb / t_im2col, t_pad, t_gemm, (cols_mb + y_mb) / t_gemm, t_bias,
       t_rb, t_wgrad, (cols_mb + y_mb) / t_wgrad);
 }
+// Relative L2 error and worst element of C's block [0, rows) x [0, cols) (column-major, ldc m)
+// against a double reference.
+struct BlockError {
+  double rel_l2, worst;
+};
+BlockError block_error(const DeviceBuffer& c, int m, const std::vector<double>& ref, int rows, int cols) {
+  std::vector<float> got(std::size_t(m) * cols);
+  CUDA_CHECK(cudaMemcpy(got.data(), c.data(), got.size() * 4, cudaMemcpyDeviceToHost));
+  double num = 0, den = 0, worst = 0;
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < rows; ++i) {
+      const double r = ref[std::size_t(j) * rows + i], d = got[std::size_t(j) * m + i] - r;
+      num += d * d;
+      den += r * r;
+      worst = std::max(worst, std::abs(d) / (std::abs(r) + 1e-3));
+    }
+  return {std::sqrt(num / std::max(den, 1e-300)), worst};
+}
+
 // The fp32 GEMMs of conv2/3x3 (channels-last im2col convolution, the largest of the fp32 step)
 // and of a 1x1 and a 3x3 inception layer
 // under each cuBLAS math for fp32 operands: time, and accuracy against a double reference on a
@@ -439,19 +459,28 @@ void report_3xtf32(cublasHandle_t h, cudaStream_t s, const char* name, cublasOpe
       },
       2);
   const float ms_gemms = time_ms(s, gemms, 2);
-  std::vector<float> got(std::size_t(m) * cols);
-  CUDA_CHECK(cudaMemcpy(got.data(), c.data(), got.size() * 4, cudaMemcpyDeviceToHost));
-  double num = 0, den = 0, worst = 0;
-  for (int j = 0; j < cols; ++j)
-    for (int i = 0; i < rows; ++i) {
-      const double r = ref[std::size_t(j) * rows + i], d = got[std::size_t(j) * m + i] - r;
-      num += d * d;
-      den += r * r;
-      worst = std::max(worst, std::abs(d) / (std::abs(r) + 1e-3));
-    }
+  const BlockError e = block_error(c, m, ref, rows, cols);
   std::printf("%-36s %-24s %8.3f ms %6.1f TFLOP/s  error %.2e (worst %.2e); the 3 GEMMs alone %.3f ms\n",
-              name, "3xTF32 (split + 3 GEMMs)", ms_all, flops / (ms_all * 1e9),
-              std::sqrt(num / std::max(den, 1e-300)), worst, ms_gemms);
+              name, "3xTF32 (split + 3 GEMMs)", ms_all, flops / (ms_all * 1e9), e.rel_l2, e.worst, ms_gemms);
+}
+
+// incept's own 3xTF32 kernel (kernels/gemm_tf32x3_gpu.h): the split in registers, one pass.
+void report_incept_tf32x3(cudaStream_t s, const char* name, cublasOperation_t ta, cublasOperation_t tb, int m,
+                          int n, int k, DeviceBuffer& a, int lda, DeviceBuffer& b, int ldb, DeviceBuffer& c,
+                          const std::vector<double>& ref, int rows, int cols, double flops) {
+  kernels::GemmProblem p;
+  p.trans_a = ta == CUBLAS_OP_T, p.trans_b = tb == CUBLAS_OP_T, p.m = m, p.n = n, p.k = k;
+  p.a = a.as<float>(), p.lda = lda, p.b = b.as<float>(), p.ldb = ldb, p.c = c.as<float>(), p.ldc = m;
+  if (!kernels::tf32x3_supported(p)) {
+    std::printf("%-36s %-24s not supported here\n", name, "incept 3xTF32 kernel");
+    return;
+  }
+  kernels::gemm_tf32x3(p, s);
+  const float ms = time_ms(
+      s, [&] { kernels::gemm_tf32x3(p, s); }, 2);
+  const BlockError e = block_error(c, m, ref, rows, cols);
+  std::printf("%-36s %-24s %8.3f ms %6.1f TFLOP/s  error %.2e (worst %.2e)\n", name, "incept 3xTF32 kernel",
+              ms, flops / (ms * 1e9), e.rel_l2, e.worst);
 }
 
 void bench_fp32_gemm_math(cudaStream_t s, int nb) {
@@ -528,20 +557,12 @@ void bench_fp32_gemm_math(cudaStream_t s, int nb) {
       }
       const float ms = time_ms(
           s, [&] { CUBLAS_CHECK(run()); }, 2);
-      std::vector<float> got(std::size_t(g.m) * cols);
-      CUDA_CHECK(cudaMemcpy(got.data(), c.data(), got.size() * 4, cudaMemcpyDeviceToHost));
-      double num = 0, den = 0, worst = 0;
-      for (int j = 0; j < cols; ++j)
-        for (int i = 0; i < rows; ++i) {
-          const double r = ref[std::size_t(j) * rows + i], d = got[std::size_t(j) * g.m + i] - r;
-          num += d * d;
-          den += r * r;
-          worst = std::max(worst, std::abs(d) / (std::abs(r) + 1e-3));
-        }
+      const BlockError e = block_error(c, g.m, ref, rows, cols);
       std::printf("%-36s %-24s %8.3f ms %6.1f TFLOP/s  error %.2e (worst %.2e)\n", g.name, mt.name, ms,
-                  flops / (ms * 1e9), std::sqrt(num / std::max(den, 1e-300)), worst);
+                  flops / (ms * 1e9), e.rel_l2, e.worst);
     }
     report_3xtf32(h, s, g.name, g.ta, g.tb, g.m, g.n, g.k, a, lda, b, ldb, c, ref, rows, cols, flops);
+    report_incept_tf32x3(s, g.name, g.ta, g.tb, g.m, g.n, g.k, a, lda, b, ldb, c, ref, rows, cols, flops);
   }
 }
 

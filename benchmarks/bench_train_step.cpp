@@ -71,6 +71,7 @@ struct Mode {
   bool pool_relu_mask = GpuNetOptions{}.pool_relu_mask;
   bool keep_im2col = GpuNetOptions{}.keep_im2col;
   int im2col_chunk_mib = -1;  // GpuNetOptions::im2col_chunk_bytes in MiB; -1: the default
+  bool tf32x3 = false;        // GpuNetOptions::tf32x3 (fp32)
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -115,7 +116,8 @@ std::string mode_name(const Mode& m) {
          (m.keep_im2col == GpuNetOptions{}.keep_im2col ? ""
           : m.keep_im2col                              ? " keep-im2col"
                                                        : " no-keep-im2col") +
-         (m.im2col_chunk_mib < 0 ? "" : fmt::format(" im2col-chunk {} MiB", m.im2col_chunk_mib));
+         (m.im2col_chunk_mib < 0 ? "" : fmt::format(" im2col-chunk {} MiB", m.im2col_chunk_mib)) +
+         (m.tf32x3 ? " 3xtf32" : "");
 }
 
 int current_device() {
@@ -142,6 +144,7 @@ GpuNetOptions net_options(const Mode& m) {
   opt.pool_relu_mask = m.pool_relu_mask;
   opt.keep_im2col = m.keep_im2col;
   if (m.im2col_chunk_mib >= 0) opt.im2col_chunk_bytes = std::size_t(m.im2col_chunk_mib) << 20;
+  opt.tf32x3 = m.tf32x3;
   return opt;
 }
 
@@ -560,6 +563,11 @@ int main(int argc, char** argv) {
                  "e.g. 0 64 16 (0: the whole batch; -1: GpuNetOptions' default)")
       ->capture_default_str();
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
+  std::vector<std::string> fp32_maths{"strict"};
+  app.add_option("--fp32-math", fp32_maths,
+                 "fp32 GEMM convolutions, one run each: strict (cuBLAS, FMA fp32) and/or 3xtf32 (incept's "
+                 "3xTF32 tensor-core kernel at fp32 accuracy, GpuNetOptions::tf32x3)")
+      ->capture_default_str();
   app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
   app.add_flag("--layers", layers, "print the per-layer forward/backward time table");
   app.add_flag("--algos", algos, "print the cuDNN algorithm chosen for each convolution");
@@ -603,75 +611,80 @@ int main(int argc, char** argv) {
       for (const std::string& d0 : dtypes)
         for (const std::string& lay : layouts)
           for (const int lanes : lanes_list)
-            for (const int chunk_mib : chunk_list) {
-              if (d0 != "fp32" && d0 != "bf16" && d0 != "auto")
-                throw Error("--dtype must be fp32, bf16 or auto, got " + d0);
-              const std::string d = d0 == "auto" ? kernels::dtype_name(rec.dtype) : d0;
-              if (lay != "auto" && lay != "nchw" && lay != "nhwc")
-                throw Error("--layout must be nchw, nhwc or auto, got " + lay);
-              Mode m{.dtype = d,
-                     .graph = true,
-                     .tf32 = tf32 && d == "fp32",
-                     .winograd = false,
-                     .nhwc = lay == "nhwc" || (lay == "auto" && rec.channels_last)};
-              if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm")
-                throw Error("--spatial must be auto, cudnn or gemm, got " + spatial);
-              m.spatial = spatial == "gemm"    ? SpatialConv::kGemm
-                          : spatial == "cudnn" ? SpatialConv::kCudnn
-                                               : SpatialConv::kAuto;
-              if (lanes < 0) throw Error("--lanes must be >= 0");
-              m.lanes = lanes;
-              if (conv1 != "auto" && conv1 != "gemm" && conv1 != "implicit")
-                throw Error("--conv1 must be auto, implicit or gemm, got " + conv1);
-              m.conv1 = conv1;
-              m.side_heads = !no_side_heads;
-              if (graph_configs < 0) throw Error("--graph-configs must be >= 0");
-              m.graph_configs = graph_configs;
-              m.lrn_relu_mask = !no_lrn_relu_mask;
-              m.memset_kernels = !memset_nodes;
-              m.pool_relu_mask = !no_pool_relu_mask;
-              m.keep_im2col = keep_im2col;
-              if (chunk_mib < -1) throw Error("--im2col-chunk-mib must be >= -1");
-              m.im2col_chunk_mib = chunk_mib;
-              if (parallel) {
-                results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
-                continue;
-              }
-              const std::string key = fmt::format("{} {}{}", d, m.nhwc ? "NHWC" : "NCHW",
-                                                  lanes ? fmt::format(" {} lanes", lanes) : "");
-              std::vector<LayerTime> lt;
-              results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos, trace));
-              if (!dataset.empty())
-                results.push_back(
-                    run_dataset(m, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
-              if (eager) {
-                Mode e = m;
-                e.graph = false;
-                results.push_back(run(e, batch, classes, warmup, steps, false, nullptr));
-              }
-              if (winograd && d == "fp32") {
-                Mode w = m;
-                w.winograd = true;
-                results.push_back(run(w, batch, classes, warmup, steps, false, nullptr));
-              }
-              if (layers) {
-                std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", key.c_str(),
-                            batch);
-                std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
-                double tf = 0, tb = 0;
-                for (const LayerTime& t : lt) {
-                  std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms,
-                              t.backward_ms);
-                  tf += t.forward_ms;
-                  tb += t.backward_ms;
-                  j["layers"][key].push_back({{"name", t.name},
-                                              {"type", t.type},
-                                              {"fwd_ms", t.forward_ms},
-                                              {"bwd_ms", t.backward_ms}});
+            for (const int chunk_mib : chunk_list)
+              for (const std::string& math : fp32_maths) {
+                if (math != "strict" && math != "3xtf32")
+                  throw Error("--fp32-math must be strict or 3xtf32, got " + math);
+                if (d0 != "fp32" && d0 != "bf16" && d0 != "auto")
+                  throw Error("--dtype must be fp32, bf16 or auto, got " + d0);
+                const std::string d = d0 == "auto" ? kernels::dtype_name(rec.dtype) : d0;
+                if (d != "fp32" && math != fp32_maths.front()) continue;  // one bf16 run
+                if (lay != "auto" && lay != "nchw" && lay != "nhwc")
+                  throw Error("--layout must be nchw, nhwc or auto, got " + lay);
+                Mode m{.dtype = d,
+                       .graph = true,
+                       .tf32 = tf32 && d == "fp32",
+                       .winograd = false,
+                       .nhwc = lay == "nhwc" || (lay == "auto" && rec.channels_last)};
+                if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm")
+                  throw Error("--spatial must be auto, cudnn or gemm, got " + spatial);
+                m.spatial = spatial == "gemm"    ? SpatialConv::kGemm
+                            : spatial == "cudnn" ? SpatialConv::kCudnn
+                                                 : SpatialConv::kAuto;
+                if (lanes < 0) throw Error("--lanes must be >= 0");
+                m.lanes = lanes;
+                if (conv1 != "auto" && conv1 != "gemm" && conv1 != "implicit")
+                  throw Error("--conv1 must be auto, implicit or gemm, got " + conv1);
+                m.conv1 = conv1;
+                m.side_heads = !no_side_heads;
+                if (graph_configs < 0) throw Error("--graph-configs must be >= 0");
+                m.graph_configs = graph_configs;
+                m.lrn_relu_mask = !no_lrn_relu_mask;
+                m.memset_kernels = !memset_nodes;
+                m.pool_relu_mask = !no_pool_relu_mask;
+                m.keep_im2col = keep_im2col;
+                if (chunk_mib < -1) throw Error("--im2col-chunk-mib must be >= -1");
+                m.im2col_chunk_mib = chunk_mib;
+                m.tf32x3 = d == "fp32" && math == "3xtf32";
+                if (parallel) {
+                  results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
+                  continue;
                 }
-                std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
+                const std::string key = fmt::format("{} {}{}", d, m.nhwc ? "NHWC" : "NCHW",
+                                                    lanes ? fmt::format(" {} lanes", lanes) : "");
+                std::vector<LayerTime> lt;
+                results.push_back(run(m, batch, classes, warmup, steps, layers, &lt, algos, trace));
+                if (!dataset.empty())
+                  results.push_back(
+                      run_dataset(m, dataset, batch, loader_threads, warmup, std::max(steps, 100)));
+                if (eager) {
+                  Mode e = m;
+                  e.graph = false;
+                  results.push_back(run(e, batch, classes, warmup, steps, false, nullptr));
+                }
+                if (winograd && d == "fp32") {
+                  Mode w = m;
+                  w.winograd = true;
+                  results.push_back(run(w, batch, classes, warmup, steps, false, nullptr));
+                }
+                if (layers) {
+                  std::printf("\nper-layer times, %s, batch %d (median of eager steps, ms)\n", key.c_str(),
+                              batch);
+                  std::printf("%-34s %-16s %9s %9s\n", "layer", "type", "forward", "backward");
+                  double tf = 0, tb = 0;
+                  for (const LayerTime& t : lt) {
+                    std::printf("%-34s %-16s %9.3f %9.3f\n", t.name.c_str(), t.type.c_str(), t.forward_ms,
+                                t.backward_ms);
+                    tf += t.forward_ms;
+                    tb += t.backward_ms;
+                    j["layers"][key].push_back({{"name", t.name},
+                                                {"type", t.type},
+                                                {"fwd_ms", t.forward_ms},
+                                                {"bwd_ms", t.backward_ms}});
+                  }
+                  std::printf("%-34s %-16s %9.3f %9.3f\n", "total", "", tf, tb);
+                }
               }
-            }
     }
     std::printf("\n%-34s %10s %10s %10s %10s\n", "mode", "ms/step", "img/s", "net MiB", "in use MiB");
     for (const Result& r : results) {

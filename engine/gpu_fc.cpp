@@ -7,6 +7,7 @@
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/device_facts.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm_tf32x3_gpu.h"
 
 namespace incept {
 
@@ -26,6 +27,17 @@ CublasTypes cublas_types(DType dtype, bool allow_tf32) {
 bool GpuFc::prepare_fused_forward(cublasLtHandle_t lt, const void* bias, bool relu,
                                   std::size_t workspace_bytes) {
   lt_ready_ = false;
+  tf32x3_fused_ = false;
+  if (tf32x3_) {  // the 3xTF32 kernel's own epilogue, where it takes the forward GEMM
+    kernels::GemmProblem p = forward_problem(nullptr, nullptr, nullptr);
+    p.a = p.b = reinterpret_cast<const float*>(bias);  // pointers are checked per call
+    if (tf32x3_all_ ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p)) {
+      fused_bias_ = static_cast<const float*>(bias);
+      fused_relu_ = relu;
+      tf32x3_fused_ = lt_ready_ = true;
+      return true;
+    }
+  }
   const auto [t, ct] = cublas_types(dtype_, allow_tf32_);
   cublasLtMatmulDesc_t d = nullptr;
   if (cublasLtMatmulDescCreate(&d, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return false;
@@ -62,23 +74,83 @@ bool GpuFc::prepare_fused_forward(cublasLtHandle_t lt, const void* bias, bool re
 void GpuFc::forward_fused(cublasLtHandle_t lt, const void* x, const void* w, void* y, void* workspace,
                           std::size_t workspace_bytes, cudaStream_t stream) const {
   if (!lt_ready_) throw Error("GpuFc::forward_fused: not prepared");
+  if (tf32x3_fused_) {
+    kernels::GemmProblem p = forward_problem(x, w, y);
+    p.bias = fused_bias_;
+    p.relu = fused_relu_;
+    kernels::gemm_tf32x3(p, stream);  // throws if x, w or y are not 16-byte aligned
+    return;
+  }
 
   const float alpha = 1.f, beta = 0.f;
   CUBLAS_CHECK(cublasLtMatmul(lt, lt_desc_, &alpha, w, lt_w_, x, lt_x_, &beta, y, lt_y_, y, lt_y_, &lt_algo_,
                               workspace, workspace_bytes, stream));
 }
 
-GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32) : s_(s), dtype_(dtype), allow_tf32_(allow_tf32) {
+GpuFc::GpuFc(const FcShape& s, DType dtype, bool allow_tf32, bool tf32x3, bool tf32x3_all_shapes)
+    : s_(s),
+      dtype_(dtype),
+      allow_tf32_(allow_tf32),
+      tf32x3_(tf32x3 && dtype == DType::kF32 && !allow_tf32),
+      tf32x3_all_(tf32x3_all_shapes) {
   // Enough weight-gradient GEMMs for ~2 waves of 128x128 output tiles on the current device
   // (2 x 132 SMs on an H100), each over at least 512 rows, with a chunk count that divides
   // the rows. The chunking fixes the order of the partial sums: deterministic per device.
   const long long tiles = ((s_.k + 127) / 128) * ((s_.m + 127) / 128);
   const long long target = std::max(1LL, 2LL * kernels::sm_count() / tiles);
   while (chunks_ * 2 <= target && s_.n % (chunks_ * 2) == 0 && s_.n / (chunks_ * 2) >= 512) chunks_ *= 2;
+  // The 3xTF32 kernel adds each 32-row k-tile to its result in fp32: over at most 8,192 rows
+  // per slice (256 additions), the slices then summed in fixed order, a weight gradient over
+  // 401,408 pixels keeps strict fp32's error (GpuKernels.Tf32x3WeightGradientKeepsFp32Accuracy).
+  if (tf32x3_)
+    while (s_.n / chunks_ > kTf32x3WgradRows && s_.n % (chunks_ * 2) == 0) chunks_ *= 2;
+}
+
+kernels::GemmProblem GpuFc::forward_problem(const void* x, const void* w, void* y) const {
+  // column-major: y'[M, N] = (W'[K, M])^T x'[K, N], as forward()
+  kernels::GemmProblem p;
+  p.trans_a = true, p.m = s_.m, p.n = s_.n, p.k = s_.k;
+  p.a = static_cast<const float*>(w), p.lda = s_.k;
+  p.b = static_cast<const float*>(x), p.ldb = s_.lx();
+  p.c = static_cast<float*>(y), p.ldc = s_.ly();
+  return p;
+}
+
+bool GpuFc::forward_rows(const kernels::ConvRows& rows, const void* w, void* y, bool fused,
+                         cudaStream_t stream) const {
+  if (!tf32x3_) return false;
+  kernels::GemmProblem p = forward_problem(rows.x, w, y);
+  p.rows = rows;
+  if (fused) {
+    if (!tf32x3_fused_) return false;
+    p.bias = fused_bias_;
+    p.relu = fused_relu_;
+  }
+  if (!(tf32x3_all_ ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p))) return false;
+  kernels::gemm_tf32x3(p, stream);
+  return true;
+}
+
+bool GpuFc::gemm_tf32x3(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                        const void* a, int lda, long long stride_a, const void* b, int ldb,
+                        long long stride_b, float beta, void* c, int ldc, long long stride_c,
+                        int batch) const {
+  if (!tf32x3_) return false;
+  kernels::GemmProblem p;
+  p.trans_a = ta == CUBLAS_OP_T, p.trans_b = tb == CUBLAS_OP_T, p.m = m, p.n = n, p.k = k, p.batch = batch;
+  p.a = static_cast<const float*>(a), p.lda = lda, p.stride_a = stride_a;
+  p.b = static_cast<const float*>(b), p.ldb = ldb, p.stride_b = stride_b;
+  p.c = static_cast<float*>(c), p.ldc = ldc, p.stride_c = stride_c, p.beta = beta;
+  if (!(tf32x3_all_ ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p))) return false;
+  cudaStream_t st = nullptr;
+  CUBLAS_CHECK(cublasGetStream(h, &st));
+  kernels::gemm_tf32x3(p, st);
+  return true;
 }
 
 void GpuFc::gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                  const void* a, int lda, const void* b, int ldb, float beta, void* c, int ldc) const {
+  if (gemm_tf32x3(h, ta, tb, m, n, k, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1)) return;
   const float alpha = 1.f;
   const auto [t, ct] = cublas_types(dtype_, allow_tf32_);
   CUBLAS_CHECK(cublasGemmEx(h, ta, tb, m, n, k, &alpha, a, t, lda, b, t, ldb, &beta, c, t, ldc, ct,
@@ -115,10 +187,13 @@ void GpuFc::backward_filter(cublasHandle_t h, const void* x, const void* dy, voi
     const int rows = s_.n / chunks_;
     const float alpha = 1.f, beta = 0.f;
     const auto [t, ct] = cublas_types(dtype_, allow_tf32_);
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-        h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, rows, &alpha, x, t, s_.lx(),
-        static_cast<long long>(rows) * s_.lx(), dy, t, s_.ly(), static_cast<long long>(rows) * s_.ly(), &beta,
-        partial, CUDA_R_32F, s_.k, static_cast<long long>(s_.k) * s_.m, chunks_, ct, CUBLAS_GEMM_DEFAULT));
+    const long long sx = static_cast<long long>(rows) * s_.lx(), sy = static_cast<long long>(rows) * s_.ly(),
+                    sp = static_cast<long long>(s_.k) * s_.m;
+    if (!gemm_tf32x3(h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, rows, x, s_.lx(), sx, dy, s_.ly(), sy, beta,
+                     partial, s_.k, sp, chunks_))
+      CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_T, s_.k, s_.m, rows, &alpha, x, t,
+                                              s_.lx(), sx, dy, t, s_.ly(), sy, &beta, partial, CUDA_R_32F,
+                                              s_.k, sp, chunks_, ct, CUBLAS_GEMM_DEFAULT));
     cudaStream_t st = nullptr;
     CUBLAS_CHECK(cublasGetStream(h, &st));
     const long long cols = static_cast<long long>(s_.k) * s_.m;

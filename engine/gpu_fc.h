@@ -2,8 +2,9 @@
 // (+ bias[M] and ReLU through kernels/bias_relu_gpu.h). Row-major x, y, W are seen by cuBLAS
 // (column-major) as their transposes, so every call is one cublasGemmEx without copies.
 //
-// dtype fp32: fp32 GEMM (TF32 only when asked); bf16: bf16 operands, fp32 accumulation
-// (CUBLAS_COMPUTE_32F). x, y, dx, dy are dense [N, K] / [N, M] of the dtype; W, dW [M, K] and
+// dtype fp32: fp32 GEMM (TF32 only when asked; with tf32x3, incept's 3xTF32 tensor-core kernel,
+// kernels/gemm_tf32x3_gpu.h, at fp32 accuracy, wherever it takes the shape); bf16: bf16 operands, fp32
+// accumulation (CUBLAS_COMPUTE_32F). x, y, dx, dy are dense [N, K] / [N, M] of the dtype; W, dW [M, K] and
 // bias, db [M] of the dtype. The caller sets the handle's stream and workspace
 // (cublasSetWorkspace), so nothing here allocates or synchronizes.
 // Gradient contract: dW and db accumulate; dx is overwritten unless accumulate.
@@ -20,6 +21,7 @@
 
 #include "engine/owners.h"
 #include "kernels/dtype_gpu.h"
+#include "kernels/gemm_tf32x3_gpu.h"
 
 namespace incept {
 
@@ -48,9 +50,15 @@ struct FcShape {
 
 class GpuFc {
  public:
+  static constexpr int kTf32x3WgradRows = 8192;  // most rows per weight-gradient slice with tf32x3
+
   // Reads the current device's SM count (the weight-gradient chunking below): construct it
   // with the device that will run it current.
-  GpuFc(const FcShape& s, kernels::DType dtype, bool allow_tf32 = false);
+  // tf32x3 (fp32, not with allow_tf32): GEMMs on the 3xTF32 kernel where it is expected to be
+  // faster (kernels::tf32x3_preferred), or wherever it takes the shape with tf32x3_all_shapes
+  // (tests: small nets exercise it at every layer).
+  GpuFc(const FcShape& s, kernels::DType dtype, bool allow_tf32 = false, bool tf32x3 = false,
+        bool tf32x3_all_shapes = false);
 
   // y = x W^T (+ bias) (then ReLU when relu).
   void forward(cublasHandle_t h, const void* x, const void* w, const void* bias, bool relu, void* y) const;
@@ -66,7 +74,8 @@ class GpuFc {
                        float* partial = nullptr) const;
   int wgrad_chunks() const { return chunks_; }
 
-  // y = act(x W^T + bias) in one cuBLASLt call with the bias (and ReLU) in the GEMM's epilogue,
+  // y = act(x W^T + bias) in one cuBLASLt call with the bias (and ReLU) in the GEMM's epilogue
+  // (with tf32x3: one 3xTF32 kernel with the same epilogue),
   // saving the separate pass over y. prepare_fused_forward picks the algorithm (cuBLASLt's
   // heuristic within workspace_bytes) and returns false where cuBLASLt has none for this shape
   // and precision (then use forward + the bias/ReLU kernel). y may be strided (ldy).
@@ -75,22 +84,40 @@ class GpuFc {
   void forward_fused(cublasLtHandle_t lt, const void* x, const void* w, void* y, void* workspace,
                      std::size_t workspace_bytes, cudaStream_t stream) const;
   bool fused_forward_ready() const { return lt_ready_; }
+  // y = x W^T with x the im2col rows of a channels-last convolution read in place by the 3xTF32
+  // kernel (kernels::ConvRows; rows.x and the shape give s_.n rows of s_.k), with the fused
+  // bias/ReLU when `fused` (prepare_fused_forward succeeded). Returns false, doing nothing, where
+  // the kernel does not run it (not tf32x3, or a shape it does not take): then im2col + forward.
+  bool forward_rows(const kernels::ConvRows& rows, const void* w, void* y, bool fused,
+                    cudaStream_t stream) const;
   std::size_t wgrad_partial_elems() const { return chunks_ > 1 ? std::size_t(chunks_) * s_.m * s_.k : 0; }
 
   const FcShape& shape() const { return s_; }
+  bool tf32x3() const { return tf32x3_; }
 
  private:
   void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* a,
             int lda, const void* b, int ldb, float beta, void* c, int ldc) const;
+  // The 3xTF32 kernel on the handle's stream when tf32x3_ and it takes the problem; false: the
+  // caller runs cuBLAS.
+  kernels::GemmProblem forward_problem(const void* x, const void* w, void* y) const;
+  bool gemm_tf32x3(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                   const void* a, int lda, long long stride_a, const void* b, int ldb, long long stride_b,
+                   float beta, void* c, int ldc, long long stride_c, int batch) const;
 
   FcShape s_;
   kernels::DType dtype_;
   bool allow_tf32_;
+  bool tf32x3_;
+  bool tf32x3_all_;
   int chunks_ = 1;
   LtMatmulDesc lt_desc_;
   LtLayout lt_w_, lt_x_, lt_y_;
   cublasLtMatmulAlgo_t lt_algo_{};
   bool lt_ready_ = false;
+  bool tf32x3_fused_ = false;  // forward_fused runs the 3xTF32 kernel with its bias/ReLU epilogue
+  const float* fused_bias_ = nullptr;
+  bool fused_relu_ = false;
 };
 
 }  // namespace incept

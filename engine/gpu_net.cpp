@@ -232,7 +232,7 @@ void GpuNet::build_layers() {
       if (!x.dense()) throw Error(fmt::format("layer {}: InnerProduct needs a dense input", lp.name));
       const FcGeom& g = std::get<FcParams>(lp.params).geom;
       L.fc = std::make_unique<GpuFc>(FcShape{x.n, int(x.image()), L.out_shape[0].c}, opt_.dtype,
-                                     opt_.allow_tf32);
+                                     opt_.allow_tf32, opt_.tf32x3, opt_.tf32x3_all_shapes);
       (void)g;
     }
   }
@@ -928,10 +928,14 @@ std::vector<std::string> GpuNet::algorithm_report() const {
     if (L->few_channels)
       out.push_back(fmt::format("{}: implicit GEMM (kernels/conv_few_channels)", L->plan->name));
     if (L->spatial_gemm)
-      out.push_back(fmt::format("{}: im2col rows of {} + cuBLAS GEMM, {} image{} per chunk, rows {}",
-                                L->plan->name, L->fc->shape().k, L->chunk_images,
-                                L->chunk_images > 1 ? "s" : "",
-                                L->cols.bytes() ? "kept for the weight gradient" : "in the lane's buffer"));
+      out.push_back(fmt::format(
+          "{}: im2col rows of {} + {}, {} image{} per chunk, rows {}", L->plan->name, L->fc->shape().k,
+          !L->fc->tf32x3() ? "cuBLAS GEMM"
+          : L->cols.bytes() || L->im2col_ld
+              ? "3xTF32 GEMM (cuBLAS for shapes it does not take)"
+              : "3xTF32 GEMM (cuBLAS for shapes it does not take; forward reads the rows in place)",
+          L->chunk_images, L->chunk_images > 1 ? "s" : "",
+          L->cols.bytes() ? "kept for the weight gradient" : "in the lane's buffer"));
   }
   return out;
 }

@@ -77,6 +77,12 @@ struct GpuNetOptions {
   // 4,480 MiB, under the 4,959 MiB PyTorch's compiled fp32 step allocates (benchmarks/RESULTS.md).
   bool keep_im2col = false;
   std::size_t im2col_chunk_bytes = std::size_t(256) << 20;
+  // fp32: the GEMM convolutions and inner products run incept's 3xTF32 tensor-core kernel
+  // (kernels/gemm_tf32x3_gpu.h: fp32 accuracy, checked against FMA fp32 by its tests) wherever
+  // it is expected to beat cuBLAS (kernels::tf32x3_preferred; compute capability 8.0+),
+  // cuBLAS's strict fp32 elsewhere. tf32x3_all_shapes: wherever it takes the shape (tests).
+  bool tf32x3 = false;
+  bool tf32x3_all_shapes = false;
   // GEMM convolutions (channels-last): bias and ReLU in cuBLASLt's epilogue where it has an
   // algorithm for the shape, instead of a separate pass over the output.
   bool gemm_epilogue = true;

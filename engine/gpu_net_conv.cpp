@@ -76,14 +76,14 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
         --L.chunk_images;
     L.fc =
         std::make_unique<GpuFc>(FcShape{L.chunk_images * y.h * y.w, ld, y.c, ld, int(nhwc_pixel_stride(y))},
-                                opt_.dtype, opt_.allow_tf32);
+                                opt_.dtype, opt_.allow_tf32, opt_.tf32x3, opt_.tf32x3_all_shapes);
     if (opt_.keep_im2col && plan_.options.training)
       L.cols = DeviceBuffer(std::size_t(y.n) * image_rows_bytes);
   };
   if (nhwc && conv_as_gemm(lp)) {
     const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
     FcShape fs{x.n * x.h * x.w, x.c, y.c, int(nhwc_pixel_stride(x)), int(nhwc_pixel_stride(y))};
-    L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32);
+    L.fc = std::make_unique<GpuFc>(fs, opt_.dtype, opt_.allow_tf32, opt_.tf32x3, opt_.tf32x3_all_shapes);
     fold_relu(l);
   } else if (!nhwc && opt_.gemm_1x1 && opt_.dtype == DType::kF32 && conv_as_gemm(lp)) {
     L.gemm1x1 = std::make_unique<Conv1x1Gemm>(L.in_shape[0], L.out_shape[0], opt_.dtype, opt_.allow_tf32);
@@ -239,6 +239,18 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   if (L.in_diff[0]) L.conv->backward_data(R.cudnn, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
 }
 
+namespace {
+// The im2col rows of images x (channels-last view xs) as the 3xTF32 kernel reads them in place.
+kernels::ConvRows conv_rows(const Nchw& xs, const float* x, const ConvGeom& g, const Nchw& ys) {
+  kernels::ConvRows r;
+  r.x = x, r.h = xs.h, r.w = xs.w, r.c = xs.c, r.pixel_stride = int(nhwc_pixel_stride(xs));
+  r.image_stride = xs.nstride();
+  r.kh = g.kernel_h, r.kw = g.kernel_w, r.sh = g.stride_h, r.sw = g.stride_w, r.ph = g.pad_h, r.pw = g.pad_w;
+  r.oh = ys.h, r.ow = ys.w;
+  return r;
+}
+}  // namespace
+
 // Channels-last RxS convolution as im2col + GEMM over chunks of L.chunk_images images: each
 // chunk's rows (kept in L.cols at the chunk's place, else in the lane's cols) and one GEMM of
 // L.fc (sized for a chunk) into the chunk's output rows (a slice view: the images' stride).
@@ -262,9 +274,18 @@ void GpuNet::spatial_gemm_forward(Layer& L, const Lane& R) {
   for (int i = 0, j = 0; i < xs.n; i += c, ++j) {
     const T* x = static_cast<const T*>(L.in[0]) + i * xs.nstride();
     T* y = static_cast<T*>(L.out[0]) + i * ys.nstride();
+    const bool fused = b && L.fc->fused_forward_ready();
+    if constexpr (std::is_same_v<T, float>) {
+      // rows not kept for backward: the 3xTF32 kernel reads them in place (implicit GEMM)
+      if (!L.cols.bytes() && !L.im2col_ld &&
+          L.fc->forward_rows(conv_rows(xc, x, g, ys), w, y, fused, R.stream)) {
+        if (!fused && (b || L.fused_relu)) kernels::bias_relu_fwd_nhwc<T>(yc, b, L.fused_relu, y, R.stream);
+        continue;
+      }
+    }
     T* cols = L.cols.bytes() ? L.cols.as<T>() + j * chunk_rows * k : static_cast<T*>(R.cols);
     kernels::im2col_nhwc<T>(xc, x, g, k, cols, R.stream);
-    if (b && L.fc->fused_forward_ready()) {  // bias (+ReLU) in cuBLASLt's epilogue
+    if (fused) {  // bias (+ReLU) in cuBLASLt's epilogue
       L.fc->forward_fused(cublas_lt_, cols, w, y, R.cublas_ws, R.cublas_ws_bytes, R.stream);
     } else {
       L.fc->forward(R.cublas, cols, w, nullptr, false, y);

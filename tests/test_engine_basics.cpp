@@ -2,13 +2,18 @@
 // move-only owners, the progress line, GPU-list parsing.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/log.h"
 #include "engine/owners.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm_tf32x3_gpu.h"
 #include "testing/test_util.h"
 
 namespace incept {
@@ -127,6 +132,53 @@ TEST(Elementwise, AxpbyReference) {
   kernels::axpby_ref(3, 2.f, x.data(), 0.5f, y.data());
   EXPECT_FLOAT_EQ(y[0], 7.f);
   EXPECT_FLOAT_EQ(y[2], 21.f);
+}
+
+// The 3xTF32 GEMM's CPU reference (what the GPU kernel is checked against): with operands that
+// TF32 holds exactly the split is exact and the result is the plain product; with full fp32
+// operands it stays within fp32-level error of the exact product but is not exact (the small
+// parts are truncated to TF32 and As Bs is dropped); bias and ReLU apply per row.
+TEST(Tf32x3Reference, SplitsLikeTheTensorCoresAndKeepsFp32Accuracy) {
+  kernels::GemmProblem p;
+  p.trans_a = true, p.m = 5, p.n = 7, p.k = 300, p.lda = 300, p.ldb = 300, p.ldc = 5;
+  const auto a = testing::random_floats(std::size_t(p.m) * p.k, 41),
+             b = testing::random_floats(std::size_t(p.n) * p.k, 42);
+  auto exact = [&](const std::vector<float>& x, const std::vector<float>& y) {
+    std::vector<double> c(std::size_t(p.m) * p.n, 0.0);
+    for (int j = 0; j < p.n; ++j)
+      for (int i = 0; i < p.m; ++i)
+        for (int l = 0; l < p.k; ++l) c[j * p.m + i] += double(x[i * p.k + l]) * y[j * p.k + l];
+    return c;
+  };
+  auto tf32 = [](std::vector<float> v) {  // keep 10 mantissa bits: exact in TF32
+    for (float& x : v) {
+      std::uint32_t u;
+      std::memcpy(&u, &x, 4);
+      u &= 0xFFFFE000u;
+      std::memcpy(&x, &u, 4);
+    }
+    return v;
+  };
+  const auto at = tf32(a), bt = tf32(b);
+  std::vector<double> c(std::size_t(p.m) * p.n);
+  kernels::gemm_tf32x3_ref(p, at.data(), bt.data(), c.data());
+  EXPECT_EQ(c, exact(at, bt));
+
+  kernels::gemm_tf32x3_ref(p, a.data(), b.data(), c.data());
+  const auto e = exact(a, b);
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < c.size(); ++i) num += (c[i] - e[i]) * (c[i] - e[i]), den += e[i] * e[i];
+  const double rel = std::sqrt(num / den);
+  EXPECT_GT(rel, 0.0);
+  EXPECT_LT(rel, 1e-6);  // TF32 alone would be ~3e-4
+
+  const std::vector<float> bias{1.f, -100.f, 0.f, 2.f, 100.f};
+  p.bias = bias.data();
+  p.relu = true;
+  kernels::gemm_tf32x3_ref(p, at.data(), bt.data(), c.data());
+  const auto e2 = exact(at, bt);
+  for (int j = 0; j < p.n; ++j)
+    for (int i = 0; i < p.m; ++i) EXPECT_EQ(c[j * p.m + i], std::max(e2[j * p.m + i] + bias[i], 0.0));
 }
 
 }  // namespace

@@ -11,10 +11,14 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/check.h"
+#include "engine/gpu_fc.h"
 #include "engine/graph_rewrite.h"
 #include "gpu_test_data.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/device_facts.h"
 #include "kernels/dropout_gpu.h"
+#include "kernels/gemm_tf32x3_gpu.h"
 #include "kernels/input_transform_gpu.h"
 #include "kernels/lrn_gpu.h"
 #include "kernels/lrn_ref.h"
@@ -488,6 +492,219 @@ TEST(GpuKernels, MemsetNodesBecomeKernelNodes) {
   EXPECT_EQ(std::count(big_got.begin(), big_got.end(), 0x33u), std::ptrdiff_t(big_got.size()));
   CUDA_CHECK(cudaGraphExecDestroy(exec));
   CUDA_CHECK(cudaGraphDestroy(g));
+}
+
+// ---- 3xTF32 GEMM ---------------------------------------------------------------------------
+
+// One problem of each operand layout, ragged edges (partial tiles in m, n and k), batches with
+// strides, a strided C whose gaps must stay poison, alpha and beta. Against the kernel's own
+// arithmetic in double (gemm_tf32x3_ref; only fp32 accumulation differs), and against the exact
+// product: the error must be fp32's, not TF32's (2^-11 ~ 5e-4).
+struct Tf32x3Case {
+  bool ta, tb;
+  int m, n, k, batch;
+  float alpha, beta;
+};
+
+void check_tf32x3(const Tf32x3Case& cs) {
+  kernels::GemmProblem p;
+  p.trans_a = cs.ta, p.trans_b = cs.tb, p.m = cs.m, p.n = cs.n, p.k = cs.k, p.batch = cs.batch;
+  p.alpha = cs.alpha, p.beta = cs.beta;
+  p.lda = (cs.ta ? cs.k : cs.m) + 4;
+  p.ldb = (cs.tb ? cs.n : cs.k) + 8;
+  p.ldc = cs.m + 4;
+  const long long a_cols = cs.ta ? cs.m : cs.k, b_cols = cs.tb ? cs.k : cs.n;
+  p.stride_a = p.lda * a_cols + 16, p.stride_b = p.ldb * b_cols + 4, p.stride_c = p.ldc * cs.n + 8;
+  const auto a = random_floats(p.stride_a * cs.batch, fresh_seed("tf32x3 A"));
+  const auto b = random_floats(p.stride_b * cs.batch, fresh_seed("tf32x3 B"));
+  std::vector<float> c0 = random_floats(p.stride_c * cs.batch, fresh_seed("tf32x3 C"));
+  // Gaps of C (rows m..ldc, the batch padding) are NaN: the kernel must not write them, and
+  // with beta = 0 it must not read C at all, so make the whole of C NaN then.
+  for (long long z = 0; z < cs.batch; ++z)
+    for (long long i = 0; i < p.stride_c; ++i)
+      if (cs.beta == 0.f || i >= p.ldc * cs.n || i % p.ldc >= cs.m) c0[z * p.stride_c + i] = NAN;
+  DeviceBuffer da = upload<float>(a), db = upload<float>(b), dc = upload<float>(c0);
+  p.a = da.as<float>(), p.b = db.as<float>(), p.c = dc.as<float>();
+  ASSERT_TRUE(kernels::tf32x3_supported(p));
+  kernels::gemm_tf32x3(p, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const auto got = download<float>(dc, c0.size());
+  double num_k = 0, num_x = 0, den = 0;
+  std::size_t gaps_written = 0;
+  for (int z = 0; z < cs.batch; ++z) {
+    std::vector<double> ref(std::size_t(p.ldc) * cs.n), exact(ref.size());
+    for (std::size_t i = 0; i < ref.size(); ++i) ref[i] = exact[i] = c0[z * p.stride_c + i];
+    kernels::gemm_tf32x3_ref(p, a.data() + z * p.stride_a, b.data() + z * p.stride_b, ref.data());
+    for (int j = 0; j < cs.n; ++j)
+      for (int i = 0; i < cs.m; ++i) {
+        double s = 0;
+        for (int l = 0; l < cs.k; ++l)
+          s += double(cs.ta ? a[z * p.stride_a + std::size_t(i) * p.lda + l]
+                            : a[z * p.stride_a + std::size_t(l) * p.lda + i]) *
+               double(cs.tb ? b[z * p.stride_b + std::size_t(l) * p.ldb + j]
+                            : b[z * p.stride_b + std::size_t(j) * p.ldb + l]);
+        double& e = exact[std::size_t(j) * p.ldc + i];
+        e = cs.alpha * s + (cs.beta == 0.f ? 0.0 : cs.beta * e);
+      }
+    for (long long i = 0; i < p.stride_c; ++i) {
+      const float g = got[z * p.stride_c + i];
+      const bool inside = i < p.ldc * cs.n && i % p.ldc < cs.m;
+      if (!inside) {
+        gaps_written += !std::isnan(g);
+        continue;
+      }
+      num_k += (g - ref[i]) * (g - ref[i]);
+      num_x += (g - exact[i]) * (g - exact[i]);
+      den += exact[i] * exact[i];
+    }
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "tf32x3 %c%c m %d n %d k %d batch %d alpha %g beta %g", cs.ta ? 'T' : 'N',
+                cs.tb ? 'T' : 'N', cs.m, cs.n, cs.k, cs.batch, cs.alpha, cs.beta);
+  report(std::string(what) + " vs its arithmetic", std::sqrt(num_k / den), 1e-6);
+  report(std::string(what) + " vs exact", std::sqrt(num_x / den), 2e-6);
+  EXPECT_EQ(gaps_written, 0u) << what;
+}
+
+TEST(GpuKernels, Tf32x3GemmMatchesReference) {
+  INCEPT_REQUIRE_GPU();
+  if (kernels::compute_capability() < 80)
+    GTEST_SKIP() << "3xTF32 needs compute capability 8.0 (cuBLAS runs instead)";
+  const Tf32x3Case cases[] = {
+      {true, false, 192, 200, 576, 1, 1.f, 0.f},   // forward (64-row tiles), ragged n
+      {false, false, 300, 132, 100, 2, 1.f, 1.f},  // data gradient, accumulating, batched
+      {false, true, 128, 64, 1000, 3, 1.f, 0.f},   // weight gradient slices into partials (as C^T)
+      {true, true, 36, 260, 44, 1, -0.5f, 0.25f},  // the fourth layout, ragged k tile
+      {true, false, 256, 96, 8, 1, 1.f, 0.f},      // one partial k tile
+      {true, false, 66, 50, 64, 1, 1.f, 1.f},      // C^T launched, scalar epilogue (m % 4 != 0)
+  };
+  for (const Tf32x3Case& cs : cases) check_tf32x3(cs);
+}
+
+// Implicit GEMM: the kernel reading a channels-last convolution's im2col rows in place
+// (GemmProblem::rows) gives the bits of the same kernel on rows built explicitly, and matches
+// its arithmetic in double; inputs are channel slices (pixel stride > c), with padding, a
+// stride of 2 and a ragged last tile of pixels.
+TEST(GpuKernels, Tf32x3ImplicitRowsEqualExplicitRows) {
+  INCEPT_REQUIRE_GPU();
+  if (kernels::compute_capability() < 80) GTEST_SKIP() << "3xTF32 needs compute capability 8.0";
+  struct Geo {
+    int images, h, w, c, ps, kh, kw, s, pad, m;
+  };
+  for (const Geo& ge : {Geo{3, 9, 7, 12, 20, 3, 3, 1, 1, 40}, Geo{2, 11, 10, 8, 8, 5, 5, 1, 2, 96},
+                        Geo{2, 15, 13, 16, 24, 3, 3, 2, 1, 64}}) {
+    kernels::ConvRows r;
+    r.h = ge.h, r.w = ge.w, r.c = ge.c, r.pixel_stride = ge.ps,
+    r.image_stride = std::int64_t(ge.h) * ge.w * ge.ps;
+    r.kh = ge.kh, r.kw = ge.kw, r.sh = r.sw = ge.s, r.ph = r.pw = ge.pad;
+    r.oh = (ge.h + 2 * ge.pad - ge.kh) / ge.s + 1, r.ow = (ge.w + 2 * ge.pad - ge.kw) / ge.s + 1;
+    const int k = ge.kh * ge.kw * ge.c, n = ge.images * r.oh * r.ow;
+    const auto x = random_floats(std::size_t(ge.images) * r.image_stride, fresh_seed("implicit x"));
+    const auto w = random_floats(std::size_t(ge.m) * k, fresh_seed("implicit w"));
+    std::vector<float> rows(std::size_t(n) * k, 0.f);  // im2col_nhwc's layout: [pixel][(ty, tx, c)]
+    for (int j = 0; j < n; ++j) {
+      const int img = j / (r.oh * r.ow), oy = j / r.ow % r.oh, ox = j % r.ow;
+      for (int l = 0; l < k; ++l) {
+        const int tap = l / ge.c, ch = l % ge.c, iy = oy * ge.s - ge.pad + tap / ge.kw,
+                  ix = ox * ge.s - ge.pad + tap % ge.kw;
+        if (iy >= 0 && iy < ge.h && ix >= 0 && ix < ge.w)
+          rows[std::size_t(j) * k + l] = x[img * r.image_stride + (std::size_t(iy) * ge.w + ix) * ge.ps + ch];
+      }
+    }
+    DeviceBuffer dx = upload<float>(x), dw = upload<float>(w), drows = upload<float>(rows),
+                 y1 = poisoned<float>(std::size_t(n) * ge.m), y2 = poisoned<float>(std::size_t(n) * ge.m);
+    kernels::GemmProblem p;  // y'[m, n] = W'^T rows': GpuFc::forward's problem
+    p.trans_a = true, p.m = ge.m, p.n = n, p.k = k;
+    p.a = dw.as<float>(), p.lda = k, p.b = drows.as<float>(), p.ldb = k, p.c = y1.as<float>(), p.ldc = ge.m;
+    ASSERT_TRUE(kernels::tf32x3_supported(p));
+    kernels::gemm_tf32x3(p, nullptr);
+    kernels::GemmProblem q = p;
+    q.b = nullptr, q.ldb = 0, q.c = y2.as<float>(), q.rows = r;
+    q.rows.x = dx.as<float>();
+    ASSERT_TRUE(kernels::tf32x3_supported(q));
+    kernels::gemm_tf32x3(q, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const auto explicit_y = download<float>(y1, std::size_t(n) * ge.m),
+               implicit_y = download<float>(y2, std::size_t(n) * ge.m);
+    EXPECT_EQ(0, std::memcmp(explicit_y.data(), implicit_y.data(), explicit_y.size() * 4))
+        << "implicit rows differ from explicit rows, " << ge.kh << "x" << ge.kw << " stride " << ge.s;
+    std::vector<double> ref(explicit_y.size());
+    kernels::GemmProblem h = q;
+    h.rows.x = x.data();
+    kernels::gemm_tf32x3_ref(h, w.data(), nullptr, ref.data());
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i)
+      num += (implicit_y[i] - ref[i]) * (implicit_y[i] - ref[i]), den += ref[i] * ref[i];
+    char what[120];
+    std::snprintf(what, sizeof what, "implicit rows %dx%d stride %d pad %d, c %d of %d, m %d n %d", ge.kh,
+                  ge.kw, ge.s, ge.pad, ge.c, ge.ps, ge.m, n);
+    report(what, std::sqrt(num / den), 1e-6);
+  }
+}
+
+// Where the kernel is expected to beat strict cuBLAS (GpuFc's choice): the step's big forward,
+// data- and weight-gradient GEMMs; not an inner product at batch 128 (16 CTAs), a k of 16, or
+// conv1's weight gradient with 64 of 128 tile columns used.
+TEST(GpuKernels, Tf32x3PreferredShapes) {
+  INCEPT_REQUIRE_GPU();
+  if (kernels::compute_capability() < 80) GTEST_SKIP() << "3xTF32 needs compute capability 8.0";
+  DeviceBuffer buf(64);
+  auto problem = [&](bool ta, bool tb, int m, int n, int k, int batch) {
+    kernels::GemmProblem p;
+    p.trans_a = ta, p.trans_b = tb, p.m = m, p.n = n, p.k = k, p.batch = batch;
+    p.a = p.b = buf.as<float>(), p.c = buf.as<float>();
+    p.lda = ta ? k : m, p.ldb = tb ? n : k, p.ldc = m;
+    return p;
+  };
+  EXPECT_TRUE(kernels::tf32x3_preferred(problem(true, false, 192, 401408, 576, 1)));   // conv2/3x3 forward
+  EXPECT_TRUE(kernels::tf32x3_preferred(problem(false, false, 576, 401408, 192, 1)));  // its data gradient
+  EXPECT_TRUE(kernels::tf32x3_preferred(problem(false, true, 576, 192, 6272, 64)));    // its weight gradient
+  EXPECT_FALSE(kernels::tf32x3_preferred(problem(true, false, 1000, 128, 1024, 1)));   // loss3/classifier
+  EXPECT_FALSE(kernels::tf32x3_preferred(problem(false, false, 400, 100352, 16, 1)));  // k = 16
+  EXPECT_FALSE(kernels::tf32x3_preferred(problem(false, true, 152, 64, 6272, 64)));    // conv1 wgrad
+  EXPECT_FALSE(kernels::tf32x3_supported(problem(true, false, 16, 100352, 192, 1)));   // m = 16
+}
+
+// A long-k weight gradient as the net runs it (conv2/3x3's k is 401,408 pixels at batch 128):
+// GpuFc::backward_filter slices the rows (at most GpuFc::kTf32x3WgradRows per slice with
+// tf32x3), and the kernel adds each 32-row k-tile in fp32, so the tensor cores' truncating
+// additions never run long. Error against the exact product: at most 2x strict cuBLAS's on the
+// same problem through the same GpuFc (cuBLAS's own 3xTF32 GEMMs were at 40x, session 11).
+TEST(GpuKernels, Tf32x3WeightGradientKeepsFp32Accuracy) {
+  INCEPT_REQUIRE_GPU();
+  if (kernels::compute_capability() < 80)
+    GTEST_SKIP() << "3xTF32 needs compute capability 8.0 (cuBLAS runs instead)";
+  const FcShape fs{401408, 64, 64};  // rows n (pixels), k input channels, m output channels
+  // Activations after ReLU (>= 0) against gradients of both signs, as in a weight gradient.
+  const auto x = random_floats(std::size_t(fs.n) * fs.k, fresh_seed("wgrad x"), 0.f, 1.f);
+  const auto dy = random_floats(std::size_t(fs.n) * fs.m, fresh_seed("wgrad dy"), -0.5f, 1.f);
+  DeviceBuffer dx = upload<float>(x), ddy = upload<float>(dy);
+  CublasHandle h = make_cublas();
+  std::vector<double> exact(std::size_t(fs.m) * fs.k, 0.0);  // dW[m][k] = sum_r dy[r][m] x[r][k]
+  for (int r = 0; r < fs.n; ++r)
+    for (int o = 0; o < fs.m; ++o) {
+      const double g = dy[std::size_t(r) * fs.m + o];
+      for (int i = 0; i < fs.k; ++i) exact[std::size_t(o) * fs.k + i] += g * x[std::size_t(r) * fs.k + i];
+    }
+  double errs[2] = {0, 0};
+  for (const bool tf32x3 : {false, true}) {
+    GpuFc fc(fs, kernels::DType::kF32, false, tf32x3);
+    DeviceBuffer dw(exact.size() * 4), partial(std::max<std::size_t>(fc.wgrad_partial_elems(), 1) * 4);
+    dw.fill_bytes(0);
+    fc.backward_filter(h, dx.data(), ddy.data(), dw.data(), nullptr, partial.as<float>());
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const auto got = download<float>(dw, exact.size());
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < exact.size(); ++i) {
+      num += (got[i] - exact[i]) * (got[i] - exact[i]);
+      den += exact[i] * exact[i];
+    }
+    errs[tf32x3] = std::sqrt(num / den);
+    std::printf("  weight gradient over %d rows, %s, %d slices: rel error %.3g\n", fs.n,
+                tf32x3 ? "3xTF32" : "strict cuBLAS", fc.wgrad_chunks(), errs[tf32x3]);
+  }
+  report("tf32x3 weight gradient vs exact (limit: 2x strict cuBLAS's, at least 5e-7)", errs[1],
+         std::max(2 * errs[0], 5e-7));
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "engine/cpu_net.h"
 #include "engine/gpu_net.h"
 #include "kernels/conv_few_channels_gpu.h"
+#include "kernels/device_facts.h"
 #include "kernels/dtype_gpu.h"
 #include "models/models.h"
 #include "testing/test_util.h"
@@ -254,6 +255,22 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Im2colChunks) {
                             [&](const std::string& a) { return a.find(want) != std::string::npos; }),
               20);
   }
+}
+
+// fp32 channels-last with the GEMMs on the 3xTF32 kernel wherever it takes the shape
+// (GpuNetOptions::tf32x3, tf32x3_all_shapes: at batch 4 most shapes are too small for the
+// "preferred" rule): the same fp32 parity bar as cuBLAS's strict fp32, and every GEMM
+// convolution reports the kernel.
+TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Tf32x3) {
+  INCEPT_REQUIRE_GPU();
+  if (kernels::compute_capability() < 80) GTEST_SKIP() << "3xTF32 needs compute capability 8.0";
+  const Comparison c =
+      compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 29, true, SpatialConv::kAuto, true,
+                       [](GpuNetOptions& o) { o.tf32x3 = o.tf32x3_all_shapes = true; });
+  expect_fp32_parity(c);
+  EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
+                          [](const std::string& a) { return a.find("3xTF32 GEMM") != std::string::npos; }),
+            20);
 }
 
 TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastBf16) {
