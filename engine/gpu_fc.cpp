@@ -131,6 +131,27 @@ bool GpuFc::forward_rows(const kernels::ConvRows& rows, const void* w, void* y, 
   return true;
 }
 
+bool GpuFc::backward_filter_rows(cublasHandle_t h, const kernels::ConvRows& rows, const void* dy, void* dw,
+                                 float* partial) const {
+  if (!tf32x3_) return false;
+  // column-major: dW'[K, M] (+)= x'[K, rows] (dy'[M, rows])^T per slice, x' read in place
+  const bool sliced = chunks_ > 1 && partial;
+  kernels::GemmProblem p;
+  p.trans_b = true, p.m = s_.k, p.n = s_.m, p.k = sliced ? s_.n / chunks_ : s_.n,
+  p.batch = sliced ? chunks_ : 1;
+  p.rows = rows, p.rows_are_a = true;
+  p.b = static_cast<const float*>(dy), p.ldb = s_.ly(), p.stride_b = static_cast<long long>(p.k) * s_.ly();
+  p.c = sliced ? partial : static_cast<float*>(dw), p.ldc = s_.k,
+  p.stride_c = static_cast<long long>(s_.k) * s_.m;
+  p.beta = sliced ? 0.f : 1.f;
+  if (!(tf32x3_all_ ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p))) return false;
+  cudaStream_t st = nullptr;
+  CUBLAS_CHECK(cublasGetStream(h, &st));
+  kernels::gemm_tf32x3(p, st);
+  if (sliced) kernels::sum_rows_add(chunks_, p.stride_c, partial, static_cast<float*>(dw), st);
+  return true;
+}
+
 bool GpuFc::gemm_tf32x3(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                         const void* a, int lda, long long stride_a, const void* b, int ldb,
                         long long stride_b, float beta, void* c, int ldc, long long stride_c,

@@ -90,6 +90,10 @@ class GpuFc {
   // the kernel does not run it (not tf32x3, or a shape it does not take): then im2col + forward.
   bool forward_rows(const kernels::ConvRows& rows, const void* w, void* y, bool fused,
                     cudaStream_t stream) const;
+  // backward_filter (no bias) with x those rows read in place, sliced as backward_filter slices
+  // them. Returns false, doing nothing, where the kernel does not run it (then im2col first).
+  bool backward_filter_rows(cublasHandle_t h, const kernels::ConvRows& rows, const void* dy, void* dw,
+                            float* partial) const;
   std::size_t wgrad_partial_elems() const { return chunks_ > 1 ? std::size_t(chunks_) * s_.m * s_.k : 0; }
 
   const FcShape& shape() const { return s_; }

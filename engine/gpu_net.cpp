@@ -930,10 +930,13 @@ std::vector<std::string> GpuNet::algorithm_report() const {
     if (L->spatial_gemm)
       out.push_back(fmt::format(
           "{}: im2col rows of {} + {}, {} image{} per chunk, rows {}", L->plan->name, L->fc->shape().k,
-          !L->fc->tf32x3() ? "cuBLAS GEMM"
-          : L->cols.bytes() || L->im2col_ld
-              ? "3xTF32 GEMM (cuBLAS for shapes it does not take)"
-              : "3xTF32 GEMM (cuBLAS for shapes it does not take; forward reads the rows in place)",
+          !L->fc->tf32x3()                  ? "cuBLAS GEMM"
+          : L->cols.bytes() || L->im2col_ld ? "3xTF32 GEMM (cuBLAS for shapes it does not take)"
+          : L->wflip.bytes()
+              ? "3xTF32 GEMM (cuBLAS for shapes it does not take; forward and weight gradient "
+                "read the rows in place; data gradient: flipped filters on dy's rows)"
+              : "3xTF32 GEMM (cuBLAS for shapes it does not take; forward and weight gradient read "
+                "the rows in place)",
           L->chunk_images, L->chunk_images > 1 ? "s" : "",
           L->cols.bytes() ? "kept for the weight gradient" : "in the lane's buffer"));
   }

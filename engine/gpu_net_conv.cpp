@@ -10,6 +10,7 @@
 #include "engine/gpu_net_layer.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/conv_few_channels_gpu.h"
+#include "kernels/gemm_tf32x3_gpu.h"
 #include "kernels/im2col_gpu.h"
 #include "kernels/layout.h"
 
@@ -109,6 +110,11 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
     fold_relu(l);
   } else if (nhwc && spatial_gemm && taps % 8 == 0) {
     plan_im2col_gemm(taps);
+    // 3xTF32, stride 1: the data gradient as the convolution of dy with the flipped filters,
+    // the kernel reading dy's rows in place (spatial_gemm_backward): no row gradient, no col2im
+    if (opt_.tf32x3 && opt_.dtype == DType::kF32 && plan_.options.training && L.in_diff[0] &&
+        g.stride_h == 1 && g.stride_w == 1 && !opt_.keep_im2col)
+      L.wflip = DeviceBuffer(std::size_t(taps) * L.out_shape[0].c * sizeof(float));
     fold_relu(l);
   } else {
     ConvPlanOptions co;
@@ -249,6 +255,27 @@ kernels::ConvRows conv_rows(const Nchw& xs, const float* x, const ConvGeom& g, c
   r.oh = ys.h, r.ow = ys.w;
   return r;
 }
+
+// The data gradient of a stride-1 convolution over images xc (channels-last, dense pixels) as
+// one GEMM: dx'[cin, pixels] (+)= wt'^T rows(dy), rows(dy) the im2col rows of the output
+// gradient (cout channels, padding kernel - 1 - pad: the full correlation) read in place and wt
+// the flipped filters (kernels::flip_filters_nhwc). dx's pixels must be dense (nstride = h w ps).
+kernels::GemmProblem flipped_dgrad(const Nchw& xc, const Nchw& ys, const ConvGeom& g, const float* dy,
+                                   const float* wt, float* dx, bool accumulate) {
+  Nchw yc = ys;
+  yc.n = xc.n;
+  yc.n_stride = ys.nstride();
+  ConvGeom fg = g;
+  fg.pad_h = g.kernel_h - 1 - g.pad_h, fg.pad_w = g.kernel_w - 1 - g.pad_w;
+  kernels::GemmProblem p;
+  p.trans_a = true, p.m = xc.c, p.n = xc.n * xc.h * xc.w, p.k = g.kernel_h * g.kernel_w * ys.c;
+  p.a = wt, p.lda = p.k;
+  p.rows = conv_rows(yc, dy, fg, xc);
+  p.c = dx, p.ldc = int(nhwc_pixel_stride(xc)), p.beta = accumulate ? 1.f : 0.f;
+  if (xc.nstride() != std::int64_t(xc.h) * xc.w * p.ldc || fg.pad_h < 0 || fg.pad_w < 0)
+    p.m = 0;  // not one matrix of pixels, or not a full correlation: unsupported
+  return p;
+}
 }  // namespace
 
 // Channels-last RxS convolution as im2col + GEMM over chunks of L.chunk_images images: each
@@ -311,13 +338,37 @@ void GpuNet::spatial_gemm_backward(Layer& L, const Lane& R, T* dz) {
   // the last chunk
   void* dw = L.im2col_ld ? L.dwpad.data() : L.w_diff[0];
   if (L.im2col_ld) L.dwpad.fill_bytes(0, R.stream);
+  // The flipped filters once per step for the implicit data gradient (L.wflip: planned for it)
+  const bool flip = std::is_same_v<T, float> && L.wflip.bytes() && L.in_diff[0];
+  if constexpr (std::is_same_v<T, float>)
+    if (flip)
+      kernels::flip_filters_nhwc(g.num_output, g.kernel_h, g.kernel_w, xs.c,
+                                 static_cast<const float*>(L.w[0]), L.wflip.as<float>(), R.stream);
   for (int i = 0, j = 0; i < xs.n; i += c, ++j) {
     const T* x = static_cast<const T*>(L.in[0]) + i * xs.nstride();
     const T* dy = dz + i * ys.nstride();
     T* cols = L.cols.bytes() ? L.cols.as<T>() + j * chunk_rows * k : static_cast<T*>(R.cols);
-    if (!L.cols.bytes()) kernels::im2col_nhwc<T>(xc, x, g, k, cols, R.stream);
-    L.fc->backward_filter(R.cublas, cols, dy, dw, nullptr, R.fc_partial);
+    bool in_place = false;  // the 3xTF32 kernel reads the rows in place instead of a rebuild
+    if constexpr (std::is_same_v<T, float>)
+      in_place = !L.cols.bytes() && !L.im2col_ld &&
+                 L.fc->backward_filter_rows(R.cublas, conv_rows(xc, x, g, ys), dy, dw, R.fc_partial);
+    if (!in_place) {
+      if (!L.cols.bytes()) kernels::im2col_nhwc<T>(xc, x, g, k, cols, R.stream);
+      L.fc->backward_filter(R.cublas, cols, dy, dw, nullptr, R.fc_partial);
+    }
     if (!L.in_diff[0]) continue;
+    if constexpr (std::is_same_v<T, float>) {
+      if (flip) {
+        const kernels::GemmProblem p =
+            flipped_dgrad(xc, ys, g, dy, L.wflip.as<float>(),
+                          static_cast<float*>(L.in_diff[0]) + i * xs.nstride(), L.accumulate[0]);
+        if (opt_.tf32x3_all_shapes ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p)) {
+          if (i == 0) wait_input_grad(R);
+          kernels::gemm_tf32x3(p, R.stream);
+          continue;
+        }
+      }
+    }
     L.fc->backward_data(R.cublas, dy, L.w[0], R.cols, false);
     if (i == 0) wait_input_grad(R);
     kernels::col2im_nhwc<T>(xc, static_cast<const T*>(R.cols), g, k,

@@ -132,6 +132,51 @@ struct RowsCursor {
   }
 };
 
+// The same rows as a k-strided B tile (a weight gradient, after the launcher's swap: k runs
+// over pixels, the tile's 128 rows over im2col columns). A thread's 4 chunks are 4 columns of
+// one 16-byte group (fixed: one tap, 4 channels) at 4 pixels (q * 8 + tid / 32 of the k-tile)
+// that advance by kBK pixels per k-tile. Pixels are those of batch entry z: z * k + [0, k).
+struct RowsCursorKs {
+  int off[4], oy[4], ox[4];  // per chunk: its pixel's image offset and output position
+  int left[4];               // pixels of the entry left from this chunk's pixel on
+  int tr, ts, cc;            // the thread's tap row (kh: none), tap column, first channel
+  __device__ void init(const ConvRows& x, int n0, int n, int z, int k) {
+    const int col = n0 + (threadIdx.x % (kBN / 4)) * 4;
+    const int tap = col / x.c;
+    cc = col - tap * x.c, tr = col < n ? tap / x.kw : x.kh, ts = tap - (tap / x.kw) * x.kw;
+    const int hw = x.oh * x.ow;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int l = q * (kThreads / (kBN / 4)) + threadIdx.x / (kBN / 4);
+      const long long pix = static_cast<long long>(z) * k + l;
+      const int img = static_cast<int>(pix / hw),
+                rem = static_cast<int>(pix - static_cast<long long>(img) * hw);
+      off[q] = static_cast<int>(img * x.image_stride);
+      oy[q] = rem / x.ow, ox[q] = rem - oy[q] * x.ow;
+      left[q] = k - l;
+    }
+  }
+  __device__ void load(float* s, const ConvRows& x) {
+    const int col4 = (threadIdx.x % (kBN / 4)) * 4;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int iy = oy[q] * x.sh - x.ph + tr, ix = ox[q] * x.sw - x.pw + ts;
+      const bool ok = left[q] > 0 && tr < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
+                      static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
+      const float* src =
+          ok ? x.x + off[q] + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + cc : x.x;
+      const int l = q * (kThreads / (kBN / 4)) + threadIdx.x / (kBN / 4);
+      cp_async16(s + l * tile_ld(kBN, false) + col4, src, ok);
+      left[q] -= kBK;  // on to the same chunk of the next k-tile: kBK pixels later
+      ox[q] += kBK;
+      while (ox[q] >= x.ow) {
+        ox[q] -= x.ow;
+        if (++oy[q] == x.oh) oy[q] = 0, off[q] += static_cast<int>(x.image_stride);
+      }
+    }
+  }
+};
+
 // k-contiguous tile: row r's values at k and k + 1 (mma k slots t and t + 4 when k = kk + 2t).
 template <int ROWS>
 __device__ __forceinline__ float2 kc_pair(const float* s, int r, int k) {
@@ -194,8 +239,10 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? TF32X3_MINB64 : 1) gemm_t
 
   float acc[MI][NJ][4] = {};
   float part[MI][NJ][4] = {};
-  RowsCursor rows;
-  if constexpr (IMPL) rows.init(p.rows, n0, p.n);
+  // Implicit rows: a k-contiguous B (forward) or a k-strided one (a weight gradient).
+  std::conditional_t<BK, RowsCursor, RowsCursorKs> rows;
+  if constexpr (IMPL && BK) rows.init(p.rows, n0, p.n);
+  if constexpr (IMPL && !BK) rows.init(p.rows, n0, p.n, z, p.k);
   auto load = [&](int stage, int kt) {  // called for kt = 0, 1, 2, ... in order
     load_tile<BM, AK>(sa + stage * tile_floats(BM, AK), a, p.lda, m0, p.m, kt * kBK, p.k);
     if constexpr (IMPL)
@@ -367,11 +414,11 @@ template <int BM>
 void launch_layouts(const GemmProblem& p, cudaStream_t stream) {
   // A's k is contiguous for op(A) = A^T (cuBLAS column-major), B's for op(B) = B.
   const bool ak = p.trans_a, bk = !p.trans_b;
-  if (p.rows.x) {  // implicit im2col rows: op(B) = B (checked by tf32x3_supported)
-    if (ak)
-      launch<BM, true, true, true>(p, stream);
-    else
-      launch<BM, false, true, true>(p, stream);
+  if (p.rows.x) {  // implicit im2col rows as B (oriented() put them there)
+    if (ak && bk) launch<BM, true, true, true>(p, stream);
+    if (ak && !bk) launch<BM, true, false, true>(p, stream);
+    if (!ak && bk) launch<BM, false, true, true>(p, stream);
+    if (!ak && !bk) launch<BM, false, false, true>(p, stream);
     return;
   }
   if (ak && bk) launch<BM, true, true>(p, stream);
@@ -396,11 +443,19 @@ bool aligned16(const void* ptr) {
 bool tf32x3_supported(const GemmProblem& p) {
   if (p.m < 32 || p.n < 32 || p.k < 1 || p.batch < 1) return false;
   if (const ConvRows& r = p.rows; r.x) {
-    if (p.trans_b || p.batch != 1 || r.c % 4 || r.pixel_stride % 4 || r.image_stride % 4 || !aligned16(r.x))
+    if (r.c % 4 || r.pixel_stride % 4 || r.image_stride % 4 || !aligned16(r.x) || r.oh < 1 || r.ow < 1)
       return false;
-    if (p.k != r.kh * r.kw * r.c || r.oh < 1 || r.ow < 1 || p.n % (r.oh * r.ow)) return false;
-    if ((p.n / (r.oh * r.ow)) * r.image_stride > (1LL << 31) - 1) return false;  // 32-bit image offsets
-    if (!aligned16(p.a) || p.lda % 4 || (p.trans_a ? p.k : p.m) % 4) return false;
+    const long long hw = static_cast<long long>(r.oh) * r.ow,
+                    taps_c = static_cast<long long>(r.kh) * r.kw * r.c;
+    const long long pixels = p.rows_are_a ? static_cast<long long>(p.k) * p.batch : p.n;
+    if (pixels % hw || (pixels / hw + 1) * r.image_stride > (1LL << 31) - 1) return false;  // 32-bit offsets
+    if (p.rows_are_a) {  // A = rows^T (op N), B = op(B) (op T): a weight gradient
+      if (p.trans_a || !p.trans_b || p.m != taps_c || p.n > 65535 * kBN || p.batch > 65535) return false;
+      if (!aligned16(p.b) || p.ldb % 4 || p.stride_b % 4 || p.n % 4) return false;
+    } else {  // B = rows (op N): a forward
+      if (p.trans_b || p.batch != 1 || p.k != taps_c) return false;
+      if (!aligned16(p.a) || p.lda % 4 || (p.trans_a ? p.k : p.m) % 4) return false;
+    }
     return compute_capability() >= 80;
   }
   if (!aligned16(p.a) || !aligned16(p.b)) return false;
@@ -423,8 +478,12 @@ double tile_use(int m, int n) {
 // wastes less of the tiles (a weight gradient's 192 output channels use 75% of two 128-wide
 // tiles; as rows they fill three 64-row tiles). Not with a bias (it is per row of C).
 GemmProblem oriented(const GemmProblem& p) {
-  if (p.bias || p.c_row_major || p.rows.x || tile_use(p.n, p.m) <= tile_use(p.m, p.n) + 0.05) return p;
+  if (!p.rows_are_a &&
+      (p.bias || p.c_row_major || p.rows.x || tile_use(p.n, p.m) <= tile_use(p.m, p.n) + 0.05))
+    return p;
+  // (rows of A are always moved to B: the kernel reads implicit rows as its B tile)
   GemmProblem q = p;
+  q.rows_are_a = false;
   q.trans_a = !p.trans_b, q.trans_b = !p.trans_a, q.m = p.n, q.n = p.m;
   q.a = p.b, q.lda = p.ldb, q.stride_a = p.stride_b;
   q.b = p.a, q.ldb = p.lda, q.stride_b = p.stride_a;
@@ -482,11 +541,12 @@ void gemm_tf32x3_ref(const GemmProblem& p, const float* a, const float* b, doubl
     for (int i = 0; i < p.m; ++i) {
       double sum = 0;
       for (int l = 0; l < p.k; ++l) {
-        const float av =
-            p.trans_a ? a[static_cast<long long>(i) * p.lda + l] : a[static_cast<long long>(l) * p.lda + i];
-        const float bv = p.rows.x    ? conv_row_at(p.rows, j, l)
-                         : p.trans_b ? b[static_cast<long long>(l) * p.ldb + j]
-                                     : b[static_cast<long long>(j) * p.ldb + l];
+        const float av = p.rows_are_a ? conv_row_at(p.rows, l, i)
+                         : p.trans_a  ? a[static_cast<long long>(i) * p.lda + l]
+                                      : a[static_cast<long long>(l) * p.lda + i];
+        const float bv = p.rows.x && !p.rows_are_a ? conv_row_at(p.rows, j, l)
+                         : p.trans_b               ? b[static_cast<long long>(l) * p.ldb + j]
+                                                   : b[static_cast<long long>(j) * p.ldb + l];
         double abig, asmall, bbig, bsmall;
         split_ref(av, abig, asmall);
         split_ref(bv, bbig, bsmall);

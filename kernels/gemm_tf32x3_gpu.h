@@ -51,7 +51,12 @@ struct GemmProblem {
   // C stored row-major: element (i, j) at c[i * ldc + j]. The launcher runs C^T = op(B)^T op(A)^T
   // this way where the transposed shape fills its tiles better (weight gradients).
   bool c_row_major = false;
-  ConvRows rows;  // rows.x set: B is these im2col rows, read in place
+  // rows.x set: these im2col rows, read in place, are B (op N: B(l, j) = row j's column l; a
+  // forward; k = kh * kw * c, n = pixels, batch 1) or, with rows_are_a, A (op N: A(i, l) = row
+  // l's column i; a weight gradient: m = kh * kw * c, batch entry z covers pixels z * k + [0, k),
+  // B op T).
+  ConvRows rows;
+  bool rows_are_a = false;
 };
 
 // Whether the kernel runs this problem on the current device: compute capability >= 8.0,

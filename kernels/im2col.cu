@@ -264,6 +264,27 @@ void unpad_add_rows(int rows, int src_cols, int dst_cols, const T* src, T* dst, 
   KERNEL_CHECK("unpad_add_rows_kernel");
 }
 
+__global__ void flip_filters_kernel(int cout, int kh, int kw, int cin, const float* __restrict__ w,
+                                    float* __restrict__ wt) {
+  const long long total = static_cast<long long>(cout) * kh * kw * cin;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    // i indexes wt[c][r'][s'][o]
+    const int o = static_cast<int>(i % cout);
+    const long long q = i / cout;
+    const int s2 = static_cast<int>(q % kw), r2 = static_cast<int>(q / kw % kh),
+              c = static_cast<int>(q / kw / kh);
+    wt[i] = w[((static_cast<long long>(o) * kh + (kh - 1 - r2)) * kw + (kw - 1 - s2)) * cin + c];
+  }
+}
+
+void flip_filters_nhwc(int cout, int kh, int kw, int cin, const float* w, float* wt, cudaStream_t stream) {
+  const std::size_t total = std::size_t(cout) * kh * kw * cin;
+  if (total == 0) return;
+  flip_filters_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(cout, kh, kw, cin, w, wt);
+  KERNEL_CHECK("flip_filters_kernel");
+}
+
 #define INCEPT_INSTANTIATE(T)                                                                        \
   template void im2col_nhwc<T>(const Nchw&, const T*, const ConvGeom&, int, T*, cudaStream_t);       \
   template void col2im_nhwc<T>(const Nchw&, const T*, const ConvGeom&, int, T*, bool, cudaStream_t); \

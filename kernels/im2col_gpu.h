@@ -24,6 +24,11 @@ template <typename T>
 void col2im_nhwc(const Nchw& xs, const T* cols, const ConvGeom& g, int ld, T* dx, bool accumulate,
                  cudaStream_t stream);
 
+// wt[c][r'][s'][o] = w[o][kh - 1 - r'][kw - 1 - s'][c]: KRSC filters [cout, kh, kw, cin] turned
+// into the filters of the data gradient of a stride-1 convolution, which is the convolution of
+// the output gradient (cout channels, padding kh - 1 - pad_h, kw - 1 - pad_w) with them.
+void flip_filters_nhwc(int cout, int kh, int kw, int cin, const float* w, float* wt, cudaStream_t stream);
+
 template <typename T>
 void pad_rows(int rows, int src_cols, int dst_cols, const T* src, T* dst, cudaStream_t stream);
 template <typename T>

@@ -67,6 +67,15 @@ template void im2col_nhwc<double>(const Nchw&, const double*, const ConvGeom&, i
 template void col2im_nhwc<float>(const Nchw&, const float*, const ConvGeom&, int, float*, bool);
 template void col2im_nhwc<double>(const Nchw&, const double*, const ConvGeom&, int, double*, bool);
 template void pad_rows<float>(int, int, int, const float*, float*);
+
+void flip_filters_nhwc(int cout, int kh, int kw, int cin, const float* w, float* wt) {
+  for (int c = 0; c < cin; ++c)
+    for (int r = 0; r < kh; ++r)
+      for (int s = 0; s < kw; ++s)
+        for (int o = 0; o < cout; ++o)
+          wt[((std::int64_t(c) * kh + r) * kw + s) * cout + o] =
+              w[((std::int64_t(o) * kh + (kh - 1 - r)) * kw + (kw - 1 - s)) * cin + c];
+}
 template void unpad_add_rows<float>(int, int, int, const float*, float*);
 
 }  // namespace incept::ref

@@ -20,6 +20,9 @@ void im2col_nhwc(const Nchw& xs, const T* x, const ConvGeom& g, int ld, T* cols)
 template <typename T>
 void col2im_nhwc(const Nchw& xs, const T* cols, const ConvGeom& g, int ld, T* dx, bool accumulate);
 
+// wt[c][r'][s'][o] = w[o][kh - 1 - r'][kw - 1 - s'][c] (kernels/im2col_gpu.h's flip_filters_nhwc).
+void flip_filters_nhwc(int cout, int kh, int kw, int cin, const float* w, float* wt);
+
 // dst[r, j] = j < src_cols ? src[r * src_cols + j] : 0 for j < dst_cols (dst_cols >= src_cols).
 template <typename T>
 void pad_rows(int rows, int src_cols, int dst_cols, const T* src, T* dst);

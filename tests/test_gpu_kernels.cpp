@@ -19,6 +19,8 @@
 #include "kernels/device_facts.h"
 #include "kernels/dropout_gpu.h"
 #include "kernels/gemm_tf32x3_gpu.h"
+#include "kernels/im2col_gpu.h"
+#include "kernels/im2col_ref.h"
 #include "kernels/input_transform_gpu.h"
 #include "kernels/lrn_gpu.h"
 #include "kernels/lrn_ref.h"
@@ -639,7 +641,54 @@ TEST(GpuKernels, Tf32x3ImplicitRowsEqualExplicitRows) {
     std::snprintf(what, sizeof what, "implicit rows %dx%d stride %d pad %d, c %d of %d, m %d n %d", ge.kh,
                   ge.kw, ge.s, ge.pad, ge.c, ge.ps, ge.m, n);
     report(what, std::sqrt(num / den), 1e-6);
+
+    // The weight gradient dW'[k, m] = rows'[k, pixels] dy'[m, pixels]^T, one batch entry per
+    // image: the rows in place (rows_are_a; the launcher runs it as C^T) against explicit rows in
+    // the same orientation (C row-major), bitwise, and the first entry against the reference.
+    const int hw = r.oh * r.ow;
+    const auto dy = random_floats(std::size_t(n) * ge.m, fresh_seed("implicit dy"));
+    DeviceBuffer ddy = upload<float>(dy), g1 = poisoned<float>(std::size_t(ge.images) * k * ge.m),
+                 g2 = poisoned<float>(std::size_t(ge.images) * k * ge.m);
+    kernels::GemmProblem e;
+    e.trans_b = true, e.m = ge.m, e.n = k, e.k = hw, e.batch = ge.images, e.c_row_major = true;
+    e.a = ddy.as<float>(), e.lda = ge.m, e.stride_a = std::int64_t(hw) * ge.m;
+    e.b = drows.as<float>(), e.ldb = k, e.stride_b = std::int64_t(hw) * k;
+    e.c = g1.as<float>(), e.ldc = k, e.stride_c = std::int64_t(k) * ge.m;
+    ASSERT_TRUE(kernels::tf32x3_supported(e));
+    kernels::gemm_tf32x3(e, nullptr);
+    kernels::GemmProblem wg;
+    wg.trans_b = true, wg.m = k, wg.n = ge.m, wg.k = hw, wg.batch = ge.images;
+    wg.rows = q.rows, wg.rows_are_a = true;
+    wg.b = ddy.as<float>(), wg.ldb = ge.m, wg.stride_b = std::int64_t(hw) * ge.m;
+    wg.c = g2.as<float>(), wg.ldc = k, wg.stride_c = std::int64_t(k) * ge.m;
+    ASSERT_TRUE(kernels::tf32x3_supported(wg));
+    kernels::gemm_tf32x3(wg, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const auto ge1 = download<float>(g1, std::size_t(ge.images) * k * ge.m),
+               ge2 = download<float>(g2, std::size_t(ge.images) * k * ge.m);
+    EXPECT_EQ(0, std::memcmp(ge1.data(), ge2.data(), ge1.size() * 4))
+        << "implicit weight-gradient rows differ from explicit rows, " << ge.kh << "x" << ge.kw;
+    std::vector<double> gref(std::size_t(k) * ge.m);
+    kernels::GemmProblem gh = wg;
+    gh.rows.x = x.data();
+    kernels::gemm_tf32x3_ref(gh, nullptr, dy.data(), gref.data());
+    num = den = 0;
+    for (std::size_t i = 0; i < gref.size(); ++i)
+      num += (ge2[i] - gref[i]) * (ge2[i] - gref[i]), den += gref[i] * gref[i];
+    report(std::string(what) + " wgrad", std::sqrt(num / den), 1e-6);
   }
+}
+
+// The flipped filters of the implicit data gradient, bit for bit against the CPU reference.
+TEST(GpuKernels, FlipFiltersMatchesCpu) {
+  INCEPT_REQUIRE_GPU();
+  const int cout = 24, kh = 5, kw = 3, cin = 20;
+  const auto w = random_floats(std::size_t(cout) * kh * kw * cin, fresh_seed("flip w"));
+  std::vector<float> want(w.size());
+  ref::flip_filters_nhwc(cout, kh, kw, cin, w.data(), want.data());
+  DeviceBuffer dw = upload<float>(w), dt = poisoned<float>(w.size());
+  kernels::flip_filters_nhwc(cout, kh, kw, cin, dw.as<float>(), dt.as<float>(), nullptr);
+  EXPECT_EQ(download<float>(dt, w.size()), want);
 }
 
 // Where the kernel is expected to beat strict cuBLAS (GpuFc's choice): the step's big forward,
