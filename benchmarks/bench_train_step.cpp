@@ -563,9 +563,10 @@ int main(int argc, char** argv) {
                  "e.g. 0 64 16 (0: the whole batch; -1: GpuNetOptions' default)")
       ->capture_default_str();
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
-  std::vector<std::string> fp32_maths{"strict"};
+  std::vector<std::string> fp32_maths{"auto"};
   app.add_option("--fp32-math", fp32_maths,
-                 "fp32 GEMM convolutions, one run each: strict (cuBLAS, FMA fp32) and/or 3xtf32 (incept's "
+                 "fp32 GEMMs, one run each: auto (recommended_options: 3xtf32 on compute capability 8.0+), "
+                 "strict (cuBLAS, FMA fp32) and/or 3xtf32 (incept's "
                  "3xTF32 tensor-core kernel at fp32 accuracy, GpuNetOptions::tf32x3)")
       ->capture_default_str();
   app.add_flag("--winograd", winograd, "fp32 mode: also time with non-fused Winograd on 3x3 filters");
@@ -613,8 +614,8 @@ int main(int argc, char** argv) {
           for (const int lanes : lanes_list)
             for (const int chunk_mib : chunk_list)
               for (const std::string& math : fp32_maths) {
-                if (math != "strict" && math != "3xtf32")
-                  throw Error("--fp32-math must be strict or 3xtf32, got " + math);
+                if (math != "auto" && math != "strict" && math != "3xtf32")
+                  throw Error("--fp32-math must be auto, strict or 3xtf32, got " + math);
                 if (d0 != "fp32" && d0 != "bf16" && d0 != "auto")
                   throw Error("--dtype must be fp32, bf16 or auto, got " + d0);
                 const std::string d = d0 == "auto" ? kernels::dtype_name(rec.dtype) : d0;
@@ -645,7 +646,7 @@ int main(int argc, char** argv) {
                 m.keep_im2col = keep_im2col;
                 if (chunk_mib < -1) throw Error("--im2col-chunk-mib must be >= -1");
                 m.im2col_chunk_mib = chunk_mib;
-                m.tf32x3 = d == "fp32" && math == "3xtf32";
+                m.tf32x3 = d == "fp32" && (math == "3xtf32" || (math == "auto" && rec.tf32x3));
                 if (parallel) {
                   results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));
                   continue;

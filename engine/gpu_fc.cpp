@@ -2,6 +2,7 @@
 #include "engine/gpu_fc.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "engine/check.h"
 #include "kernels/bias_relu_gpu.h"
@@ -126,14 +127,13 @@ bool GpuFc::forward_rows(const kernels::ConvRows& rows, const void* w, void* y, 
     p.bias = fused_bias_;
     p.relu = fused_relu_;
   }
-  if (!(tf32x3_all_ ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p))) return false;
+  if (!takes(p)) return false;
   kernels::gemm_tf32x3(p, stream);
   return true;
 }
 
-bool GpuFc::backward_filter_rows(cublasHandle_t h, const kernels::ConvRows& rows, const void* dy, void* dw,
-                                 float* partial) const {
-  if (!tf32x3_) return false;
+kernels::GemmProblem GpuFc::wgrad_rows_problem(const kernels::ConvRows& rows, const void* dy, void* dw,
+                                               float* partial) const {
   // column-major: dW'[K, M] (+)= x'[K, rows] (dy'[M, rows])^T per slice, x' read in place
   const bool sliced = chunks_ > 1 && partial;
   kernels::GemmProblem p;
@@ -144,11 +144,30 @@ bool GpuFc::backward_filter_rows(cublasHandle_t h, const kernels::ConvRows& rows
   p.c = sliced ? partial : static_cast<float*>(dw), p.ldc = s_.k,
   p.stride_c = static_cast<long long>(s_.k) * s_.m;
   p.beta = sliced ? 0.f : 1.f;
-  if (!(tf32x3_all_ ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p))) return false;
+  return p;
+}
+
+bool GpuFc::takes(const kernels::GemmProblem& p) const {
+  return tf32x3_ && (tf32x3_all_ ? kernels::tf32x3_supported(p) : kernels::tf32x3_preferred(p));
+}
+
+bool GpuFc::takes_rows(kernels::ConvRows rows, bool weight_gradient) const {
+  // shapes only: any 256-byte aligned address stands for the buffers (the arenas' alignment)
+  float* any = reinterpret_cast<float*>(std::uintptr_t(256));
+  rows.x = any;
+  kernels::GemmProblem f = forward_problem(any, any, any);
+  f.rows = rows;
+  return takes(f) && (!weight_gradient || takes(wgrad_rows_problem(rows, any, any, any)));
+}
+
+bool GpuFc::backward_filter_rows(cublasHandle_t h, const kernels::ConvRows& rows, const void* dy, void* dw,
+                                 float* partial) const {
+  const kernels::GemmProblem p = wgrad_rows_problem(rows, dy, dw, partial);
+  if (!takes(p)) return false;
   cudaStream_t st = nullptr;
   CUBLAS_CHECK(cublasGetStream(h, &st));
   kernels::gemm_tf32x3(p, st);
-  if (sliced) kernels::sum_rows_add(chunks_, p.stride_c, partial, static_cast<float*>(dw), st);
+  if (p.batch > 1) kernels::sum_rows_add(p.batch, p.stride_c, partial, static_cast<float*>(dw), st);
   return true;
 }
 

@@ -94,6 +94,10 @@ class GpuFc {
   // them. Returns false, doing nothing, where the kernel does not run it (then im2col first).
   bool backward_filter_rows(cublasHandle_t h, const kernels::ConvRows& rows, const void* dy, void* dw,
                             float* partial) const;
+  // Whether forward_rows (and, with weight_gradient, backward_filter_rows with the slices'
+  // partial buffer) will run on rows of this shape (rows.x is ignored): the shape check a plan
+  // makes before it drops a layer's row buffer.
+  bool takes_rows(kernels::ConvRows rows, bool weight_gradient) const;
   std::size_t wgrad_partial_elems() const { return chunks_ > 1 ? std::size_t(chunks_) * s_.m * s_.k : 0; }
 
   const FcShape& shape() const { return s_; }
@@ -105,6 +109,9 @@ class GpuFc {
   // The 3xTF32 kernel on the handle's stream when tf32x3_ and it takes the problem; false: the
   // caller runs cuBLAS.
   kernels::GemmProblem forward_problem(const void* x, const void* w, void* y) const;
+  kernels::GemmProblem wgrad_rows_problem(const kernels::ConvRows& rows, const void* dy, void* dw,
+                                          float* partial) const;
+  bool takes(const kernels::GemmProblem& p) const;  // the 3xTF32 kernel runs p
   bool gemm_tf32x3(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                    const void* a, int lda, long long stride_a, const void* b, int ldb, long long stride_b,
                    float beta, void* c, int ldc, long long stride_c, int batch) const;

@@ -103,6 +103,7 @@ GpuNetOptions recommended_options(int device) {
   GpuNetOptions o;
   o.dtype = major >= 8 ? DType::kBF16 : DType::kF32;
   o.channels_last = major >= 7;
+  o.tf32x3 = major >= 8;  // fp32 only: the 3xTF32 kernel needs TF32 tensor cores
   return o;
 }
 

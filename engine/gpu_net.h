@@ -81,6 +81,7 @@ struct GpuNetOptions {
   // (kernels/gemm_tf32x3_gpu.h: fp32 accuracy, checked against FMA fp32 by its tests) wherever
   // it is expected to beat cuBLAS (kernels::tf32x3_preferred; compute capability 8.0+),
   // cuBLAS's strict fp32 elsewhere. tf32x3_all_shapes: wherever it takes the shape (tests).
+  // recommended_options turns it on for compute capability 8.0+.
   bool tf32x3 = false;
   bool tf32x3_all_shapes = false;
   // GEMM convolutions (channels-last): bias and ReLU in cuBLASLt's epilogue where it has an

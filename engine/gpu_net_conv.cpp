@@ -5,6 +5,7 @@
 // and im2col into padded rows for a first layer with few channels (conv1; or, with
 // GpuNetOptions::few_channel_conv, the implicit-GEMM kernels of kernels/conv_few_channels_gpu.h).
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 #include "engine/gpu_net_layer.h"
@@ -17,6 +18,39 @@
 namespace incept {
 
 using kernels::DType;
+
+namespace {
+// The im2col rows of images x (channels-last view xs) as the 3xTF32 kernel reads them in place.
+kernels::ConvRows conv_rows(const Nchw& xs, const float* x, const ConvGeom& g, const Nchw& ys) {
+  kernels::ConvRows r;
+  r.x = x, r.h = xs.h, r.w = xs.w, r.c = xs.c, r.pixel_stride = int(nhwc_pixel_stride(xs));
+  r.image_stride = xs.nstride();
+  r.kh = g.kernel_h, r.kw = g.kernel_w, r.sh = g.stride_h, r.sw = g.stride_w, r.ph = g.pad_h, r.pw = g.pad_w;
+  r.oh = ys.h, r.ow = ys.w;
+  return r;
+}
+
+// The data gradient of a stride-1 convolution over images xc (channels-last, dense pixels) as
+// one GEMM: dx'[cin, pixels] (+)= wt'^T rows(dy), rows(dy) the im2col rows of the output
+// gradient (cout channels, padding kernel - 1 - pad: the full correlation) read in place and wt
+// the flipped filters (kernels::flip_filters_nhwc). dx's pixels must be dense (nstride = h w ps).
+kernels::GemmProblem flipped_dgrad(const Nchw& xc, const Nchw& ys, const ConvGeom& g, const float* dy,
+                                   const float* wt, float* dx, bool accumulate) {
+  Nchw yc = ys;
+  yc.n = xc.n;
+  yc.n_stride = ys.nstride();
+  ConvGeom fg = g;
+  fg.pad_h = g.kernel_h - 1 - g.pad_h, fg.pad_w = g.kernel_w - 1 - g.pad_w;
+  kernels::GemmProblem p;
+  p.trans_a = true, p.m = xc.c, p.n = xc.n * xc.h * xc.w, p.k = g.kernel_h * g.kernel_w * ys.c;
+  p.a = wt, p.lda = p.k;
+  p.rows = conv_rows(yc, dy, fg, xc);
+  p.c = dx, p.ldc = int(nhwc_pixel_stride(xc)), p.beta = accumulate ? 1.f : 0.f;
+  if (xc.nstride() != std::int64_t(xc.h) * xc.w * p.ldc || fg.pad_h < 0 || fg.pad_w < 0)
+    p.m = 0;  // not one matrix of pixels, or not a full correlation: unsupported
+  return p;
+}
+}  // namespace
 
 void GpuNet::fold_relu(std::size_t l) {
   const LayerPlan& lp = *layers_[l]->plan;
@@ -112,9 +146,30 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
     plan_im2col_gemm(taps);
     // 3xTF32, stride 1: the data gradient as the convolution of dy with the flipped filters,
     // the kernel reading dy's rows in place (spatial_gemm_backward): no row gradient, no col2im
-    if (opt_.tf32x3 && opt_.dtype == DType::kF32 && plan_.options.training && L.in_diff[0] &&
-        g.stride_h == 1 && g.stride_w == 1 && !opt_.keep_im2col)
+    const bool train = plan_.options.training;
+    if (opt_.tf32x3 && opt_.dtype == DType::kF32 && train && L.in_diff[0] && g.stride_h == 1 &&
+        g.stride_w == 1 && !opt_.keep_im2col)
       L.wflip = DeviceBuffer(std::size_t(taps) * L.out_shape[0].c * sizeof(float));
+    // Every GEMM of the layer on the kernel with the rows in place: no row buffer, so no chunks
+    // (one GEMM per direction over the whole batch)
+    if (opt_.tf32x3 && opt_.dtype == DType::kF32 && !opt_.keep_im2col &&
+        (!train || !L.in_diff[0] || L.wflip.bytes())) {
+      const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
+      auto whole =
+          std::make_unique<GpuFc>(FcShape{y.n * y.h * y.w, taps, y.c, taps, int(nhwc_pixel_stride(y))},
+                                  opt_.dtype, opt_.allow_tf32, opt_.tf32x3, opt_.tf32x3_all_shapes);
+      bool in_place = whole->takes_rows(conv_rows(x, nullptr, g, y), train);
+      if (in_place && L.wflip.bytes()) {
+        float* any = reinterpret_cast<float*>(std::uintptr_t(256));  // shapes only
+        const kernels::GemmProblem d = flipped_dgrad(x, y, g, any, any, any, false);
+        in_place = opt_.tf32x3_all_shapes ? kernels::tf32x3_supported(d) : kernels::tf32x3_preferred(d);
+      }
+      if (in_place) {
+        L.rows_in_place = true;
+        L.chunk_images = y.n;
+        L.fc = std::move(whole);
+      }
+    }
     fold_relu(l);
   } else {
     ConvPlanOptions co;
@@ -245,39 +300,6 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   if (L.in_diff[0]) L.conv->backward_data(R.cudnn, L.w[0], dz, L.in_diff[0], ws, wsb, L.accumulate[0]);
 }
 
-namespace {
-// The im2col rows of images x (channels-last view xs) as the 3xTF32 kernel reads them in place.
-kernels::ConvRows conv_rows(const Nchw& xs, const float* x, const ConvGeom& g, const Nchw& ys) {
-  kernels::ConvRows r;
-  r.x = x, r.h = xs.h, r.w = xs.w, r.c = xs.c, r.pixel_stride = int(nhwc_pixel_stride(xs));
-  r.image_stride = xs.nstride();
-  r.kh = g.kernel_h, r.kw = g.kernel_w, r.sh = g.stride_h, r.sw = g.stride_w, r.ph = g.pad_h, r.pw = g.pad_w;
-  r.oh = ys.h, r.ow = ys.w;
-  return r;
-}
-
-// The data gradient of a stride-1 convolution over images xc (channels-last, dense pixels) as
-// one GEMM: dx'[cin, pixels] (+)= wt'^T rows(dy), rows(dy) the im2col rows of the output
-// gradient (cout channels, padding kernel - 1 - pad: the full correlation) read in place and wt
-// the flipped filters (kernels::flip_filters_nhwc). dx's pixels must be dense (nstride = h w ps).
-kernels::GemmProblem flipped_dgrad(const Nchw& xc, const Nchw& ys, const ConvGeom& g, const float* dy,
-                                   const float* wt, float* dx, bool accumulate) {
-  Nchw yc = ys;
-  yc.n = xc.n;
-  yc.n_stride = ys.nstride();
-  ConvGeom fg = g;
-  fg.pad_h = g.kernel_h - 1 - g.pad_h, fg.pad_w = g.kernel_w - 1 - g.pad_w;
-  kernels::GemmProblem p;
-  p.trans_a = true, p.m = xc.c, p.n = xc.n * xc.h * xc.w, p.k = g.kernel_h * g.kernel_w * ys.c;
-  p.a = wt, p.lda = p.k;
-  p.rows = conv_rows(yc, dy, fg, xc);
-  p.c = dx, p.ldc = int(nhwc_pixel_stride(xc)), p.beta = accumulate ? 1.f : 0.f;
-  if (xc.nstride() != std::int64_t(xc.h) * xc.w * p.ldc || fg.pad_h < 0 || fg.pad_w < 0)
-    p.m = 0;  // not one matrix of pixels, or not a full correlation: unsupported
-  return p;
-}
-}  // namespace
-
 // Channels-last RxS convolution as im2col + GEMM over chunks of L.chunk_images images: each
 // chunk's rows (kept in L.cols at the chunk's place, else in the lane's cols) and one GEMM of
 // L.fc (sized for a chunk) into the chunk's output rows (a slice view: the images' stride).
@@ -309,6 +331,7 @@ void GpuNet::spatial_gemm_forward(Layer& L, const Lane& R) {
         if (!fused && (b || L.fused_relu)) kernels::bias_relu_fwd_nhwc<T>(yc, b, L.fused_relu, y, R.stream);
         continue;
       }
+      if (L.rows_in_place) throw Error(L.plan->name + ": the 3xTF32 kernel refused rows planned in place");
     }
     T* cols = L.cols.bytes() ? L.cols.as<T>() + j * chunk_rows * k : static_cast<T*>(R.cols);
     kernels::im2col_nhwc<T>(xc, x, g, k, cols, R.stream);
@@ -353,6 +376,7 @@ void GpuNet::spatial_gemm_backward(Layer& L, const Lane& R, T* dz) {
       in_place = !L.cols.bytes() && !L.im2col_ld &&
                  L.fc->backward_filter_rows(R.cublas, conv_rows(xc, x, g, ys), dy, dw, R.fc_partial);
     if (!in_place) {
+      if (L.rows_in_place) throw Error(L.plan->name + ": the 3xTF32 kernel refused rows planned in place");
       if (!L.cols.bytes()) kernels::im2col_nhwc<T>(xc, x, g, k, cols, R.stream);
       L.fc->backward_filter(R.cublas, cols, dy, dw, nullptr, R.fc_partial);
     }
@@ -369,6 +393,7 @@ void GpuNet::spatial_gemm_backward(Layer& L, const Lane& R, T* dz) {
         }
       }
     }
+    if (L.rows_in_place) throw Error(L.plan->name + ": the 3xTF32 kernel refused rows planned in place");
     L.fc->backward_data(R.cublas, dy, L.w[0], R.cols, false);
     if (i == 0) wait_input_grad(R);
     kernels::col2im_nhwc<T>(xc, static_cast<const T*>(R.cols), g, k,

@@ -48,7 +48,7 @@ void GpuNet::plan_lanes() {
     }
     if (L.fc && train) d.fc_partial = std::max(d.fc_partial, 4 * L.fc->wgrad_partial_elems());
     if (L.gemm1x1 && train) d.gemm_partial = std::max(d.gemm_partial, L.gemm1x1->partial_elems() * esize_);
-    if (L.spatial_gemm) {
+    if (L.spatial_gemm && !L.rows_in_place) {
       const Nchw& y = L.out_shape[0];
       const std::size_t rows_kc = std::size_t(L.chunk_images) * y.h * y.w * L.fc->shape().k * esize_;
       // One chunk's rows (a layer that does not keep its own) and, in backward, the rows'

@@ -36,7 +36,8 @@ struct GpuNet::Layer {
   // (cols, kept for wgrad), filters padded to rows of im2col_ld (wpad, dwpad), one GEMM (fc).
   int im2col_ld = 0;
   DeviceBuffer cols, wpad, dwpad;
-  DeviceBuffer wflip;  // fp32 3xTF32: flipped filters of the implicit data gradient (stride 1)
+  DeviceBuffer wflip;          // fp32 3xTF32: flipped filters of the implicit data gradient (stride 1)
+  bool rows_in_place = false;  // spatial_gemm: every GEMM reads the rows in place (no row buffer)
   // ... or (GpuNetOptions::few_channel_conv) one implicit-GEMM kernel, with its weight
   // gradient's per-block partial sums in few_partial.
   bool few_channels = false;

@@ -54,11 +54,12 @@ class GpuBackend final : public TrainBackend {
   }
 
   std::string describe() const override {
-    return fmt::format("GPU {}: {}, {} {}{}{}", c_.device, describe_gpu(c_.device),
-                       kernels::dtype_name(train_->options().dtype),
-                       train_->options().channels_last ? "channels-last" : "NCHW",
-                       train_->options().deterministic ? ", deterministic" : "",
-                       train_->options().round_grads_bf16 ? ", gradients rounded to bf16 (experiment)" : "");
+    const GpuNetOptions& o = train_->options();
+    return fmt::format(
+        "GPU {}: {}, {}{} {}{}{}", c_.device, describe_gpu(c_.device), kernels::dtype_name(o.dtype),
+        o.dtype == kernels::DType::kF32 ? (o.tf32x3 ? " (3xTF32 GEMMs)" : " (strict GEMMs)") : "",
+        o.channels_last ? "channels-last" : "NCHW", train_->options().deterministic ? ", deterministic" : "",
+        train_->options().round_grads_bf16 ? ", gradients rounded to bf16 (experiment)" : "");
   }
   std::string memory_report() const override {
     std::string s = "training net: " + train_->memory_report();

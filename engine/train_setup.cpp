@@ -116,6 +116,7 @@ json job_json(const JobSetup& j) {
           {"grad_allreduce", c.grad_allreduce},
           {"deterministic", c.deterministic},
           {"round_grads_bf16", c.round_grads_bf16},
+          {"fp32_math", c.fp32_math},
           {"gpus", c.gpus},
           {"max_iter_override", c.max_iter},
           {"display_override", c.display},
@@ -189,6 +190,7 @@ TrainConfig read_job_config(const std::string& job_dir) {
     c.seed = j.at("seed");
     c.deterministic = j.value("deterministic", false);
     c.round_grads_bf16 = j.value("round_grads_bf16", false);
+    c.fp32_math = j.value("fp32_math", std::string("strict"));  // jobs from before 3xTF32 ran strict
     c.max_iter = j.value("max_iter_override", std::int64_t(0));
     c.display = j.value("display_override", std::int64_t(0));
     c.blob_format = parse_blob_format(j.value("blob_format", std::string("compatible")));
@@ -323,6 +325,10 @@ JobSetup prepare_job(TrainConfig c) {
   }
   if (c.round_grads_bf16 && (c.gpus.empty() || precision != "fp32"))
     throw Error("--round-grads-bf16 is an experiment for fp32 training on the GPU (--precision fp32)");
+  if (c.fp32_math != "auto" && c.fp32_math != "strict" && c.fp32_math != "3xtf32")
+    throw Error("--fp32-math must be auto, strict or 3xtf32, got " + c.fp32_math);
+  if (c.fp32_math == "3xtf32" && (c.gpus.empty() || precision != "fp32"))
+    throw Error("--fp32-math 3xtf32 is the GPU's fp32 GEMM kernel: it needs --precision fp32 on a GPU");
   if (c.keep_im2col && c.gpus.empty())
     throw Error("--keep-im2col is a GPU memory/speed choice: the CPU reference has no im2col rows to keep");
   j.c = c;
@@ -363,6 +369,7 @@ BackendConfig backend_template(const JobSetup& j) {
     bc.gpu.deterministic = j.c.deterministic;
     bc.gpu.round_grads_bf16 = j.c.round_grads_bf16;
     bc.gpu.keep_im2col = j.c.keep_im2col;
+    if (j.c.fp32_math != "auto") bc.gpu.tf32x3 = j.c.fp32_math == "3xtf32";
     bc.graph = j.c.graph;
   }
   return bc;

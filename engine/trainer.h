@@ -42,11 +42,14 @@ struct TrainConfig {
   bool deterministic = false;           // GPU: deterministic algorithms (bitwise resume in fp32)
   bool round_grads_bf16 = false;        // GPU fp32: gradients rounded to bf16 (GpuNetOptions)
   bool keep_im2col = false;             // GPU: GEMM convolutions keep their rows (GpuNetOptions; per run)
-  std::string mean = "image";           // image | pixel | none (DIGITS' "Subtract mean")
-  int crop = 0;                         // 0: the network's crop_size
-  int loader_threads = 0;               // 0: automatic
-  bool graph = true;                    // GPU: the step as one CUDA graph
-  std::string weights;                  // a .caffemodel to start from (fine-tuning)
+  // GPU fp32 GEMMs: auto (3xTF32 where the GPU has TF32 tensor cores, else strict), strict
+  // (cuBLAS FMA fp32) or 3xtf32 (GpuNetOptions::tf32x3). Saved: it changes the bits.
+  std::string fp32_math = "auto";
+  std::string mean = "image";                        // image | pixel | none (DIGITS' "Subtract mean")
+  int crop = 0;                                      // 0: the network's crop_size
+  int loader_threads = 0;                            // 0: automatic
+  bool graph = true;                                 // GPU: the step as one CUDA graph
+  std::string weights;                               // a .caffemodel to start from (fine-tuning)
   BlobFormat blob_format = BlobFormat::kCompatible;  // snapshots
   bool resume = false;
   std::int64_t stop_at = -1;  // >= 0: stop as if interrupted once this iteration is done (snapshot)

@@ -136,6 +136,18 @@ TEST_F(TrainToolTest, GoogLeNetOnTheCpuFinishesWithASummary) {
             1);
   EXPECT_NE(out.find("--keep-im2col is a GPU memory/speed choice"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(tmp_ / "job_k" / "job.json"));
+  // The 3xTF32 GEMMs are a GPU kernel, and the math names are checked.
+  EXPECT_EQ(run_command(kTool + " --dataset " + dataset() + " --output " + (tmp_ / "job_m").string() +
+                            " --gpus none --fp32-math 3xtf32",
+                        &out),
+            1);
+  EXPECT_NE(out.find("--fp32-math 3xtf32 is the GPU's fp32 GEMM kernel"), std::string::npos) << out;
+  EXPECT_EQ(run_command(kTool + " --dataset " + dataset() + " --output " + (tmp_ / "job_m").string() +
+                            " --gpus none --fp32-math fast",
+                        &out),
+            1);
+  EXPECT_NE(out.find("--fp32-math must be auto, strict or 3xtf32, got fast"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(tmp_ / "job_m" / "job.json"));
 }
 
 TEST_F(TrainToolTest, CtrlCWritesASnapshotAndResumeFinishes) {

@@ -110,6 +110,11 @@ int main(int argc, char** argv) {
       "GPU: the GEMM convolutions (fp32's 3x3/5x5 layers and conv1) keep their im2col rows from "
       "forward for the weight gradient instead of rebuilding them in chunks: ~5 % faster, about twice "
       "the device memory (GoogLeNet fp32 at batch 128 on an H200: 37.1 vs 39.0 ms, 9.3 vs 4.4 GiB)");
+  app.add_option(
+         "--fp32-math", c.fp32_math,
+         "GPU fp32 GEMMs: auto (3xTF32 tensor-core GEMMs at fp32 accuracy on compute capability 8.0+, "
+         "else strict), strict (cuBLAS FMA fp32) or 3xtf32; saved with the job")
+      ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the job in --output from its latest snapshot");
   app.add_option("--mean", c.mean, "subtract the mean: image, pixel or none")->capture_default_str();
   app.add_option("--crop-size", c.crop, "input crop (0: the network's, 224)")->capture_default_str();
