@@ -6,6 +6,8 @@
 // Inception branches write into their channel slice of the concat output, as in the net.
 //
 //   bench_kernels [--batch 128] [--samples 20] [--dtype fp32,bf16] [--skip-conv] [--fp32-gemm-math]
+//   (--fp32-gemm-math: cuBLAS's fp32 maths on conv2/3x3's GEMMs, then incept's 3xTF32 kernel
+//   against strict cuBLAS on the step's GEMMs as GpuFc runs them)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -566,6 +568,69 @@ void bench_fp32_gemm_math(cudaStream_t s, int nb) {
   }
 }
 
+// The fp32 step's GEMMs as GpuFc runs them (weight gradients in batched slices), incept's 3xTF32
+// kernel against strict cuBLAS on each: the per-GEMM comparison of RESULTS.md's session 12.
+void bench_tf32x3_shapes(cudaStream_t s, int nb) {
+  struct Shape {
+    const char* name;
+    bool ta, tb;
+    int m, n, k, batch;
+  };
+  const int p56 = nb * 56 * 56, p28 = nb * 28 * 28, p14 = nb * 14 * 14;
+  const Shape shapes[] = {
+      {"conv2/3x3 forward      TN 192 x P56, k 576", true, false, 192, p56, 576, 1},
+      {"conv2/3x3 dgrad        NN 576 x P56, k 192", false, false, 576, p56, 192, 1},
+      {"conv2/3x3 wgrad        NT 576 x 192, k P56/64 x 64", false, true, 576, 192, p56 / 64, 64},
+      {"3b/3x3 forward         TN 192 x P28, k 1152", true, false, 192, p28, 1152, 1},
+      {"3b/3x3 dgrad           NN 1152 x P28, k 192", false, false, 1152, p28, 192, 1},
+      {"3b/3x3 wgrad           NT 1152 x 192, k P28/16 x 16", false, true, 1152, 192, p28 / 16, 16},
+      {"3b/1x1 forward         TN 128 x P28, k 256", true, false, 128, p28, 256, 1},
+      {"3b/1x1 wgrad           NT 256 x 128, k P28/128 x 128", false, true, 256, 128, p28 / 128, 128},
+      {"3b/1x1 dgrad           NN 256 x P28, k 128", false, false, 256, p28, 128, 1},
+      {"conv1 wgrad            NT 152 x 64, k P56/64 x 64", false, true, 152, 64, p56 / 64, 64},
+      {"4d/3x3 forward         TN 288 x P14, k 1296", true, false, 288, p14, 1296, 1},
+      {"4d/3x3 dgrad           NN 1296 x P14, k 288", false, false, 1296, p14, 288, 1},
+      {"4d/1x1 forward         TN 112 x P14, k 512", true, false, 112, p14, 512, 1}};
+  CublasHandle h = make_cublas();
+  CUBLAS_CHECK(cublasSetStream(h, s));
+  DeviceBuffer ws(std::size_t(32) << 20);
+  CUBLAS_CHECK(cublasSetWorkspace(h, ws.data(), ws.bytes()));
+  std::printf("== 3xTF32 kernel vs strict cuBLAS on the fp32 step's GEMMs (batch %d)\n", nb);
+  double ours_total = 0, cublas_total = 0;
+  for (const Shape& g : shapes) {
+    kernels::GemmProblem p;
+    p.trans_a = g.ta, p.trans_b = g.tb, p.m = g.m, p.n = g.n, p.k = g.k, p.batch = g.batch;
+    p.lda = g.ta ? g.k : g.m, p.ldb = g.tb ? g.n : g.k, p.ldc = g.m;
+    p.stride_a = static_cast<long long>(g.m) * g.k, p.stride_b = static_cast<long long>(g.k) * g.n;
+    p.stride_c = static_cast<long long>(g.m) * g.n;
+    DeviceBuffer a(p.stride_a * g.batch * 4), b(p.stride_b * g.batch * 4), c(p.stride_c * g.batch * 4);
+    fill_random(a, DType::kF32, 31);
+    fill_random(b, DType::kF32, 32);
+    p.a = a.as<float>(), p.b = b.as<float>(), p.c = c.as<float>();
+    const float one = 1.f, zero = 0.f;
+    const float t_cublas = time_ms(s, [&] {
+      CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+          h, g.ta ? CUBLAS_OP_T : CUBLAS_OP_N, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &one,
+          a.data(), CUDA_R_32F, p.lda, p.stride_a, b.data(), CUDA_R_32F, p.ldb, p.stride_b, &zero, c.data(),
+          CUDA_R_32F, p.ldc, p.stride_c, g.batch, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+    });
+    const double tf = 2.0 * g.m * g.n * double(g.k) * g.batch * 1e-9;
+    cublas_total += t_cublas;
+    if (!kernels::tf32x3_supported(p)) {
+      ours_total += t_cublas;
+      std::printf("%-52s 3xTF32: not supported | cuBLAS strict %7.3f ms %5.1f TF/s\n", g.name, t_cublas,
+                  tf / t_cublas);
+      continue;
+    }
+    const float t_ours = time_ms(s, [&] { kernels::gemm_tf32x3(p, s); });
+    ours_total += t_ours;
+    std::printf("%-52s 3xTF32 %7.3f ms %5.1f TF/s%s | cuBLAS strict %7.3f ms %5.1f TF/s | %.2fx\n", g.name,
+                t_ours, tf / t_ours, kernels::tf32x3_preferred(p) ? "" : " (not preferred)", t_cublas,
+                tf / t_cublas, t_cublas / t_ours);
+  }
+  std::printf("all: 3xTF32 %.3f ms, cuBLAS strict %.3f ms: %.2fx\n", ours_total, cublas_total,
+              cublas_total / ours_total);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -591,6 +656,7 @@ int main(int argc, char** argv) {
   Stream s = make_stream();
   if (gemm_math) {
     bench_fp32_gemm_math(s, batch);
+    bench_tf32x3_shapes(s, batch);
     return 0;
   }
   for (const char* dn : {"fp32", "bf16"}) {

@@ -65,6 +65,20 @@ __device__ __forceinline__ void cp_async16(float* dst, const float* src, bool va
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
 }
 
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  const int bytes = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+}
+
+// The im2col column after (tr, ts, cc): the next channel, else the next tap.
+__device__ __forceinline__ void next_column(const ConvRows& x, int& tr, int& ts, int& cc) {
+  if (++cc == x.c) {
+    cc = 0;
+    if (++ts == x.kw) ts = 0, ++tr;
+  }
+}
+
 // Copies rows [r0, r0 + rows) x k [k0, k0 + kBK) of an operand into a shared tile. k_contig:
 // element (r, l) at g[r * ld + l]; otherwise at g[l * ld + r]. Out-of-range 16-byte chunks are
 // zero-filled (the host checked that the contiguous extent is a multiple of 4).
@@ -95,6 +109,9 @@ __device__ __forceinline__ void load_tile(float* s, const float* g, int ld, int 
 // same 4 columns (tid % 8), i.e. the same tap and channels; the tap advances with the k-tile.
 // A 16-byte chunk is 4 channels of one tap (c % 4 == 0); taps in the padding and pixels past
 // n are zero-filled.
+// VEC: c % 4 == 0 (and 16-byte aligned pixels): a chunk is 4 channels of one tap, one 16-byte
+// copy. Otherwise (conv1's 3 channels) each of its 4 columns is decoded and copied alone.
+template <bool VEC>
 struct RowsCursor {
   int off[4], ih0[4], iw0[4];  // per pixel: its image's offset, window origin (ih0 < -h: none)
   int tr, ts, cc;              // tap row, tap column and channel of the thread's columns
@@ -116,13 +133,22 @@ struct RowsCursor {
     const int col = (threadIdx.x % (kBK / 4)) * 4;
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const int iy = ih0[q] + tr, ix = iw0[q] + ts;
-      const bool ok = tr < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
-                      static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
-      const float* src =
-          ok ? x.x + off[q] + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + cc : x.x;
-      cp_async16(s + (q * (kThreads / (kBK / 4)) + threadIdx.x / (kBK / 4)) * tile_ld(kBN, true) + col, src,
-                 ok);
+      float* dst = s + (q * (kThreads / (kBK / 4)) + threadIdx.x / (kBK / 4)) * tile_ld(kBN, true) + col;
+      int r = tr, t = ts, ch = cc;
+#pragma unroll
+      for (int e = 0; e < (VEC ? 1 : 4); ++e) {
+        const int iy = ih0[q] + r, ix = iw0[q] + t;
+        const bool ok = r < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
+                        static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
+        const float* src =
+            ok ? x.x + off[q] + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + ch : x.x;
+        if constexpr (VEC) {
+          cp_async16(dst, src, ok);
+        } else {
+          cp_async4(dst + e, src, ok);
+          next_column(x, r, t, ch);
+        }
+      }
     }
     cc += kBK;
     while (cc >= x.c) {
@@ -136,6 +162,7 @@ struct RowsCursor {
 // over pixels, the tile's 128 rows over im2col columns). A thread's 4 chunks are 4 columns of
 // one 16-byte group (fixed: one tap, 4 channels) at 4 pixels (q * 8 + tid / 32 of the k-tile)
 // that advance by kBK pixels per k-tile. Pixels are those of batch entry z: z * k + [0, k).
+template <bool VEC>
 struct RowsCursorKs {
   int off[4], oy[4], ox[4];  // per chunk: its pixel's image offset and output position
   int left[4];               // pixels of the entry left from this chunk's pixel on
@@ -160,13 +187,23 @@ struct RowsCursorKs {
     const int col4 = (threadIdx.x % (kBN / 4)) * 4;
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const int iy = oy[q] * x.sh - x.ph + tr, ix = ox[q] * x.sw - x.pw + ts;
-      const bool ok = left[q] > 0 && tr < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
-                      static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
-      const float* src =
-          ok ? x.x + off[q] + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + cc : x.x;
       const int l = q * (kThreads / (kBN / 4)) + threadIdx.x / (kBN / 4);
-      cp_async16(s + l * tile_ld(kBN, false) + col4, src, ok);
+      float* dst = s + l * tile_ld(kBN, false) + col4;
+      int r = tr, t = ts, ch = cc;
+#pragma unroll
+      for (int e = 0; e < (VEC ? 1 : 4); ++e) {
+        const int iy = oy[q] * x.sh - x.ph + r, ix = ox[q] * x.sw - x.pw + t;
+        const bool ok = left[q] > 0 && r < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
+                        static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
+        const float* src =
+            ok ? x.x + off[q] + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + ch : x.x;
+        if constexpr (VEC) {
+          cp_async16(dst, src, ok);
+        } else {
+          cp_async4(dst + e, src, ok);
+          next_column(x, r, t, ch);
+        }
+      }
       left[q] -= kBK;  // on to the same chunk of the next k-tile: kBK pixels later
       ox[q] += kBK;
       while (ox[q] >= x.ow) {
@@ -219,7 +256,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const std::uint32_t (&a)
 }
 
 // 64-row tiles: two CTAs per SM (<= 128 registers, 2 x 83 KB of shared memory) to hide latency.
-template <int BM, bool AK, bool BK, bool IMPL>
+template <int BM, bool AK, bool BK, int IMPL>  // IMPL: 0 B is a matrix, 1 rows (VEC), 2 rows (scalar)
 __global__ void __launch_bounds__(kThreads, BM == 64 ? TF32X3_MINB64 : 1) gemm_tf32x3_kernel(GemmProblem p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int WM = BM / 2, MI = WM / 16, NJ = 4;  // a warp: WM x 32 of C, MI x NJ mma tiles
@@ -240,7 +277,7 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? TF32X3_MINB64 : 1) gemm_t
   float acc[MI][NJ][4] = {};
   float part[MI][NJ][4] = {};
   // Implicit rows: a k-contiguous B (forward) or a k-strided one (a weight gradient).
-  std::conditional_t<BK, RowsCursor, RowsCursorKs> rows;
+  std::conditional_t<BK, RowsCursor<IMPL == 1>, RowsCursorKs<IMPL == 1>> rows;
   if constexpr (IMPL && BK) rows.init(p.rows, n0, p.n);
   if constexpr (IMPL && !BK) rows.init(p.rows, n0, p.n, z, p.k);
   auto load = [&](int stage, int kt) {  // called for kt = 0, 1, 2, ... in order
@@ -400,7 +437,7 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? TF32X3_MINB64 : 1) gemm_t
 #endif
 }
 
-template <int BM, bool AK, bool BK, bool IMPL = false>
+template <int BM, bool AK, bool BK, int IMPL = 0>
 void launch(const GemmProblem& p, cudaStream_t stream) {
   constexpr int bytes = smem_bytes<BM, AK, BK>();
   CUDA_CHECK(cudaFuncSetAttribute(gemm_tf32x3_kernel<BM, AK, BK, IMPL>,
@@ -410,15 +447,30 @@ void launch(const GemmProblem& p, cudaStream_t stream) {
   KERNEL_CHECK("gemm_tf32x3_kernel");
 }
 
+bool aligned16(const void* ptr) {
+  return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
+}
+// Whole 16-byte chunks of 4 channels: one copy per chunk.
+bool rows_vector(const ConvRows& r) {
+  return r.c % 4 == 0 && r.pixel_stride % 4 == 0 && r.image_stride % 4 == 0 && aligned16(r.x);
+}
+
 template <int BM>
 void launch_layouts(const GemmProblem& p, cudaStream_t stream) {
   // A's k is contiguous for op(A) = A^T (cuBLAS column-major), B's for op(B) = B.
   const bool ak = p.trans_a, bk = !p.trans_b;
   if (p.rows.x) {  // implicit im2col rows as B (oriented() put them there)
-    if (ak && bk) launch<BM, true, true, true>(p, stream);
-    if (ak && !bk) launch<BM, true, false, true>(p, stream);
-    if (!ak && bk) launch<BM, false, true, true>(p, stream);
-    if (!ak && !bk) launch<BM, false, false, true>(p, stream);
+    if (rows_vector(p.rows)) {
+      if (ak && bk) launch<BM, true, true, 1>(p, stream);
+      if (ak && !bk) launch<BM, true, false, 1>(p, stream);
+      if (!ak && bk) launch<BM, false, true, 1>(p, stream);
+      if (!ak && !bk) launch<BM, false, false, 1>(p, stream);
+    } else {
+      if (ak && bk) launch<BM, true, true, 2>(p, stream);
+      if (ak && !bk) launch<BM, true, false, 2>(p, stream);
+      if (!ak && bk) launch<BM, false, true, 2>(p, stream);
+      if (!ak && !bk) launch<BM, false, false, 2>(p, stream);
+    }
     return;
   }
   if (ak && bk) launch<BM, true, true>(p, stream);
@@ -434,26 +486,22 @@ int tile_rows(int m) {
   return waste64 < waste128 ? 64 : 128;
 }
 
-bool aligned16(const void* ptr) {
-  return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
-}
-
 }  // namespace
 
 bool tf32x3_supported(const GemmProblem& p) {
   if (p.m < 32 || p.n < 32 || p.k < 1 || p.batch < 1) return false;
   if (const ConvRows& r = p.rows; r.x) {
-    if (r.c % 4 || r.pixel_stride % 4 || r.image_stride % 4 || !aligned16(r.x) || r.oh < 1 || r.ow < 1)
-      return false;
+    if (r.c < 1 || r.oh < 1 || r.ow < 1 || reinterpret_cast<std::uintptr_t>(r.x) % 4) return false;
     const long long hw = static_cast<long long>(r.oh) * r.ow,
                     taps_c = static_cast<long long>(r.kh) * r.kw * r.c;
     const long long pixels = p.rows_are_a ? static_cast<long long>(p.k) * p.batch : p.n;
     if (pixels % hw || (pixels / hw + 1) * r.image_stride > (1LL << 31) - 1) return false;  // 32-bit offsets
     if (p.rows_are_a) {  // A = rows^T (op N), B = op(B) (op T): a weight gradient
-      if (p.trans_a || !p.trans_b || p.m != taps_c || p.n > 65535 * kBN || p.batch > 65535) return false;
+      // (columns past taps_c, rows padded to an aligned length, read as zeros)
+      if (p.trans_a || !p.trans_b || p.m < taps_c || p.n > 65535 * kBN || p.batch > 65535) return false;
       if (!aligned16(p.b) || p.ldb % 4 || p.stride_b % 4 || p.n % 4) return false;
     } else {  // B = rows (op N): a forward
-      if (p.trans_b || p.batch != 1 || p.k != taps_c) return false;
+      if (p.trans_b || p.batch != 1 || p.k < taps_c) return false;
       if (!aligned16(p.a) || p.lda % 4 || (p.trans_a ? p.k : p.m) % 4) return false;
     }
     return compute_capability() >= 80;
@@ -528,6 +576,7 @@ void split_ref(float x, double& big, double& small) {
 
 // Element (k l, pixel j) of the im2col rows that `r` describes, from host memory at r.x.
 float conv_row_at(const ConvRows& r, int j, int l) {
+  if (l >= r.kh * r.kw * r.c) return 0.f;  // a padding column of the rows
   const int hw = r.oh * r.ow, img = j / hw, oy = (j % hw) / r.ow, ox = j % r.ow;
   const int tap = l / r.c, ch = l % r.c, ty = tap / r.kw, tx = tap % r.kw;
   const int iy = oy * r.sh - r.ph + ty, ix = ox * r.sw - r.pw + tx;

@@ -20,11 +20,13 @@
 
 namespace incept::kernels {
 
-// B given as a channels-last convolution's im2col rows, read in place (implicit GEMM): column j
-// of B (op N) is output pixel j = (image, oy, ox) and row l = (tap row, tap column, channel) in
-// im2col_nhwc's order, x at (oy * sh - ph + tap row, ox * sw - pw + tap column), zero in the
-// padding. Then k = kh * kw * c, n = images * oh * ow, and b / ldb are unused. Needs c, the
-// pixel and image strides multiples of 4 and x 16-byte aligned (no batch, no bias-free swap).
+// A channels-last convolution's im2col rows, read in place (implicit GEMM): row j is output
+// pixel j = (image, oy, ox), column l = (tap row, tap column, channel) in im2col_nhwc's order,
+// x at (oy * sh - ph + tap row, ox * sw - pw + tap column), zero in the padding and in columns
+// past kh * kw * c (rows padded to an aligned length). With c, the pixel and image strides
+// multiples of 4 and x 16-byte aligned, a 16-byte copy moves 4 channels of a tap; otherwise
+// (conv1's 3 channels) every column is its own 4-byte copy, which the net found slower than
+// building conv1's rows, so it keeps them there. Used as GemmProblem::rows.
 struct ConvRows {
   const float* x = nullptr;  // null: B is a matrix
   int h = 0, w = 0, c = 0, pixel_stride = 0;

@@ -586,7 +586,8 @@ TEST(GpuKernels, Tf32x3GemmMatchesReference) {
 // Implicit GEMM: the kernel reading a channels-last convolution's im2col rows in place
 // (GemmProblem::rows) gives the bits of the same kernel on rows built explicitly, and matches
 // its arithmetic in double; inputs are channel slices (pixel stride > c), with padding, a
-// stride of 2 and a ragged last tile of pixels.
+// stride of 2, a ragged last tile of pixels, and conv1's 3 channels (a column per copy; rows
+// padded with zero columns).
 TEST(GpuKernels, Tf32x3ImplicitRowsEqualExplicitRows) {
   INCEPT_REQUIRE_GPU();
   if (kernels::compute_capability() < 80) GTEST_SKIP() << "3xTF32 needs compute capability 8.0";
@@ -594,19 +595,20 @@ TEST(GpuKernels, Tf32x3ImplicitRowsEqualExplicitRows) {
     int images, h, w, c, ps, kh, kw, s, pad, m;
   };
   for (const Geo& ge : {Geo{3, 9, 7, 12, 20, 3, 3, 1, 1, 40}, Geo{2, 11, 10, 8, 8, 5, 5, 1, 2, 96},
-                        Geo{2, 15, 13, 16, 24, 3, 3, 2, 1, 64}}) {
+                        Geo{2, 15, 13, 16, 24, 3, 3, 2, 1, 64}, Geo{2, 20, 18, 3, 3, 7, 7, 2, 3, 64}}) {
     kernels::ConvRows r;
     r.h = ge.h, r.w = ge.w, r.c = ge.c, r.pixel_stride = ge.ps,
     r.image_stride = std::int64_t(ge.h) * ge.w * ge.ps;
     r.kh = ge.kh, r.kw = ge.kw, r.sh = r.sw = ge.s, r.ph = r.pw = ge.pad;
     r.oh = (ge.h + 2 * ge.pad - ge.kh) / ge.s + 1, r.ow = (ge.w + 2 * ge.pad - ge.kw) / ge.s + 1;
-    const int k = ge.kh * ge.kw * ge.c, n = ge.images * r.oh * r.ow;
+    // k: the rows' columns, padded to a multiple of 4 with zero columns (conv1: 147 -> 148)
+    const int taps_c = ge.kh * ge.kw * ge.c, k = (taps_c + 3) / 4 * 4, n = ge.images * r.oh * r.ow;
     const auto x = random_floats(std::size_t(ge.images) * r.image_stride, fresh_seed("implicit x"));
     const auto w = random_floats(std::size_t(ge.m) * k, fresh_seed("implicit w"));
     std::vector<float> rows(std::size_t(n) * k, 0.f);  // im2col_nhwc's layout: [pixel][(ty, tx, c)]
     for (int j = 0; j < n; ++j) {
       const int img = j / (r.oh * r.ow), oy = j / r.ow % r.oh, ox = j % r.ow;
-      for (int l = 0; l < k; ++l) {
+      for (int l = 0; l < taps_c; ++l) {
         const int tap = l / ge.c, ch = l % ge.c, iy = oy * ge.s - ge.pad + tap / ge.kw,
                   ix = ox * ge.s - ge.pad + tap % ge.kw;
         if (iy >= 0 && iy < ge.h && ix >= 0 && ix < ge.w)
