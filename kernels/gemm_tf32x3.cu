@@ -21,24 +21,10 @@
 namespace incept::kernels {
 namespace {
 
-// Tuning knobs (compile-time; .devrun probes build variants): stages of the cp.async pipeline,
-// k-tiles summed on the tensor cores before each fp32 FADD, forced tile rows (0: by shape).
-#ifndef TF32X3_STAGES
-#define TF32X3_STAGES 3
-#endif
-#ifndef TF32X3_FLUSH
-#define TF32X3_FLUSH 1
-#endif
-#ifndef TF32X3_BM
-#define TF32X3_BM 0
-#endif
-#ifndef TF32X3_ZEROC
-#define TF32X3_ZEROC 1
-#endif
-#ifndef TF32X3_MINB64
-#define TF32X3_MINB64 2
-#endif
-constexpr int kBN = 128, kBK = 32, kStages = TF32X3_STAGES, kThreads = 256, kFlush = TF32X3_FLUSH;
+// Tiles of BM (64 or 128) x kBN of C, kBK of k per pipeline stage. Measured on an H200 (session
+// 12) against 4 stages, 128-row tiles everywhere, one CTA per SM for 64-row tiles and adding
+// to fp32 every second k-tile: all slower.
+constexpr int kBN = 128, kBK = 32, kStages = 3, kThreads = 256;
 
 // Shared tiles. k-contiguous operand: [rows][kBK + 8]; k-strided: [kBK][rows + 4]. The mma's k
 // slots are permuted: slot t of an 8-k step is k = 2t, slot t + 4 is k = 2t + 1 (the same for
@@ -107,10 +93,9 @@ __device__ __forceinline__ void load_tile(float* s, const float* g, int ld, int 
 // B as a convolution's im2col rows read in place (GemmProblem::rows): a thread's 4 chunks of
 // each k-tile are 4 output pixels (tile rows q * 32 + tid / 8, fixed over the k loop) at the
 // same 4 columns (tid % 8), i.e. the same tap and channels; the tap advances with the k-tile.
-// A 16-byte chunk is 4 channels of one tap (c % 4 == 0); taps in the padding and pixels past
-// n are zero-filled.
-// VEC: c % 4 == 0 (and 16-byte aligned pixels): a chunk is 4 channels of one tap, one 16-byte
-// copy. Otherwise (conv1's 3 channels) each of its 4 columns is decoded and copied alone.
+// Taps in the padding and pixels past n are zero-filled. VEC (c % 4 == 0, 16-byte aligned
+// pixels): a chunk is 4 channels of one tap, one 16-byte copy; otherwise (conv1's 3 channels)
+// each of its 4 columns is decoded and copied alone.
 template <bool VEC>
 struct RowsCursor {
   int off[4], ih0[4], iw0[4];  // per pixel: its image's offset, window origin (ih0 < -h: none)
@@ -257,7 +242,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const std::uint32_t (&a)
 
 // 64-row tiles: two CTAs per SM (<= 128 registers, 2 x 83 KB of shared memory) to hide latency.
 template <int BM, bool AK, bool BK, int IMPL>  // IMPL: 0 B is a matrix, 1 rows (VEC), 2 rows (scalar)
-__global__ void __launch_bounds__(kThreads, BM == 64 ? TF32X3_MINB64 : 1) gemm_tf32x3_kernel(GemmProblem p) {
+__global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel(GemmProblem p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int WM = BM / 2, MI = WM / 16, NJ = 4;  // a warp: WM x 32 of C, MI x NJ mma tiles
   extern __shared__ __align__(16) float smem[];
@@ -345,12 +330,11 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? TF32X3_MINB64 : 1) gemm_t
       }
       // Term by term over all MI x NJ tiles, so that consecutive mma never wait on each other's
       // accumulator.
-      const bool first = kk == 0 && kt % kFlush == 0;  // part holds nothing yet
 #pragma unroll
       for (int i = 0; i < MI; ++i)
 #pragma unroll
         for (int j = 0; j < NJ; ++j) {
-          if (TF32X3_ZEROC && first)
+          if (kk == 0)  // the tile's first product: part holds the previous tile's, already added
             mma_tf32_first(part[i][j], as[i], bb[j]);
           else
             mma_tf32(part[i][j], as[i], bb[j]);
@@ -364,17 +348,12 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? TF32X3_MINB64 : 1) gemm_t
 #pragma unroll
         for (int j = 0; j < NJ; ++j) mma_tf32(part[i][j], ab[i], bb[j]);
     }
-    if ((kt + 1) % kFlush == 0 || kt + 1 == ktiles) {
 #pragma unroll
-      for (int i = 0; i < MI; ++i)
+    for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int j = 0; j < NJ; ++j)
+      for (int j = 0; j < NJ; ++j)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            acc[i][j][e] += part[i][j][e];
-            if (!TF32X3_ZEROC) part[i][j][e] = 0.f;
-          }
-    }
+        for (int e = 0; e < 4; ++e) acc[i][j][e] += part[i][j][e];
   }
   asm volatile("cp.async.wait_group 0;\n" ::);
   __syncthreads();  // the pipeline's shared memory now stages C
@@ -481,7 +460,6 @@ void launch_layouts(const GemmProblem& p, cudaStream_t stream) {
 
 // 64-row tiles where 128-row ones would leave more of the last tile empty (m = 192: 1.5 tiles).
 int tile_rows(int m) {
-  if (TF32X3_BM) return TF32X3_BM;
   const int waste128 = (m + 127) / 128 * 128 - m, waste64 = (m + 63) / 64 * 64 - m;
   return waste64 < waste128 ? 64 : 128;
 }
