@@ -477,6 +477,10 @@ void report_incept_tf32x3(cudaStream_t s, const char* name, cublasOperation_t ta
     std::printf("%-36s %-24s not supported here\n", name, "incept 3xTF32 kernel");
     return;
   }
+  if (k > 8 * 8192) {  // the net never runs a weight gradient over all pixels in one GEMM
+    std::printf("%-36s %-24s (sliced as the net runs it: next table)\n", name, "incept 3xTF32 kernel");
+    return;
+  }
   kernels::gemm_tf32x3(p, s);
   const float ms = time_ms(
       s, [&] { kernels::gemm_tf32x3(p, s); }, 2);
@@ -568,8 +572,29 @@ void bench_fp32_gemm_math(cudaStream_t s, int nb) {
   }
 }
 
+const char* tile_name(kernels::Tf32x3Tile t) {
+  switch (t) {
+    case kernels::Tf32x3Tile::k64x128:
+      return "64x128";
+    case kernels::Tf32x3Tile::k128x128:
+      return "128x128";
+    case kernels::Tf32x3Tile::k32x128:
+      return "32x128";
+    case kernels::Tf32x3Tile::k16x128:
+      return "16x128";
+    case kernels::Tf32x3Tile::k128x32:
+      return "128x32";
+    case kernels::Tf32x3Tile::k64x64:
+      return "64x64";
+    default:
+      return "auto";
+  }
+}
+
 // The fp32 step's GEMMs as GpuFc runs them (weight gradients in batched slices), incept's 3xTF32
-// kernel against strict cuBLAS on each: the per-GEMM comparison of RESULTS.md's session 12.
+// kernel against strict cuBLAS on each: the per-GEMM comparison of RESULTS.md's session 12,
+// then the kernel's time with each tile (C or C^T as the launcher orients it; the chosen one
+// marked *), the data behind the tiles' speeds in kernels/gemm_tf32x3.cu.
 void bench_tf32x3_shapes(cudaStream_t s, int nb) {
   struct Shape {
     const char* name;
@@ -587,10 +612,22 @@ void bench_tf32x3_shapes(cudaStream_t s, int nb) {
       {"3b/1x1 forward         TN 128 x P28, k 256", true, false, 128, p28, 256, 1},
       {"3b/1x1 wgrad           NT 256 x 128, k P28/128 x 128", false, true, 256, 128, p28 / 128, 128},
       {"3b/1x1 dgrad           NN 256 x P28, k 128", false, false, 256, p28, 128, 1},
-      {"conv1 wgrad            NT 152 x 64, k P56/64 x 64", false, true, 152, 64, p56 / 64, 64},
+      {"conv1 wgrad            NT 152 x 64, k P112/4/128 x 128", false, true, 152, 64, p56 / 128, 128},
       {"4d/3x3 forward         TN 288 x P14, k 1296", true, false, 288, p14, 1296, 1},
       {"4d/3x3 dgrad           NN 1296 x P14, k 288", false, false, 1296, p14, 288, 1},
-      {"4d/1x1 forward         TN 112 x P14, k 512", true, false, 112, p14, 512, 1}};
+      {"4d/1x1 forward         TN 112 x P14, k 512", true, false, 112, p14, 512, 1},
+      {"3a/5x5_reduce forward  TN 16 x P28, k 192", true, false, 16, p28, 192, 1},
+      {"3a/pool_proj forward   TN 32 x P28, k 192", true, false, 32, p28, 192, 1},
+      {"3a/5x5 forward         TN 32 x P28, k 400", true, false, 32, p28, 400, 1},
+      {"3a/5x5 dgrad (flipped) TN 16 x P28, k 800", true, false, 16, p28, 800, 1},
+      {"3a/5x5 wgrad           NT 400 x 32, k P28/16 x 16", false, true, 400, 32, p28 / 16, 16},
+      {"3b/5x5 dgrad (flipped) TN 32 x P28, k 2400", true, false, 32, p28, 2400, 1},
+      {"4b/5x5_reduce forward  TN 24 x P14, k 512", true, false, 24, p14, 512, 1},
+      {"4b/5x5 dgrad (flipped) TN 24 x P14, k 1600", true, false, 24, p14, 1600, 1},
+      {"4b/5x5 wgrad           NT 600 x 64, k P14/8 x 8", false, true, 600, 64, p14 / 8, 8},
+      {"4c/1x1 wgrad           NT 512 x 128, k P14/32 x 32", false, true, 512, 128, p14 / 32, 32},
+      {"4e/5x5_reduce wgrad    NT 528 x 32, k P14/32 x 32", false, true, 528, 32, p14 / 32, 32},
+      {"5b/5x5_reduce forward  TN 48 x P7, k 832", true, false, 48, p14 / 4, 832, 1}};
   CublasHandle h = make_cublas();
   CUBLAS_CHECK(cublasSetStream(h, s));
   DeviceBuffer ws(std::size_t(32) << 20);
@@ -624,9 +661,25 @@ void bench_tf32x3_shapes(cudaStream_t s, int nb) {
     }
     const float t_ours = time_ms(s, [&] { kernels::gemm_tf32x3(p, s); });
     ours_total += t_ours;
+    bool transposed = false;
+    const kernels::Tf32x3Tile chosen = kernels::tf32x3_tile(p, &transposed);
     std::printf("%-52s 3xTF32 %7.3f ms %5.1f TF/s%s | cuBLAS strict %7.3f ms %5.1f TF/s | %.2fx\n", g.name,
                 t_ours, tf / t_ours, kernels::tf32x3_preferred(p) ? "" : " (not preferred)", t_cublas,
                 tf / t_cublas, t_cublas / t_ours);
+    std::printf("    tiles (ms, TF/s; ^T: runs C^T):");
+    for (const kernels::Tf32x3Tile t :
+         {kernels::Tf32x3Tile::k64x128, kernels::Tf32x3Tile::k128x128, kernels::Tf32x3Tile::k32x128,
+          kernels::Tf32x3Tile::k16x128, kernels::Tf32x3Tile::k128x32, kernels::Tf32x3Tile::k64x64}) {
+      kernels::GemmProblem q = p;
+      q.tile = t;
+      if (!kernels::tf32x3_supported(q)) continue;
+      bool tr = false;
+      kernels::tf32x3_tile(q, &tr);
+      const float ms = time_ms(s, [&] { kernels::gemm_tf32x3(q, s); });
+      std::printf(" %s%s%s %.3f (%.1f)", tile_name(t), tr ? "^T" : "",
+                  t == chosen && tr == transposed ? "*" : "", ms, tf / ms);
+    }
+    std::printf("\n");
   }
   std::printf("all: 3xTF32 %.3f ms, cuBLAS strict %.3f ms: %.2fx\n", ours_total, cublas_total,
               cublas_total / ours_total);

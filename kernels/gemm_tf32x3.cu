@@ -1,12 +1,13 @@
 // 3xTF32 fp32 GEMM on tensor cores (gemm_tf32x3_gpu.h).
 //
-// One CTA computes a BM x 128 tile of C with 8 warps (2 along m, 4 along n; a warp owns
-// BM/2 x 32), stepping k by 32 through a 3-stage cp.async pipeline. Shared memory mirrors the
-// global layout of each operand (rows along its contiguous dimension), padded so that the
-// per-lane fragment reads of mma.m16n8k8 hit 32 different banks:
-//   k-contiguous: [rows][32 + 4]   (lane g, t reads row g, column t: bank 4g + t)
-//   k-strided:    [32][rows + 8]   (lane g, t reads row t, column g: bank 8t + g)
-// Each k-tile's 3 x (BM/16) x 4 mma per 8 k accumulate into zeroed registers that are added to
+// One CTA of 8 warps computes a BM x BN tile of C (Tf32x3Tile: 64 x 128 and 128 x 128 for wide
+// problems, 32 x 128, 16 x 128, 128 x 32 and 64 x 64 for a narrow side), the warps laid out
+// WARPS_M x (8 / WARPS_M) over it, stepping k by 32 through a 3-stage cp.async pipeline. Shared
+// memory mirrors the global layout of each operand (rows along its contiguous dimension),
+// padded so that the per-lane fragment reads of mma.m16n8k8 hit 32 different banks:
+//   k-contiguous: [rows][32 + 8]   (lane g, t reads row g, columns 2t, 2t + 1)
+//   k-strided:    [32][rows + 4]   (lane g, t reads rows 2g, 2g + 1 at k 2t)
+// Each k-tile's 3 x MI x NJ mma per 8 k accumulate into zeroed registers that are added to
 // the result with fp32 FADDs at the end of the tile (see the header for why).
 #include <algorithm>
 #include <cmath>
@@ -21,10 +22,30 @@
 namespace incept::kernels {
 namespace {
 
-// Tiles of BM (64 or 128) x kBN of C, kBK of k per pipeline stage. Measured on an H200 (session
-// 12) against 4 stages, 128-row tiles everywhere, one CTA per SM for 64-row tiles and adding
-// to fp32 every second k-tile: all slower.
-constexpr int kBN = 128, kBK = 32, kStages = 3, kThreads = 256;
+// kBK of k per pipeline stage, 8 warps per CTA. Measured on an H200 (session 12) against 4
+// stages, 128-row tiles everywhere, one CTA per SM for 64-row tiles and adding to fp32 every
+// second k-tile: all slower.
+constexpr int kBK = 32, kStages = 3, kThreads = 256;
+
+// A tile configuration: BM x BN of C per CTA, the 8 warps WARPS_M along m by 8 / WARPS_M along
+// n, each owning WM x WN of C as MI x NJ mma tiles of 16 x 8.
+template <int BM, int BN, int WARPS_M>
+struct TileCfg {
+  static constexpr int bm = BM, bn = BN, warps_m = WARPS_M, warps_n = kThreads / 32 / WARPS_M;
+  static constexpr int wm = BM / warps_m, wn = BN / warps_n, mi = wm / 16, nj = wn / 8;
+  static_assert(warps_m * warps_n * 32 == kThreads && wm * warps_m == BM && wn * warps_n == BN,
+                "warp layout");
+  static_assert(wm % 16 == 0 && wn % 16 == 0, "whole 16-row m tiles, n tiles in pairs of 8 columns");
+  // 2 CTAs per SM (<= 128 registers, 2 x <= 83 KB of shared memory) hide latency, except with
+  // the 128 x 128 tile's 64 accumulators per thread
+  static constexpr int min_blocks = BM * BN >= 128 * 128 ? 1 : 2;
+};
+using Tile64x128 = TileCfg<64, 128, 2>;    // a warp: 32 x 32
+using Tile128x128 = TileCfg<128, 128, 2>;  // 64 x 32
+using Tile32x128 = TileCfg<32, 128, 1>;    // 32 x 16
+using Tile16x128 = TileCfg<16, 128, 1>;    // 16 x 16
+using Tile128x32 = TileCfg<128, 32, 4>;    // 32 x 16
+using Tile64x64 = TileCfg<64, 64, 2>;      // 32 x 16
 
 // Shared tiles. k-contiguous operand: [rows][kBK + 8]; k-strided: [kBK][rows + 4]. The mma's k
 // slots are permuted: slot t of an 8-k step is k = 2t, slot t + 4 is k = 2t + 1 (the same for
@@ -38,10 +59,10 @@ __host__ __device__ constexpr int tile_floats(int rows, bool k_contig) {
   return k_contig ? rows * tile_ld(rows, true) : kBK * tile_ld(rows, false);
 }
 
-template <int BM, bool AK, bool BK>
+template <class T, bool AK, bool BK>
 constexpr int smem_bytes() {
-  constexpr int pipeline = kStages * (tile_floats(BM, AK) + tile_floats(kBN, BK));
-  constexpr int staged_c = (BM + 4) * (kBN + 4);  // either orientation fits
+  constexpr int pipeline = kStages * (tile_floats(T::bm, AK) + tile_floats(T::bn, BK));
+  constexpr int staged_c = (T::bm + 4) * (T::bn + 4);  // either orientation fits
   return (pipeline > staged_c ? pipeline : staged_c) * 4;
 }
 
@@ -72,10 +93,11 @@ template <int ROWS, bool KC>
 __device__ __forceinline__ void load_tile(float* s, const float* g, int ld, int r0, int rows_total, int k0,
                                           int k_total) {
   constexpr int chunks = ROWS * kBK / 4, sld = tile_ld(ROWS, KC);
-  static_assert(chunks % kThreads == 0, "tile chunks per thread");
+  static_assert(chunks % kThreads == 0 || chunks < kThreads, "tile chunks per thread");
 #pragma unroll
-  for (int q = 0; q < chunks / kThreads; ++q) {
+  for (int q = 0; q < (chunks + kThreads - 1) / kThreads; ++q) {
     const int c = q * kThreads + threadIdx.x;
+    if (chunks < kThreads && c >= chunks) break;  // a 16-row tile: half the threads copy
     if constexpr (KC) {
       const int r = c / (kBK / 4), l4 = (c % (kBK / 4)) * 4;
       const bool ok = r0 + r < rows_total && k0 + l4 < k_total;
@@ -90,20 +112,23 @@ __device__ __forceinline__ void load_tile(float* s, const float* g, int ld, int 
   }
 }
 
-// B as a convolution's im2col rows read in place (GemmProblem::rows): a thread's 4 chunks of
-// each k-tile are 4 output pixels (tile rows q * 32 + tid / 8, fixed over the k loop) at the
-// same 4 columns (tid % 8), i.e. the same tap and channels; the tap advances with the k-tile.
+// B as a convolution's im2col rows read in place (GemmProblem::rows), a tile of ROWS pixels: a
+// thread's ROWS / 32 chunks of each k-tile are as many output pixels (tile rows q * 32 + tid / 8,
+// fixed over the k loop) at the same 4 columns (tid % 8), i.e. the same tap and channels; the
+// tap advances with the k-tile.
 // Taps in the padding and pixels past n are zero-filled. VEC (c % 4 == 0, 16-byte aligned
 // pixels): a chunk is 4 channels of one tap, one 16-byte copy; otherwise (conv1's 3 channels)
 // each of its 4 columns is decoded and copied alone.
-template <bool VEC>
+template <bool VEC, int ROWS>
 struct RowsCursor {
-  int off[4], ih0[4], iw0[4];  // per pixel: its image's offset, window origin (ih0 < -h: none)
+  static constexpr int Q = ROWS * kBK / 4 / kThreads;
+  static_assert(ROWS % 32 == 0, "whole chunks per thread");
+  int off[Q], ih0[Q], iw0[Q];  // per pixel: its image's offset, window origin (ih0 < -h: none)
   int tr, ts, cc;              // tap row, tap column and channel of the thread's columns
   __device__ void init(const ConvRows& x, int n0, int n) {
     const int col = (threadIdx.x % (kBK / 4)) * 4;
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
+    for (int q = 0; q < Q; ++q) {
       const int pix = n0 + q * (kThreads / (kBK / 4)) + threadIdx.x / (kBK / 4);
       const int hw = x.oh * x.ow, img = pix / hw, rem = pix - img * hw, oy = rem / x.ow, ox = rem - oy * x.ow;
       off[q] = static_cast<int>(img * x.image_stride);
@@ -117,8 +142,8 @@ struct RowsCursor {
   __device__ void load(float* s, const ConvRows& x) {
     const int col = (threadIdx.x % (kBK / 4)) * 4;
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      float* dst = s + (q * (kThreads / (kBK / 4)) + threadIdx.x / (kBK / 4)) * tile_ld(kBN, true) + col;
+    for (int q = 0; q < Q; ++q) {
+      float* dst = s + (q * (kThreads / (kBK / 4)) + threadIdx.x / (kBK / 4)) * tile_ld(ROWS, true) + col;
       int r = tr, t = ts, ch = cc;
 #pragma unroll
       for (int e = 0; e < (VEC ? 1 : 4); ++e) {
@@ -144,22 +169,25 @@ struct RowsCursor {
 };
 
 // The same rows as a k-strided B tile (a weight gradient, after the launcher's swap: k runs
-// over pixels, the tile's 128 rows over im2col columns). A thread's 4 chunks are 4 columns of
-// one 16-byte group (fixed: one tap, 4 channels) at 4 pixels (q * 8 + tid / 32 of the k-tile)
-// that advance by kBK pixels per k-tile. Pixels are those of batch entry z: z * k + [0, k).
-template <bool VEC>
+// over pixels, the tile's ROWS rows over im2col columns). A thread's ROWS / 32 chunks are 4
+// columns of one 16-byte group (fixed: one tap, 4 channels) at as many pixels (q * 1024 / ROWS
+// + tid / (ROWS / 4) of the k-tile) that advance by kBK pixels per k-tile. Pixels are those of
+// batch entry z: z * k + [0, k).
+template <bool VEC, int ROWS>
 struct RowsCursorKs {
-  int off[4], oy[4], ox[4];  // per chunk: its pixel's image offset and output position
-  int left[4];               // pixels of the entry left from this chunk's pixel on
+  static constexpr int Q = ROWS * kBK / 4 / kThreads;
+  static_assert(ROWS % 32 == 0, "whole chunks per thread");
+  int off[Q], oy[Q], ox[Q];  // per chunk: its pixel's image offset and output position
+  int left[Q];               // pixels of the entry left from this chunk's pixel on
   int tr, ts, cc;            // the thread's tap row (kh: none), tap column, first channel
   __device__ void init(const ConvRows& x, int n0, int n, int z, int k) {
-    const int col = n0 + (threadIdx.x % (kBN / 4)) * 4;
+    const int col = n0 + (threadIdx.x % (ROWS / 4)) * 4;
     const int tap = col / x.c;
     cc = col - tap * x.c, tr = col < n ? tap / x.kw : x.kh, ts = tap - (tap / x.kw) * x.kw;
     const int hw = x.oh * x.ow;
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int l = q * (kThreads / (kBN / 4)) + threadIdx.x / (kBN / 4);
+    for (int q = 0; q < Q; ++q) {
+      const int l = q * (kThreads / (ROWS / 4)) + threadIdx.x / (ROWS / 4);
       const long long pix = static_cast<long long>(z) * k + l;
       const int img = static_cast<int>(pix / hw),
                 rem = static_cast<int>(pix - static_cast<long long>(img) * hw);
@@ -169,11 +197,11 @@ struct RowsCursorKs {
     }
   }
   __device__ void load(float* s, const ConvRows& x) {
-    const int col4 = (threadIdx.x % (kBN / 4)) * 4;
+    const int col4 = (threadIdx.x % (ROWS / 4)) * 4;
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int l = q * (kThreads / (kBN / 4)) + threadIdx.x / (kBN / 4);
-      float* dst = s + l * tile_ld(kBN, false) + col4;
+    for (int q = 0; q < Q; ++q) {
+      const int l = q * (kThreads / (ROWS / 4)) + threadIdx.x / (ROWS / 4);
+      float* dst = s + l * tile_ld(ROWS, false) + col4;
       int r = tr, t = ts, ch = cc;
 #pragma unroll
       for (int e = 0; e < (VEC ? 1 : 4); ++e) {
@@ -240,11 +268,10 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const std::uint32_t (&a)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// 64-row tiles: two CTAs per SM (<= 128 registers, 2 x 83 KB of shared memory) to hide latency.
-template <int BM, bool AK, bool BK, int IMPL>  // IMPL: 0 B is a matrix, 1 rows (VEC), 2 rows (scalar)
-__global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel(GemmProblem p) {
+template <class T, bool AK, bool BK, int IMPL>  // IMPL: 0 B is a matrix, 1 rows (VEC), 2 rows (scalar)
+__global__ void __launch_bounds__(kThreads, T::min_blocks) gemm_tf32x3_kernel(GemmProblem p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  constexpr int WM = BM / 2, MI = WM / 16, NJ = 4;  // a warp: WM x 32 of C, MI x NJ mma tiles
+  constexpr int BM = T::bm, BN = T::bn, MI = T::mi, NJ = T::nj;
   extern __shared__ __align__(16) float smem[];
   float* sa = smem;
   float* sb = smem + kStages * tile_floats(BM, AK);
@@ -253,24 +280,24 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel
   const float* a = p.a + z * p.stride_a;
   const float* b = p.b + z * p.stride_b;
   float* c = p.c + z * p.stride_c;
-  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * kBN;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int wm = (warp % 2) * WM, wn = (warp / 2) * 32;
+  const int wm = (warp % T::warps_m) * T::wm, wn = (warp / T::warps_m) * T::wn;
   const int g = lane / 4, t = lane % 4;
   const int ktiles = (p.k + kBK - 1) / kBK;
 
   float acc[MI][NJ][4] = {};
   float part[MI][NJ][4] = {};
   // Implicit rows: a k-contiguous B (forward) or a k-strided one (a weight gradient).
-  std::conditional_t<BK, RowsCursor<IMPL == 1>, RowsCursorKs<IMPL == 1>> rows;
+  std::conditional_t<BK, RowsCursor<IMPL == 1, BN>, RowsCursorKs<IMPL == 1, BN>> rows;
   if constexpr (IMPL && BK) rows.init(p.rows, n0, p.n);
   if constexpr (IMPL && !BK) rows.init(p.rows, n0, p.n, z, p.k);
   auto load = [&](int stage, int kt) {  // called for kt = 0, 1, 2, ... in order
     load_tile<BM, AK>(sa + stage * tile_floats(BM, AK), a, p.lda, m0, p.m, kt * kBK, p.k);
     if constexpr (IMPL)
-      rows.load(sb + stage * tile_floats(kBN, BK), p.rows);
+      rows.load(sb + stage * tile_floats(BN, BK), p.rows);
     else
-      load_tile<kBN, BK>(sb + stage * tile_floats(kBN, BK), b, p.ldb, n0, p.n, kt * kBK, p.k);
+      load_tile<BN, BK>(sb + stage * tile_floats(BN, BK), b, p.ldb, n0, p.n, kt * kBK, p.k);
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -284,7 +311,7 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel
     asm volatile("cp.async.commit_group;\n" ::);
 
     const float* ta = sa + (kt % kStages) * tile_floats(BM, AK);
-    const float* tb = sb + (kt % kStages) * tile_floats(kBN, BK);
+    const float* tb = sb + (kt % kStages) * tile_floats(BN, BK);
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 8) {
       std::uint32_t ab[MI][4], as[MI][4], bb[NJ][2], bs[NJ][2];
@@ -311,12 +338,12 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel
       for (int j = 0; j < NJ; j += 2) {
         float v[2][2];  // [n-tile j, j + 1][b0 (slot t, column g), b1 (slot t + 4, column g)]
         if constexpr (BK) {
-          const float2 p0 = kc_pair<kBN>(tb, wn + j * 8 + g, kk + 2 * t),
-                       p1 = kc_pair<kBN>(tb, wn + j * 8 + 8 + g, kk + 2 * t);
+          const float2 p0 = kc_pair<BN>(tb, wn + j * 8 + g, kk + 2 * t),
+                       p1 = kc_pair<BN>(tb, wn + j * 8 + 8 + g, kk + 2 * t);
           v[0][0] = p0.x, v[0][1] = p0.y, v[1][0] = p1.x, v[1][1] = p1.y;
         } else {
-          const float2 k0 = ks_pair<kBN>(tb, wn + j * 8 + 2 * g, kk + 2 * t),
-                       k1 = ks_pair<kBN>(tb, wn + j * 8 + 2 * g, kk + 2 * t + 1);
+          const float2 k0 = ks_pair<BN>(tb, wn + j * 8 + 2 * g, kk + 2 * t),
+                       k1 = ks_pair<BN>(tb, wn + j * 8 + 2 * g, kk + 2 * t + 1);
           v[0][0] = k0.x, v[1][0] = k0.y, v[0][1] = k1.x, v[1][1] = k1.y;
         }
 #pragma unroll
@@ -363,7 +390,7 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel
   // c_row_major, columns. Fragment c0, c1: row g, columns 2t, 2t+1; c2, c3: row g + 8; mapped
   // back to tile rows and columns where the operand tiles paired them (k-strided operands).
   const bool rm = p.c_row_major;
-  const int cld = rm ? kBN + 4 : BM + 4;  // staged tile: [BN][BM + 4], or [BM][BN + 4] row-major
+  const int cld = rm ? BN + 4 : BM + 4;  // staged tile: [BN][BM + 4], or [BM][BN + 4] row-major
 #pragma unroll
   for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -377,7 +404,7 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel
       }
   __syncthreads();
   // Contiguous extent of the tile in C (rows, or columns when row-major) and the other one.
-  const int inner = rm ? kBN : BM, outer = rm ? BM : kBN;
+  const int inner = rm ? BN : BM, outer = rm ? BM : BN;
   const int inner0 = rm ? n0 : m0, outer0 = rm ? m0 : n0;
   const int inner_n = rm ? p.n : p.m, outer_n = rm ? p.m : p.n;
   const bool vec = inner_n % 4 == 0 && p.ldc % 4 == 0 && p.stride_c % 4 == 0 &&
@@ -416,13 +443,13 @@ __global__ void __launch_bounds__(kThreads, BM == 64 ? 2 : 1) gemm_tf32x3_kernel
 #endif
 }
 
-template <int BM, bool AK, bool BK, int IMPL = 0>
+template <class T, bool AK, bool BK, int IMPL = 0>
 void launch(const GemmProblem& p, cudaStream_t stream) {
-  constexpr int bytes = smem_bytes<BM, AK, BK>();
-  CUDA_CHECK(cudaFuncSetAttribute(gemm_tf32x3_kernel<BM, AK, BK, IMPL>,
+  constexpr int bytes = smem_bytes<T, AK, BK>();
+  CUDA_CHECK(cudaFuncSetAttribute(gemm_tf32x3_kernel<T, AK, BK, IMPL>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  const dim3 grid((p.m + BM - 1) / BM, (p.n + kBN - 1) / kBN, p.batch);
-  gemm_tf32x3_kernel<BM, AK, BK, IMPL><<<grid, kThreads, bytes, stream>>>(p);
+  const dim3 grid((p.m + T::bm - 1) / T::bm, (p.n + T::bn - 1) / T::bn, p.batch);
+  gemm_tf32x3_kernel<T, AK, BK, IMPL><<<grid, kThreads, bytes, stream>>>(p);
   KERNEL_CHECK("gemm_tf32x3_kernel");
 }
 
@@ -434,79 +461,84 @@ bool rows_vector(const ConvRows& r) {
   return r.c % 4 == 0 && r.pixel_stride % 4 == 0 && r.image_stride % 4 == 0 && aligned16(r.x);
 }
 
-template <int BM>
+template <class T>
 void launch_layouts(const GemmProblem& p, cudaStream_t stream) {
   // A's k is contiguous for op(A) = A^T (cuBLAS column-major), B's for op(B) = B.
   const bool ak = p.trans_a, bk = !p.trans_b;
   if (p.rows.x) {  // implicit im2col rows as B (oriented() put them there)
+    // a forward or flipped data gradient (A = filters^T, k-contiguous rows) or a weight
+    // gradient (A = dy, rows k-strided); tf32x3_supported() admits no other layout
+    if (ak != bk) throw Error("gemm_tf32x3: implicit rows in an unsupported layout");
     if (rows_vector(p.rows)) {
-      if (ak && bk) launch<BM, true, true, 1>(p, stream);
-      if (ak && !bk) launch<BM, true, false, 1>(p, stream);
-      if (!ak && bk) launch<BM, false, true, 1>(p, stream);
-      if (!ak && !bk) launch<BM, false, false, 1>(p, stream);
+      if (ak)
+        launch<T, true, true, 1>(p, stream);
+      else
+        launch<T, false, false, 1>(p, stream);
     } else {
-      if (ak && bk) launch<BM, true, true, 2>(p, stream);
-      if (ak && !bk) launch<BM, true, false, 2>(p, stream);
-      if (!ak && bk) launch<BM, false, true, 2>(p, stream);
-      if (!ak && !bk) launch<BM, false, false, 2>(p, stream);
+      if (ak)
+        launch<T, true, true, 2>(p, stream);
+      else
+        launch<T, false, false, 2>(p, stream);
     }
     return;
   }
-  if (ak && bk) launch<BM, true, true>(p, stream);
-  if (ak && !bk) launch<BM, true, false>(p, stream);
-  if (!ak && bk) launch<BM, false, true>(p, stream);
-  if (!ak && !bk) launch<BM, false, false>(p, stream);
+  if (ak && bk) launch<T, true, true>(p, stream);
+  if (ak && !bk) launch<T, true, false>(p, stream);
+  if (!ak && bk) launch<T, false, true>(p, stream);
+  if (!ak && !bk) launch<T, false, false>(p, stream);
 }
 
-// 64-row tiles where 128-row ones would leave more of the last tile empty (m = 192: 1.5 tiles).
-int tile_rows(int m) {
-  const int waste128 = (m + 127) / 128 * 128 - m, waste64 = (m + 63) / 64 * 64 - m;
-  return waste64 < waste128 ? 64 : 128;
+struct TileInfo {
+  Tf32x3Tile tile;
+  int bm, bn;
+  double speed;  // its rate on whole tiles relative to 64 x 128 (bench_kernels --fp32-gemm-math)
+};
+// Measured on the step's GEMMs (H200, session 13): 128 x 128 wins some weight gradients by
+// 3-6 % and loses data gradients by 4-8 % (and a 112-row forward by 18 %), so it is taken only
+// where it wastes less of m; the narrow tiles run whole tiles at 0.6-0.85 of 64 x 128's rate.
+constexpr TileInfo kTiles[] = {
+    {Tf32x3Tile::k64x128, 64, 128, 1.0},  {Tf32x3Tile::k128x128, 128, 128, 0.97},
+    {Tf32x3Tile::k32x128, 32, 128, 0.82}, {Tf32x3Tile::k16x128, 16, 128, 0.61},
+    {Tf32x3Tile::k128x32, 128, 32, 0.72}, {Tf32x3Tile::k64x64, 64, 64, 0.83},
+};
+
+// The share of ideal whole-64 x 128-tile throughput that tile t gets on C (m x n, batch): the
+// tiles' area inside C, their speed, and the SMs left idle by grids of fewer CTAs than SMs.
+double tile_efficiency(const TileInfo& t, int m, int n, int batch) {
+  const long long mt = (m + t.bm - 1) / t.bm, nt = (n + t.bn - 1) / t.bn;
+  const double fill = std::min(1.0, double(mt * nt * batch) / sm_count());
+  return double(m) / double(mt * t.bm) * double(n) / double(nt * t.bn) * t.speed * fill;
+}
+
+// The forced tile, else the most efficient one (the first of equals: 64 x 128 on a tie).
+const TileInfo& choose_tile(const GemmProblem& q) {
+  const TileInfo* best = &kTiles[0];
+  for (const TileInfo& t : kTiles) {
+    if (t.tile == q.tile) return t;
+    if (q.tile == Tf32x3Tile::kAuto &&
+        tile_efficiency(t, q.m, q.n, q.batch) > tile_efficiency(*best, q.m, q.n, q.batch))
+      best = &t;
+  }
+  return *best;
+}
+
+double best_efficiency(const GemmProblem& q) {
+  return tile_efficiency(choose_tile(q), q.m, q.n, q.batch);
 }
 
 }  // namespace
 
-bool tf32x3_supported(const GemmProblem& p) {
-  if (p.m < 32 || p.n < 32 || p.k < 1 || p.batch < 1) return false;
-  if (const ConvRows& r = p.rows; r.x) {
-    if (r.c < 1 || r.oh < 1 || r.ow < 1 || reinterpret_cast<std::uintptr_t>(r.x) % 4) return false;
-    const long long hw = static_cast<long long>(r.oh) * r.ow,
-                    taps_c = static_cast<long long>(r.kh) * r.kw * r.c;
-    const long long pixels = p.rows_are_a ? static_cast<long long>(p.k) * p.batch : p.n;
-    if (pixels % hw || (pixels / hw + 1) * r.image_stride > (1LL << 31) - 1) return false;  // 32-bit offsets
-    if (p.rows_are_a) {  // A = rows^T (op N), B = op(B) (op T): a weight gradient
-      // (columns past taps_c, rows padded to an aligned length, read as zeros)
-      if (p.trans_a || !p.trans_b || p.m < taps_c || p.n > 65535 * kBN || p.batch > 65535) return false;
-      if (!aligned16(p.b) || p.ldb % 4 || p.stride_b % 4 || p.n % 4) return false;
-    } else {  // B = rows (op N): a forward
-      if (p.trans_b || p.batch != 1 || p.k < taps_c) return false;
-      if (!aligned16(p.a) || p.lda % 4 || (p.trans_a ? p.k : p.m) % 4) return false;
-    }
-    return compute_capability() >= 80;
-  }
-  if (!aligned16(p.a) || !aligned16(p.b)) return false;
-  if (p.lda % 4 || p.ldb % 4 || p.stride_a % 4 || p.stride_b % 4) return false;
-  // the contiguous extent of each operand: whole 16-byte chunks, so a chunk is all in or all out
-  if ((p.trans_a ? p.k : p.m) % 4 || (p.trans_b ? p.n : p.k) % 4) return false;
-  if (p.n > 65535 * kBN || p.batch > 65535) return false;
-  return compute_capability() >= 80;
-}
-
 namespace {
-// Fraction of the launched tiles' area that lies inside C.
-double tile_use(int m, int n) {
-  const int bm = tile_rows(m);
-  const long long mt = (m + bm - 1) / bm, nt = (n + kBN - 1) / kBN;
-  return double(m) / double(mt * bm) * double(n) / double(nt * kBN);
-}
-
-// The problem as launched: C^T = op(B)^T op(A)^T, written row-major into C's memory, where that
-// wastes less of the tiles (a weight gradient's 192 output channels use 75% of two 128-wide
-// tiles; as rows they fill three 64-row tiles). Not with a bias (it is per row of C).
+// The problem as launched: C^T = op(B)^T op(A)^T, written row-major into C's memory, where its
+// tiles cost less (a weight gradient's 192 output channels use 75% of two 128-wide tiles; as
+// rows they fill three 64-row tiles). Not with a bias (it is per row of C).
 GemmProblem oriented(const GemmProblem& p) {
-  if (!p.rows_are_a &&
-      (p.bias || p.c_row_major || p.rows.x || tile_use(p.n, p.m) <= tile_use(p.m, p.n) + 0.05))
-    return p;
+  if (!p.rows_are_a) {
+    if (p.bias || p.c_row_major || p.rows.x) return p;
+    GemmProblem t = p;
+    std::swap(t.m, t.n);
+    if (best_efficiency(t) <= best_efficiency(p) * 1.05) return p;
+  }
   // (rows of A are always moved to B: the kernel reads implicit rows as its B tile)
   GemmProblem q = p;
   q.rows_are_a = false;
@@ -518,21 +550,68 @@ GemmProblem oriented(const GemmProblem& p) {
 }
 }  // namespace
 
+bool tf32x3_supported(const GemmProblem& p) {
+  if (p.m < 16 || p.n < 16 || p.k < 1 || p.batch < 1 || p.batch > 65535) return false;
+  if (const ConvRows& r = p.rows; r.x) {
+    if (r.c < 1 || r.oh < 1 || r.ow < 1 || reinterpret_cast<std::uintptr_t>(r.x) % 4) return false;
+    const long long hw = static_cast<long long>(r.oh) * r.ow,
+                    taps_c = static_cast<long long>(r.kh) * r.kw * r.c;
+    const long long pixels = p.rows_are_a ? static_cast<long long>(p.k) * p.batch : p.n;
+    if (pixels % hw || (pixels / hw + 1) * r.image_stride > (1LL << 31) - 1) return false;  // 32-bit offsets
+    if (p.rows_are_a) {  // A = rows^T (op N), B = op(B) (op T): a weight gradient
+      // (columns past taps_c, rows padded to an aligned length, read as zeros)
+      if (p.trans_a || !p.trans_b || p.m < taps_c) return false;
+      if (!aligned16(p.b) || p.ldb % 4 || p.stride_b % 4 || p.n % 4) return false;
+    } else {  // B = rows (op N), A = filters^T (op T): a forward or a flipped data gradient
+      if (!p.trans_a || p.trans_b || p.batch != 1 || p.k < taps_c) return false;
+      if (!aligned16(p.a) || p.lda % 4 || p.k % 4) return false;
+    }
+  } else {
+    if (!aligned16(p.a) || !aligned16(p.b)) return false;
+    if (p.lda % 4 || p.ldb % 4 || p.stride_a % 4 || p.stride_b % 4) return false;
+    // the contiguous extent of each operand: whole 16-byte chunks, so a chunk is all in or all out
+    if ((p.trans_a ? p.k : p.m) % 4 || (p.trans_b ? p.n : p.k) % 4) return false;
+  }
+  if (compute_capability() < 80) return false;
+  const GemmProblem q = oriented(p);
+  return (q.n + choose_tile(q).bn - 1) / choose_tile(q).bn <= 65535;
+}
+
 bool tf32x3_preferred(const GemmProblem& p) {
   if (!tf32x3_supported(p) || p.k < 64) return false;
+  // the launched tiles at least 45 % as productive as whole 64 x 128 tiles on every SM
+  return best_efficiency(oriented(p)) >= 0.45;
+}
+
+Tf32x3Tile tf32x3_tile(const GemmProblem& p, bool* transposed) {
   const GemmProblem q = oriented(p);
-  const int bm = tile_rows(q.m);
-  const long long ctas = static_cast<long long>((q.m + bm - 1) / bm) * ((q.n + kBN - 1) / kBN) * q.batch;
-  return tile_use(q.m, q.n) >= 0.55 && ctas >= sm_count();
+  if (transposed) *transposed = q.c_row_major && !p.c_row_major;
+  return choose_tile(q).tile;
 }
 
 void gemm_tf32x3(const GemmProblem& p0, cudaStream_t stream) {
   if (!tf32x3_supported(p0)) throw Error("gemm_tf32x3: problem not supported (check tf32x3_supported first)");
   const GemmProblem p = oriented(p0);
-  if (tile_rows(p.m) == 64)
-    launch_layouts<64>(p, stream);
-  else
-    launch_layouts<128>(p, stream);
+  switch (choose_tile(p).tile) {
+    case Tf32x3Tile::k128x128:
+      launch_layouts<Tile128x128>(p, stream);
+      break;
+    case Tf32x3Tile::k32x128:
+      launch_layouts<Tile32x128>(p, stream);
+      break;
+    case Tf32x3Tile::k16x128:
+      launch_layouts<Tile16x128>(p, stream);
+      break;
+    case Tf32x3Tile::k128x32:
+      launch_layouts<Tile128x32>(p, stream);
+      break;
+    case Tf32x3Tile::k64x64:
+      launch_layouts<Tile64x64>(p, stream);
+      break;
+    default:
+      launch_layouts<Tile64x128>(p, stream);
+      break;
+  }
 }
 
 namespace {

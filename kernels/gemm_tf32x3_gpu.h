@@ -34,6 +34,10 @@ struct ConvRows {
   int kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, oh = 0, ow = 0;
 };
 
+// The CTA tile (rows x columns of C, as launched): two wide ones and four for a narrow side
+// (conv1's 152 taps, the 16-48 channels of the inception modules' 5x5 branch).
+enum class Tf32x3Tile { kAuto, k64x128, k128x128, k32x128, k16x128, k128x32, k64x64 };
+
 struct GemmProblem {
   bool trans_a = false, trans_b = false;  // cuBLAS's CUBLAS_OP_T for A, B
   int m = 0, n = 0, k = 0;
@@ -59,19 +63,23 @@ struct GemmProblem {
   // B op T).
   ConvRows rows;
   bool rows_are_a = false;
+  // kAuto: the launcher's choice (tf32x3_tile); otherwise this tile (tests and benchmarks)
+  Tf32x3Tile tile = Tf32x3Tile::kAuto;
 };
 
 // Whether the kernel runs this problem on the current device: compute capability >= 8.0,
 // operands 16-byte aligned with leading dimensions and batch strides multiples of 4, the
-// contiguous extent of each operand (m or k for A, k or n for B) a multiple of 4, and m, n
-// large enough (>= 32) that the 64- or 128-wide tiles are mostly used.
+// contiguous extent of each operand (m or k for A, k or n for B) a multiple of 4, and m, n >= 16.
 bool tf32x3_supported(const GemmProblem& p);
-// Whether it is also expected to beat strict cuBLAS (H200, session 12: 1.3-1.4x on the step's
-// forward and data-gradient GEMMs, 1.15x on weight gradients): supported, k >= 64 (a k of 16-48
-// leaves the pipeline empty), at least 55% of the launched tiles' area inside C (in the better
-// of C and C^T; conv1's weight gradient, 59%, is 1.2x) and at least one CTA per SM (an inner
-// product at batch 128 has 16).
+// Whether it is also expected to beat strict cuBLAS (H200, sessions 12-13: 1.2-1.35x on the
+// step's wide GEMMs, 1.6-2.2x on the 5x5 branches' narrow ones): supported, k >= 64 (a k of
+// 16-48 leaves the pipeline empty), and the launched tiles (the best tile, in the better of C and
+// C^T) at least 45 % as productive as whole 64 x 128 tiles on every SM: their share of C's area,
+// times the tile's measured speed, times the share of SMs the grid fills (an inner product at
+// batch 128 has 16 CTAs).
 bool tf32x3_preferred(const GemmProblem& p);
+// The tile the launcher runs p with, and whether it runs C^T (row-major C) instead of C.
+Tf32x3Tile tf32x3_tile(const GemmProblem& p, bool* transposed = nullptr);
 // Runs it (throws incept::Error when !tf32x3_supported(p)). No allocation, no synchronization.
 void gemm_tf32x3(const GemmProblem& p, cudaStream_t stream);
 

@@ -506,12 +506,17 @@ struct Tf32x3Case {
   bool ta, tb;
   int m, n, k, batch;
   float alpha, beta;
+  kernels::Tf32x3Tile tile = kernels::Tf32x3Tile::kAuto;
 };
+
+const kernels::Tf32x3Tile kAllTiles[] = {kernels::Tf32x3Tile::k64x128, kernels::Tf32x3Tile::k128x128,
+                                         kernels::Tf32x3Tile::k32x128, kernels::Tf32x3Tile::k16x128,
+                                         kernels::Tf32x3Tile::k128x32, kernels::Tf32x3Tile::k64x64};
 
 void check_tf32x3(const Tf32x3Case& cs) {
   kernels::GemmProblem p;
   p.trans_a = cs.ta, p.trans_b = cs.tb, p.m = cs.m, p.n = cs.n, p.k = cs.k, p.batch = cs.batch;
-  p.alpha = cs.alpha, p.beta = cs.beta;
+  p.alpha = cs.alpha, p.beta = cs.beta, p.tile = cs.tile;
   p.lda = (cs.ta ? cs.k : cs.m) + 4;
   p.ldb = (cs.tb ? cs.n : cs.k) + 8;
   p.ldc = cs.m + 4;
@@ -561,8 +566,11 @@ void check_tf32x3(const Tf32x3Case& cs) {
     }
   }
   char what[160];
-  std::snprintf(what, sizeof what, "tf32x3 %c%c m %d n %d k %d batch %d alpha %g beta %g", cs.ta ? 'T' : 'N',
-                cs.tb ? 'T' : 'N', cs.m, cs.n, cs.k, cs.batch, cs.alpha, cs.beta);
+  bool transposed = false;
+  const int tile = int(kernels::tf32x3_tile(p, &transposed));
+  std::snprintf(what, sizeof what, "tf32x3 %c%c m %d n %d k %d batch %d alpha %g beta %g, tile %d%s",
+                cs.ta ? 'T' : 'N', cs.tb ? 'T' : 'N', cs.m, cs.n, cs.k, cs.batch, cs.alpha, cs.beta, tile,
+                transposed ? " (C^T)" : "");
   report(std::string(what) + " vs its arithmetic", std::sqrt(num_k / den), 1e-6);
   report(std::string(what) + " vs exact", std::sqrt(num_x / den), 2e-6);
   EXPECT_EQ(gaps_written, 0u) << what;
@@ -579,8 +587,18 @@ TEST(GpuKernels, Tf32x3GemmMatchesReference) {
       {true, true, 36, 260, 44, 1, -0.5f, 0.25f},  // the fourth layout, ragged k tile
       {true, false, 256, 96, 8, 1, 1.f, 0.f},      // one partial k tile
       {true, false, 66, 50, 64, 1, 1.f, 1.f},      // C^T launched, scalar epilogue (m % 4 != 0)
+      {true, false, 16, 300, 192, 1, 1.f, 0.f},    // a narrow forward (5x5_reduce): 16 x 128 tiles
+      {true, false, 24, 260, 400, 1, 1.f, 1.f},    // 32 x 128, accumulating
+      {false, true, 152, 64, 3136, 4, 1.f, 0.f},   // conv1's weight gradient slices: 64 x 64 (as C^T)
   };
   for (const Tf32x3Case& cs : cases) check_tf32x3(cs);
+  // every tile on every layout, ragged in m, n and k
+  for (const kernels::Tf32x3Tile t : kAllTiles)
+    for (const Tf32x3Case& cs : {Tf32x3Case{true, false, 72, 140, 100, 1, 1.f, 0.f, t},
+                                 Tf32x3Case{false, false, 40, 76, 72, 2, 1.f, 1.f, t},
+                                 Tf32x3Case{false, true, 136, 36, 260, 2, 1.f, 0.f, t},
+                                 Tf32x3Case{true, true, 20, 196, 44, 1, -0.5f, 0.25f, t}})
+      check_tf32x3(cs);
 }
 
 // Implicit GEMM: the kernel reading a channels-last convolution's im2col rows in place
@@ -617,67 +635,75 @@ TEST(GpuKernels, Tf32x3ImplicitRowsEqualExplicitRows) {
     }
     DeviceBuffer dx = upload<float>(x), dw = upload<float>(w), drows = upload<float>(rows),
                  y1 = poisoned<float>(std::size_t(n) * ge.m), y2 = poisoned<float>(std::size_t(n) * ge.m);
-    kernels::GemmProblem p;  // y'[m, n] = W'^T rows': GpuFc::forward's problem
-    p.trans_a = true, p.m = ge.m, p.n = n, p.k = k;
-    p.a = dw.as<float>(), p.lda = k, p.b = drows.as<float>(), p.ldb = k, p.c = y1.as<float>(), p.ldc = ge.m;
-    ASSERT_TRUE(kernels::tf32x3_supported(p));
-    kernels::gemm_tf32x3(p, nullptr);
-    kernels::GemmProblem q = p;
-    q.b = nullptr, q.ldb = 0, q.c = y2.as<float>(), q.rows = r;
-    q.rows.x = dx.as<float>();
-    ASSERT_TRUE(kernels::tf32x3_supported(q));
-    kernels::gemm_tf32x3(q, nullptr);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    const auto explicit_y = download<float>(y1, std::size_t(n) * ge.m),
-               implicit_y = download<float>(y2, std::size_t(n) * ge.m);
-    EXPECT_EQ(0, std::memcmp(explicit_y.data(), implicit_y.data(), explicit_y.size() * 4))
-        << "implicit rows differ from explicit rows, " << ge.kh << "x" << ge.kw << " stride " << ge.s;
-    std::vector<double> ref(explicit_y.size());
-    kernels::GemmProblem h = q;
-    h.rows.x = x.data();
-    kernels::gemm_tf32x3_ref(h, w.data(), nullptr, ref.data());
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < ref.size(); ++i)
-      num += (implicit_y[i] - ref[i]) * (implicit_y[i] - ref[i]), den += ref[i] * ref[i];
-    char what[120];
-    std::snprintf(what, sizeof what, "implicit rows %dx%d stride %d pad %d, c %d of %d, m %d n %d", ge.kh,
-                  ge.kw, ge.s, ge.pad, ge.c, ge.ps, ge.m, n);
-    report(what, std::sqrt(num / den), 1e-6);
+    DeviceBuffer zero_bias = upload<float>(std::vector<float>(ge.m, 0.f));
+    // the launcher's tile, then each tile that takes a narrow side
+    for (const kernels::Tf32x3Tile tile :
+         {kernels::Tf32x3Tile::kAuto, kernels::Tf32x3Tile::k32x128, kernels::Tf32x3Tile::k16x128,
+          kernels::Tf32x3Tile::k128x32, kernels::Tf32x3Tile::k64x64}) {
+      kernels::GemmProblem p;  // y'[m, n] = W'^T rows': GpuFc::forward's problem
+      p.trans_a = true, p.m = ge.m, p.n = n, p.k = k, p.tile = tile;
+      p.bias = zero_bias.as<float>();  // (+0: keeps the explicit problem from running as C^T)
+      p.a = dw.as<float>(), p.lda = k, p.b = drows.as<float>(), p.ldb = k, p.c = y1.as<float>(), p.ldc = ge.m;
+      ASSERT_TRUE(kernels::tf32x3_supported(p));
+      kernels::gemm_tf32x3(p, nullptr);
+      kernels::GemmProblem q = p;
+      q.b = nullptr, q.ldb = 0, q.c = y2.as<float>(), q.rows = r;
+      q.rows.x = dx.as<float>();
+      ASSERT_TRUE(kernels::tf32x3_supported(q));
+      kernels::gemm_tf32x3(q, nullptr);
+      CUDA_CHECK(cudaDeviceSynchronize());
+      const auto explicit_y = download<float>(y1, std::size_t(n) * ge.m),
+                 implicit_y = download<float>(y2, std::size_t(n) * ge.m);
+      EXPECT_EQ(0, std::memcmp(explicit_y.data(), implicit_y.data(), explicit_y.size() * 4))
+          << "implicit rows differ from explicit rows, " << ge.kh << "x" << ge.kw << " stride " << ge.s;
+      std::vector<double> ref(explicit_y.size());
+      kernels::GemmProblem h = q;
+      h.rows.x = x.data(), h.bias = nullptr;
+      kernels::gemm_tf32x3_ref(h, w.data(), nullptr, ref.data());
+      double num = 0, den = 0;
+      for (std::size_t i = 0; i < ref.size(); ++i)
+        num += (implicit_y[i] - ref[i]) * (implicit_y[i] - ref[i]), den += ref[i] * ref[i];
+      char what[140];
+      std::snprintf(what, sizeof what, "implicit rows %dx%d stride %d pad %d, c %d of %d, m %d n %d, tile %d",
+                    ge.kh, ge.kw, ge.s, ge.pad, ge.c, ge.ps, ge.m, n, int(kernels::tf32x3_tile(q)));
+      report(what, std::sqrt(num / den), 1e-6);
 
-    // The weight gradient dW'[k, m] = rows'[k, pixels] dy'[m, pixels]^T, one batch entry per
-    // image: the rows in place (rows_are_a; the launcher runs it as C^T) against explicit rows in
-    // the same orientation (C row-major), bitwise, and the first entry against the reference.
-    const int hw = r.oh * r.ow;
-    const auto dy = random_floats(std::size_t(n) * ge.m, fresh_seed("implicit dy"));
-    DeviceBuffer ddy = upload<float>(dy), g1 = poisoned<float>(std::size_t(ge.images) * k * ge.m),
-                 g2 = poisoned<float>(std::size_t(ge.images) * k * ge.m);
-    kernels::GemmProblem e;
-    e.trans_b = true, e.m = ge.m, e.n = k, e.k = hw, e.batch = ge.images, e.c_row_major = true;
-    e.a = ddy.as<float>(), e.lda = ge.m, e.stride_a = std::int64_t(hw) * ge.m;
-    e.b = drows.as<float>(), e.ldb = k, e.stride_b = std::int64_t(hw) * k;
-    e.c = g1.as<float>(), e.ldc = k, e.stride_c = std::int64_t(k) * ge.m;
-    ASSERT_TRUE(kernels::tf32x3_supported(e));
-    kernels::gemm_tf32x3(e, nullptr);
-    kernels::GemmProblem wg;
-    wg.trans_b = true, wg.m = k, wg.n = ge.m, wg.k = hw, wg.batch = ge.images;
-    wg.rows = q.rows, wg.rows_are_a = true;
-    wg.b = ddy.as<float>(), wg.ldb = ge.m, wg.stride_b = std::int64_t(hw) * ge.m;
-    wg.c = g2.as<float>(), wg.ldc = k, wg.stride_c = std::int64_t(k) * ge.m;
-    ASSERT_TRUE(kernels::tf32x3_supported(wg));
-    kernels::gemm_tf32x3(wg, nullptr);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    const auto ge1 = download<float>(g1, std::size_t(ge.images) * k * ge.m),
-               ge2 = download<float>(g2, std::size_t(ge.images) * k * ge.m);
-    EXPECT_EQ(0, std::memcmp(ge1.data(), ge2.data(), ge1.size() * 4))
-        << "implicit weight-gradient rows differ from explicit rows, " << ge.kh << "x" << ge.kw;
-    std::vector<double> gref(std::size_t(k) * ge.m);
-    kernels::GemmProblem gh = wg;
-    gh.rows.x = x.data();
-    kernels::gemm_tf32x3_ref(gh, nullptr, dy.data(), gref.data());
-    num = den = 0;
-    for (std::size_t i = 0; i < gref.size(); ++i)
-      num += (ge2[i] - gref[i]) * (ge2[i] - gref[i]), den += gref[i] * gref[i];
-    report(std::string(what) + " wgrad", std::sqrt(num / den), 1e-6);
+      // The weight gradient dW'[k, m] = rows'[k, pixels] dy'[m, pixels]^T, one batch entry per
+      // image: the rows in place (rows_are_a; the launcher runs it as C^T) against explicit rows in
+      // the same orientation (C row-major), bitwise, and the first entry against the reference.
+      const int hw = r.oh * r.ow;
+      const auto dy = random_floats(std::size_t(n) * ge.m, fresh_seed("implicit dy"));
+      DeviceBuffer ddy = upload<float>(dy), g1 = poisoned<float>(std::size_t(ge.images) * k * ge.m),
+                   g2 = poisoned<float>(std::size_t(ge.images) * k * ge.m);
+      kernels::GemmProblem e;
+      e.trans_b = true, e.m = ge.m, e.n = k, e.k = hw, e.batch = ge.images, e.c_row_major = true,
+      e.tile = tile;
+      e.a = ddy.as<float>(), e.lda = ge.m, e.stride_a = std::int64_t(hw) * ge.m;
+      e.b = drows.as<float>(), e.ldb = k, e.stride_b = std::int64_t(hw) * k;
+      e.c = g1.as<float>(), e.ldc = k, e.stride_c = std::int64_t(k) * ge.m;
+      ASSERT_TRUE(kernels::tf32x3_supported(e));
+      kernels::gemm_tf32x3(e, nullptr);
+      kernels::GemmProblem wg;
+      wg.trans_b = true, wg.m = k, wg.n = ge.m, wg.k = hw, wg.batch = ge.images, wg.tile = tile;
+      wg.rows = q.rows, wg.rows_are_a = true;
+      wg.b = ddy.as<float>(), wg.ldb = ge.m, wg.stride_b = std::int64_t(hw) * ge.m;
+      wg.c = g2.as<float>(), wg.ldc = k, wg.stride_c = std::int64_t(k) * ge.m;
+      ASSERT_TRUE(kernels::tf32x3_supported(wg));
+      kernels::gemm_tf32x3(wg, nullptr);
+      CUDA_CHECK(cudaDeviceSynchronize());
+      const auto ge1 = download<float>(g1, std::size_t(ge.images) * k * ge.m),
+                 ge2 = download<float>(g2, std::size_t(ge.images) * k * ge.m);
+      EXPECT_EQ(0, std::memcmp(ge1.data(), ge2.data(), ge1.size() * 4))
+          << "implicit weight-gradient rows differ from explicit rows, " << ge.kh << "x" << ge.kw;
+      std::vector<double> gref(std::size_t(k) * ge.m);
+      kernels::GemmProblem gh = wg;
+      gh.rows.x = x.data();
+      kernels::gemm_tf32x3_ref(gh, nullptr, dy.data(), gref.data());
+      num = den = 0;
+      for (std::size_t i = 0; i < gref.size(); ++i)
+        num += (ge2[i] - gref[i]) * (ge2[i] - gref[i]), den += gref[i] * gref[i];
+      report(std::string(what) + " wgrad", std::sqrt(num / den), 1e-6);
+    }
   }
 }
 
@@ -694,8 +720,7 @@ TEST(GpuKernels, FlipFiltersMatchesCpu) {
 }
 
 // Where the kernel is expected to beat strict cuBLAS (GpuFc's choice): the step's big forward,
-// data- and weight-gradient GEMMs; not an inner product at batch 128 (16 CTAs), a k of 16, or
-// conv1's weight gradient with 64 of 128 tile columns used.
+// data- and weight-gradient GEMMs; not an inner product at batch 128 (16 CTAs) or a k of 16.
 TEST(GpuKernels, Tf32x3PreferredShapes) {
   INCEPT_REQUIRE_GPU();
   if (kernels::compute_capability() < 80) GTEST_SKIP() << "3xTF32 needs compute capability 8.0";
@@ -712,8 +737,14 @@ TEST(GpuKernels, Tf32x3PreferredShapes) {
   EXPECT_TRUE(kernels::tf32x3_preferred(problem(false, true, 576, 192, 6272, 64)));    // its weight gradient
   EXPECT_FALSE(kernels::tf32x3_preferred(problem(true, false, 1000, 128, 1024, 1)));   // loss3/classifier
   EXPECT_FALSE(kernels::tf32x3_preferred(problem(false, false, 400, 100352, 16, 1)));  // k = 16
-  EXPECT_FALSE(kernels::tf32x3_preferred(problem(false, true, 152, 64, 6272, 64)));    // conv1 wgrad
-  EXPECT_FALSE(kernels::tf32x3_supported(problem(true, false, 16, 100352, 192, 1)));   // m = 16
+  EXPECT_FALSE(kernels::tf32x3_supported(problem(true, false, 12, 100352, 192, 1)));   // m = 12
+  // narrow sides take narrow tiles: conv1's weight gradient (152 taps x 64) in 64 x 64 tiles
+  // (79 % used; 59 % in 64 x 128 ones), a 5x5_reduce's 16 output channels in 16 x 128
+  EXPECT_TRUE(kernels::tf32x3_preferred(problem(false, true, 152, 64, 3136, 128)));
+  EXPECT_EQ(kernels::tf32x3_tile(problem(false, true, 152, 64, 3136, 128)), kernels::Tf32x3Tile::k64x64);
+  EXPECT_TRUE(kernels::tf32x3_preferred(problem(true, false, 16, 100352, 192, 1)));
+  EXPECT_EQ(kernels::tf32x3_tile(problem(true, false, 16, 100352, 192, 1)), kernels::Tf32x3Tile::k16x128);
+  EXPECT_EQ(kernels::tf32x3_tile(problem(true, false, 192, 401408, 576, 1)), kernels::Tf32x3Tile::k64x128);
 }
 
 // A long-k weight gradient as the net runs it (conv2/3x3's k is 401,408 pixels at batch 128):
