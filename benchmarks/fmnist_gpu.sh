@@ -6,8 +6,9 @@
 #   - the training step fed by the loader against the synthetic step (bench_train_step --dataset),
 #   - DIGITS' GoogLeNet trained by train_googlenet for EPOCHS epochs with DIGITS' default solver
 #     (lr 0.01, step 33 %, gamma 0.1) at batch 128, once per entry of RUNS: "bf16", "fp32",
-#     "bf16:0,1" for data parallel on GPUs 0 and 1, or "fp32r" (fp32 with every gradient rounded
-#     to bf16 before the update, --round-grads-bf16: what storing gradients in bf16 costs, alone).
+#     "bf16:0,1" for data parallel on GPUs 0 and 1, "fp32r" (fp32 with every gradient rounded
+#     to bf16 before the update, --round-grads-bf16: what storing gradients in bf16 costs, alone)
+#     or "fp32s" (fp32 with --fp32-math strict: FMA GEMMs, against "fp32"'s 3xTF32 on sm_80+).
 #     PARALLEL=1 runs the entries at the same time (give each its own GPUs, e.g. "fp32:0 fp32r:1").
 # The programs come from PATH (source .devpack/env.sh); the dataset is kept in WORK between runs.
 # Usage: benchmarks/fmnist_gpu.sh OUT_DIR   (env: RUNS="bf16 fp32", EPOCHS=10, WORK=/tmp/fmnist,
@@ -35,10 +36,10 @@ fi
 one_run() {
   local run=$1 precision=${1%%:*} gpus=0 flags=()
   [[ $run == *:* ]] && gpus=${run#*:}
-  if [[ $precision == fp32r ]]; then
-    precision=fp32
-    flags=(--round-grads-bf16)
-  fi
+  case $precision in
+    fp32r) precision=fp32 flags=(--round-grads-bf16) ;;
+    fp32s) precision=fp32 flags=(--fp32-math strict) ;;
+  esac
   local name=${run%%:*}_g${gpus//,/}
   rm -rf "$work/job_$name"
   local t0 t1 rc
