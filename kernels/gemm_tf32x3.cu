@@ -494,8 +494,9 @@ struct TileInfo {
   double speed;  // its rate on whole tiles relative to 64 x 128 (bench_kernels --fp32-gemm-math)
 };
 // Measured on the step's GEMMs (H200, session 13): 128 x 128 wins some weight gradients by
-// 3-6 % and loses data gradients by 4-8 % (and a 112-row forward by 18 %), so it is taken only
-// where it wastes less of m; the narrow tiles run whole tiles at 0.6-0.85 of 64 x 128's rate.
+// 3-6 % and loses data gradients by 4-8 % (and a 112-row forward by 18 %), so it needs to fill
+// its tiles better than 64 x 128 to be taken; the narrow tiles run whole tiles at 0.6-0.85 of
+// 64 x 128's rate.
 constexpr TileInfo kTiles[] = {
     {Tf32x3Tile::k64x128, 64, 128, 1.0},  {Tf32x3Tile::k128x128, 128, 128, 0.97},
     {Tf32x3Tile::k32x128, 32, 128, 0.82}, {Tf32x3Tile::k16x128, 16, 128, 0.61},
@@ -574,7 +575,8 @@ bool tf32x3_supported(const GemmProblem& p) {
   }
   if (compute_capability() < 80) return false;
   const GemmProblem q = oriented(p);
-  return (q.n + choose_tile(q).bn - 1) / choose_tile(q).bn <= 65535;
+  const TileInfo& t = choose_tile(q);
+  return (q.n + t.bn - 1) / t.bn <= 65535;  // grid.y
 }
 
 bool tf32x3_preferred(const GemmProblem& p) {
