@@ -492,15 +492,20 @@ struct TileInfo {
   Tf32x3Tile tile;
   int bm, bn;
   double speed;  // its rate on whole tiles relative to 64 x 128 (bench_kernels --fp32-gemm-math)
+  void (*run)(const GemmProblem&, cudaStream_t);
 };
+template <class T>
+constexpr TileInfo tile_info(Tf32x3Tile tile, double speed) {
+  return {tile, T::bm, T::bn, speed, &launch_layouts<T>};
+}
 // Measured on the step's GEMMs (H200, session 13): 128 x 128 wins some weight gradients by
 // 3-6 % and loses data gradients by 4-8 % (and a 112-row forward by 18 %), so it needs to fill
 // its tiles better than 64 x 128 to be taken; the narrow tiles run whole tiles at 0.6-0.85 of
 // 64 x 128's rate.
 constexpr TileInfo kTiles[] = {
-    {Tf32x3Tile::k64x128, 64, 128, 1.0},  {Tf32x3Tile::k128x128, 128, 128, 0.97},
-    {Tf32x3Tile::k32x128, 32, 128, 0.82}, {Tf32x3Tile::k16x128, 16, 128, 0.61},
-    {Tf32x3Tile::k128x32, 128, 32, 0.72}, {Tf32x3Tile::k64x64, 64, 64, 0.83},
+    tile_info<Tile64x128>(Tf32x3Tile::k64x128, 1.0),  tile_info<Tile128x128>(Tf32x3Tile::k128x128, 0.97),
+    tile_info<Tile32x128>(Tf32x3Tile::k32x128, 0.82), tile_info<Tile16x128>(Tf32x3Tile::k16x128, 0.61),
+    tile_info<Tile128x32>(Tf32x3Tile::k128x32, 0.72), tile_info<Tile64x64>(Tf32x3Tile::k64x64, 0.83),
 };
 
 // The share of ideal whole-64 x 128-tile throughput that tile t gets on C (m x n, batch): the
@@ -594,26 +599,7 @@ Tf32x3Tile tf32x3_tile(const GemmProblem& p, bool* transposed) {
 void gemm_tf32x3(const GemmProblem& p0, cudaStream_t stream) {
   if (!tf32x3_supported(p0)) throw Error("gemm_tf32x3: problem not supported (check tf32x3_supported first)");
   const GemmProblem p = oriented(p0);
-  switch (choose_tile(p).tile) {
-    case Tf32x3Tile::k128x128:
-      launch_layouts<Tile128x128>(p, stream);
-      break;
-    case Tf32x3Tile::k32x128:
-      launch_layouts<Tile32x128>(p, stream);
-      break;
-    case Tf32x3Tile::k16x128:
-      launch_layouts<Tile16x128>(p, stream);
-      break;
-    case Tf32x3Tile::k128x32:
-      launch_layouts<Tile128x32>(p, stream);
-      break;
-    case Tf32x3Tile::k64x64:
-      launch_layouts<Tile64x64>(p, stream);
-      break;
-    default:
-      launch_layouts<Tile64x128>(p, stream);
-      break;
-  }
+  choose_tile(p).run(p, stream);
 }
 
 namespace {
