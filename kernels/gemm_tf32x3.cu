@@ -112,6 +112,27 @@ __device__ __forceinline__ void load_tile(float* s, const float* g, int ld, int 
   }
 }
 
+// One chunk of implicit rows into dst: the 4 columns from tap (r, t), channel ch on, of the
+// output pixel whose window starts at (iy0, ix0) in the image at x.x + off (zeros where the
+// tap falls in the padding, past the taps, or the pixel is not live).
+template <bool VEC>
+__device__ __forceinline__ void copy_rows_chunk(float* dst, const ConvRows& x, int off, int iy0, int ix0,
+                                                bool live, int r, int t, int ch) {
+#pragma unroll
+  for (int e = 0; e < (VEC ? 1 : 4); ++e) {
+    const int iy = iy0 + r, ix = ix0 + t;
+    const bool ok = live && r < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
+                    static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
+    const float* src = ok ? x.x + off + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + ch : x.x;
+    if constexpr (VEC) {
+      cp_async16(dst, src, ok);
+    } else {
+      cp_async4(dst + e, src, ok);
+      next_column(x, r, t, ch);
+    }
+  }
+}
+
 // B as a convolution's im2col rows read in place (GemmProblem::rows), a tile of ROWS pixels: a
 // thread's ROWS / 32 chunks of each k-tile are as many output pixels (tile rows q * 32 + tid / 8,
 // fixed over the k loop) at the same 4 columns (tid % 8), i.e. the same tap and channels; the
@@ -144,21 +165,7 @@ struct RowsCursor {
 #pragma unroll
     for (int q = 0; q < Q; ++q) {
       float* dst = s + (q * (kThreads / (kBK / 4)) + threadIdx.x / (kBK / 4)) * tile_ld(ROWS, true) + col;
-      int r = tr, t = ts, ch = cc;
-#pragma unroll
-      for (int e = 0; e < (VEC ? 1 : 4); ++e) {
-        const int iy = ih0[q] + r, ix = iw0[q] + t;
-        const bool ok = r < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
-                        static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
-        const float* src =
-            ok ? x.x + off[q] + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + ch : x.x;
-        if constexpr (VEC) {
-          cp_async16(dst, src, ok);
-        } else {
-          cp_async4(dst + e, src, ok);
-          next_column(x, r, t, ch);
-        }
-      }
+      copy_rows_chunk<VEC>(dst, x, off[q], ih0[q], iw0[q], true, tr, ts, cc);
     }
     cc += kBK;
     while (cc >= x.c) {
@@ -202,21 +209,7 @@ struct RowsCursorKs {
     for (int q = 0; q < Q; ++q) {
       const int l = q * (kThreads / (ROWS / 4)) + threadIdx.x / (ROWS / 4);
       float* dst = s + l * tile_ld(ROWS, false) + col4;
-      int r = tr, t = ts, ch = cc;
-#pragma unroll
-      for (int e = 0; e < (VEC ? 1 : 4); ++e) {
-        const int iy = oy[q] * x.sh - x.ph + r, ix = ox[q] * x.sw - x.pw + t;
-        const bool ok = left[q] > 0 && r < x.kh && static_cast<unsigned>(iy) < static_cast<unsigned>(x.h) &&
-                        static_cast<unsigned>(ix) < static_cast<unsigned>(x.w);
-        const float* src =
-            ok ? x.x + off[q] + (static_cast<long long>(iy) * x.w + ix) * x.pixel_stride + ch : x.x;
-        if constexpr (VEC) {
-          cp_async16(dst, src, ok);
-        } else {
-          cp_async4(dst + e, src, ok);
-          next_column(x, r, t, ch);
-        }
-      }
+      copy_rows_chunk<VEC>(dst, x, off[q], oy[q] * x.sh - x.ph, ox[q] * x.sw - x.pw, left[q] > 0, tr, ts, cc);
       left[q] -= kBK;  // on to the same chunk of the next k-tile: kBK pixels later
       ox[q] += kBK;
       while (ox[q] >= x.ow) {
