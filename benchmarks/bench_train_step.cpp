@@ -51,6 +51,7 @@ struct Result {
   double peak_mib = 0;   // see MemoryPeak
   double arena_mib = 0;  // what the net allocated (GpuNet::device_bytes), all of it before the first step
   std::string dtype, layout, data = "synthetic", device = "gpu";
+  std::string fp32_math;    // fp32 on the GPU: "3xtf32", "tf32" or "strict" (FMA); else empty
   int gpus = 1, batch = 0;  // batch: images per step on each GPU
 };
 
@@ -120,6 +121,12 @@ std::string mode_name(const Mode& m) {
          (m.tf32x3 ? " 3xtf32" : "");
 }
 
+// The fp32 GEMM arithmetic a mode runs (empty for bf16): what the report names its precision by.
+std::string fp32_math_of(const Mode& m) {
+  if (m.dtype != "fp32") return "";
+  return m.tf32x3 ? "3xtf32" : m.tf32 ? "tf32" : "strict";
+}
+
 int current_device() {
   int d = 0;
   CUDA_CHECK(cudaGetDevice(&d));
@@ -153,6 +160,7 @@ Result result_of(const Mode& m, std::vector<float> times, int batch, int gpus) {
   Result r;
   r.mode = mode_name(m);
   r.dtype = m.dtype;
+  r.fp32_math = fp32_math_of(m);
   r.layout = m.nhwc ? "NHWC" : "NCHW";
   r.ms = times[times.size() / 2];
   r.img_s = double(batch) * gpus / r.ms * 1000.0;
@@ -404,6 +412,7 @@ Result run_dataset(const Mode& m, const std::string& dir, int batch, int threads
   Result r;
   r.mode = fmt::format("{} {} LMDB loader", m.dtype, m.nhwc ? "NHWC" : "NCHW");
   r.dtype = m.dtype;
+  r.fp32_math = fp32_math_of(m);
   r.layout = m.nhwc ? "NHWC" : "NCHW";
   r.data = "lmdb";
   r.batch = batch;
@@ -462,6 +471,7 @@ Result run_cpu(int batch, int classes, int warmup, int steps) {
   Result r = result_of(Mode{.dtype = "fp32", .graph = false}, times, batch, 1);
   r.mode = "fp32 CPU reference";
   r.device = "cpu";
+  r.fp32_math.clear();  // the CPU reference: plain fp32 arithmetic, no GEMM choice
   r.gpus = 0;
   // Host memory of the net's arenas (activations, parameters x3, workspace), fp32.
   const NetPlan& plan = backend->train_plan();
@@ -620,6 +630,10 @@ int main(int argc, char** argv) {
                   throw Error("--dtype must be fp32, bf16 or auto, got " + d0);
                 const std::string d = d0 == "auto" ? kernels::dtype_name(rec.dtype) : d0;
                 if (d != "fp32" && math != fp32_maths.front()) continue;  // one bf16 run
+                // "auto strict" where auto is strict (no 3xTF32 before compute capability 8.0): once
+                if (d == "fp32" && math == "auto" && !rec.tf32x3 &&
+                    std::find(fp32_maths.begin(), fp32_maths.end(), "strict") != fp32_maths.end())
+                  continue;
                 if (lay != "auto" && lay != "nchw" && lay != "nhwc")
                   throw Error("--layout must be nchw, nhwc or auto, got " + lay);
                 Mode m{.dtype = d,
@@ -703,6 +717,7 @@ int main(int argc, char** argv) {
            {"arena_mib", r.arena_mib},
            {"memory", r.device == "cpu" ? "host arenas" : "device, beyond the CUDA context"},
            {"dtype", r.dtype},
+           {"fp32_math", r.fp32_math},
            {"layout", r.layout},
            {"data", r.data},
            {"device", r.device},

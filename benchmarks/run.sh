@@ -306,6 +306,12 @@ job() {  # name gpus global_batch precision
   cp "$dir/metrics.jsonl" "$out/job_$name.metrics.jsonl"
   cp "$dir/train.log" "$out/logs/job_$name.train.log" 2>/dev/null
   printf 'gpus=%s\nglobal_batch=%s\nprecision=%s\nmax_iter=%s\n' "$k" "$global" "$prec" "$job_iters" >"$out/job_$name.txt"
+  # fp32's GEMM arithmetic as the job resolved --fp32-math (its log names the net: "fp32 (3xTF32 GEMMs)")
+  if grep -q '(3xTF32 GEMMs)' "$dir/train.log" 2>/dev/null; then
+    echo "fp32_math=3xtf32" >>"$out/job_$name.txt"
+  elif grep -q '(strict GEMMs)' "$dir/train.log" 2>/dev/null; then
+    echo "fp32_math=strict" >>"$out/job_$name.txt"
+  fi
   [[ -n $peak && $peak != 0 ]] && echo "peak_mib=$peak" >>"$out/job_$name.txt"
 }
 
@@ -316,8 +322,9 @@ if wants incept; then
   else
     lmdb=()
     [[ -n $ds ]] && lmdb=(--dataset "$ds")
-    part step_1gpu 150 bench_train_step --device "${gpus%%,*}" --dtype bf16 fp32 --batch 128 --steps "$step_iters" \
-      "${lmdb[@]}" --json "$out/step_1gpu_b128.json"
+    # fp32 twice: the default GEMMs (3xTF32 on compute capability 8.0+) and cuBLAS's FMA fp32.
+    part step_1gpu 200 bench_train_step --device "${gpus%%,*}" --dtype bf16 fp32 --fp32-math auto strict \
+      --batch 128 --steps "$step_iters" "${lmdb[@]}" --json "$out/step_1gpu_b128.json"
     # One GPU at 64, the per-GPU batch of the mission's two-GPU setting (issue #12's third bar).
     part step_1gpu_b64 90 bench_train_step --device "${gpus%%,*}" --dtype bf16 --batch 64 --steps "$step_iters" \
       --json "$out/step_1gpu_b64.json"
@@ -367,9 +374,9 @@ peer_list() {  # the configurations, most important first ("ddp:" = DistributedD
   local m=$((128 / (n > 0 ? n : 1)))
   case $peers in
     default)
-      echo "ddp:digits:ro:bf16:cl:b$m,digits:ro:bf16:cl:b128,digits:ro:bf16:cl:b64,digits:eager:bf16:cl:b128,digits:eager:fp32:nchw:b128,\
-ddp:digits:eager:bf16:cl:b$m,tv:eager:bf16:cl:b128,digits:compile:fp32:nchw:b128,ddp:digits:ro:bf16:cl:b128,\
-tv:ro:bf16:cl:b128" ;;
+      echo "ddp:digits:ro:bf16:cl:b$m,digits:ro:bf16:cl:b128,digits:ro:bf16:cl:b64,digits:ro:fp32:nchw:b128,\
+digits:eager:bf16:cl:b128,digits:eager:fp32:nchw:b128,ddp:digits:eager:bf16:cl:b$m,tv:eager:bf16:cl:b128,\
+digits:compile:fp32:nchw:b128,ddp:digits:ro:bf16:cl:b128,tv:ro:bf16:cl:b128" ;;
     quick) echo "digits:eager:bf16:cl:b128,ddp:digits:eager:bf16:cl:b$m,digits:eager:fp32:nchw:b128,tv:eager:bf16:cl:b128" ;;
     full)
       local l="" model mode dt

@@ -61,6 +61,16 @@ std::string cudnn_version(const std::string& v) {
   return fmt::format("{}.{}.{}", n / 10000, n % 10000 / 100, n % 100);
 }
 
+// The precision column of an fp32 GPU row by its GEMM arithmetic (bench_train_step's fp32_math,
+// train_googlenet's --fp32-math as it resolved): 3xTF32 (fp32 accuracy on TF32 tensor cores),
+// FMA (cuBLAS's strict fp32, no tensor cores) or plain TF32.
+std::string fp32_precision(const std::string& math) {
+  if (math == "3xtf32") return "fp32 (3xTF32)";
+  if (math == "strict") return "fp32 (FMA)";
+  if (math == "tf32") return "fp32 (TF32)";
+  throw Error("unknown fp32 GEMM arithmetic \"" + math + "\" (3xtf32, strict or tf32)");
+}
+
 bool training(Kind k) {
   return k == Kind::kStep || k == Kind::kJob || k == Kind::kPeer || k == Kind::kReference;
 }
@@ -254,6 +264,9 @@ std::vector<std::string> explanation_lines() {
       "peak (cudaMemGetInfo, sampled); train_googlenet jobs, nvidia-smi's memory.used during the job minus "
       "before it (context and NCCL included); PyTorch, torch.cuda.max_memory_allocated; CPU, the host "
       "arenas.",
+      "precision, fp32 rows: incept's GEMMs in 3xTF32 (its tensor-core kernel with fp32's accuracy; the "
+      "default on compute capability 8.0+) or FMA (cuBLAS's strict fp32, --fp32-math strict); PyTorch's with "
+      "TF32 off.",
   };
 }
 
@@ -334,7 +347,14 @@ std::vector<Row> rows_from_step_json(const std::string& text, const std::string&
       r.data = "synthetic";
     }
     if (mode.find("eager") != std::string::npos) r.what += ", eager";
-    if (mode.find("tf32") != std::string::npos) r.precision += " tf32";
+    // fp32's GEMM arithmetic, from the field where the JSON has it, else from the mode's words
+    // (JSON from before the field: " 3xtf32" or " tf32" in the mode, otherwise FMA).
+    std::string math = str(e, "fp32_math");
+    if (math.empty() && r.precision == "fp32" && device != "cpu")
+      math = mode.find(" 3xtf32") != std::string::npos ? "3xtf32"
+             : mode.find(" tf32") != std::string::npos ? "tf32"
+                                                       : "";
+    if (r.precision == "fp32" && !math.empty()) r.precision = fp32_precision(math);
     rows.push_back(r);
   }
   return rows;
@@ -442,6 +462,7 @@ Row row_from_job(const std::string& metrics_jsonl, const std::map<std::string, s
   r.what = "train_googlenet job (loader, step, validation)";
   r.data = get("data").empty() ? "LMDB" : get("data");
   r.precision = get("precision");
+  if (r.precision == "fp32" && !get("fp32_math").empty()) r.precision = fp32_precision(get("fp32_math"));
   r.gpus = get("gpus").empty() ? 1 : std::stoi(get("gpus"));
   r.global_batch = get("global_batch").empty() ? 0 : std::stoi(get("global_batch"));
   r.batch_per_gpu = r.gpus > 0 ? r.global_batch / r.gpus : r.global_batch;

@@ -68,9 +68,9 @@ std::vector<Row> rows_from_peer_json(const std::string& json, Results* into = nu
 std::vector<Row> rows_from_loader_json(const std::string& json, Results* into = nullptr);
 std::vector<Row> rows_from_ingest_json(const std::string& json, Results* into = nullptr);
 // One train_googlenet job: its metrics.jsonl and run.sh's description of it (gpus,
-// global_batch, precision, data, peak_mib). Training rate: the median over consecutive progress
-// points without a validation pass between them of images / wall time (the loader included, the
-// first point's warm-up left out); validation rate: the median of the passes after the first.
+// global_batch, precision, fp32_math as the job's log named it, data, peak_mib). Training rate: the median
+// over consecutive progress points without a validation pass between them of images / wall time (the loader
+// included, the first point's warm-up left out); validation rate: the median of the passes after the first.
 Row row_from_job(const std::string& metrics_jsonl, const std::map<std::string, std::string>& info);
 // Lines "key=value" (blank lines and lines starting with # skipped).
 std::map<std::string, std::string> parse_key_values(const std::string& text);

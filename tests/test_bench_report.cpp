@@ -282,6 +282,47 @@ TEST(BenchResults, TakesTheJobsTrainingRateBetweenValidationsAndItsValidationRat
   EXPECT_DOUBLE_EQ(r.peak_mib, 2050);
 }
 
+TEST(BenchResults, NamesFp32RowsByTheirGemmArithmetic) {
+  // The field where the JSON has it (the LMDB-fed mode's words do not say), else the mode's words.
+  const auto rows = bench::rows_from_step_json(R"({"batch": 128, "results": [
+      {"mode": "fp32 NHWC graph 3xtf32", "ms_per_step": 30.6, "img_per_s": 4180, "dtype": "fp32",
+       "fp32_math": "3xtf32", "device": "gpu"},
+      {"mode": "fp32 NHWC LMDB loader", "ms_per_step": 31, "img_per_s": 4100, "dtype": "fp32",
+       "fp32_math": "3xtf32", "data": "lmdb", "device": "gpu"},
+      {"mode": "fp32 NHWC graph", "ms_per_step": 39.1, "img_per_s": 3270, "dtype": "fp32",
+       "fp32_math": "strict", "device": "gpu"},
+      {"mode": "fp32 NHWC graph 3xtf32", "ms_per_step": 30.6, "img_per_s": 4180},
+      {"mode": "fp32 NCHW graph tf32", "ms_per_step": 20, "img_per_s": 6400},
+      {"mode": "fp32 NHWC graph", "ms_per_step": 39, "img_per_s": 3280},
+      {"mode": "bf16 NHWC graph", "ms_per_step": 6.9, "img_per_s": 18500, "dtype": "bf16", "fp32_math": ""},
+      {"mode": "fp32 CPU reference", "ms_per_step": 400, "img_per_s": 5, "dtype": "fp32", "fp32_math": "",
+       "device": "cpu"}]})",
+                                               "LMDB");
+  ASSERT_EQ(rows.size(), 8u);
+  EXPECT_EQ(rows[0].precision, "fp32 (3xTF32)");
+  EXPECT_EQ(rows[1].precision, "fp32 (3xTF32)");
+  EXPECT_EQ(rows[2].precision, "fp32 (FMA)");
+  EXPECT_EQ(rows[3].precision, "fp32 (3xTF32)");  // earlier JSON: from the mode
+  EXPECT_EQ(rows[4].precision, "fp32 (TF32)");
+  EXPECT_EQ(rows[5].precision, "fp32");  // earlier JSON without a word: as it was written
+  EXPECT_EQ(rows[6].precision, "bf16");
+  EXPECT_EQ(rows[7].precision, "fp32");
+  EXPECT_NE(error_of([] {
+              bench::rows_from_step_json(
+                  R"({"results": [{"mode": "fp32", "dtype": "fp32", "fp32_math": "fast"}]})", "");
+            }).find("unknown fp32 GEMM arithmetic"),
+            std::string::npos);
+  // A job: run.sh writes the arithmetic its log named; the step rows find its validation rate.
+  const bench::Row job = bench::row_from_job(
+      job_jsonl(), {{"gpus", "1"}, {"global_batch", "128"}, {"precision", "fp32"}, {"fp32_math", "3xtf32"}});
+  EXPECT_EQ(job.precision, "fp32 (3xTF32)");
+  bench::Results r;
+  r.rows = {job, rows[0], rows[2]};
+  bench::project(r);
+  EXPECT_EQ(r.rows[1].val_source, "measured");
+  EXPECT_NE(r.rows[2].val_source, "measured");  // FMA: no job of its own
+}
+
 TEST(BenchResults, ProjectionTakesInceptsMeasuredValidationElseAssumesTwice) {
   bench::Results r;
   r.rows.push_back(
