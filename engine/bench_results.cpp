@@ -348,12 +348,13 @@ std::vector<Row> rows_from_step_json(const std::string& text, const std::string&
     }
     if (mode.find("eager") != std::string::npos) r.what += ", eager";
     // fp32's GEMM arithmetic, from the field where the JSON has it, else from the mode's words
-    // (JSON from before the field: " 3xtf32" or " tf32" in the mode, otherwise FMA).
+    // (JSON from before the field: " 3xtf32" or " tf32" in the mode, otherwise FMA, as every
+    // earlier fp32 GPU step ran).
     std::string math = str(e, "fp32_math");
     if (math.empty() && r.precision == "fp32" && device != "cpu")
       math = mode.find(" 3xtf32") != std::string::npos ? "3xtf32"
              : mode.find(" tf32") != std::string::npos ? "tf32"
-                                                       : "";
+                                                       : "strict";
     if (r.precision == "fp32" && !math.empty()) r.precision = fp32_precision(math);
     rows.push_back(r);
   }

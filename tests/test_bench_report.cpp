@@ -304,7 +304,7 @@ TEST(BenchResults, NamesFp32RowsByTheirGemmArithmetic) {
   EXPECT_EQ(rows[2].precision, "fp32 (FMA)");
   EXPECT_EQ(rows[3].precision, "fp32 (3xTF32)");  // earlier JSON: from the mode
   EXPECT_EQ(rows[4].precision, "fp32 (TF32)");
-  EXPECT_EQ(rows[5].precision, "fp32");  // earlier JSON without a word: as it was written
+  EXPECT_EQ(rows[5].precision, "fp32 (FMA)");  // earlier JSON without a word: cuBLAS's fp32
   EXPECT_EQ(rows[6].precision, "bf16");
   EXPECT_EQ(rows[7].precision, "fp32");
   EXPECT_NE(error_of([] {
