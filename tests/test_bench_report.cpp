@@ -244,8 +244,15 @@ TEST(BenchResults, ReadsLoaderAndIngestJson) {
                                                    &into);
   ASSERT_EQ(ingest.size(), 1u);
   EXPECT_NE(ingest[0].what.find("python3 -m http.server"), std::string::npos);
+  EXPECT_NE(ingest[0].note.find("Python's server limits this rate"), std::string::npos);
   EXPECT_DOUBLE_EQ(ingest[0].per_core_img_s, 284.25);
   EXPECT_EQ(into.meta["ingest_server"], "python");
+  const auto nginx = bench::rows_from_ingest_json(R"({"cores": 16, "server": "nginx", "images": 4000,
+      "failures": 0, "kb_per_image": 111, "img_per_s": 5284, "img_per_s_per_core": 330.3,
+      "img_per_ingest_cpu_s": 358})");
+  ASSERT_EQ(nginx.size(), 1u);
+  EXPECT_NE(nginx[0].what.find("from nginx"), std::string::npos);
+  EXPECT_EQ(nginx[0].note.find("limits"), std::string::npos);
 }
 
 // A job at global batch 128: progress every 10 iterations, a validation pass every 30.
