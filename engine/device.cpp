@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "engine/check.h"
+#include "kernels/device_facts.h"
 
 namespace incept {
 
@@ -36,7 +37,8 @@ std::vector<GpuInfo> list_gpus() {
   for (int i = 0; i < n; ++i) {
     cudaDeviceProp p{};
     CUDA_CHECK(cudaGetDeviceProperties(&p, i));
-    out.push_back({i, p.name, p.major, p.minor, p.totalGlobalMem, p.multiProcessorCount});
+    const int cc = kernels::compute_capability(i);  // INCEPT_CC_LIMIT applies
+    out.push_back({i, p.name, cc / 10, cc % 10, p.totalGlobalMem, p.multiProcessorCount});
   }
   return out;
 }
@@ -44,8 +46,11 @@ std::vector<GpuInfo> list_gpus() {
 std::string describe_gpu(int index) {
   cudaDeviceProp p{};
   CUDA_CHECK(cudaGetDeviceProperties(&p, index));
-  return fmt::format("{} (sm_{}{}, {} SMs, {:.1f} GiB)", p.name, p.major, p.minor, p.multiProcessorCount,
-                     static_cast<double>(p.totalGlobalMem) / (1 << 30));
+  const int cc = kernels::compute_capability(index);
+  const std::string limited =
+      cc != p.major * 10 + p.minor ? fmt::format(" taken as sm_{} (INCEPT_CC_LIMIT)", cc) : std::string();
+  return fmt::format("{} (sm_{}{}{}, {} SMs, {:.1f} GiB)", p.name, p.major, p.minor, limited,
+                     p.multiProcessorCount, static_cast<double>(p.totalGlobalMem) / (1 << 30));
 }
 
 std::vector<int> parse_gpu_list(const std::string& spec) {

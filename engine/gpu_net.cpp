@@ -17,6 +17,7 @@
 #include "engine/layers.h"
 #include "engine/log.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/device_facts.h"
 #include "kernels/dropout_gpu.h"
 #include "kernels/elementwise.h"
 #include "kernels/im2col_gpu.h"
@@ -98,8 +99,7 @@ GpuNet::GpuNet(NetPlan plan, const GpuNetOptions& options, std::shared_ptr<GpuPa
 GpuNet::~GpuNet() = default;
 
 GpuNetOptions recommended_options(int device) {
-  int major = 0;
-  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  const int major = kernels::compute_capability(device) / 10;  // INCEPT_CC_LIMIT applies
   GpuNetOptions o;
   o.dtype = major >= 8 ? DType::kBF16 : DType::kF32;
   o.channels_last = major >= 7;

@@ -329,6 +329,12 @@ JobSetup prepare_job(TrainConfig c) {
     throw Error("--fp32-math must be auto, strict or 3xtf32, got " + c.fp32_math);
   if (c.fp32_math == "3xtf32" && (c.gpus.empty() || precision != "fp32"))
     throw Error("--fp32-math 3xtf32 is the GPU's fp32 GEMM kernel: it needs --precision fp32 on a GPU");
+  if (c.fp32_math == "3xtf32")
+    for (int d : c.gpus)
+      if (list_gpus()[d].cc_major < 8)
+        throw Error(
+            fmt::format("GPU {} ({}) has no TF32 tensor cores for --fp32-math 3xtf32: use auto or strict", d,
+                        list_gpus()[d].name));
   if (c.keep_im2col && c.gpus.empty())
     throw Error("--keep-im2col is a GPU memory/speed choice: the CPU reference has no im2col rows to keep");
   j.c = c;

@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cctype>
+#include <cstdlib>
 #include <string>
 
 #include "engine/check.h"
@@ -50,14 +52,61 @@ int sm_count() {
   return sm_count(current_device());
 }
 
-int compute_capability() {
-  const int device = current_device();
+int hardware_compute_capability(int device) {
   return cached(capabilities, device, [&] {
     int major = 0, minor = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
     return major * 10 + minor;
   });
+}
+
+int compute_capability(int device) {
+  const int cc = hardware_compute_capability(device);
+  const int limit = compute_capability_limit();
+  return limit > 0 && limit < cc ? limit : cc;
+}
+
+int compute_capability() {
+  return compute_capability(current_device());
+}
+
+int parse_compute_capability(const char* text) {
+  if (text == nullptr) return -1;
+  std::string s(text);
+  if (s.rfind("sm_", 0) == 0) s = s.substr(3);
+  int major = 0, minor = 0;
+  if (s.size() == 2 && std::isdigit(static_cast<unsigned char>(s[0])) &&
+      std::isdigit(static_cast<unsigned char>(s[1]))) {
+    major = s[0] - '0';
+    minor = s[1] - '0';
+  } else if (s.size() == 3 && std::isdigit(static_cast<unsigned char>(s[0])) && s[1] == '.' &&
+             std::isdigit(static_cast<unsigned char>(s[2]))) {
+    major = s[0] - '0';
+    minor = s[2] - '0';
+  } else if (s.size() == 3 && std::isdigit(static_cast<unsigned char>(s[0])) &&
+             std::isdigit(static_cast<unsigned char>(s[1])) &&
+             std::isdigit(static_cast<unsigned char>(s[2]))) {
+    major = (s[0] - '0') * 10 + (s[1] - '0');  // sm_100, sm_120
+    minor = s[2] - '0';
+  } else {
+    return -1;
+  }
+  return major >= 1 ? major * 10 + minor : -1;
+}
+
+int compute_capability_limit() {
+  // Read once: the limit must not change while a net is built on it.
+  static const int limit = [] {
+    const char* v = std::getenv("INCEPT_CC_LIMIT");
+    if (v == nullptr || *v == '\0') return 0;
+    const int cc = parse_compute_capability(v);
+    if (cc < 0)
+      throw Error(std::string("INCEPT_CC_LIMIT='") + v +
+                  "' is not a compute capability (e.g. 60, 6.0 or sm_60)");
+    return cc;
+  }();
+  return limit;
 }
 
 }  // namespace incept::kernels

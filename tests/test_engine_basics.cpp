@@ -12,6 +12,7 @@
 #include "engine/device.h"
 #include "engine/log.h"
 #include "engine/owners.h"
+#include "kernels/device_facts.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm_tf32x3_gpu.h"
 #include "testing/test_util.h"
@@ -125,6 +126,19 @@ TEST(Device, GpuListParsingGivesClearErrors) {
   if (n == 0) {
     EXPECT_FALSE(no_gpu_reason().empty());
   }
+}
+
+// INCEPT_CC_LIMIT's spellings: what a user types for a P100 (60, 6.0, sm_60) and for newer cards.
+TEST(Device, ComputeCapabilityLimitParsesEverySpellingAndRefusesTheRest) {
+  EXPECT_EQ(kernels::parse_compute_capability("60"), 60);
+  EXPECT_EQ(kernels::parse_compute_capability("6.0"), 60);
+  EXPECT_EQ(kernels::parse_compute_capability("sm_61"), 61);
+  EXPECT_EQ(kernels::parse_compute_capability("7.5"), 75);
+  EXPECT_EQ(kernels::parse_compute_capability("sm_90"), 90);
+  EXPECT_EQ(kernels::parse_compute_capability("120"), 120);
+  for (const char* bad : {"", "6", "6.", ".0", "sm_", "sixty", "6.0.1", "06", "-60", "6,0", "1234"})
+    EXPECT_EQ(kernels::parse_compute_capability(bad), -1) << "'" << bad << "'";
+  EXPECT_EQ(kernels::parse_compute_capability(nullptr), -1);
 }
 
 TEST(Elementwise, AxpbyReference) {

@@ -6,71 +6,18 @@
 // job's bits; bf16 stays close to fp32.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
-#include "data/idx.h"
-#include "data/ingest.h"
 #include "engine/caffe_model.h"
 #include "engine/trainer.h"
+#include "testing/gpu_job.h"
 #include "testing/test_util.h"
-
-namespace fs = std::filesystem;
-using incept::testing::TempDir;
 
 namespace incept {
 namespace {
 
-class GpuTrainerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (gpu_count() == 0 || !fs::exists(data::fashion_mnist_dir())) return;
-    root_ = new TempDir("incept_gpu_trainer");
-    testing::ingest_fashion_mnist(root_->path(), 6);  // 45 train / 15 val records, 256x256 colour
-  }
-  static void TearDownTestSuite() {
-    delete root_;
-    root_ = nullptr;
-  }
-  void SetUp() override {
-    INCEPT_REQUIRE_GPU();
-    ASSERT_TRUE(root_) << "Debian's dataset-fashion-mnist (or $INCEPT_FASHION_MNIST_DIR) is needed";
-  }
-  TrainConfig config(const std::string& name, const std::string& precision, bool gpu) const {
-    TrainConfig c;
-    c.dataset_dir = (root_->path() / "ds").string();
-    c.job_dir = (tmp_ / name).string();
-    c.form.batch_size = 9;  // 5 iterations per epoch
-    c.form.epochs = 2;
-    c.seed = 11;
-    c.precision = precision;
-    c.deterministic = true;
-    if (gpu) c.gpus = {0};
-    return c;
-  }
-  static TempDir* root_;
-  TempDir tmp_{"incept_gpu_job"};
-};
-TempDir* GpuTrainerTest::root_ = nullptr;
+using GpuTrainerTest = testing::GpuJobTest;
 
 TEST_F(GpuTrainerTest, Fp32FollowsTheCpuReference) {
-  // One SGD step: the GPU's weight change against the CPU's (fp32 rounding apart, the same
-  // batch, crops, mirrors, dropout masks, loss and update). lr 0 gives the initial weights.
-  auto one_step = [&](const std::string& name, bool gpu, double lr) {
-    TrainConfig c = config(name, "fp32", gpu);
-    c.max_iter = 1;
-    c.form.base_lr = lr;
-    const TrainResult r = train_job(c);
-    EXPECT_TRUE(r.finished);
-    return testing::caffemodel_weights(r.last_snapshot);
-  };
-  const auto w0 = one_step("w0", false, 0.0), wc = one_step("c1", false, 0.01),
-             wg = one_step("g1", true, 0.01);
-  ASSERT_EQ(w0.size(), wg.size());
-  std::vector<float> dc(w0.size()), dg(w0.size());
-  for (std::size_t i = 0; i < w0.size(); ++i) dc[i] = wc[i] - w0[i], dg[i] = wg[i] - w0[i];
-  const double step_err = testing::rel_error(dg, dc);
+  const double step_err = one_step_error("fp32");
   std::printf("GoogLeNet, one SGD step, GPU fp32 vs CPU fp32: weight change rel error %.3g\n", step_err);
   EXPECT_LT(step_err, 1e-3);
 
