@@ -34,6 +34,10 @@ while (($#)); do
     *) echo "check_cuda12: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+if [[ $(uname -m) != x86_64 ]]; then
+  echo "check_cuda12: fetches Debian's amd64 packages; this machine is $(uname -m)" >&2
+  exit 2
+fi
 cuda13=${CUDA_HOME:-/usr/local/cuda}
 toolkit=$cache/toolkit
 
@@ -59,10 +63,11 @@ EOF
   echo "check_cuda12: fetching Debian trixie's package lists (private apt state in $apt)"
   apt-get "${opts[@]}" -qq update
   echo "check_cuda12: downloading ${packages[*]}"
-  (cd "$debs" && apt-get "${opts[@]}" -qq download "${packages[@]}")
+  (cd "$debs" && apt-get "${opts[@]}" -q download "${packages[@]}")
   local root=$cache/root
   rm -rf "$root"
   mkdir -p "$root"
+  echo "check_cuda12: unpacking into $cache"
   for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$root"; done
   # NVIDIA's layout, which CMake's FindCUDAToolkit and nvcc expect: bin/, nvvm/, include/, lib64/.
   local t=$toolkit.part
