@@ -4,8 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstdlib>
 #include <string>
 
@@ -75,24 +75,15 @@ int parse_compute_capability(const char* text) {
   if (text == nullptr) return -1;
   std::string s(text);
   if (s.rfind("sm_", 0) == 0) s = s.substr(3);
-  int major = 0, minor = 0;
-  if (s.size() == 2 && std::isdigit(static_cast<unsigned char>(s[0])) &&
-      std::isdigit(static_cast<unsigned char>(s[1]))) {
-    major = s[0] - '0';
-    minor = s[1] - '0';
-  } else if (s.size() == 3 && std::isdigit(static_cast<unsigned char>(s[0])) && s[1] == '.' &&
-             std::isdigit(static_cast<unsigned char>(s[2]))) {
-    major = s[0] - '0';
-    minor = s[2] - '0';
-  } else if (s.size() == 3 && std::isdigit(static_cast<unsigned char>(s[0])) &&
-             std::isdigit(static_cast<unsigned char>(s[1])) &&
-             std::isdigit(static_cast<unsigned char>(s[2]))) {
-    major = (s[0] - '0') * 10 + (s[1] - '0');  // sm_100, sm_120
-    minor = s[2] - '0';
-  } else {
-    return -1;
-  }
-  return major >= 1 ? major * 10 + minor : -1;
+  // "MAJOR.MINOR" or the digits run together ("60", "120"); the minor is one digit either way.
+  const std::size_t dot = s.find('.');
+  std::string major = dot == std::string::npos ? s.substr(0, s.empty() ? 0 : s.size() - 1) : s.substr(0, dot);
+  std::string minor = dot == std::string::npos ? s.substr(major.size()) : s.substr(dot + 1);
+  auto digits = [](const std::string& t) {
+    return !t.empty() && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!digits(major) || !digits(minor) || major.size() > 2 || minor.size() != 1 || major[0] == '0') return -1;
+  return std::stoi(major) * 10 + (minor[0] - '0');
 }
 
 int compute_capability_limit() {

@@ -136,7 +136,10 @@ TEST(Device, ComputeCapabilityLimitParsesEverySpellingAndRefusesTheRest) {
   EXPECT_EQ(kernels::parse_compute_capability("7.5"), 75);
   EXPECT_EQ(kernels::parse_compute_capability("sm_90"), 90);
   EXPECT_EQ(kernels::parse_compute_capability("120"), 120);
-  for (const char* bad : {"", "6", "6.", ".0", "sm_", "sixty", "6.0.1", "06", "-60", "6,0", "1234"})
+  EXPECT_EQ(kernels::parse_compute_capability("10.0"), 100);
+  EXPECT_EQ(kernels::parse_compute_capability("sm_100"), 100);
+  for (const char* bad :
+       {"", "6", "6.", ".0", "sm_", "sixty", "6.0.1", "06", "-60", "6,0", "1234", "6.10", "100.0", "sm_6x"})
     EXPECT_EQ(kernels::parse_compute_capability(bad), -1) << "'" << bad << "'";
   EXPECT_EQ(kernels::parse_compute_capability(nullptr), -1);
 }
