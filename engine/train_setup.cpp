@@ -213,6 +213,18 @@ TrainConfig read_job_config(const std::string& job_dir) {
   return c;
 }
 
+namespace {
+
+// Throws "GPU d (name) has no <missing>" for the first of `gpus` below compute capability 8.0
+// (INCEPT_CC_LIMIT applies): bf16 and the 3xTF32 kernel need its tensor cores.
+void require_tensor_cores(const std::vector<int>& gpus, const std::string& missing) {
+  const std::vector<GpuInfo> all = list_gpus();
+  for (int d : gpus)
+    if (all[d].cc_major < 8) throw Error(fmt::format("GPU {} ({}) has no {}", d, all[d].name, missing));
+}
+
+}  // namespace
+
 JobSetup prepare_job(TrainConfig c) {
   JobSetup j;
   if (c.resume) {
@@ -310,10 +322,7 @@ JobSetup prepare_job(TrainConfig c) {
                                                    gpu_count(), gpu_count() - 1));
     const int dev = c.gpus[0];
     if (precision == "bf16") {
-      for (int d : c.gpus)
-        if (list_gpus()[d].cc_major < 8)
-          throw Error(fmt::format("GPU {} ({}) has no bf16 tensor cores: use --precision fp32", d,
-                                  list_gpus()[d].name));
+      require_tensor_cores(c.gpus, "bf16 tensor cores: use --precision fp32");
     } else if (precision == "auto") {
       precision = kernels::dtype_name(recommended_options(dev).dtype);
     } else if (precision != "fp32") {
@@ -330,11 +339,7 @@ JobSetup prepare_job(TrainConfig c) {
   if (c.fp32_math == "3xtf32" && (c.gpus.empty() || precision != "fp32"))
     throw Error("--fp32-math 3xtf32 is the GPU's fp32 GEMM kernel: it needs --precision fp32 on a GPU");
   if (c.fp32_math == "3xtf32")
-    for (int d : c.gpus)
-      if (list_gpus()[d].cc_major < 8)
-        throw Error(
-            fmt::format("GPU {} ({}) has no TF32 tensor cores for --fp32-math 3xtf32: use auto or strict", d,
-                        list_gpus()[d].name));
+    require_tensor_cores(c.gpus, "TF32 tensor cores for --fp32-math 3xtf32: use auto or strict");
   if (c.keep_im2col && c.gpus.empty())
     throw Error("--keep-im2col is a GPU memory/speed choice: the CPU reference has no im2col rows to keep");
   j.c = c;

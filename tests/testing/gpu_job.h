@@ -46,10 +46,10 @@ class GpuJobTest : public ::testing::Test {
   }
   // One SGD step of `precision` on GPU 0 against the CPU's (fp32 rounding apart, the same batch,
   // crops, mirrors, dropout masks, loss and update): the relative error of the GPU's weight
-  // change. lr 0 gives the initial weights. The GPU's job is "<prefix>g1".
-  double one_step_error(const std::string& precision, const std::string& prefix = "") {
+  // change. lr 0 gives the initial weights. The GPU's job is "g1".
+  double one_step_error(const std::string& precision) {
     auto one_step = [&](const std::string& name, const std::string& p, bool gpu, double lr) {
-      TrainConfig c = config(prefix + name, p, gpu);
+      TrainConfig c = config(name, p, gpu);
       c.max_iter = 1;
       c.form.base_lr = lr;
       const TrainResult r = train_job(c);
