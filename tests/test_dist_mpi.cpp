@@ -8,7 +8,6 @@
 
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -43,21 +42,6 @@ std::string mpi_missing() {
   return "";
 }
 
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string line_starting(const std::string& text, const std::string& prefix) {
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t end = std::min(text.find('\n', pos), text.size());
-    if (text.compare(pos, prefix.size(), prefix) == 0) return text.substr(pos, end - pos);
-    pos = end + 1;
-  }
-  return "";
-}
-
 // mpirun -np N dist_peer --rendezvous mpi ..., as root too, on a machine with fewer cores.
 // Without --rendezvous, processes started by mpirun meet through MPI by default.
 testing::Subprocess mpirun(int np, const std::vector<std::string>& peer_args,
@@ -85,15 +69,16 @@ TEST(DistMpi, MpirunExchangesTheId) {
     ASSERT_EQ(procs[0].exit_code(), 0) << procs[0].log();
     std::string id0;
     for (int r = 0; r < np; ++r) {
-      const std::string out = read_text(dir / fmt::format("out.{}", r));
+      const std::string out = testing::read_file(dir / fmt::format("out.{}", r));
       EXPECT_HAS(out, fmt::format("env rank {}/{}", r, np));
       EXPECT_HAS(out, "openmpi, rendezvous mpi");
       EXPECT_HAS(out, fmt::format("group mpi rank {} of {}", r, np));
-      const std::string id = line_starting(out, "id ");
+      const std::string id = testing::line_starting(out, "id ");
       EXPECT_EQ(id.size(), 3u + 256u) << out;
       if (r == 0) id0 = id;
       EXPECT_EQ(id, id0);
-      for (int q = 0; q < np; ++q) EXPECT_HAS(line_starting(out, "gather "), fmt::format("rank {} pid", q));
+      for (int q = 0; q < np; ++q)
+        EXPECT_HAS(testing::line_starting(out, "gather "), fmt::format("rank {} pid", q));
       EXPECT_HAS(out, "\nok\n");
     }
   }
@@ -110,10 +95,11 @@ TEST(DistMpi, ADeadRankEndsTheJob) {
   ASSERT_TRUE(testing::wait_all(procs, 60)) << "mpirun hung after a rank died\n" << procs[0].log();
   const double took = testing::test_clock_s() - start;
   EXPECT_NE(procs[0].exit_code(), 0) << procs[0].log();
-  EXPECT_HAS(read_text(dir / "out.1"), "dying");
-  for (int r : {0, 2}) EXPECT_EQ(read_text(dir / fmt::format("out.{}", r)).find("\nok\n"), std::string::npos);
+  EXPECT_HAS(testing::read_file(dir / "out.1"), "dying");
+  for (int r : {0, 2})
+    EXPECT_EQ(testing::read_file(dir / fmt::format("out.{}", r)).find("\nok\n"), std::string::npos);
   std::printf("mpirun ended %.2f s after start (exit %d): %s\n", took, procs[0].exit_code(),
-              line_starting(procs[0].log(), "mpirun").c_str());
+              testing::line_starting(procs[0].log(), "mpirun").c_str());
   EXPECT_LT(took, 30);
 }
 

@@ -35,21 +35,6 @@ constexpr double kHardLimit = 60;     // no scenario may run longer than this
 #define EXPECT_HAS(haystack, needle) \
   EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
 
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string line_starting(const std::string& text, const std::string& prefix) {
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t end = std::min(text.find('\n', pos), text.size());
-    if (text.compare(pos, prefix.size(), prefix) == 0) return text.substr(pos, end - pos);
-    pos = end + 1;
-  }
-  return "";
-}
-
 class Job {
  public:
   Job(std::string rendezvous, int world, std::string action)
@@ -104,7 +89,7 @@ class Job {
       if (ranks_[i] == rank) return procs_[i];
     throw std::runtime_error("no such rank");
   }
-  std::string out(int rank) const { return read_text(dir_ / fmt::format("out.{}", rank)); }
+  std::string out(int rank) const { return testing::read_file(dir_ / fmt::format("out.{}", rank)); }
   std::string report(int rank) {
     return fmt::format("rank {}: exit {} signal {}\n--- out\n{}--- log\n{}", rank, proc(rank).exit_code(),
                        proc(rank).term_signal(), out(rank), proc(rank).log());
@@ -134,14 +119,14 @@ void expect_exchange(Job& job, int world) {
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(job.proc(r).exit_code(), 0) << job.report(r);
     const std::string out = job.out(r);
-    const std::string id = line_starting(out, "id ");
+    const std::string id = testing::line_starting(out, "id ");
     EXPECT_EQ(id.size(), 3u + 256u) << out;  // 128 bytes in hex
     if (r == 0) {
       id0 = id;
-      gather0 = line_starting(out, "gather ");
+      gather0 = testing::line_starting(out, "gather ");
     }
     EXPECT_EQ(id, id0);
-    EXPECT_EQ(line_starting(out, "gather "), gather0);
+    EXPECT_EQ(testing::line_starting(out, "gather "), gather0);
     EXPECT_HAS(out, "\nok\n");
   }
   for (int r = 0; r < world; ++r) EXPECT_HAS(gather0, fmt::format("rank {} pid {}", r, job.proc(r).pid()));
@@ -155,7 +140,7 @@ void expect_loss(Job& job, int world, int victim, double bound_s) {
   for (int r = 0; r < world; ++r) {
     if (r == victim) continue;
     EXPECT_EQ(job.proc(r).exit_code(), 3) << job.report(r);
-    const std::string error = line_starting(job.out(r), "error ");
+    const std::string error = testing::line_starting(job.out(r), "error ");
     EXPECT_HAS(error, fmt::format("error rank {}: ", r));
     EXPECT_TRUE(error.find(fmt::format("lost rank {}", victim)) != std::string::npos ||
                 error.find(fmt::format("rank {} failed", victim)) != std::string::npos)
@@ -232,7 +217,8 @@ TEST(ProcessGroup, FileIgnoresAStaleRendezvousOfAnEarlierJob) {
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   job.start(0, {"--timeout", fmt::format("{}", kJoinTimeout)});
   expect_exchange(job, 2);
-  EXPECT_EQ(line_starting(job.out(1), "id ").find("5353535353"), std::string::npos) << "joined the stale job";
+  EXPECT_EQ(testing::line_starting(job.out(1), "id ").find("5353535353"), std::string::npos)
+      << "joined the stale job";
   EXPECT_FALSE(std::filesystem::exists(path + ".0ld")) << "rank 0 removes the earlier job's files";
 }
 
@@ -278,7 +264,7 @@ TEST(ProcessGroup, HungRankIsLostAfterThePeerTimeout) {
     const double bound = kPeerTimeout + heartbeat_interval(kPeerTimeout);
     for (int r : {0, 1}) {
       EXPECT_EQ(job->proc(r).exit_code(), 3) << job->report(r);
-      const std::string error = line_starting(job->out(r), "error ");
+      const std::string error = testing::line_starting(job->out(r), "error ");
       EXPECT_HAS(error, "lost rank 2");
       EXPECT_HAS(error, job->tcp() ? "nothing heard from it" : "has not changed");
       const double after_stop = job->proc(r).end_seconds() - stopped[job];
@@ -303,7 +289,7 @@ TEST(ProcessGroup, RankThatNeverStartsTimesOut) {
     for (int r : {0, 1}) {
       // 2, or 3 where a rank learnt it from rank 0's failure report first
       EXPECT_TRUE(job->proc(r).exit_code() == 2 || job->proc(r).exit_code() == 3) << job->report(r);
-      const std::string error = line_starting(job->out(r), "error ");
+      const std::string error = testing::line_starting(job->out(r), "error ");
       EXPECT_HAS(error, "rank 2 did not join the rendezvous");
       EXPECT_HAS(error, "--dist-timeout");
       const double took = job->proc(r).end_seconds() - job->started();
@@ -321,7 +307,7 @@ TEST(ProcessGroup, RankZeroThatNeverStartsTimesOut) {
   for (Job* job : {&tcp, &file}) {
     ASSERT_TRUE(job->wait(kTimeout + 30));
     EXPECT_EQ(job->proc(1).exit_code(), 2) << job->report(1);
-    const std::string error = line_starting(job->out(1), "error ");
+    const std::string error = testing::line_starting(job->out(1), "error ");
     EXPECT_HAS(error, job->tcp() ? "could not reach rank 0 at tcp:127.0.0.1:"
                                  : "rank 0 did not open the rendezvous");
     EXPECT_LT(job->proc(1).end_seconds() - job->started(), kTimeout + kSlack) << job->report(1);
@@ -336,9 +322,9 @@ TEST(ProcessGroup, TcpRejectsAMismatchedWorldSize) {
   other.start(1, {"--timeout", "1.5"});
   ASSERT_TRUE(job.wait(30));
   ASSERT_TRUE(other.wait(30));
-  EXPECT_HAS(line_starting(other.out(1), "error "),
+  EXPECT_HAS(testing::line_starting(other.out(1), "error "),
              "rejected this process: rank 1 was started with --world-size 3");
-  EXPECT_HAS(line_starting(job.out(0), "error "), "rank 1 did not join");
+  EXPECT_HAS(testing::line_starting(job.out(0), "error "), "rank 1 did not join");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -65,6 +66,16 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t end = std::min(text.find('\n', pos), text.size());
+    if (text.compare(pos, prefix.size(), prefix) == 0) return text.substr(pos, end - pos);
+    pos = end + 1;
+  }
+  return "";
 }
 
 TempDir::TempDir(const std::string& prefix) {

@@ -61,6 +61,9 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 // A whole file's bytes ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& path);
 
+// The first line of `text` that starts with `prefix`, without its newline ("" when none does).
+std::string line_starting(const std::string& text, const std::string& prefix);
+
 // Debian's Fashion-MNIST, `per_class` images of each class, written as a class folder under
 // `root`/images and ingested with DIGITS' defaults (256x256 colour JPEG, 25 % validation) into
 // `root`/ds, which is returned.
