@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 
 std::string tool(const std::string& args, int* rc) {
   std::string out;
-  *rc = testing::run_command(std::string(INCEPT_TEST_BIN_DIR) + "/" + args + " 2>&1", &out);
+  *rc = testing::run_command(testing::program_command(args) + " 2>&1", &out);
   return out;
 }
 

@@ -231,7 +231,7 @@ TEST(IngestHttp, LocalFolderWithSeparateValidationAndTextFile) {
 }
 
 TEST(IngestHttp, ToolHelpAndRefusesNonEmptyOutput) {
-  const std::string tool = std::string(INCEPT_TEST_BIN_DIR) + "/imagenet_ingest";
+  const std::string tool = testing::test_program("imagenet_ingest");
   std::string help;
   ASSERT_EQ(testing::run_command(tool + " --help", &help), 0);
   for (const char* opt :

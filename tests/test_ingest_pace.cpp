@@ -178,7 +178,7 @@ TEST(IngestPace, RequestsLostInTheServerAreAskedAgain) {
 
 TEST(IngestPace, ToolHelpExplainsThePace) {
   std::string help;
-  ASSERT_EQ(testing::run_command(std::string(INCEPT_TEST_BIN_DIR) + "/imagenet_ingest --help", &help), 0);
+  ASSERT_EQ(testing::run_command(testing::test_program("imagenet_ingest") + " --help", &help), 0);
   for (const char* s : {"--start-per-host", "--per-host", "--downloads", "ceiling", "503/429", "Retry-After"})
     EXPECT_NE(help.find(s), std::string::npos) << s;
 }

@@ -24,7 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::HttpServer;
 
-const std::string kTool = std::string(INCEPT_TEST_BIN_DIR) + "/imagenet_ingest";
+const std::string kTool = testing::test_program("imagenet_ingest");
 
 IngestOptions base_options(const std::string& source, const fs::path& out) {
   IngestOptions o;

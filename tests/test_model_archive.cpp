@@ -45,7 +45,7 @@ std::vector<std::pair<std::string, std::int64_t>> list_archive(const fs::path& p
 
 // Runs a tool of the build, returning (exit status, stdout + stderr).
 std::pair<int, std::string> run_tool(const std::string& args) {
-  const std::string cmd = std::string(INCEPT_TEST_BIN_DIR) + "/" + args + " 2>&1";
+  const std::string cmd = testing::program_command(args) + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];

@@ -28,7 +28,7 @@ using incept::testing::TempDir;
 namespace incept {
 namespace {
 
-const std::string kTool = std::string(INCEPT_TEST_BIN_DIR) + "/train_googlenet";
+const std::string kTool = testing::test_program("train_googlenet");
 
 class TrainToolTest : public ::testing::Test {
  protected:

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -136,20 +135,6 @@ int free_local_port() {
   }
   ::close(s);
   return ntohs(a.sin_port);
-}
-
-std::string test_program(const std::string& name) {
-  // $INCEPT_TEST_BIN_DIR first; then the folder this test program runs from, where the programs
-  // were moved together (a GPU machine runs them from a package); then the build's bin folder.
-  const char* dir = std::getenv("INCEPT_TEST_BIN_DIR");
-  if (dir && *dir) return std::string(dir) + "/" + name;
-  std::error_code ec;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const std::filesystem::path beside = self.parent_path() / name;
-    if (::access(beside.c_str(), X_OK) == 0) return beside.string();
-  }
-  return std::string(INCEPT_TEST_BIN_DIR) + "/" + name;
 }
 
 }  // namespace incept::testing

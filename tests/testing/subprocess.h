@@ -55,8 +55,4 @@ bool wait_all(std::vector<Subprocess>& procs, double limit_s);
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back, close).
 int free_local_port();
 
-// Path of a program built beside the tests: $INCEPT_TEST_BIN_DIR/<name>, else the running test
-// program's own folder where <name> is there, else the build's bin/<name>.
-std::string test_program(const std::string& name);
-
 }  // namespace incept::testing

@@ -63,6 +63,26 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
+std::string test_program(const std::string& name) {
+  // $INCEPT_TEST_BIN_DIR first; then the folder this test program runs from, where the programs
+  // were moved together (a GPU machine runs them from a package); then the build's bin folder.
+  const char* dir = std::getenv("INCEPT_TEST_BIN_DIR");
+  if (dir && *dir) return std::string(dir) + "/" + name;
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::filesystem::path beside = self.parent_path() / name;
+    if (::access(beside.c_str(), X_OK) == 0) return beside.string();
+  }
+  return std::string(INCEPT_TEST_BIN_DIR) + "/" + name;
+}
+
+std::string program_command(const std::string& program_and_args) {
+  const std::size_t space = program_and_args.find(' ');
+  if (space == std::string::npos) return test_program(program_and_args);
+  return test_program(program_and_args.substr(0, space)) + program_and_args.substr(space);
+}
+
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});

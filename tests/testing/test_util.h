@@ -58,6 +58,13 @@ double rel_error(const float* a, const float* b, std::size_t n);
 double rel_error(const std::vector<float>& a, const std::vector<float>& b);
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 
+// Path of a program built beside the tests: $INCEPT_TEST_BIN_DIR/<name>, else the running test
+// program's own folder where <name> is there, else the build's bin/<name>.
+std::string test_program(const std::string& name);
+
+// "PROGRAM ARGS..." with PROGRAM's path from test_program, for a shell.
+std::string program_command(const std::string& program_and_args);
+
 // A whole file's bytes ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& path);
 
