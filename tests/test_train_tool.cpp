@@ -96,6 +96,32 @@ TEST(TrainTool, WrongFlagsGetClearMessages) {
   EXPECT_EQ(run_command(kTool + " --dataset /tmp --output /tmp/incept_x --lr-policy fast --gpus none", &out),
             1);
   EXPECT_NE(out.find("learning-rate policy"), std::string::npos) << out;
+  // Out-of-range values are refused by name before anything runs, not taken as a default: a
+  // negative batch used to train at the network's 32, a negative learning rate uphill.
+  for (const auto& [flags, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--batch-size -5", "--batch-size: must be at least 0; got -5"},
+           {"--base-lr -0.01", "--base-lr: must be at least 0; got -0.01"},
+           {"--epochs 0", "--epochs: must be above 0; got 0"},
+           {"--gamma -2", "--gamma: must be at least 0, or -1 for DIGITS' default; got -2"},
+           {"--val-interval -1", "--val-interval: must be at least 0; got -1"},
+           {"--stop-after -2", "--stop-after: must be at least -1; got -2"},
+           {"--step-size 0", "--step-size: 0 is not above 0"},
+           {"--lr-policy multistep --step-size 85,50",
+            "the multistep percents must increase, e.g. 50,85; got 85,50"}}) {
+    out.clear();  // run_command appends
+    EXPECT_NE(
+        run_command(kTool + " --dataset /nonexistent --output /tmp/incept_x --gpus none " + flags, &out), 0)
+        << flags;
+    EXPECT_NE(out.find(says), std::string::npos) << flags << ": " << out;
+    EXPECT_EQ(out.find("does not exist"), std::string::npos) << flags << ": checked after the dataset";
+  }
+  // -1 stays the documented "DIGITS' default" for --gamma and --power.
+  out.clear();
+  EXPECT_EQ(
+      run_command(kTool + " --dataset /nonexistent --output /tmp/incept_x --gpus none --gamma -1 --power -1",
+                  &out),
+      1);
+  EXPECT_NE(out.find("does not exist"), std::string::npos) << out;
 }
 
 TEST_F(TrainToolTest, GoogLeNetOnTheCpuFinishesWithASummary) {
