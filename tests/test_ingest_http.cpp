@@ -251,6 +251,21 @@ TEST(IngestHttp, ToolHelpAndRefusesNonEmptyOutput) {
                 tool + " http://127.0.0.1:1/nothing/ " + (tmp / "o").string() + " --connect-timeout 2", &out),
             1);
   EXPECT_NE(out.find("http://127.0.0.1:1/nothing/"), std::string::npos) << out;
+  // Out-of-range limits are refused by name before anything is fetched or written.
+  for (const auto& [flags, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--timeout 0", "--timeout: must be above 0; got 0"},
+           {"--max-download-mb -1", "--max-download-mb: must be above 0; got -1"},
+           {"--threads -2", "--threads: must be at least 0; got -2"},
+           {"--min-per-class -1", "--min-per-class: must be at least 0; got -1"},
+           {"--lmdb-map-mb 0", "--lmdb-map-mb: must be above 0; got 0"}}) {
+    out.clear();  // run_command appends
+    EXPECT_NE(testing::run_command(
+                  tool + " " + (tmp / "src").string() + " " + (tmp / "f").string() + " " + flags, &out),
+              0)
+        << flags;
+    EXPECT_NE(out.find(says), std::string::npos) << flags << ": " << out;
+    EXPECT_FALSE(std::filesystem::exists(tmp / "f")) << flags << ": wrote the output folder";
+  }
 }
 
 }  // namespace

@@ -195,6 +195,13 @@ TEST(ModelArchive, ClearErrors) {
   EXPECT_NE(text.find("no snapshot of epoch 3; the job has iterations 10 (epoch 1), 20 (epoch 2)"),
             std::string::npos)
       << text;
+  // A negative epoch or iteration is refused, not read as "the latest" (it used to export that).
+  for (const char* pick : {"--epoch -1", "--snapshot -20"}) {
+    std::tie(rc, text) = run_tool(fmt::format("export_caffe --job {} {} --out {}/m.tar.gz",
+                                              job.dir.path().string(), pick, empty.path().string()));
+    EXPECT_NE(rc, 0) << pick;
+    EXPECT_NE(text.find("must be at least 0"), std::string::npos) << pick << ": " << text;
+  }
   std::tie(rc, text) = run_tool(fmt::format("export_caffe --job {} --out {}/m.tar.gz --blob-format old",
                                             job.dir.path().string(), empty.path().string()));
   EXPECT_EQ(rc, 1);

@@ -12,16 +12,20 @@
 #include "engine/model_archive.h"
 #include "incept_commit.h"
 #include "models/models.h"
+#include "tools/cli_checks.h"
 
 int main(int argc, char** argv) {
   std::string job_dir, out, format = "compatible";
-  std::int64_t snapshot = -1;
-  double epoch = -1;
+  std::int64_t snapshot = 0;
+  double epoch = 0;
   CLI::App app{"export_caffe: a training job's snapshot as DIGITS' model archive (tar.gz)"};
   app.add_option("--job", job_dir, "job folder (train_googlenet --output)")->required();
-  auto* snap_opt = app.add_option("--snapshot", snapshot, "iteration of the snapshot (default: the latest)");
-  app.add_option("--epoch", epoch, "epoch of the snapshot (iteration / iterations per epoch)")
-      ->excludes(snap_opt);
+  auto* snap_opt = app.add_option("--snapshot", snapshot, "iteration of the snapshot (default: the latest)")
+                       ->check(incept::cli::at_least(0));
+  auto* epoch_opt =
+      app.add_option("--epoch", epoch, "epoch of the snapshot (iteration / iterations per epoch)")
+          ->check(incept::cli::at_least(0))
+          ->excludes(snap_opt);
   app.add_option("--out", out, "archive to write (.tar.gz)")->required();
   app.add_option("--blob-format", format,
                  "compatible: float data with legacy 4-D dims (any Caffe, OpenCV); modern: BlobShape dims")
@@ -29,8 +33,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     incept::ExportOptions o;
-    if (snapshot >= 0) o.snapshot_iter = snapshot;
-    if (epoch >= 0) o.epoch = epoch;
+    if (snap_opt->count()) o.snapshot_iter = snapshot;
+    if (epoch_opt->count()) o.epoch = epoch;
     o.blob_format = incept::parse_blob_format(format);
     o.producer = std::string("incept ") + INCEPT_GIT_COMMIT;
     const incept::JobInfo job = incept::read_job(job_dir);

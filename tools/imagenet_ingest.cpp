@@ -8,6 +8,7 @@
 #include "data/ingest.h"
 #include "engine/check.h"
 #include "engine/log.h"
+#include "tools/cli_checks.h"
 
 namespace {
 extern "C" void on_signal(int) {
@@ -49,11 +50,15 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 100.0));
   app.add_option("--min-per-class", o.plan.min_per_class, "drop classes with fewer images")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(incept::cli::at_least(0));
   app.add_option("--max-per-class", o.plan.max_per_class, "use at most this many images per class (0: all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(incept::cli::at_least(0));
   app.add_option("--seed", o.plan.seed, "shuffle/split seed")->capture_default_str();
-  app.add_option("--threads", o.threads, "decode/encode threads (0: one per core)")->capture_default_str();
+  app.add_option("--threads", o.threads, "decode/encode threads (0: one per core)")
+      ->capture_default_str()
+      ->check(incept::cli::at_least(0));
   app.add_option("--downloads", o.http.max_in_flight, "most concurrent downloads, all hosts together")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
@@ -65,24 +70,35 @@ int main(int argc, char** argv) {
                  "connections to a host at first (set it to --per-host to start at the ceiling)")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
-  app.add_option("--connect-timeout", o.http.connect_timeout_s, "seconds to connect")->capture_default_str();
-  app.add_option("--timeout", o.http.timeout_s, "seconds for a whole download")->capture_default_str();
+  app.add_option("--connect-timeout", o.http.connect_timeout_s, "seconds to connect")
+      ->capture_default_str()
+      ->check(incept::cli::above(0));
+  app.add_option("--timeout", o.http.timeout_s, "seconds for a whole download")
+      ->capture_default_str()
+      ->check(incept::cli::above(0));
   app.add_option("--stall-timeout", o.http.stall_timeout_s,
                  "abort a download when no byte arrives for this many seconds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(incept::cli::above(0));
   app.add_option("--max-redirects", o.http.max_redirects, "redirects followed (inside the start URL only)")
-      ->capture_default_str();
-  app.add_option("--max-download-mb", max_download_mb, "largest file accepted (MiB)")->capture_default_str();
+      ->capture_default_str()
+      ->check(incept::cli::at_least(0));
+  app.add_option("--max-download-mb", max_download_mb, "largest file accepted (MiB)")
+      ->capture_default_str()
+      ->check(incept::cli::above(0));
   app.add_option("--max-pixels", o.max_pixels, "refuse images with more pixels (checked from the header)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(incept::cli::above(0));
   app.add_option("--batch", o.batch_records, "records per LMDB transaction")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   app.add_option("--lmdb-map-mb", lmdb_map_mb, "initial LMDB map size (MiB); doubled whenever full")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(incept::cli::above(0));
   app.add_flag("--resume", o.resume, "continue an interrupted run in OUTPUT_DIR (same options)");
   app.add_option("--progress-interval", o.progress_interval_s, "seconds between progress lines")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(incept::cli::above(0));
   app.add_flag("-v,--verbose", verbose, "debug logging");
   app.footer(
       "Downloads adapt to each server. A host starts with --start-per-host connections; while it answers\n"

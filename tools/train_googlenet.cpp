@@ -20,6 +20,7 @@
 #include "engine/nccl_comm.h"
 #include "engine/report.h"
 #include "engine/trainer.h"
+#include "tools/cli_checks.h"
 
 namespace {
 
@@ -52,19 +53,6 @@ std::vector<double> parse_percents(const std::string& text) {
   return v;
 }
 
-// A flag's lower bound, with a plain message (CLI11's own ranges print the largest double).
-// Text that is no number passes here and fails the option's conversion, which says so.
-CLI::Validator at_least(double lo, bool strictly = false) {
-  return CLI::Validator(
-      [lo, strictly](std::string& v) -> std::string {
-        char* end = nullptr;
-        const double x = std::strtod(v.c_str(), &end);
-        if (end == v.c_str() || (strictly ? x > lo : x >= lo)) return "";
-        return fmt::format("must be {} {:g}; got {}", strictly ? "above" : "at least", lo, v);
-      },
-      fmt::format("{}{:g}", strictly ? ">" : ">=", lo));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,19 +76,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--network", c.network, "googlenet, or lenet (DIGITS' LeNet, for small gray images)")
       ->capture_default_str();
-  app.add_option("--epochs", c.form.epochs, "training epochs")
-      ->check(at_least(0, true))
-      ->capture_default_str();
+  app.add_option("--epochs", c.form.epochs, "training epochs")->check(cli::above(0))->capture_default_str();
   app.add_option("--batch-size", c.form.batch_size,
                  "global batch (images per iteration; 0: the network's, 32 for GoogLeNet, what DIGITS "
                  "uses when the field is left blank)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--val-batch-size", c.form.val_batch_size, "validation batch (0: the batch size)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--base-lr", c.form.base_lr, "base learning rate")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--lr-policy", policy, "fixed, step, multistep, exp, inv, poly or sigmoid")
       ->capture_default_str();
@@ -124,18 +110,18 @@ int main(int argc, char** argv) {
       ->check(default_or_non_negative)
       ->capture_default_str();
   app.add_option("--max-iter", c.max_iter, "iterations to train (0: epochs x iterations per epoch)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--val-interval", c.form.val_interval,
                  "epochs between validations (0: before training and at the end only)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--snapshot-interval", c.form.snapshot_interval,
                  "epochs between snapshots (0: the final one only)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--display", c.display, "iterations between progress lines (0: DIGITS' rule, 8 per epoch)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--precision", c.precision, "auto (bf16 where the GPU has it, else fp32), bf16 or fp32")
       ->capture_default_str();
@@ -163,7 +149,7 @@ int main(int argc, char** argv) {
   app.add_flag("--resume", c.resume, "continue the job in --output from its latest snapshot");
   app.add_option("--mean", c.mean, "subtract the mean: image, pixel or none")->capture_default_str();
   app.add_option("--crop-size", c.crop, "input crop (0: the network's, 224)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--weights", c.weights,
                  "a .caffemodel to initialise from (fine-tuning; layers matched by name)");
@@ -171,11 +157,11 @@ int main(int argc, char** argv) {
                  "snapshot blob format: compatible (old Caffe, Jetson) or modern")
       ->capture_default_str();
   app.add_option("--loader-threads", c.loader_threads, "image decode threads (0: automatic)")
-      ->check(at_least(0))
+      ->check(cli::at_least(0))
       ->capture_default_str();
   app.add_option("--stop-after", c.stop_at,
                  "stop with a snapshot once this iteration is done (-1: never); --resume continues")
-      ->check(at_least(-1))
+      ->check(cli::at_least(-1))
       ->capture_default_str();
   app.add_flag("--eager", eager, "run the step without a CUDA graph (debugging)");
   auto* dist =
