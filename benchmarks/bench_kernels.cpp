@@ -6,8 +6,10 @@
 // Inception branches write into their channel slice of the concat output, as in the net.
 //
 //   bench_kernels [--batch 128] [--samples 20] [--dtype fp32,bf16] [--skip-conv] [--fp32-gemm-math]
+//                 [--winograd]
 //   (--fp32-gemm-math: cuBLAS's fp32 maths on conv2/3x3's GEMMs, then incept's 3xTF32 kernel
-//   against strict cuBLAS on the step's GEMMs as GpuFc runs them)
+//   against strict cuBLAS on the step's GEMMs as GpuFc runs them; --winograd: the 3x3 layers in
+//   fp32 with FMA only, im2col + strict cuBLAS against Winograd F(2x2, 3x3))
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -19,7 +21,9 @@
 #include "engine/cudnn_conv.h"
 #include "engine/device.h"
 #include "engine/gpu_fc.h"
+#include "engine/winograd_conv.h"
 #include "kernels/bias_relu_gpu.h"
+#include "kernels/device_facts.h"
 #include "kernels/dropout_gpu.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm_tf32x3_gpu.h"
@@ -29,6 +33,8 @@
 #include "kernels/pool_gpu.h"
 #include "kernels/sgd_gpu.h"
 #include "kernels/softmax_loss_gpu.h"
+#include "kernels/winograd_gpu.h"
+#include "kernels/winograd_ref.h"
 
 using namespace incept;
 using kernels::DType;
@@ -684,6 +690,89 @@ void bench_tf32x3_shapes(cudaStream_t s, int nb) {
   std::printf("all: 3xTF32 %.3f ms, cuBLAS strict %.3f ms: %.2fx\n", ours_total, cublas_total,
               cublas_total / ours_total);
 }
+
+// --winograd: each 3x3 layer of GoogLeNet in fp32 with FMA arithmetic only, as the strict fp32
+// step runs it (im2col rows + strict cuBLAS GEMMs + col2im, rows rebuilt for the weight gradient)
+// against F(2x2, 3x3) Winograd (engine/winograd_conv.h: transforms + 16 strict cuBLAS GEMMs).
+void bench_winograd(cudaStream_t s, int nb) {
+  CublasHandle h = make_cublas();
+  CUBLAS_CHECK(cublasSetStream(h, s));
+  DeviceBuffer cublas_ws(std::size_t(64) << 20);
+  CUBLAS_CHECK(cublasSetWorkspace(h, cublas_ws.data(), cublas_ws.bytes()));
+  const int sms = kernels::sm_count();
+  std::printf(
+      "== fp32 3x3 convolutions, FMA only: im2col + strict cuBLAS vs Winograd F(2x2,3x3), batch %d, ms\n",
+      nb);
+  std::printf("%-22s %26s | %26s | %6s %5s %9s\n", "layer", "im2col fwd / dgrad / wgrad",
+              "Winograd fwd / dgrad / wgrad", "ratio", "parts", "ws MiB");
+  double tot_g = 0, tot_w = 0;
+  for (const ConvSpec& cs : googlenet_convs()) {
+    if (cs.r != 3) continue;
+    ConvGeom g;
+    g.num_output = cs.k, g.kernel_h = g.kernel_w = 3, g.pad_h = g.pad_w = 1;
+    const Nchw xs{nb, cs.c, cs.h, cs.h}, ys{nb, cs.k, cs.h, cs.h, std::int64_t(cs.y_total) * cs.h * cs.h};
+    const std::size_t pix = std::size_t(nb) * cs.h * cs.h;
+    const int taps = 9 * cs.c;
+    DeviceBuffer x(pix * cs.c * 4), dx(pix * cs.c * 4), y(pix * cs.y_total * 4),
+        w(std::size_t(cs.k) * taps * 4), dw(std::size_t(cs.k) * taps * 4);
+    fill_random(x, DType::kF32, 21);
+    fill_random(y, DType::kF32, 22);
+    fill_random(w, DType::kF32, 23);
+    dw.fill_bytes(0);
+    float* yp = y.as<float>() + cs.y_c0;
+    // the strict step's path
+    GpuFc fc(FcShape{int(pix), taps, cs.k, taps, cs.y_total}, DType::kF32);
+    DeviceBuffer cols(pix * taps * 4), partial(std::max<std::size_t>(fc.wgrad_partial_elems(), 1) * 4);
+    const float g_f = time_ms(s, [&] {
+      kernels::im2col_nhwc<float>(xs, x.as<float>(), g, taps, cols.as<float>(), s);
+      fc.forward(h, cols.data(), w.data(), nullptr, false, yp);
+    });
+    const float g_d = time_ms(s, [&] {
+      fc.backward_data(h, yp, w.data(), cols.data(), false);
+      kernels::col2im_nhwc<float>(xs, cols.as<float>(), g, taps, dx.as<float>(), false, s);
+    });
+    const float g_w = time_ms(s, [&] {
+      kernels::im2col_nhwc<float>(xs, x.as<float>(), g, taps, cols.as<float>(), s);
+      fc.backward_filter(h, cols.data(), yp, dw.data(), nullptr, partial.as<float>());
+    });
+    // Winograd
+    WinogradConv conv(xs, ys, sms);
+    DeviceBuffer ws(conv.workspace_bytes());
+    const float w_f =
+        time_ms(s, [&] { conv.forward(h, x.as<float>(), w.as<float>(), nullptr, false, yp, ws.data()); });
+    const float w_d =
+        time_ms(s, [&] { conv.backward_data(h, yp, w.as<float>(), dx.as<float>(), false, ws.data()); });
+    const float w_w =
+        time_ms(s, [&] { conv.backward_filter(h, x.as<float>(), yp, dw.as<float>(), ws.data()); });
+    const double gt = g_f + g_d + g_w, wt = w_f + w_d + w_w;
+    tot_g += gt, tot_w += wt;
+    std::printf("%-22s %8.3f %8.3f %8.3f | %8.3f %8.3f %8.3f | %5.2fx %5d %9.0f\n", cs.name.c_str(), g_f, g_d,
+                g_w, w_f, w_d, w_w, gt / wt, conv.weight_grad_parts(), conv.workspace_bytes() / 1048576.0);
+  }
+  std::printf(
+      "all 3x3 layers: im2col + strict cuBLAS %.3f ms, Winograd %.3f ms (%.2fx), saving %.3f ms a step\n",
+      tot_g, tot_w, tot_g / tot_w, tot_g - tot_w);
+  // The transforms alone at conv2/3x3's shape (memory-bound: bytes read + written)
+  const Ceilings c = measure_ceilings(s, DType::kF32);
+  const Nchw xs{nb, 64, 56, 56}, ys{nb, 192, 56, 56};
+  const std::int64_t rows = winograd_tiles(nb, 56, 56);
+  DeviceBuffer x(xs.count() * 4), y(ys.count() * 4), v(16 * std::size_t(rows) * 64 * 4),
+      m(16 * std::size_t(rows) * 192 * 4);
+  fill_random(x, DType::kF32, 31);
+  fill_random(m, DType::kF32, 32);
+  auto gbs = [&](double bytes, float ms) { return bytes / (ms * 1e6); };
+  const float t_in = time_ms(s, [&] { kernels::winograd_inputs(xs, x.as<float>(), rows, v.as<float>(), s); });
+  const float t_out = time_ms(s, [&] {
+    kernels::winograd_outputs(m.as<float>(), rows, nullptr, false, ys, y.as<float>(), false, s);
+  });
+  const float t_og =
+      time_ms(s, [&] { kernels::winograd_output_grads(ys, y.as<float>(), rows, m.as<float>(), s); });
+  const double bx = xs.count() * 4.0, by = ys.count() * 4.0;
+  std::printf(
+      "conv2/3x3 transforms (copy ceiling %.0f GB/s): inputs %.3f ms %.0f GB/s, outputs %.3f ms %.0f GB/s, "
+      "output gradients %.3f ms %.0f GB/s\n",
+      c.copy_gbs, t_in, gbs(5 * bx, t_in), t_out, gbs(5 * by, t_out), t_og, gbs(5 * by, t_og));
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -695,10 +784,13 @@ int main(int argc, char** argv) {
   app.add_option("--samples", g_samples, "timed samples per kernel (median reported, >= 20)");
   app.add_option("--dtype", dtypes, "fp32,bf16");
   app.add_flag("--skip-conv", skip_conv, "hand-written kernels only");
-  bool gemm_math = false;
+  bool gemm_math = false, winograd = false;
   app.add_flag("--fp32-gemm-math", gemm_math,
                "only this: conv2/3x3's fp32 GEMMs under each cuBLAS math (strict, 32F, TF32, BF16x9 "
                "emulation), time and error against double");
+  app.add_flag("--winograd", winograd,
+               "only this: GoogLeNet's 3x3 layers in fp32 with FMA only, im2col + strict cuBLAS against "
+               "Winograd F(2x2,3x3)");
   CLI11_PARSE(app, argc, argv);
   if (gpu_count() == 0) {
     std::fprintf(stderr, "bench_kernels: %s\n", no_gpu_reason().c_str());
@@ -707,6 +799,10 @@ int main(int argc, char** argv) {
   g_samples = std::max(g_samples, 20);
   std::printf("GPU: %s  batch %d  samples %d (median)\n", describe_gpu(0).c_str(), batch, g_samples);
   Stream s = make_stream();
+  if (winograd) {
+    bench_winograd(s, batch);
+    return 0;
+  }
   if (gemm_math) {
     bench_fp32_gemm_math(s, batch);
     bench_tf32x3_shapes(s, batch);
