@@ -71,8 +71,10 @@ struct Mode {
   bool memset_kernels = GpuNetOptions{}.memset_kernels;
   bool pool_relu_mask = GpuNetOptions{}.pool_relu_mask;
   bool keep_im2col = GpuNetOptions{}.keep_im2col;
-  int im2col_chunk_mib = -1;  // GpuNetOptions::im2col_chunk_bytes in MiB; -1: the default
-  bool tf32x3 = false;        // GpuNetOptions::tf32x3 (fp32)
+  int im2col_chunk_mib = -1;    // GpuNetOptions::im2col_chunk_bytes in MiB; -1: the default
+  int winograd_chunk_mib = -1;  // GpuNetOptions::winograd_chunk_bytes in MiB; -1: the default
+  int winograd_streams = 0;     // GpuNetOptions::winograd_streams; 0: the default
+  bool tf32x3 = false;          // GpuNetOptions::tf32x3 (fp32)
 };
 
 // Peak device memory of one configuration on the current GPU: the memory in use beyond what was
@@ -96,9 +98,10 @@ class MemoryPeak {
 std::string mode_name(const Mode& m) {
   return fmt::format("{} {} {}{}{}{}{}{}", m.dtype, m.nhwc ? "NHWC" : "NCHW", m.graph ? "graph" : "eager",
                      m.tf32 ? " tf32" : "", m.winograd ? " winograd" : "",
-                     m.spatial == SpatialConv::kGemm    ? " gemm"
-                     : m.spatial == SpatialConv::kCudnn ? " cudnn"
-                                                        : "",
+                     m.spatial == SpatialConv::kGemm       ? " gemm"
+                     : m.spatial == SpatialConv::kCudnn    ? " cudnn"
+                     : m.spatial == SpatialConv::kWinograd ? " winograd-3x3"
+                                                           : "",
                      m.lanes ? fmt::format(" {} lane{}", m.lanes, m.lanes > 1 ? "s" : "") : "",
                      m.conv1 == "auto" ? "" : " conv1-" + m.conv1) +
          (m.side_heads == PlanOptions{}.side_heads ? ""
@@ -118,6 +121,8 @@ std::string mode_name(const Mode& m) {
           : m.keep_im2col                              ? " keep-im2col"
                                                        : " no-keep-im2col") +
          (m.im2col_chunk_mib < 0 ? "" : fmt::format(" im2col-chunk {} MiB", m.im2col_chunk_mib)) +
+         (m.winograd_chunk_mib < 0 ? "" : fmt::format(" winograd-chunk {} MiB", m.winograd_chunk_mib)) +
+         (m.winograd_streams ? fmt::format(" winograd-streams {}", m.winograd_streams) : "") +
          (m.tf32x3 ? " 3xtf32" : "");
 }
 
@@ -151,6 +156,8 @@ GpuNetOptions net_options(const Mode& m) {
   opt.pool_relu_mask = m.pool_relu_mask;
   opt.keep_im2col = m.keep_im2col;
   if (m.im2col_chunk_mib >= 0) opt.im2col_chunk_bytes = std::size_t(m.im2col_chunk_mib) << 20;
+  if (m.winograd_chunk_mib >= 0) opt.winograd_chunk_bytes = std::size_t(m.winograd_chunk_mib) << 20;
+  if (m.winograd_streams) opt.winograd_streams = m.winograd_streams;
   opt.tf32x3 = m.tf32x3;
   return opt;
 }
@@ -520,9 +527,12 @@ int main(int argc, char** argv) {
       "--gpus", gpus_spec,
       "data parallel over these GPUs (e.g. 0,1 or all), --batch images per GPU; synthetic data only");
   app.add_flag("--cpu", cpu, "time the CPU reference step instead (fp32; use a small --batch, e.g. 2)");
-  app.add_option(
-         "--spatial", spatial,
-         "channels-last RxS convolutions: auto (fp32 gemm, bf16 cudnn), cudnn or gemm (im2col + cuBLAS)")
+  app.add_option("--spatial", spatial,
+                 "channels-last RxS convolutions: auto (bf16 cudnn; fp32 gemm, with 3x3 layers as winograd "
+                 "where the GEMMs "
+                 "are FMA, not 3xTF32), cudnn, gemm (im2col + cuBLAS) or winograd (3x3: F(2x2,3x3) Winograd "
+                 "on strict "
+                 "cuBLAS; the rest gemm)")
       ->capture_default_str();
   app.add_option("--layout", layouts, "nchw, nhwc and/or auto (recommended_options: nhwc from sm_70)")
       ->capture_default_str();
@@ -571,6 +581,15 @@ int main(int argc, char** argv) {
   app.add_option("--im2col-chunk-mib", chunk_list,
                  "GEMM convolutions: im2col rows per chunk of images at most this many MiB, one run each, "
                  "e.g. 0 64 16 (0: the whole batch; -1: GpuNetOptions' default)")
+      ->capture_default_str();
+  int winograd_chunk_mib = -1;
+  app.add_option("--winograd-chunk-mib", winograd_chunk_mib,
+                 "Winograd convolutions: workspace per chunk of images at most this many MiB (0: the whole "
+                 "batch; -1: GpuNetOptions' default)")
+      ->capture_default_str();
+  int winograd_streams = 0;
+  app.add_option("--winograd-streams", winograd_streams,
+                 "Winograd convolutions in chunks: 1 or 2 streams (0: GpuNetOptions' default)")
       ->capture_default_str();
   app.add_flag("--tf32", tf32, "fp32 mode: allow TF32 tensor cores");
   std::vector<std::string> fp32_maths{"auto"};
@@ -641,11 +660,12 @@ int main(int argc, char** argv) {
                        .tf32 = tf32 && d == "fp32",
                        .winograd = false,
                        .nhwc = lay == "nhwc" || (lay == "auto" && rec.channels_last)};
-                if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm")
-                  throw Error("--spatial must be auto, cudnn or gemm, got " + spatial);
-                m.spatial = spatial == "gemm"    ? SpatialConv::kGemm
-                            : spatial == "cudnn" ? SpatialConv::kCudnn
-                                                 : SpatialConv::kAuto;
+                if (spatial != "auto" && spatial != "cudnn" && spatial != "gemm" && spatial != "winograd")
+                  throw Error("--spatial must be auto, cudnn, gemm or winograd, got " + spatial);
+                m.spatial = spatial == "gemm"       ? SpatialConv::kGemm
+                            : spatial == "cudnn"    ? SpatialConv::kCudnn
+                            : spatial == "winograd" ? SpatialConv::kWinograd
+                                                    : SpatialConv::kAuto;
                 if (lanes < 0) throw Error("--lanes must be >= 0");
                 m.lanes = lanes;
                 if (conv1 != "auto" && conv1 != "gemm" && conv1 != "implicit")
@@ -660,6 +680,11 @@ int main(int argc, char** argv) {
                 m.keep_im2col = keep_im2col;
                 if (chunk_mib < -1) throw Error("--im2col-chunk-mib must be >= -1");
                 m.im2col_chunk_mib = chunk_mib;
+                if (winograd_chunk_mib < -1) throw Error("--winograd-chunk-mib must be >= -1");
+                m.winograd_chunk_mib = winograd_chunk_mib;
+                if (winograd_streams < 0 || winograd_streams > 2)
+                  throw Error("--winograd-streams must be 0, 1 or 2");
+                m.winograd_streams = winograd_streams;
                 m.tf32x3 = d == "fp32" && (math == "3xtf32" || (math == "auto" && rec.tf32x3));
                 if (parallel) {
                   results.push_back(run_parallel(m, gpus, batch, classes, warmup, steps));

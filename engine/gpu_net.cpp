@@ -912,7 +912,8 @@ std::string GpuNet::memory_report() const {
       mib(params_->grad_bytes()), mib(pe * 4), mib(saved_.bytes()), mib(workspace_.bytes()),
       mib(cublas_ws_.bytes()),
       staging_.bytes() ? fmt::format(", branch staging {:.1f} MiB", mib(staging_.bytes())) : std::string(),
-      im2col_bytes() ? fmt::format(", im2col rows / conv1 partial sums {:.1f} MiB", mib(im2col_bytes()))
+      im2col_bytes() ? fmt::format(", im2col rows / Winograd workspace / conv1 partial sums {:.1f} MiB",
+                                   mib(im2col_bytes()))
                      : std::string(),
       gemm_partial_.bytes() ? fmt::format(", 1x1 wgrad partials {:.1f} MiB", mib(gemm_partial_.bytes()))
                             : std::string(),
@@ -928,6 +929,13 @@ std::vector<std::string> GpuNet::algorithm_report() const {
     if (L->conv) out.push_back(fmt::format("{}: {}", L->plan->name, L->conv->describe()));
     if (L->few_channels)
       out.push_back(fmt::format("{}: implicit GEMM (kernels/conv_few_channels)", L->plan->name));
+    if (L->winograd)
+      out.push_back(fmt::format(
+          "{}: Winograd F(2x2,3x3) + strict cuBLAS GEMMs, {} image{} per chunk{}{}, weight gradient in {} "
+          "parts",
+          L->plan->name, L->chunk_images, L->chunk_images > 1 ? "s" : "",
+          L->winograd_tail ? fmt::format(" and {} more", L->in_shape[0].n % L->chunk_images) : std::string(),
+          L->winograd_two_streams ? " on two streams" : "", L->winograd->weight_grad_parts()));
     if (L->spatial_gemm)
       out.push_back(fmt::format(
           "{}: im2col rows of {} + {}, {} image{} per chunk, rows {}", L->plan->name, L->fc->shape().k,

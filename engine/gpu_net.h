@@ -44,11 +44,15 @@
 
 namespace incept {
 
-// How a channels-last net runs its RxS > 1 convolutions: cuDNN, or im2col + one cuBLAS GEMM
-// over all pixels (col2im for the data gradient). Auto: GEMM in fp32 (cuDNN 9.19's NHWC FMA
-// kernels are ~5x slower than NCHW, and their timing-chosen algorithms were seen at a 6e-4
-// median gradient error on GoogLeNet), cuDNN in bf16 (faster there: 11.7 vs 13.9 ms/step).
-enum class SpatialConv { kAuto, kCudnn, kGemm };
+// How a channels-last net runs its RxS > 1 convolutions: cuDNN, im2col + one cuBLAS GEMM
+// over all pixels (col2im for the data gradient), or (fp32, 3x3 / stride 1 / pad 1 layers; the
+// others as GEMM) F(2x2, 3x3) Winograd on strict cuBLAS GEMMs (engine/winograd_conv.h). Auto:
+// in fp32 GEMM where the GEMMs run 3xTF32 (GpuNetOptions::tf32x3), Winograd where they are FMA
+// fp32 (2.25x fewer products at the GEMM's error: GoogLeNet's 3x3 layers 20.7 -> 13.5 ms at batch
+// 128 on an H200); cuDNN's NHWC FMA kernels are ~5x slower than NCHW, and their timing-chosen
+// algorithms were seen at a 6e-4 median gradient error on GoogLeNet. bf16: cuDNN (faster there:
+// 11.7 vs 13.9 ms/step).
+enum class SpatialConv { kAuto, kCudnn, kGemm, kWinograd };
 
 struct GpuNetOptions {
   kernels::DType dtype = kernels::DType::kF32;  // activations, gradients, compute weights
@@ -77,6 +81,18 @@ struct GpuNetOptions {
   // 4,480 MiB, under the 4,959 MiB PyTorch's compiled fp32 step allocates (benchmarks/RESULTS.md).
   bool keep_im2col = false;
   std::size_t im2col_chunk_bytes = std::size_t(256) << 20;
+  // Winograd convolutions (SpatialConv::kWinograd, and auto with FMA GEMMs) run over the whole
+  // batch where their workspace (engine/winograd_conv.h: 4x the input and output, at 2x2 tiles)
+  // fits winograd_chunk_bytes (0: always), else on chunks of images, the most whose workspace
+  // fits, and one more convolution for the rest of the batch. The workspace is the lane's row
+  // buffer. A layer in chunks runs them alternately on its lane's stream and a second one
+  // (winograd_streams 2; 1: one stream), each chunk in half of winograd_chunk_bytes, so that one
+  // chunk's memory-bound transforms overlap the other's GEMMs. GoogLeNet fp32 with FMA GEMMs at
+  // batch 128 on an H200 (session 17, ms/step and MiB in use): 128 MiB 32.34 / 4,456,
+  // 256 MiB 31.76 / 4,586, 384 MiB (the default) 31.59 / 4,836, 512 MiB 31.52 / 5,068; one
+  // stream at 384 MiB 31.69; PyTorch's compiled fp32 step allocates 4,872 MiB.
+  std::size_t winograd_chunk_bytes = std::size_t(384) << 20;
+  int winograd_streams = 2;
   // fp32: the GEMM convolutions and inner products run incept's 3xTF32 tensor-core kernel
   // (kernels/gemm_tf32x3_gpu.h: fp32 accuracy, checked against FMA fp32 by its tests) wherever
   // it is expected to beat cuBLAS (kernels::tf32x3_preferred; compute capability 8.0+),
@@ -300,6 +316,9 @@ class GpuNet {
   void spatial_gemm_forward(Layer& L, const Lane& R);
   template <typename T>
   void spatial_gemm_backward(Layer& L, const Lane& R, T* dz);
+  void winograd_forward(Layer& L, const Lane& R);
+  void winograd_backward(Layer& L, const Lane& R, float* dz);
+  void winograd_stream(const Lane& R, int half);  // cublas_ on R's stream (0) or its aux stream (1)
   void build_layers();
   void plan_lanes();  // lanes_, lane_of_ and every lane's scratch (after the convolutions are planned)
   void run_forward(int l, const Lane& R);

@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "engine/check.h"
 #include "engine/gpu_net_layer.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/conv_few_channels_gpu.h"
+#include "kernels/device_facts.h"
 #include "kernels/gemm_tf32x3_gpu.h"
 #include "kernels/im2col_gpu.h"
 #include "kernels/layout.h"
@@ -92,8 +94,12 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
   const LayerPlan& lp = *L.plan;
   const bool nhwc = opt_.channels_last;
   const ConvGeom& g = std::get<ConvParams>(lp.params).geom;
+  const bool fp32 = opt_.dtype == DType::kF32;
   const bool spatial_gemm = opt_.spatial_conv == SpatialConv::kGemm ||
-                            (opt_.spatial_conv == SpatialConv::kAuto && opt_.dtype == DType::kF32);
+                            opt_.spatial_conv == SpatialConv::kWinograd ||
+                            (opt_.spatial_conv == SpatialConv::kAuto && fp32);
+  const bool winograd = fp32 && (opt_.spatial_conv == SpatialConv::kWinograd ||
+                                 (opt_.spatial_conv == SpatialConv::kAuto && !opt_.tf32x3));
   const int taps = g.kernel_h * g.kernel_w * L.in_shape[0].c;  // R * S * C
   // Channels-last RxS convolution as im2col rows of ld (>= taps) + one GEMM per chunk of
   // images: the largest divisor of the batch whose rows fit GpuNetOptions::im2col_chunk_bytes
@@ -141,6 +147,32 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
       L.wpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
       L.dwpad = DeviceBuffer(std::size_t(y.c) * L.im2col_ld * esize_);
     }
+    fold_relu(l);
+  } else if (nhwc && winograd && WinogradConv::supports(L.in_shape[0], g)) {
+    // F(2x2, 3x3) Winograd on chunks of images: the whole batch where its workspace fits
+    // winograd_chunk_bytes, else the most images whose workspace fits (half of it on two
+    // streams), then the rest of the batch with the same weight-gradient parts (their partial
+    // sums add up across the chunks). The workspace is the lane's cols (plan_lanes).
+    const Nchw &x = L.in_shape[0], &y = L.out_shape[0];
+    auto chunk = [&](int images, int parts) {
+      Nchw xc = x, yc = y;
+      xc.n = yc.n = images;
+      xc.n_stride = x.nstride(), yc.n_stride = y.nstride();
+      return WinogradConv(xc, yc, kernels::sm_count(), parts);
+    };
+    const std::size_t budget = opt_.winograd_chunk_bytes;
+    int images = y.n;
+    if (budget && chunk(images, 0).workspace_bytes() > budget) {
+      L.winograd_two_streams = opt_.winograd_streams > 1;
+      const std::size_t per_chunk = L.winograd_two_streams ? budget / 2 : budget;
+      while (images > 1 && chunk(images, 0).workspace_bytes() > per_chunk) --images;
+      if (images == y.n) L.winograd_two_streams = false;
+    }
+    L.chunk_images = images;
+    L.winograd = std::make_unique<WinogradConv>(chunk(images, 0));
+    L.winograd_ws = (L.winograd->workspace_bytes() + 255) / 256 * 256;
+    if (y.n % images)
+      L.winograd_tail = std::make_unique<WinogradConv>(chunk(y.n % images, L.winograd->weight_grad_parts()));
     fold_relu(l);
   } else if (nhwc && spatial_gemm && taps % 8 == 0) {
     plan_im2col_gemm(taps);
@@ -217,6 +249,12 @@ void GpuNet::conv_forward(Layer& L, const Lane& R) {
       return;
     }
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (L.winograd) {
+      winograd_forward(L, R);
+      return;
+    }
+  }
   if (L.spatial_gemm) {  // RxS: im2col rows, then a GEMM, per chunk of images
     spatial_gemm_forward<T>(L, R);
     return;
@@ -266,6 +304,15 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
       kernels::conv_few_channels_bwd_filter(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
                                             L.out_shape[0], y, dout(0), relu, static_cast<T*>(L.w_diff[0]),
                                             db, L.few_partial.as<float>(), R.stream);
+      return;
+    }
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (L.winograd) {  // mask and bias gradient in place in the slice, then both gradients
+      if (bias || relu)
+        kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), relu, L.out_shape[0], dz, db,
+                                       R.bias_partial, R.stream);
+      winograd_backward(L, R, dz);
       return;
     }
   }
@@ -404,6 +451,85 @@ void GpuNet::spatial_gemm_backward(Layer& L, const Lane& R, T* dz) {
   if (L.im2col_ld)
     kernels::unpad_add_rows<T>(g.num_output, L.im2col_ld, g.kernel_h * g.kernel_w * xs.c, L.dwpad.as<T>(),
                                static_cast<T*>(L.w_diff[0]), R.stream);
+}
+
+void GpuNet::winograd_stream(const Lane& R, int half) {
+  CUBLAS_CHECK(cublasSetStream(R.cublas, half ? R.aux : R.stream));
+  CUBLAS_CHECK(cublasSetWorkspace(R.cublas, half ? R.aux_cublas_ws : R.cublas_ws, R.cublas_ws_bytes));
+}
+
+namespace {
+// Forks R's aux stream from its stream, or joins it back.
+template <typename Lane>
+void fork_aux(const Lane& R) {
+  CUDA_CHECK(cudaEventRecord(R.aux_fork, R.stream));
+  CUDA_CHECK(cudaStreamWaitEvent(R.aux, R.aux_fork, 0));
+}
+template <typename Lane>
+void join_aux(const Lane& R) {
+  CUDA_CHECK(cudaEventRecord(R.aux_join, R.aux));
+  CUDA_CHECK(cudaStreamWaitEvent(R.stream, R.aux_join, 0));
+}
+}  // namespace
+
+// Winograd convolution per chunk of L.chunk_images images (views with the whole tensor's image
+// stride), in the lane's cols; bias and ReLU in the output transform. On two streams, chunk j
+// runs on stream j % 2 in workspace half j % 2, and each half transforms the filters once.
+void GpuNet::winograd_forward(Layer& L, const Lane& R) {
+  const ConvGeom& g = std::get<ConvParams>(L.plan->params).geom;
+  const Nchw &xs = L.in_shape[0], &ys = L.out_shape[0];
+  const float* b = g.bias ? static_cast<const float*>(L.w[1]) : nullptr;
+  const int halves = L.winograd_two_streams ? 2 : 1;
+  if (halves == 2) fork_aux(R);
+  for (int i = 0, j = 0; i < xs.n; i += L.chunk_images, ++j) {
+    const int half = j % halves;
+    if (halves == 2) winograd_stream(R, half);
+    const WinogradConv& conv = i + L.chunk_images <= xs.n ? *L.winograd : *L.winograd_tail;
+    conv.forward(R.cublas, static_cast<const float*>(L.in[0]) + i * xs.nstride(),
+                 static_cast<const float*>(L.w[0]), b, L.fused_relu,
+                 static_cast<float*>(L.out[0]) + i * ys.nstride(),
+                 static_cast<char*>(R.cols) + half * L.winograd_ws, j >= halves);
+  }
+  if (halves == 2) {
+    winograd_stream(R, 0);
+    join_aux(R);
+  }
+}
+
+// After the ReLU mask and bias gradient (dz, in place in the output gradient): per chunk the
+// filter gradient's partial sums (added to the gradient after the last chunk, one workspace
+// half after the other), then the data gradient, after the other lanes' writes of the input
+// gradient it may add to (wait_input_grad: on one stream after the first chunk's filter
+// gradient, on two before the fork).
+void GpuNet::winograd_backward(Layer& L, const Lane& R, float* dz) {
+  const Nchw &xs = L.in_shape[0], &ys = L.out_shape[0];
+  const float* w = static_cast<const float*>(L.w[0]);
+  float* dw = static_cast<float*>(L.w_diff[0]);
+  const int halves = L.winograd_two_streams ? 2 : 1;
+  if (halves == 2) {
+    if (L.in_diff[0]) wait_input_grad(R);
+    fork_aux(R);
+  }
+  for (int i = 0, j = 0; i < xs.n; i += L.chunk_images, ++j) {
+    const int half = j % halves;
+    if (halves == 2) winograd_stream(R, half);
+    const bool last = i + L.chunk_images >= xs.n;
+    const WinogradConv& conv = i + L.chunk_images <= xs.n ? *L.winograd : *L.winograd_tail;
+    const float* dy = dz + i * ys.nstride();
+    void* ws = static_cast<char*>(R.cols) + half * L.winograd_ws;
+    conv.backward_filter(R.cublas, static_cast<const float*>(L.in[0]) + i * xs.nstride(), dy, dw, ws,
+                         j < halves, last && halves == 1);
+    if (!L.in_diff[0]) continue;
+    if (halves == 1 && i == 0) wait_input_grad(R);
+    conv.backward_data(R.cublas, dy, w, static_cast<float*>(L.in_diff[0]) + i * xs.nstride(), L.accumulate[0],
+                       ws, j >= halves);
+  }
+  if (halves == 2) {
+    winograd_stream(R, 0);
+    join_aux(R);
+    for (int half = 0; half < 2; ++half)
+      L.winograd->add_filter_grad(R.cublas, dw, static_cast<char*>(R.cols) + half * L.winograd_ws);
+  }
 }
 
 template void GpuNet::conv_forward<float>(Layer&, const Lane&);

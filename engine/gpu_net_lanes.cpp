@@ -30,6 +30,7 @@ void GpuNet::plan_lanes() {
   // What each lane's layers need (bytes).
   struct Need {
     std::size_t ws = 0, staging = 0, bias_partial = 0, fc_partial = 0, gemm_partial = 0, cols = 0;
+    bool aux = false;  // a Winograd convolution on two streams
   };
   std::vector<Need> need(lanes);
   const bool train = plan_.options.training;
@@ -56,6 +57,10 @@ void GpuNet::plan_lanes() {
       // into the same buffer (one stream).
       if (!L.cols.bytes() || (train && L.in_diff[0])) d.cols = std::max(d.cols, rows_kc);
     }
+    if (L.winograd) {
+      d.cols = std::max(d.cols, L.winograd_ws * (L.winograd_two_streams ? 2 : 1));
+      d.aux = d.aux || L.winograd_two_streams;
+    }
   }
   auto buffer = [](std::size_t bytes) { return bytes ? DeviceBuffer(bytes) : DeviceBuffer(); };
   // Lane 0: the net's own members, sized again for its layers only.
@@ -80,6 +85,16 @@ void GpuNet::plan_lanes() {
   first->fc_partial = fc_partial_.as<float>();
   first->gemm_partial = gemm_partial_.data();
   first->cols = cols_.data();
+  auto add_aux = [&](Lane& a, const Need& d) {
+    if (!d.aux) return;
+    a.own_aux = make_stream();
+    a.aux = a.own_aux;
+    a.own_aux_cublas_ws = DeviceBuffer(cublas_ws_.bytes());
+    a.aux_cublas_ws = a.own_aux_cublas_ws.data();
+    a.aux_fork = make_event(false);
+    a.aux_join = make_event(false);
+  };
+  add_aux(*first, z);
   lanes_.push_back(std::move(first));
   for (int k = 1; k < lanes; ++k) {
     auto a = std::make_unique<Lane>();
@@ -111,6 +126,7 @@ void GpuNet::plan_lanes() {
     a->own_cols = buffer(d.cols);
     a->cols = a->own_cols.data();
     a->join = make_event(false);
+    add_aux(*a, d);
     lanes_.push_back(std::move(a));
   }
   handles_bound_ = lanes_[0].get();  // cudnn_ and cublas_ are on stream_, cublas_ with cublas_ws_
@@ -149,7 +165,8 @@ std::size_t GpuNet::lanes_bytes() const {
   std::size_t b = 0;
   for (const auto& a : lanes_)
     b += a->own_ws.bytes() + a->own_cublas_ws.bytes() + a->own_staging.bytes() + a->own_bias_partial.bytes() +
-         a->own_fc_partial.bytes() + a->own_gemm_partial.bytes() + a->own_cols.bytes();
+         a->own_fc_partial.bytes() + a->own_gemm_partial.bytes() + a->own_cols.bytes() +
+         a->own_aux_cublas_ws.bytes();
   return b;
 }
 

@@ -9,6 +9,7 @@
 #include "engine/cudnn_conv.h"
 #include "engine/gpu_fc.h"
 #include "engine/gpu_net.h"
+#include "engine/winograd_conv.h"
 
 namespace incept {
 
@@ -45,7 +46,14 @@ struct GpuNet::Layer {
   std::unique_ptr<Conv1x1Gemm> gemm1x1;  // NCHW fp32 1x1 convolution on cuBLAS
   bool spatial_gemm = false;             // channels-last RxS convolution as im2col (cols_) + GEMM (fc)
   int chunk_images = 0;  // spatial_gemm: images per im2col chunk (fc's rows); the batch when not chunked
-  bool skip = false;     // a ReLU folded into the previous convolution
+  // fp32 channels-last 3x3 convolution as F(2x2, 3x3) Winograd, on chunks of chunk_images images
+  // and (winograd_tail) the rest of the batch; workspace: the lane's cols
+  std::unique_ptr<WinogradConv> winograd, winograd_tail;
+  // ... chunks alternately on the lane's stream and its aux stream, each in its half of cols
+  // (GpuNetOptions::winograd_streams), halves of winograd_ws bytes
+  bool winograd_two_streams = false;
+  std::size_t winograd_ws = 0;
+  bool skip = false;  // a ReLU folded into the previous convolution
 };
 
 // What a layer runs with: a stream, the net's handles (bound to the lane per layer), and scratch
@@ -63,12 +71,20 @@ struct GpuNet::Lane {
   float* bias_partial = nullptr;  // split bias-gradient reduction
   float* fc_partial = nullptr;    // split weight-gradient GEMM products
   void* gemm_partial = nullptr;   // NCHW fp32 1x1 per-image products
-  void* cols =
-      nullptr;  // im2col rows of one chunk (GEMM convolutions that do not keep theirs), then their gradient
+  // im2col rows of one chunk (GEMM convolutions that do not keep theirs), then their gradient; or
+  // a Winograd convolution's workspace
+  void* cols = nullptr;
   Stream own_stream;
   DeviceBuffer own_ws, own_cublas_ws, own_staging, own_bias_partial, own_fc_partial, own_gemm_partial,
       own_cols;
   Event join;  // recorded on this lane where a region joins
+  // A second stream for Winograd convolutions' chunks (GpuNetOptions::winograd_streams), with
+  // its own cuBLAS workspace; forked from and joined to `stream` within each layer.
+  cudaStream_t aux = nullptr;
+  void* aux_cublas_ws = nullptr;
+  Stream own_aux;
+  DeviceBuffer own_aux_cublas_ws;
+  Event aux_fork, aux_join;
 };
 
 // Channels-last 1x1 stride-1 unpadded convolutions are plain GEMMs over the N*H*W pixels:

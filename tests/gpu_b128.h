@@ -38,9 +38,10 @@ inline GpuNetOptions options(kernels::DType dtype) {
       "spatial %s\n",
       kernels::dtype_name(o.dtype), o.channels_last ? "channels-last" : "NCHW", o.allow_tf32,
       o.allow_winograd, o.measure_algorithms, o.deterministic,
-      o.spatial_conv == SpatialConv::kAuto   ? "auto"
-      : o.spatial_conv == SpatialConv::kGemm ? "gemm"
-                                             : "cudnn");
+      o.spatial_conv == SpatialConv::kAuto       ? "auto"
+      : o.spatial_conv == SpatialConv::kGemm     ? "gemm"
+      : o.spatial_conv == SpatialConv::kWinograd ? "winograd"
+                                                 : "cudnn");
   return o;
 }
 

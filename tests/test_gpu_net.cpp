@@ -17,6 +17,7 @@
 
 #include "engine/cpu_net.h"
 #include "engine/gpu_net.h"
+#include "engine/winograd_conv.h"
 #include "kernels/conv_few_channels_gpu.h"
 #include "kernels/device_facts.h"
 #include "kernels/dtype_gpu.h"
@@ -236,14 +237,15 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32) {
   expect_fp32_parity(compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 23, true));
 }
 
-// fp32 channels-last with the spatial convolutions' im2col rows in chunks of one image
+// fp32 channels-last with the spatial convolutions as im2col + GEMM (auto takes the 3x3 layers
+// to Winograd where the GEMMs are FMA fp32), the rows in chunks of one image
 // (GpuNetOptions::im2col_chunk_bytes), rebuilt in backward (keep_im2col off) or kept.
 TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Im2colChunks) {
   INCEPT_REQUIRE_GPU();
   for (const bool keep : {false, true}) {
     SCOPED_TRACE(keep ? "rows kept" : "rows rebuilt");
     const Comparison c = compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 28, true,
-                                          SpatialConv::kAuto, true, [&](GpuNetOptions& o) {
+                                          SpatialConv::kGemm, true, [&](GpuNetOptions& o) {
                                             o.keep_im2col = keep;
                                             o.im2col_chunk_bytes = 1;
                                           });
@@ -254,6 +256,48 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Im2colChunks) {
     EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
                             [&](const std::string& a) { return a.find(want) != std::string::npos; }),
               20);
+  }
+}
+
+// fp32 channels-last with FMA GEMMs (no 3xTF32): auto runs the ten 3x3 layers as F(2x2, 3x3)
+// Winograd (engine/winograd_conv.h), over the whole batch, in chunks of one image and in chunks
+// with a smaller last one, on one stream and on two, at the same fp32 parity bar as the GEMM
+// path; conv1 and the 5x5 layers stay im2col + GEMM.
+TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Winograd) {
+  INCEPT_REQUIRE_GPU();
+  // conv2/3x3 (the most workspace per image) over the whole batch, in chunks of one image, and in
+  // chunks of 3 images and a smaller last one, on one stream and on two (each stream's chunk fits
+  // half the budget: at batch 8, chunks of 3, 3 and 2 images)
+  const std::size_t three =
+      WinogradConv(Nchw{3, 64, 56, 56}, Nchw{3, 192, 56, 56}, kernels::sm_count()).workspace_bytes();
+  struct Case {
+    int batch;
+    std::size_t chunk_bytes;
+    int streams;
+    const char* conv2;
+  };
+  for (const Case& k : {Case{4, 0, 2, "4 images per chunk,"}, Case{4, 1, 1, "1 image per chunk,"},
+                        Case{4, 1, 2, "1 image per chunk on two streams,"},
+                        Case{4, three, 1, "3 images per chunk and 1 more,"},
+                        Case{8, 2 * three, 2, "3 images per chunk and 2 more on two streams,"}}) {
+    SCOPED_TRACE(k.conv2);
+    const Comparison c = compare_with_cpu(models::googlenet(), k.batch, 1000, DType::kF32, 30, true,
+                                          SpatialConv::kAuto, true, [&](GpuNetOptions& o) {
+                                            o.winograd_chunk_bytes = k.chunk_bytes;
+                                            o.winograd_streams = k.streams;
+                                          });
+    expect_fp32_parity(c);
+    const std::string wino = "Winograd F(2x2,3x3) + strict cuBLAS GEMMs, ";
+    EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
+                            [&](const std::string& a) { return a.find(wino) != std::string::npos; }),
+              10);
+    const std::string want = "conv2/3x3: " + wino + k.conv2;
+    EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
+                            [&](const std::string& a) { return a.find(want) != std::string::npos; }),
+              1);
+    EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
+                            [](const std::string& a) { return a.find("im2col rows") != std::string::npos; }),
+              10);  // conv1 and the nine 5x5 layers
   }
 }
 

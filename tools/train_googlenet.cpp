@@ -135,16 +135,16 @@ int main(int argc, char** argv) {
                "run stores), to measure what that rounding alone costs");
   app.add_flag(
       "--keep-im2col", c.keep_im2col,
-      "GPU: the GEMM convolutions (fp32's 3x3/5x5 layers and conv1) keep their im2col rows from "
-      "forward for the weight gradient instead of rebuilding them in chunks. With --fp32-math strict "
-      "~5 % faster for about twice the device memory (GoogLeNet fp32 at batch 128 on an H200: 37.1 vs "
-      "39.0 ms, 9.3 vs 4.4 GiB); with 3xTF32 (the default on compute capability 8.0+), whose layers "
-      "read their rows in place, it makes them build and keep rows: slower (31.03 vs 30.69 ms) and "
-      "8.2 vs 3.9 GiB");
+      "GPU: the GEMM convolutions (fp32's 3x3/5x5 layers and conv1; with --fp32-math strict the 3x3 "
+      "layers run as Winograd, which keeps no rows) keep their im2col rows from forward for the weight "
+      "gradient instead of rebuilding them in chunks: more device memory for fewer passes. With 3xTF32 "
+      "(the default on compute capability 8.0+), whose layers read their rows in place, it makes them "
+      "build and keep rows: slower (31.03 vs 30.69 ms) and 8.2 vs 3.9 GiB");
   app.add_option(
          "--fp32-math", c.fp32_math,
          "GPU fp32 GEMMs: auto (3xTF32 tensor-core GEMMs at fp32 accuracy on compute capability 8.0+, "
-         "else strict), strict (cuBLAS FMA fp32) or 3xtf32; saved with the job")
+         "else strict), strict (FMA fp32, no tensor cores: cuBLAS GEMMs, and channels-last 3x3 layers as "
+         "F(2x2,3x3) Winograd at the GEMMs' measured error) or 3xtf32; saved with the job")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the job in --output from its latest snapshot");
   app.add_option("--mean", c.mean, "subtract the mean: image, pixel or none")->capture_default_str();
