@@ -3,7 +3,7 @@
 // the GPU backend (loader -> pinned batch -> async copy -> transform kernel -> the step's CUDA
 // graph -> SGD on the shared parameter store) follows the CPU run's weights and losses in fp32;
 // graph and eager runs give the same bits; a stopped and resumed job gives the uninterrupted
-// job's bits; bf16 stays close to fp32.
+// job's bits (also with --fp32-math strict); bf16 stays close to fp32.
 #include <gtest/gtest.h>
 
 #include "engine/caffe_model.h"
@@ -62,6 +62,30 @@ TEST_F(GpuTrainerTest, GraphEqualsEagerAndResumeIsBitwise) {
   ASSERT_TRUE(c.finished);
   EXPECT_EQ(testing::read_file(a.last_snapshot), testing::read_file(c.last_snapshot))
       << "the resumed job differs";
+}
+
+// fp32 with FMA arithmetic only (--fp32-math strict: cuBLAS GEMMs, the 3x3 layers as Winograd
+// F(2x2, 3x3)): one step against the CPU's at the same bar as the default, and a stopped and
+// resumed job gives the uninterrupted job's bits.
+TEST_F(GpuTrainerTest, Fp32StrictFollowsTheCpuReferenceAndResumesBitwise) {
+  const double step_err = one_step_error("fp32", "strict");
+  std::printf("GoogLeNet, one SGD step, GPU fp32 strict vs CPU fp32: weight change rel error %.3g\n",
+              step_err);
+  EXPECT_LT(step_err, 1e-3);
+  TrainConfig a = config("strict", "fp32", true);
+  a.fp32_math = "strict";
+  const TrainResult full = train_job(a);
+  TrainConfig s = config("strict_stopped", "fp32", true);
+  s.fp32_math = "strict";
+  s.stop_at = 3;
+  ASSERT_TRUE(train_job(s).interrupted);
+  TrainConfig r;
+  r.job_dir = s.job_dir;
+  r.resume = true;
+  const TrainResult resumed = train_job(r);
+  ASSERT_TRUE(full.finished && resumed.finished);
+  EXPECT_EQ(testing::read_file(full.last_snapshot), testing::read_file(resumed.last_snapshot))
+      << "the resumed strict job differs";
 }
 
 TEST_F(GpuTrainerTest, Bf16StaysCloseToFp32) {

@@ -44,12 +44,13 @@ class GpuJobTest : public ::testing::Test {
     if (gpu) c.gpus = {0};
     return c;
   }
-  // One SGD step of `precision` on GPU 0 against the CPU's (fp32 rounding apart, the same batch,
-  // crops, mirrors, dropout masks, loss and update): the relative error of the GPU's weight
-  // change. lr 0 gives the initial weights. The GPU's job is "g1".
-  double one_step_error(const std::string& precision) {
+  // One SGD step of `precision` (and the GPU's --fp32-math) on GPU 0 against the CPU's (fp32
+  // rounding apart, the same batch, crops, mirrors, dropout masks, loss and update): the relative
+  // error of the GPU's weight change. lr 0 gives the initial weights. The GPU's job is "g1".
+  double one_step_error(const std::string& precision, const std::string& fp32_math = "auto") {
     auto one_step = [&](const std::string& name, const std::string& p, bool gpu, double lr) {
       TrainConfig c = config(name, p, gpu);
+      if (gpu) c.fp32_math = fp32_math;
       c.max_iter = 1;
       c.form.base_lr = lr;
       const TrainResult r = train_job(c);
