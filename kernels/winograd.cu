@@ -24,6 +24,16 @@ TileGeom tile_geom(const Nchw& s) {
   return {s.n, s.h, s.w, th, tw, static_cast<long long>(s.n) * th * tw};
 }
 
+// Tile t's image n, tile row i and tile column j.
+struct TileIdx {
+  long long n;
+  int i, j;
+};
+__device__ __forceinline__ TileIdx tile_of(const TileGeom& g, long long t) {
+  return {t / (static_cast<long long>(g.tw) * g.th), static_cast<int>(t / g.tw % g.th),
+          static_cast<int>(t % g.tw)};
+}
+
 template <int VW>
 struct Vec;
 template <>
@@ -57,6 +67,28 @@ __device__ typename Vec<VW>::T vzero() {
   return z;
 }
 
+// The 1-D transform f over each of the VW lanes of an I x I tile of vectors: an O x O tile.
+template <int VW, int I, int O, class F>
+__device__ __forceinline__ void transform_lanes(const typename Vec<VW>::T (&in)[I][I],
+                                                typename Vec<VW>::T (&out)[O][O], F f) {
+#pragma unroll
+  for (int l = 0; l < VW; ++l) {
+    float a[I][I], b[O][O];
+#pragma unroll
+    for (int e = 0; e < I * I; ++e) a[e / I][e % I] = Vec<VW>::get(in[e / I][e % I], l);
+    wino::transform_2d<I, O>(a, b, f);
+#pragma unroll
+    for (int e = 0; e < O * O; ++e) Vec<VW>::set(out[e / O][e % O], l, b[e / O][e % O]);
+  }
+}
+
+// A tile's 16 transform-domain vectors to its row of each plane of [16][rows][channels].
+template <class V>
+__device__ __forceinline__ void store_planes(const V (&o)[4][4], float* dst, long long plane) {
+#pragma unroll
+  for (int e = 0; e < 16; ++e) *reinterpret_cast<V*>(dst + e * plane) = o[e / 4][e % 4];
+}
+
 template <int VW>
 __global__ void winograd_inputs_kernel(TileGeom g, int c, NhwcArgs xa, const float* __restrict__ x,
                                        long long rows, float* __restrict__ v) {
@@ -69,8 +101,7 @@ __global__ void winograd_inputs_kernel(TileGeom g, int c, NhwcArgs xa, const flo
     const long long t = idx / groups;
     V d[4][4];
     if (t < g.tiles) {
-      const int j = static_cast<int>(t % g.tw), i = static_cast<int>(t / g.tw % g.th);
-      const long long n = t / (static_cast<long long>(g.tw) * g.th);
+      const auto [n, i, j] = tile_of(g, t);
       const float* xn = x + n * xa.ns + c0;
 #pragma unroll
       for (int r = 0; r < 4; ++r)
@@ -87,19 +118,9 @@ __global__ void winograd_inputs_kernel(TileGeom g, int c, NhwcArgs xa, const flo
 #pragma unroll
         for (int s = 0; s < 4; ++s) d[r][s] = vzero<VW>();
     }
-    V o[16];
-#pragma unroll
-    for (int l = 0; l < VW; ++l) {
-      float a[4][4], b[4][4];
-#pragma unroll
-      for (int e = 0; e < 16; ++e) a[e / 4][e % 4] = Vec<VW>::get(d[e / 4][e % 4], l);
-      wino::transform_2d<4, 4>(a, b, wino::InputT{});
-#pragma unroll
-      for (int e = 0; e < 16; ++e) Vec<VW>::set(o[e], l, b[e / 4][e % 4]);
-    }
-    float* dst = v + t * c + c0;
-#pragma unroll
-    for (int e = 0; e < 16; ++e) *reinterpret_cast<V*>(dst + e * plane) = o[e];
+    V o[4][4];
+    transform_lanes<VW, 4, 4>(d, o, wino::InputT{});
+    store_planes(o, v + t * c + c0, plane);
   }
 }
 
@@ -114,30 +135,26 @@ __global__ void winograd_outputs_kernel(TileGeom g, int k, NhwcArgs ya, const fl
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int k0 = static_cast<int>(idx % groups) * VW;
     const long long t = idx / groups;
-    V in[16];
+    V in[4][4];
     const float* src = m + t * k + k0;
 #pragma unroll
-    for (int e = 0; e < 16; ++e) in[e] = *reinterpret_cast<const V*>(src + e * plane);
+    for (int e = 0; e < 16; ++e) in[e / 4][e % 4] = *reinterpret_cast<const V*>(src + e * plane);
     V o[2][2];
+    transform_lanes<VW, 4, 2>(in, o, wino::OutputT{});
 #pragma unroll
     for (int l = 0; l < VW; ++l) {
-      float a[4][4], b[2][2];
-#pragma unroll
-      for (int e = 0; e < 16; ++e) a[e / 4][e % 4] = Vec<VW>::get(in[e], l);
-      wino::transform_2d<4, 2>(a, b, wino::OutputT{});
       const float bv = bias ? bias[k0 + l] : 0.f;
 #pragma unroll
       for (int r = 0; r < 2; ++r)
 #pragma unroll
         for (int s = 0; s < 2; ++s) {
-          float val = b[r][s];
+          float val = Vec<VW>::get(o[r][s], l);
           if (bias) val += bv;
           if (relu) val = val > 0.f ? val : 0.f;
           Vec<VW>::set(o[r][s], l, val);
         }
     }
-    const int j = static_cast<int>(t % g.tw), i = static_cast<int>(t / g.tw % g.th);
-    const long long n = t / (static_cast<long long>(g.tw) * g.th);
+    const auto [n, i, j] = tile_of(g, t);
     float* yn = y + n * ya.ns + k0;
 #pragma unroll
     for (int r = 0; r < 2; ++r)
@@ -174,8 +191,7 @@ __global__ void winograd_output_grads_kernel(TileGeom g, int k, NhwcArgs ya, con
 #pragma unroll
       for (int s = 0; s < 2; ++s) q[r][s] = vzero<VW>();
     if (t < g.tiles) {
-      const int j = static_cast<int>(t % g.tw), i = static_cast<int>(t / g.tw % g.th);
-      const long long n = t / (static_cast<long long>(g.tw) * g.th);
+      const auto [n, i, j] = tile_of(g, t);
       const float* dn = dy + n * ya.ns + k0;
 #pragma unroll
       for (int r = 0; r < 2; ++r)
@@ -186,19 +202,9 @@ __global__ void winograd_output_grads_kernel(TileGeom g, int k, NhwcArgs ya, con
             q[r][s] = *reinterpret_cast<const V*>(dn + (static_cast<long long>(yy) * g.w + xx) * ya.pix);
         }
     }
-    V o[16];
-#pragma unroll
-    for (int l = 0; l < VW; ++l) {
-      float a[2][2], b[4][4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) a[e / 2][e % 2] = Vec<VW>::get(q[e / 2][e % 2], l);
-      wino::transform_2d<2, 4>(a, b, wino::OutputGradT{});
-#pragma unroll
-      for (int e = 0; e < 16; ++e) Vec<VW>::set(o[e], l, b[e / 4][e % 4]);
-    }
-    float* dst = z + t * k + k0;
-#pragma unroll
-    for (int e = 0; e < 16; ++e) *reinterpret_cast<V*>(dst + e * plane) = o[e];
+    V o[4][4];
+    transform_lanes<VW, 2, 4>(q, o, wino::OutputGradT{});
+    store_planes(o, z + t * k + k0, plane);
   }
 }
 

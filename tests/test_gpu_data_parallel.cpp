@@ -30,6 +30,7 @@
 #include "engine/process_group.h"
 #include "engine/trainer.h"
 #include "models/models.h"
+#include "testing/gpu_job.h"
 #include "testing/subprocess.h"
 #include "testing/test_util.h"
 
@@ -244,13 +245,7 @@ TEST_F(TwoGpuTrainerTest, TwoGpusFollowOneGpuAtTheSameGlobalBatch) {
 
 TEST_F(TwoGpuTrainerTest, ResumeOnTwoGpusIsBitwise) {
   const TrainResult a = train_job(config("whole", {0, 1}));
-  TrainConfig s = config("resumed", {0, 1});
-  s.stop_at = 5;
-  ASSERT_TRUE(train_job(s).interrupted);
-  TrainConfig r;
-  r.job_dir = s.job_dir;
-  r.resume = true;
-  const TrainResult c = train_job(r);
+  const TrainResult c = testing::stop_and_resume(config("resumed", {0, 1}), 5);
   ASSERT_TRUE(a.finished && c.finished);
   EXPECT_EQ(testing::read_file(a.last_snapshot), testing::read_file(c.last_snapshot))
       << "the job resumed on two GPUs differs from the uninterrupted one";

@@ -52,13 +52,7 @@ TEST_F(GpuTrainerTest, GraphEqualsEagerAndResumeIsBitwise) {
   EXPECT_EQ(testing::read_file(a.last_snapshot), testing::read_file(b.last_snapshot))
       << "graph and eager steps differ";
 
-  TrainConfig s = config("resumed", "fp32", true);
-  s.stop_at = 3;
-  ASSERT_TRUE(train_job(s).interrupted);
-  TrainConfig r;
-  r.job_dir = s.job_dir;
-  r.resume = true;
-  const TrainResult c = train_job(r);
+  const TrainResult c = testing::stop_and_resume(config("resumed", "fp32", true), 3);
   ASSERT_TRUE(c.finished);
   EXPECT_EQ(testing::read_file(a.last_snapshot), testing::read_file(c.last_snapshot))
       << "the resumed job differs";
@@ -75,14 +69,8 @@ TEST_F(GpuTrainerTest, Fp32StrictFollowsTheCpuReferenceAndResumesBitwise) {
   TrainConfig a = config("strict", "fp32", true);
   a.fp32_math = "strict";
   const TrainResult full = train_job(a);
-  TrainConfig s = config("strict_stopped", "fp32", true);
-  s.fp32_math = "strict";
-  s.stop_at = 3;
-  ASSERT_TRUE(train_job(s).interrupted);
-  TrainConfig r;
-  r.job_dir = s.job_dir;
-  r.resume = true;
-  const TrainResult resumed = train_job(r);
+  a.job_dir = config("strict_resumed", "fp32", true).job_dir;
+  const TrainResult resumed = testing::stop_and_resume(a, 3);
   ASSERT_TRUE(full.finished && resumed.finished);
   EXPECT_EQ(testing::read_file(full.last_snapshot), testing::read_file(resumed.last_snapshot))
       << "the resumed strict job differs";

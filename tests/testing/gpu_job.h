@@ -15,6 +15,18 @@
 
 namespace incept::testing {
 
+// Runs `job` until it stops after `stop_at` iterations (as Ctrl-C would), then resumes it from
+// its folder to the end: the resumed run's result (what --resume must make bitwise equal to the
+// uninterrupted job's).
+inline TrainResult stop_and_resume(TrainConfig job, int stop_at) {
+  job.stop_at = stop_at;
+  EXPECT_TRUE(train_job(job).interrupted);
+  TrainConfig r;
+  r.job_dir = job.job_dir;
+  r.resume = true;
+  return train_job(r);
+}
+
 class GpuJobTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
