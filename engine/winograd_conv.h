@@ -3,9 +3,10 @@
 // kernels/winograd_gpu.h around 16 strided-batched cuBLAS GEMMs with strict fp32 (FMA) maths,
 // no TF32. 2.25x fewer products than the direct convolution, at fp32's error.
 //
-// For cards and modes without tensor-core fp32 (kernels/gemm_tf32x3_gpu.h needs compute
+// For channels-last fp32 nets without tensor-core fp32 (kernels/gemm_tf32x3_gpu.h needs compute
 // capability 8.0, and --fp32-math strict turns it off), where the GEMM convolution's products
-// are the step's largest cost.
+// are the step's largest cost. A P100's default net is NCHW (recommended_options) and does not
+// take it; GpuNetOptions::spatial_conv says which nets do.
 //
 // Gradient contract: dw accumulates (+=); dx is overwritten unless accumulate. The caller sets
 // the cuBLAS handle's stream and workspace; the transforms run on the handle's stream. Nothing
