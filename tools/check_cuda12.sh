@@ -116,10 +116,11 @@ fi
 
 # ---- configure and build ----------------------------------------------------------------------
 echo "check_cuda12: building for sm $arch into $build"
+mkdir -p "$build"  # the configure log goes inside it, not beside it in the source tree
 CUDACXX=$toolkit/bin/nvcc CUDNN_PATH=$dnn cmake -S "$src" -B "$build" -G Ninja \
-  -DCUDAToolkit_ROOT="$toolkit" -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$build.configure.log" 2>&1 ||
-  { cat "$build.configure.log" >&2; exit 1; }
-grep -E "Found CUDAToolkit|incept: (cudnn|nccl)" "$build.configure.log" | sed 's/^/check_cuda12: /'
+  -DCUDAToolkit_ROOT="$toolkit" -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$build/configure.log" 2>&1 ||
+  { cat "$build/configure.log" >&2; exit 1; }
+grep -E "Found CUDAToolkit|incept: (cudnn|nccl)" "$build/configure.log" | sed 's/^/check_cuda12: /'
 start=$SECONDS
 ninja -C "$build" "${targets[@]}"
 echo "check_cuda12: built with CUDA ${version#release } for sm $arch in $((SECONDS - start)) s"
