@@ -318,7 +318,6 @@ class GpuNet {
   void spatial_gemm_backward(Layer& L, const Lane& R, T* dz);
   void winograd_forward(Layer& L, const Lane& R);
   void winograd_backward(Layer& L, const Lane& R, float* dz);
-  void winograd_stream(const Lane& R, int half);  // cublas_ on R's stream (0) or its aux stream (1)
   void build_layers();
   void plan_lanes();  // lanes_, lane_of_ and every lane's scratch (after the convolutions are planned)
   void run_forward(int l, const Lane& R);

@@ -453,12 +453,13 @@ void GpuNet::spatial_gemm_backward(Layer& L, const Lane& R, T* dz) {
                                static_cast<T*>(L.w_diff[0]), R.stream);
 }
 
-void GpuNet::winograd_stream(const Lane& R, int half) {
+namespace {
+// The net's cuBLAS handle on lane R's stream and workspace (half 0) or its aux stream's (1).
+template <typename Lane>
+void winograd_stream(const Lane& R, int half) {
   CUBLAS_CHECK(cublasSetStream(R.cublas, half ? R.aux : R.stream));
   CUBLAS_CHECK(cublasSetWorkspace(R.cublas, half ? R.aux_cublas_ws : R.cublas_ws, R.cublas_ws_bytes));
 }
-
-namespace {
 // Forks R's aux stream from its stream, or joins it back.
 template <typename Lane>
 void fork_aux(const Lane& R) {
