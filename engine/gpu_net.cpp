@@ -923,6 +923,11 @@ std::string GpuNet::memory_report() const {
       mib(device_bytes()));
 }
 
+int GpuNet::winograd_layers() const {
+  return int(
+      std::count_if(layers_.begin(), layers_.end(), [](const auto& L) { return L->winograd != nullptr; }));
+}
+
 std::vector<std::string> GpuNet::algorithm_report() const {
   std::vector<std::string> out;
   for (const auto& L : layers_) {

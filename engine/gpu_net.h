@@ -295,6 +295,8 @@ class GpuNet {
   std::size_t device_bytes() const;
   // How each convolution runs: the cuDNN algorithms chosen, or the kernel that runs conv1.
   std::vector<std::string> algorithm_report() const;
+  // How many convolutions run as Winograd F(2x2, 3x3) (SpatialConv).
+  int winograd_layers() const;
 
  private:
   struct Layer;  // per-layer device state (descriptors, pointers), gpu_net_layer.h

@@ -55,10 +55,13 @@ class GpuBackend final : public TrainBackend {
 
   std::string describe() const override {
     const GpuNetOptions& o = train_->options();
+    const int winograd = train_->winograd_layers();
     return fmt::format(
-        "GPU {}: {}, {}{} {}{}{}", c_.device, describe_gpu(c_.device), kernels::dtype_name(o.dtype),
+        "GPU {}: {}, {}{} {}{}{}{}", c_.device, describe_gpu(c_.device), kernels::dtype_name(o.dtype),
         o.dtype == kernels::DType::kF32 ? (o.tf32x3 ? " (3xTF32 GEMMs)" : " (strict GEMMs)") : "",
-        o.channels_last ? "channels-last" : "NCHW", train_->options().deterministic ? ", deterministic" : "",
+        o.channels_last ? "channels-last" : "NCHW",
+        winograd ? fmt::format(", {} 3x3 layers as Winograd F(2x2,3x3)", winograd) : std::string(),
+        train_->options().deterministic ? ", deterministic" : "",
         train_->options().round_grads_bf16 ? ", gradients rounded to bf16 (experiment)" : "");
   }
   std::string memory_report() const override {

@@ -59,13 +59,17 @@ TEST_F(GpuTrainerTest, GraphEqualsEagerAndResumeIsBitwise) {
 }
 
 // fp32 with FMA arithmetic only (--fp32-math strict: cuBLAS GEMMs, the 3x3 layers as Winograd
-// F(2x2, 3x3)): one step against the CPU's at the same bar as the default, and a stopped and
-// resumed job gives the uninterrupted job's bits.
+// F(2x2, 3x3), as its log says): one step against the CPU's at the same bar as the default, and
+// a stopped and resumed job gives the uninterrupted job's bits.
 TEST_F(GpuTrainerTest, Fp32StrictFollowsTheCpuReferenceAndResumesBitwise) {
   const double step_err = one_step_error("fp32", "strict");
   std::printf("GoogLeNet, one SGD step, GPU fp32 strict vs CPU fp32: weight change rel error %.3g\n",
               step_err);
   EXPECT_LT(step_err, 1e-3);
+  const std::string log = testing::read_file(tmp_ / "g1" / "train.log");
+  EXPECT_NE(log.find("fp32 (strict GEMMs) channels-last, 10 3x3 layers as Winograd F(2x2,3x3)"),
+            std::string::npos)
+      << log;
   TrainConfig a = config("strict", "fp32", true);
   a.fp32_math = "strict";
   const TrainResult full = train_job(a);
