@@ -542,9 +542,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string conv1 = "auto";
   app.add_option("--conv1", conv1,
-                 "conv1 (channels-last bf16): auto = GpuNetOptions' default (implicit), implicit = the "
-                 "implicit-GEMM kernel (kernels/conv_few_channels_gpu.h; compute capability 8.0+), gemm = "
-                 "im2col + cuBLAS")
+                 "conv1 (channels-last): auto = GpuNetOptions' default (implicit), implicit = the "
+                 "implicit-GEMM kernel in bf16 (kernels/conv_few_channels_gpu.h; compute capability 8.0+) "
+                 "or the direct FMA kernel in fp32 (kernels/conv_few_fp32_gpu.h), gemm = im2col + cuBLAS")
       ->capture_default_str();
   app.add_flag("--eager", eager, "also time eager mode (no CUDA graph)");
   bool no_side_heads = false;

@@ -933,7 +933,9 @@ std::vector<std::string> GpuNet::algorithm_report() const {
   for (const auto& L : layers_) {
     if (L->conv) out.push_back(fmt::format("{}: {}", L->plan->name, L->conv->describe()));
     if (L->few_channels)
-      out.push_back(fmt::format("{}: implicit GEMM (kernels/conv_few_channels)", L->plan->name));
+      out.push_back(L->plan->name + (opt_.dtype == DType::kF32
+                                         ? ": direct fp32 FMA convolution (kernels/conv_few_fp32)"
+                                         : ": implicit GEMM (kernels/conv_few_channels)"));
     if (L->winograd)
       out.push_back(fmt::format(
           "{}: Winograd F(2x2,3x3) + strict cuBLAS GEMMs, {} image{} per chunk{}{}, weight gradient in {} "

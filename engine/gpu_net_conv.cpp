@@ -3,7 +3,8 @@
 // output is a concat slice), strided-batched cuBLAS GEMMs (NCHW fp32 1x1), one cuBLAS GEMM over
 // all pixels (channels-last 1x1), im2col + GEMM + col2im (channels-last RxS: fp32 by default),
 // and im2col into padded rows for a first layer with few channels (conv1; or, with
-// GpuNetOptions::few_channel_conv, the implicit-GEMM kernels of kernels/conv_few_channels_gpu.h).
+// GpuNetOptions::few_channel_conv, the implicit-GEMM kernels of kernels/conv_few_channels_gpu.h
+// in bf16 and the direct FMA kernels of kernels/conv_few_fp32_gpu.h in fp32).
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -12,6 +13,7 @@
 #include "engine/gpu_net_layer.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/conv_few_channels_gpu.h"
+#include "kernels/conv_few_fp32_gpu.h"
 #include "kernels/device_facts.h"
 #include "kernels/gemm_tf32x3_gpu.h"
 #include "kernels/im2col_gpu.h"
@@ -139,6 +141,14 @@ void GpuNet::plan_conv(std::size_t l, void* probe_ws, std::size_t probe_bytes) {
       if (plan_.options.training)
         L.few_partial =
             DeviceBuffer(kernels::conv_few_channels_wgrad_scratch(L.in_shape[0], g, y) * sizeof(float));
+    } else if (opt_.dtype == DType::kF32 && opt_.few_channel_conv &&
+               kernels::conv_few_fp32_supported(L.in_shape[0], g, y)) {
+      // a direct convolution on FMA arithmetic, the taps read from the input rows in shared
+      // memory (no im2col rows; the same fp32 products and sums whatever --fp32-math says)
+      L.few_channels = true;
+      if (plan_.options.training)
+        L.few_partial =
+            DeviceBuffer(kernels::conv_few_fp32_wgrad_scratch(L.in_shape[0], g, y) * sizeof(float));
     } else {
       // im2col + GEMM, bandwidth-bound, rows and filters padded to im2col_ld taps (16-byte
       // aligned rows; no input gradient, so no col2im)
@@ -250,6 +260,12 @@ void GpuNet::conv_forward(Layer& L, const Lane& R) {
     }
   }
   if constexpr (std::is_same_v<T, float>) {
+    if (L.few_channels) {
+      kernels::conv_few_fp32_fwd(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
+                                 static_cast<const T*>(L.w[0]), b, L.fused_relu, L.out_shape[0], out(0),
+                                 R.stream);
+      return;
+    }
     if (L.winograd) {
       winograd_forward(L, R);
       return;
@@ -308,6 +324,12 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
     }
   }
   if constexpr (std::is_same_v<T, float>) {
+    if (L.few_channels) {  // dz, the weight and the bias gradient in one pass (no input gradient)
+      kernels::conv_few_fp32_bwd_filter(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
+                                        L.out_shape[0], y, dout(0), relu, static_cast<T*>(L.w_diff[0]), db,
+                                        L.few_partial.as<float>(), R.stream);
+      return;
+    }
     if (L.winograd) {  // mask and bias gradient in place in the slice, then both gradients
       if (bias || relu)
         kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), relu, L.out_shape[0], dz, db,

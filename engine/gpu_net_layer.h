@@ -39,8 +39,8 @@ struct GpuNet::Layer {
   DeviceBuffer cols, wpad, dwpad;
   DeviceBuffer wflip;          // fp32 3xTF32: flipped filters of the implicit data gradient (stride 1)
   bool rows_in_place = false;  // spatial_gemm: every GEMM reads the rows in place (no row buffer)
-  // ... or (GpuNetOptions::few_channel_conv) one implicit-GEMM kernel, with its weight
-  // gradient's per-block partial sums in few_partial.
+  // ... or (GpuNetOptions::few_channel_conv) one implicit-GEMM kernel (bf16) or direct FMA
+  // kernel (fp32), with its weight gradient's per-block partial sums in few_partial.
   bool few_channels = false;
   DeviceBuffer few_partial;
   std::unique_ptr<Conv1x1Gemm> gemm1x1;  // NCHW fp32 1x1 convolution on cuBLAS

@@ -29,14 +29,16 @@ inline NetPlan plan() {
   return plan_net(models::googlenet(), o);
 }
 
-// What bench_train_step runs by default (and the trainer): recommended_options for the dtype.
-inline GpuNetOptions options(kernels::DType dtype) {
-  const GpuNetOptions o = recommended_options(0, dtype);
+// What bench_train_step runs by default (and the trainer): recommended_options for the dtype;
+// strict: fp32 with FMA arithmetic only (--fp32-math strict: no 3xTF32, so the 3x3 layers run
+// as Winograd F(2x2, 3x3) on strict GEMMs).
+inline GpuNetOptions options(kernels::DType dtype, bool strict = false) {
+  GpuNetOptions o = recommended_options(0, dtype);
+  if (strict) o.tf32x3 = false;
   std::printf(
-      "  options (bench_train_step's): %s %s, tf32 %d, winograd %d, measured algorithms %d, deterministic "
-      "%d, "
-      "spatial %s\n",
-      kernels::dtype_name(o.dtype), o.channels_last ? "channels-last" : "NCHW", o.allow_tf32,
+      "  options (bench_train_step's): %s %s, tf32 %d, 3xtf32 %d, winograd %d, measured algorithms %d, "
+      "deterministic %d, spatial %s\n",
+      kernels::dtype_name(o.dtype), o.channels_last ? "channels-last" : "NCHW", o.allow_tf32, o.tf32x3,
       o.allow_winograd, o.measure_algorithms, o.deterministic,
       o.spatial_conv == SpatialConv::kAuto       ? "auto"
       : o.spatial_conv == SpatialConv::kGemm     ? "gemm"

@@ -1,8 +1,9 @@
 // DIGITS' GoogLeNet at the configuration bench_train_step times (issue #12, "correctness at the
 // benchmarked configuration"): batch 128, 1000 classes, the options recommended_options gives
-// for the dtype (channels-last from sm_70, strict fp32 or bf16, cuDNN algorithms chosen by
-// timing), the step as one CUDA graph, and bench_train_step's solver values.
-// - Graph replay is bitwise the eager step, fp32 and bf16: losses, weights and momentum after
+// for the dtype (channels-last from sm_70, fp32 on 3xTF32 GEMMs or bf16, cuDNN algorithms
+// chosen by timing), and fp32 with FMA arithmetic only (--fp32-math strict), the step as one
+// CUDA graph, and bench_train_step's solver values.
+// - Graph replay is bitwise the eager step, fp32 (both) and bf16: losses, weights and momentum after
 //   three SGD steps (two eager runs first, so run-to-run nondeterminism is told apart).
 // - fp32: three SGD steps follow the CPU reference in double (testing/ShardedCpuNet, batch 128
 //   split over threads by images): every loss, every parameter blob's gradient at every step
@@ -22,6 +23,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "engine/fillers.h"
 #include "gpu_b128.h"
@@ -98,9 +100,10 @@ TEST(GoogLeNetB128, GraphReplayIsBitwiseEager) {
   fill_params(plan, 1, w0.data());
   const std::vector<float> x = b128::images(2);
   const std::vector<std::int32_t> labels = b128::labels(3);
-  for (DType t : {DType::kBF16, DType::kF32}) {
-    std::printf("%s:\n", kernels::dtype_name(t));
-    GpuNet net(plan, b128::options(t));
+  for (const auto& [t, strict] :
+       {std::pair{DType::kBF16, false}, {DType::kF32, false}, {DType::kF32, true}}) {
+    std::printf("%s%s:\n", kernels::dtype_name(t), strict ? " (strict: FMA only)" : "");
+    GpuNet net(plan, b128::options(t, strict));
     std::printf("  %s\n", net.memory_report().c_str());
     for (const std::string& line : net.algorithm_report()) std::printf("  algo %s\n", line.c_str());
     const StepsRun eager = run_steps(net, w0, x, labels, false);
@@ -244,9 +247,9 @@ void expect_losses_close(int step, const std::vector<std::pair<std::string, floa
 // kSteps SGD steps of the GPU net (graph) and of the CPU reference from the same weights, input,
 // labels and dropout masks; the reference keeps double master weights and, in bf16, computes
 // with them rounded to bf16 as the GPU computes with its bf16 copy.
-void steps_follow_reference(DType dtype, const Bounds& b) {
+void steps_follow_reference(DType dtype, const Bounds& b, bool strict = false) {
   const NetPlan plan = b128::plan();
-  const GpuNetOptions opt = b128::options(dtype);
+  const GpuNetOptions opt = b128::options(dtype, strict);
   auto t0 = std::chrono::steady_clock::now();
   GpuNet gpu(plan, opt);
   std::printf("  GPU net built in %.1f s: %s\n", b128::seconds_since(t0), gpu.memory_report().c_str());
@@ -322,6 +325,12 @@ void steps_follow_reference(DType dtype, const Bounds& b) {
 TEST(GoogLeNetB128, Fp32StepsFollowTheCpuReference) {
   INCEPT_REQUIRE_GPU();
   steps_follow_reference(DType::kF32, kFp32);
+}
+
+// fp32 with FMA arithmetic only (the Winograd 3x3 layers, conv1's direct kernel): the same bounds.
+TEST(GoogLeNetB128, Fp32StrictStepsFollowTheCpuReference) {
+  INCEPT_REQUIRE_GPU();
+  steps_follow_reference(DType::kF32, kFp32, /*strict=*/true);
 }
 
 TEST(GoogLeNetB128, Bf16StepsFollowTheCpuReference) {

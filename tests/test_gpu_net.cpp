@@ -19,6 +19,7 @@
 #include "engine/gpu_net.h"
 #include "engine/winograd_conv.h"
 #include "kernels/conv_few_channels_gpu.h"
+#include "kernels/conv_few_fp32_gpu.h"
 #include "kernels/device_facts.h"
 #include "kernels/dtype_gpu.h"
 #include "models/models.h"
@@ -117,18 +118,20 @@ Comparison compare_with_cpu(const NetSpec& spec, int batch, int classes, DType d
   if (adjust) adjust(opt);
   GpuNet gpu(plan, opt);
   std::printf("  %s\n", gpu.memory_report().c_str());
-  if (dtype == DType::kBF16 && channels_last) {
+  if (channels_last) {
     // The option takes the first convolution off the im2col path exactly when the kernel takes
-    // its shape (GoogLeNet's conv1; not LeNet's, with 20 outputs).
+    // its shape (GoogLeNet's conv1; not LeNet's, with 20 outputs and 1 channel).
     const auto first = std::find_if(plan.layers.begin(), plan.layers.end(),
                                     [](const LayerPlan& l) { return l.kind() == LayerKind::kConvolution; });
+    const bool bf16 = dtype == DType::kBF16;
+    auto supported = bf16 ? kernels::conv_few_channels_supported : kernels::conv_few_fp32_supported;
     const bool takes = first != plan.layers.end() &&
-                       kernels::conv_few_channels_supported(plan.blobs[first->bottoms[0]].shape,
-                                                            std::get<ConvParams>(first->params).geom,
-                                                            plan.blobs[first->tops[0]].shape);
+                       supported(plan.blobs[first->bottoms[0]].shape,
+                                 std::get<ConvParams>(first->params).geom, plan.blobs[first->tops[0]].shape);
     const auto report = gpu.algorithm_report();
-    EXPECT_EQ(few_channel_conv && takes, std::any_of(report.begin(), report.end(), [](const std::string& r) {
-                return r.find("implicit GEMM") != std::string::npos;
+    const char* label = bf16 ? "implicit GEMM" : "direct fp32 FMA convolution";
+    EXPECT_EQ(few_channel_conv && takes, std::any_of(report.begin(), report.end(), [&](const std::string& r) {
+                return r.find(label) != std::string::npos;
               }));
   }
   gpu.set_params(w);
@@ -238,17 +241,18 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32) {
 }
 
 // fp32 channels-last with the spatial convolutions as im2col + GEMM (auto takes the 3x3 layers
-// to Winograd where the GEMMs are FMA fp32), the rows in chunks of one image
-// (GpuNetOptions::im2col_chunk_bytes), rebuilt in backward (keep_im2col off) or kept.
+// to Winograd where the GEMMs are FMA fp32, and conv1 to its direct kernel), the rows in chunks
+// of one image (GpuNetOptions::im2col_chunk_bytes), rebuilt in backward (keep_im2col off) or kept.
 TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Im2colChunks) {
   INCEPT_REQUIRE_GPU();
   for (const bool keep : {false, true}) {
     SCOPED_TRACE(keep ? "rows kept" : "rows rebuilt");
-    const Comparison c = compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 28, true,
-                                          SpatialConv::kGemm, true, [&](GpuNetOptions& o) {
-                                            o.keep_im2col = keep;
-                                            o.im2col_chunk_bytes = 1;
-                                          });
+    const Comparison c =
+        compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 28, true, SpatialConv::kGemm,
+                         /*few_channel_conv=*/false, [&](GpuNetOptions& o) {
+                           o.keep_im2col = keep;
+                           o.im2col_chunk_bytes = 1;
+                         });
     expect_fp32_parity(c);
     // conv1, conv2/3x3 and the inception modules' 3x3 and 5x5 layers, each over 4 chunks
     const std::string want =
@@ -262,7 +266,8 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Im2colChunks) {
 // fp32 channels-last with FMA GEMMs (no 3xTF32): auto runs the ten 3x3 layers as F(2x2, 3x3)
 // Winograd (engine/winograd_conv.h), over the whole batch, in chunks of one image and in chunks
 // with a smaller last one, on one stream and on two, at the same fp32 parity bar as the GEMM
-// path; conv1 and the 5x5 layers stay im2col + GEMM.
+// path; the 5x5 layers stay im2col + GEMM, conv1 takes its direct FMA kernel
+// (kernels/conv_few_fp32_gpu.h).
 TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Winograd) {
   INCEPT_REQUIRE_GPU();
   // conv2/3x3 (the most workspace per image) over the whole batch, in chunks of one image, and in
@@ -297,20 +302,25 @@ TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Winograd) {
               1);
     EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
                             [](const std::string& a) { return a.find("im2col rows") != std::string::npos; }),
-              10);  // conv1 and the nine 5x5 layers
+              9);  // the nine 5x5 layers
+    EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
+                            [](const std::string& a) {
+                              return a.find("conv1/7x7_s2: direct fp32 FMA convolution") != std::string::npos;
+                            }),
+              1);
   }
 }
 
 // fp32 channels-last with the GEMMs on the 3xTF32 kernel wherever it takes the shape
 // (GpuNetOptions::tf32x3, tf32x3_all_shapes: at batch 4 most shapes are too small for the
 // "preferred" rule): the same fp32 parity bar as cuBLAS's strict fp32, and every GEMM
-// convolution reports the kernel.
+// convolution reports the kernel (conv1 too: its direct kernel is off here).
 TEST(GpuNet, GoogLeNetBatch4MatchesCpuChannelsLastFp32Tf32x3) {
   INCEPT_REQUIRE_GPU();
   if (kernels::compute_capability() < 80) GTEST_SKIP() << "3xTF32 needs compute capability 8.0";
-  const Comparison c =
-      compare_with_cpu(models::googlenet(), 4, 1000, DType::kF32, 29, true, SpatialConv::kAuto, true,
-                       [](GpuNetOptions& o) { o.tf32x3 = o.tf32x3_all_shapes = true; });
+  const Comparison c = compare_with_cpu(
+      models::googlenet(), 4, 1000, DType::kF32, 29, true, SpatialConv::kAuto,
+      /*few_channel_conv=*/false, [](GpuNetOptions& o) { o.tf32x3 = o.tf32x3_all_shapes = true; });
   expect_fp32_parity(c);
   EXPECT_EQ(std::count_if(c.algos.begin(), c.algos.end(),
                           [](const std::string& a) { return a.find("3xTF32 GEMM") != std::string::npos; }),

@@ -18,6 +18,7 @@
 #include "gpu_test_data.h"
 #include "kernels/bias_relu_gpu.h"
 #include "kernels/conv_few_channels_gpu.h"
+#include "kernels/conv_few_fp32_gpu.h"
 #include "kernels/conv_ref.h"
 #include "kernels/device_facts.h"
 #include "kernels/im2col_gpu.h"
@@ -697,6 +698,128 @@ TEST(GpuNhwc, ConvFewChannels) {
   g.num_output = 16;
   EXPECT_FALSE(
       kernels::conv_few_channels_supported(Nchw{1, 2, 28, 28}, g, Nchw{1, 16, 24, 24, 20 * 24 * 24}));
+}
+
+// ---- conv1 as a direct fp32 convolution (FMA arithmetic) --------------------------------------
+
+// Relative L2 error of got against a double reference.
+double rel_error_d(const std::vector<float>& got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double d = double(got[i]) - want[i];
+    num += d * d;
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+// Forward (bias, ReLU) and the weight and bias gradients (through the ReLU mask of the GPU's own
+// output, added to gradients that already hold values) against Caffe's convolution in double.
+// The limit: 3x the error of the same convolution done by the CPU reference in float (its
+// im2col GEMM), and at most 2e-6, so one wrong tap or channel (errors of 1e-2 and up) fails.
+void check_conv_few_fp32(int n, int h, int w, int pad, const Chans& yc, bool bias, bool relu) {
+  ConvGeom g;
+  g.num_output = yc.c, g.kernel_h = g.kernel_w = 7, g.stride_h = g.stride_w = 2, g.pad_h = g.pad_w = pad;
+  g.bias = bias;
+  const int ho = conv_out_dim(h, 7, 2, pad), wo = conv_out_dim(w, 7, 2, pad);
+  const Slice xsl = nhwc_view(n, all(3), h, w), ysl = nhwc_view(n, yc, ho, wo);
+  const Nchw &xs = xsl.view, &ys = ysl.view;
+  char what[200];
+  std::snprintf(what, sizeof what, "conv_few_fp32 %dx3x%dx%d k7 s2 p%d -> %s%s%s", n, h, w, pad,
+                describe(yc).c_str(), bias ? " +bias" : "", relu ? " +relu" : "");
+  ASSERT_TRUE(kernels::conv_few_fp32_supported(xs, g, ys)) << what;
+  const int taps = 7 * 7 * 3;
+  const auto x = inside_only_nhwc(xsl, random_floats(std::size_t(xsl.total), fresh_seed("conv x")));
+  const auto wk = random_floats(std::size_t(g.num_output) * taps, fresh_seed("conv w"));
+  const auto b = random_floats(std::size_t(g.num_output), fresh_seed("conv b"));
+  DeviceBuffer dx = upload<float>(x), dwt = upload<float>(wk), db = upload<float>(b);
+  DeviceBuffer dy = poisoned<float>(std::size_t(ysl.total));
+  kernels::conv_few_fp32_fwd(xs, dx.as<float>() + xsl.offset, g, dwt.as<float>(),
+                             bias ? db.as<float>() : nullptr, relu, ys, dy.as<float>() + ysl.offset, nullptr);
+  const auto yg = download<float>(dy, std::size_t(ysl.total));
+
+  const Nchw xd{n, 3, h, w}, yd{n, yc.c, ho, wo};
+  const auto x_nchw = gather_nhwc(xsl, x);
+  const auto w_kcrs = krsc_to_kcrs(wk, g.num_output, 3, 7, 7);
+  std::vector<double> col(std::size_t(ref::conv_col_elems(xd, g))), want(yd.count());
+  const auto xdd = to_double(x_nchw), wdd = to_double(w_kcrs), bdd = to_double(b);
+  ref::conv_fwd(xd, xdd.data(), g, wdd.data(), bias ? bdd.data() : nullptr, yd, want.data(), col.data());
+  std::vector<float> colf(col.size()), wantf(want.size());  // the float CPU reference, for the limit
+  ref::conv_fwd(xd, x_nchw.data(), g, w_kcrs.data(), bias ? b.data() : nullptr, yd, wantf.data(),
+                colf.data());
+  if (relu) {
+    for (auto& v : want) v = std::max(v, 0.0);
+    for (auto& v : wantf) v = std::max(v, 0.f);
+  }
+  const double limit_fwd = std::min(2e-6, std::max(3 * rel_error_d(wantf, want), 1e-7));
+  report(std::string(what) + " forward", rel_error_d(gather_nhwc(ysl, yg), want), limit_fwd);
+  EXPECT_EQ(changed_outside_nhwc(ysl, std::vector<float>(yg.size(), NAN), yg), 0u) << what;
+
+  // weight gradient through the GPU's own output (its ReLU mask), added to random gradients
+  const auto y_in = inside_only_nhwc(ysl, yg);
+  const auto g_full = inside_only_nhwc(ysl, random_floats(std::size_t(ysl.total), fresh_seed("conv dy")));
+  const auto dw0 = random_floats(wk.size(), fresh_seed("conv dw0"));
+  const auto db0 = random_floats(b.size(), fresh_seed("conv db0"));
+  DeviceBuffer d_y = upload<float>(y_in), d_g = upload<float>(g_full), d_dw = upload<float>(dw0),
+               d_db = upload<float>(db0);
+  DeviceBuffer partial(kernels::conv_few_fp32_wgrad_scratch(xs, g, ys) * sizeof(float));
+  partial.fill_bytes(0xFF);  // every partial sum the reduction reads must have been written
+  kernels::conv_few_fp32_bwd_filter(xs, dx.as<float>() + xsl.offset, g, ys, d_y.as<float>() + ysl.offset,
+                                    d_g.as<float>() + ysl.offset, relu, d_dw.as<float>(),
+                                    bias ? d_db.as<float>() : nullptr, partial.as<float>(), nullptr);
+  const auto dwg = download<float>(d_dw, wk.size()), dbg = download<float>(d_db, b.size());
+  auto dz = gather_nhwc(ysl, g_full);
+  const auto yv = gather_nhwc(ysl, y_in);
+  if (relu)
+    for (std::size_t i = 0; i < dz.size(); ++i) dz[i] = yv[i] > 0.f ? dz[i] : 0.f;
+  const auto dw0_kcrs = krsc_to_kcrs(dw0, g.num_output, 3, 7, 7);
+  auto dw_ref = to_double(dw0_kcrs), db_ref = to_double(db0);
+  const auto dzd = to_double(dz);
+  ref::conv_bwd_filter(xd, xdd.data(), yd, dzd.data(), g, dw_ref.data(), bias ? db_ref.data() : nullptr,
+                       col.data());
+  auto dw_f = dw0_kcrs, db_f = db0;
+  ref::conv_bwd_filter(xd, x_nchw.data(), yd, dz.data(), g, dw_f.data(), bias ? db_f.data() : nullptr,
+                       colf.data());
+  const double limit_dw = std::min(2e-6, std::max(3 * rel_error_d(dw_f, dw_ref), 1e-7));
+  report(std::string(what) + " dw (+=)", rel_error_d(krsc_to_kcrs(dwg, g.num_output, 3, 7, 7), dw_ref),
+         limit_dw);
+  if (bias) {
+    const double limit_db = std::min(2e-6, std::max(3 * rel_error_d(db_f, db_ref), 1e-7));
+    report(std::string(what) + " db (+=)", rel_error_d(dbg, db_ref), limit_db);
+  } else {
+    EXPECT_EQ(rel_error(dbg, db0), 0.0) << what << ": db changed without a bias";
+  }
+}
+
+TEST(GpuNhwc, ConvFewFp32) {
+  INCEPT_REQUIRE_GPU();
+  // GoogLeNet's conv1 (forward tiles of 2 rows, weight-gradient tiles of 1), with enough images
+  // that every block runs several tiles through both of its buffers
+  const int images = std::max(2, (4 * kernels::sm_count() + 55) / 56);
+  check_conv_few_fp32(images, 224, 224, 3, all(64), true, true);
+  check_conv_few_fp32(images, 224, 224, 3, all(64), false, false);
+  check_conv_few_fp32(3, 37, 41, 3, all(128), true, false);             // 4 rows a tile, the last partial
+  check_conv_few_fp32(2, 23, 19, 2, Chans{64, 96, 16, 0}, true, true);  // an output slice, 4 + 4 + 3 rows
+  check_conv_few_fp32(1, 60, 224, 1, all(64), false, true);             // no bias, other padding
+  check_conv_few_fp32(2, 9, 9, 0, all(64), true, true);                 // 2x2 outputs, no padding
+  // what the kernels refuse: other taps or strides, channels not a multiple of 64, more than
+  // 112 output columns, an input that is a channel slice, an output pixel stride that breaks
+  // 16-byte stores
+  ConvGeom g;
+  g.num_output = 64, g.kernel_h = g.kernel_w = 7, g.stride_h = g.stride_w = 2, g.pad_h = g.pad_w = 3;
+  EXPECT_TRUE(kernels::conv_few_fp32_supported(Nchw{2, 3, 224, 224}, g, Nchw{2, 64, 112, 112}));
+  EXPECT_FALSE(kernels::conv_few_fp32_supported(Nchw{2, 3, 232, 232}, g, Nchw{2, 64, 116, 116}));
+  EXPECT_FALSE(kernels::conv_few_fp32_supported(Nchw{1, 3, 24, 24, 5 * 24 * 24}, g, Nchw{1, 64, 12, 12}));
+  EXPECT_FALSE(kernels::conv_few_fp32_supported(Nchw{1, 3, 24, 24}, g, Nchw{1, 64, 12, 12, 66 * 12 * 12}));
+  g.num_output = 48;
+  EXPECT_FALSE(kernels::conv_few_fp32_supported(Nchw{1, 3, 24, 24}, g, Nchw{1, 48, 12, 12}));
+  g.num_output = 64, g.kernel_h = g.kernel_w = 5;
+  EXPECT_FALSE(kernels::conv_few_fp32_supported(Nchw{1, 3, 24, 24}, g, Nchw{1, 64, 12, 12}));
+  g.kernel_h = g.kernel_w = 7, g.stride_h = g.stride_w = 1;
+  EXPECT_FALSE(kernels::conv_few_fp32_supported(Nchw{1, 3, 24, 24}, g, Nchw{1, 64, 24, 24}));
 }
 
 }  // namespace
