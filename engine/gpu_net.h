@@ -147,7 +147,8 @@ struct GpuNetOptions {
   // another, the second run faster each time). Elsewhere (fp32, NCHW, older GPUs, shapes it
   // does not cover) it changes nothing. With it, conv1's output gradient stays unmasked in
   // the blob (no layer reads it). Channels-last fp32: conv1 as a direct convolution with FMA
-  // arithmetic (kernels/conv_few_fp32_gpu.h) instead of im2col rows + cuBLAS.
+  // arithmetic (kernels/conv_few_fp32_gpu.h) instead of im2col rows + GEMM, where the device
+  // gives a block the shared memory it needs (A100, H100, H200).
   bool few_channel_conv = true;
   std::uint64_t dropout_seed = 0;
   // Data parallelism: this replica's first example within the global batch, so dropout masks

@@ -36,8 +36,8 @@ namespace incept::kernels {
 // padding), at most 112 output columns, a multiple of 64 output channels, an input view with
 // dense pixels (pixel stride 3), an output view whose pixel and image strides are multiples of
 // 4 (16-byte stores), 32-bit element indices, and a device whose blocks may take ~154 KB of
-// shared memory (compute capability 8.0 and up: an A100 163 KB, an H100 227 KB; not a P100
-// or V100). No tensor cores.
+// shared memory (an A100 163 KB, an H100 227 KB; not a P100, V100 or a compute capability
+// 8.6 / 8.9 card, 99 KB: those keep im2col + GEMM). No tensor cores.
 bool conv_few_fp32_supported(const Nchw& xs, const ConvGeom& g, const Nchw& ys);
 
 // y = relu?(conv(x, w) + b). y must be 16-byte aligned (checked).

@@ -135,16 +135,19 @@ int main(int argc, char** argv) {
                "run stores), to measure what that rounding alone costs");
   app.add_flag(
       "--keep-im2col", c.keep_im2col,
-      "GPU: the GEMM convolutions (fp32's 3x3/5x5 layers and conv1; with --fp32-math strict the 3x3 "
-      "layers run as Winograd, which keeps no rows) keep their im2col rows from forward for the weight "
-      "gradient instead of rebuilding them in chunks: more device memory for fewer passes. With 3xTF32 "
+      "GPU: the GEMM convolutions (fp32's 3x3/5x5 layers, and conv1 except on A100/H100-class GPUs; with "
+      "--fp32-math strict the 3x3 layers run as Winograd, which keeps no rows) keep their im2col rows "
+      "from forward for the weight gradient instead of rebuilding them in chunks: more device memory "
+      "for fewer passes. With 3xTF32 "
       "(the default on compute capability 8.0+), whose layers read their rows in place, it makes them "
       "build and keep rows: slower (31.03 vs 30.69 ms) and 8.2 vs 3.9 GiB");
   app.add_option(
          "--fp32-math", c.fp32_math,
          "GPU fp32 GEMMs: auto (3xTF32 tensor-core GEMMs at fp32 accuracy on compute capability 8.0+, "
          "else strict), strict (FMA fp32, no tensor cores: cuBLAS GEMMs, and channels-last 3x3 layers as "
-         "F(2x2,3x3) Winograd at the GEMMs' measured error) or 3xtf32; saved with the job")
+         "F(2x2,3x3) Winograd at the GEMMs' measured error) or 3xtf32; saved with the job. conv1 runs as a "
+         "direct FMA convolution in channels-last fp32 either way on GPUs whose blocks take 154 KB of shared "
+         "memory (A100, H100, H200)")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the job in --output from its latest snapshot");
   app.add_option("--mean", c.mean, "subtract the mean: image, pixel or none")->capture_default_str();
