@@ -591,6 +591,17 @@ std::vector<float> krsc_to_kcrs(const std::vector<float>& w, int k, int c, int r
   return o;
 }
 
+// The output gradient dy of view ysl through the ReLU mask of its output y (relu), in NCHW.
+std::vector<float> masked_grad(const Slice& ysl, const std::vector<float>& dy, const std::vector<float>& y,
+                               bool relu) {
+  auto dz = gather_nhwc(ysl, dy);
+  if (relu) {
+    const auto yv = gather_nhwc(ysl, y);
+    for (std::size_t i = 0; i < dz.size(); ++i) dz[i] = yv[i] > 0.f ? dz[i] : 0.f;
+  }
+  return dz;
+}
+
 // Forward (bias, ReLU) and the weight gradient (through the ReLU mask, added to a gradient
 // that already holds values) against Caffe's NCHW convolution. Both round once: RMS error
 // about 1.6e-3, limit 4e-3 (a result 1 % off fails).
@@ -643,10 +654,7 @@ void check_conv_few(int n, const Chans& xc, int h, int w, int r, int stride, int
                                         d_g.as<bf16>() + ysl.offset, relu, d_dw.as<bf16>(),
                                         bias ? d_db.as<bf16>() : nullptr, partial.as<float>(), nullptr);
   const auto dwg = download<bf16>(d_dw, wk.size()), dbg = download<bf16>(d_db, b.size());
-  auto dz = gather_nhwc(ysl, g_full);
-  const auto yv = gather_nhwc(ysl, y_in);
-  if (relu)
-    for (std::size_t i = 0; i < dz.size(); ++i) dz[i] = yv[i] > 0.f ? dz[i] : 0.f;
+  const auto dz = masked_grad(ysl, g_full, y_in, relu);
   auto dw_ref = krsc_to_kcrs(dw0, g.num_output, xc.c, r, r);
   auto db_ref = db0;
   ref::conv_bwd_filter(xd, x_nchw.data(), yd, dz.data(), g, dw_ref.data(), bias ? db_ref.data() : nullptr,
@@ -771,10 +779,7 @@ void check_conv_few_fp32(int n, int h, int w, int pad, const Chans& yc, bool bia
                                     d_g.as<float>() + ysl.offset, relu, d_dw.as<float>(),
                                     bias ? d_db.as<float>() : nullptr, partial.as<float>(), nullptr);
   const auto dwg = download<float>(d_dw, wk.size()), dbg = download<float>(d_db, b.size());
-  auto dz = gather_nhwc(ysl, g_full);
-  const auto yv = gather_nhwc(ysl, y_in);
-  if (relu)
-    for (std::size_t i = 0; i < dz.size(); ++i) dz[i] = yv[i] > 0.f ? dz[i] : 0.f;
+  const auto dz = masked_grad(ysl, g_full, y_in, relu);
   const auto dw0_kcrs = krsc_to_kcrs(dw0, g.num_output, 3, 7, 7);
   auto dw_ref = to_double(dw0_kcrs), db_ref = to_double(db0);
   const auto dzd = to_double(dz);
