@@ -2,7 +2,7 @@
 //
 // Both kernels keep their operands in shared memory and give each lane many products per load:
 // 56 (forward) or 40 (weight gradient) FMAs per 9 or 7 shared-memory loads, lanes paired so
-// that the shared memory packs two lanes' loads of one word into one cycle (the two lanes of a
+// that the shared memory can return two lanes' loads of one word in one cycle (the two lanes of a
 // pair read the same input words; the lanes of each parity the same filters or dz). On an
 // H200 (ncu, GoogLeNet at batch 128) both run at about 60 % of the FMA pipe's peak; the rest is
 // the loads, address arithmetic (which shares that pipe) and the tiles' staging.
@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Warp w computes channels (w & 3) * 16 + [0, 16) of the tile's pixel half w >> 2; lane pair
   // lp = lane >> 1 takes pixels lp + 16 i of that half, its lanes channels + 8 (lane & 1): the
   // two lanes of a pair read the same input words, the lanes of each parity the same filters
-  // (loads that the shared memory packs two to a cycle).
+  // (loads that the shared memory can return two lanes to a cycle).
   const int ch = (warp & 3) * 16 + (lane & 1) * 8, half = warp >> 2, lp = lane >> 1;
   // base: the patch word of each pixel's window's first tap
   int base[kPx];
@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Warp w sums channels (w & 3) * 16 + [0, 16) for the taps of half w >> 2 (80 each); lane
   // pair lp = lane >> 1 takes taps lp + 16 j of that half, its lanes channels + 8 (lane & 1):
   // the two lanes of a pair read the same input words, the lanes of each parity the same dz
-  // (loads that the shared memory packs two to a cycle).
+  // (loads that the shared memory can return two lanes to a cycle).
   const int ch = (warp & 3) * 16 + (lane & 1) * 8, t0 = (warp >> 2) * (kTapSlots * 16) + (lane >> 1);
   int tapoff[kTapSlots];
 #pragma unroll
