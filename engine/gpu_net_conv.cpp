@@ -54,6 +54,26 @@ kernels::GemmProblem flipped_dgrad(const Nchw& xc, const Nchw& ys, const ConvGeo
     p.m = 0;  // not one matrix of pixels, or not a full correlation: unsupported
   return p;
 }
+
+// conv1's own kernels (GpuNetOptions::few_channel_conv): bf16 on tensor cores, fp32 on FMA.
+void few_channels_fwd(const Nchw& xs, const __nv_bfloat16* x, const ConvGeom& g, const __nv_bfloat16* w,
+                      const __nv_bfloat16* b, bool relu, const Nchw& ys, __nv_bfloat16* y, cudaStream_t s) {
+  kernels::conv_few_channels_fwd(xs, x, g, w, b, relu, ys, y, s);
+}
+void few_channels_fwd(const Nchw& xs, const float* x, const ConvGeom& g, const float* w, const float* b,
+                      bool relu, const Nchw& ys, float* y, cudaStream_t s) {
+  kernels::conv_few_fp32_fwd(xs, x, g, w, b, relu, ys, y, s);
+}
+void few_channels_bwd_filter(const Nchw& xs, const __nv_bfloat16* x, const ConvGeom& g, const Nchw& ys,
+                             const __nv_bfloat16* y, const __nv_bfloat16* dy, bool relu, __nv_bfloat16* dw,
+                             __nv_bfloat16* db, float* partial, cudaStream_t s) {
+  kernels::conv_few_channels_bwd_filter(xs, x, g, ys, y, dy, relu, dw, db, partial, s);
+}
+void few_channels_bwd_filter(const Nchw& xs, const float* x, const ConvGeom& g, const Nchw& ys,
+                             const float* y, const float* dy, bool relu, float* dw, float* db, float* partial,
+                             cudaStream_t s) {
+  kernels::conv_few_fp32_bwd_filter(xs, x, g, ys, y, dy, relu, dw, db, partial, s);
+}
 }  // namespace
 
 void GpuNet::fold_relu(std::size_t l) {
@@ -251,21 +271,12 @@ void GpuNet::conv_forward(Layer& L, const Lane& R) {
   auto out = [&](int i) { return static_cast<T*>(L.out[i]); };
   const bool bias = std::get<ConvParams>(lp.params).geom.bias;
   const T* b = bias ? static_cast<const T*>(L.w[1]) : nullptr;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if (L.few_channels) {
-      kernels::conv_few_channels_fwd(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
-                                     static_cast<const T*>(L.w[0]), b, L.fused_relu, L.out_shape[0], out(0),
-                                     R.stream);
-      return;
-    }
+  if (L.few_channels) {
+    few_channels_fwd(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
+                     static_cast<const T*>(L.w[0]), b, L.fused_relu, L.out_shape[0], out(0), R.stream);
+    return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (L.few_channels) {
-      kernels::conv_few_fp32_fwd(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
-                                 static_cast<const T*>(L.w[0]), b, L.fused_relu, L.out_shape[0], out(0),
-                                 R.stream);
-      return;
-    }
     if (L.winograd) {
       winograd_forward(L, R);
       return;
@@ -315,21 +326,13 @@ void GpuNet::conv_backward(Layer& L, const Lane& R) {
   T* dz = L.staged ? static_cast<T*>(R.staging) : static_cast<T*>(L.out_diff[0]);
   T* db = bias ? static_cast<T*>(L.w_diff[1]) : nullptr;
   const T* y = static_cast<const T*>(L.out[0]);
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if (L.few_channels) {  // dz, the weight and the bias gradient in one pass (no input gradient)
-      kernels::conv_few_channels_bwd_filter(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
-                                            L.out_shape[0], y, dout(0), relu, static_cast<T*>(L.w_diff[0]),
-                                            db, L.few_partial.as<float>(), R.stream);
-      return;
-    }
+  if (L.few_channels) {  // dz, the weight and the bias gradient in one pass (no input gradient)
+    few_channels_bwd_filter(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom, L.out_shape[0], y,
+                            dout(0), relu, static_cast<T*>(L.w_diff[0]), db, L.few_partial.as<float>(),
+                            R.stream);
+    return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (L.few_channels) {  // dz, the weight and the bias gradient in one pass (no input gradient)
-      kernels::conv_few_fp32_bwd_filter(L.in_shape[0], in(0), std::get<ConvParams>(lp.params).geom,
-                                        L.out_shape[0], y, dout(0), relu, static_cast<T*>(L.w_diff[0]), db,
-                                        L.few_partial.as<float>(), R.stream);
-      return;
-    }
     if (L.winograd) {  // mask and bias gradient in place in the slice, then both gradients
       if (bias || relu)
         kernels::relu_bias_bwd_nhwc<T>(L.out_shape[0], y, dout(0), relu, L.out_shape[0], dz, db,
